@@ -1,0 +1,63 @@
+"""Linxiang SD: a vectorised system-dynamics engine.
+
+Pipeline: parse (``engine.parse``) -> resolve (``engine.resolve``) -> compile
+(``engine.compile``) -> integrate (``engine.integrate``) -> results (``engine.results``).
+
+>>> from engine import load_model
+>>> m = load_model("model/linxiang.toml")                    # doctest: +SKIP
+>>> res = m.run(params={"rd_share_target": [0.026, 0.028, 0.03]})  # doctest: +SKIP
+>>> res.to_dataframe()                                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import EngineError, ModelError, Problem, SimulationError
+from engine.ir import Model
+
+__all__ = ["load_model", "compile_model", "read_model", "EngineError", "ModelError", "SimulationError", "Problem"]
+
+VENSIM_SUFFIXES = (".mdl", ".xmile", ".xml", ".stmx")
+
+
+def read_model(path: str | Path) -> Model:
+    """Read a model file (.toml, or Vensim/XMILE through PySD) without compiling it."""
+    from engine.parse.model_file import load_model_file, model_from_dict
+
+    path = Path(path)
+    if path.suffix.lower() in VENSIM_SUFFIXES:
+        try:
+            from engine.io.pysd_import import import_model
+        except ImportError as exc:  # the optional importer is missing
+            raise ModelError(Problem(str(path), None, f"Vensim/XMILE import is not available: {exc}")) from None
+        return model_from_dict(import_model(path), str(path))
+    if path.suffix.lower() != ".toml":
+        raise ModelError(Problem(str(path), None, f"unknown model file type {path.suffix!r}",
+                                 "use .toml, .mdl or .xmile"))
+    return load_model_file(path)
+
+
+def compile_model(model: Model, check_units: bool = True):
+    """Resolve, check and compile a Model; returns a CompiledModel ready to run."""
+    from engine.compile.model_code import ModelCode
+    from engine.resolve.resolver import resolve
+    from engine.simulation import CompiledModel
+
+    rvars = resolve(model)
+    if check_units:
+        from engine.resolve.units import check_units as _check
+
+        _check(model, rvars)
+    return CompiledModel(model, rvars, ModelCode(model, rvars))
+
+
+def load_model(path: str | Path, check_units: bool | None = None):
+    """Read and compile a model file; raises ModelError naming the file and variable.
+
+    Units are checked for our own .toml models; imported Vensim/XMILE models are run
+    as their authors wrote them (Vensim checks their units itself).
+    """
+    model = read_model(path)
+    if check_units is None:
+        check_units = Path(path).suffix.lower() == ".toml"
+    return compile_model(model, check_units)

@@ -1,0 +1,1 @@
+"""Compile: resolved model -> generated numpy step functions."""

@@ -1,0 +1,282 @@
+"""Compile one resolved expression into numpy source code, with its dimension axes.
+
+Each compiled expression is a pair (code, axes): ``axes`` names the dimension axes of
+the array the code evaluates to, in order, with the batch axis always last and
+implicit. Axes are aligned at compile time (transposes and ``None`` insertions), so
+at run time every operator is one numpy call on whole arrays. Dimension mismatches
+are found here and reported with the variable's name.
+
+The source is generated from our own checked AST only; identifiers in it are the
+model's validated names with a prefix, and numbers are written with ``repr``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.ir import Model
+from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary
+from engine.resolve import builtins
+from engine.resolve.structure import Region, RVar
+
+
+class DimensionError(Exception):
+    """A dimension mismatch inside one equation (turned into a Problem by the caller)."""
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Where an equation is evaluated: the host variable's dims and the piece's region."""
+
+    owner: str
+    dims: tuple[str, ...]
+    region: Region
+
+
+@dataclass(frozen=True)
+class CExpr:
+    code: str
+    axes: tuple[str, ...]
+    is_bool: bool = False
+    scalar: bool = False  # a plain number or the clock: no batch axis at all
+
+
+def vname(name: str) -> str:
+    """The Python local name holding a variable's value."""
+    return f"v_{name}"
+
+
+_NP1 = {"ABS": "np.abs", "EXP": "np.exp", "LN": "np.log", "SQRT": "np.sqrt", "INTEGER": "np.trunc",
+        "INT": "np.trunc", "SIN": "np.sin", "COS": "np.cos", "TAN": "np.tan", "ARCSIN": "np.arcsin",
+        "ARCCOS": "np.arccos", "ARCTAN": "np.arctan", "SIGN": "np.sign"}
+_NP2 = {"MIN": "np.minimum", "MAX": "np.maximum", "POWER": "np.power", "MODULO": "np.mod"}
+_REDUCE = {"SUM": "np.sum", "PROD": "np.prod", "VMIN": "np.min", "VMAX": "np.max"}
+_CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+class ExprCompiler:
+    """Compiles expressions for one model; collects constant arrays it needs as globals."""
+
+    def __init__(self, model: Model, rvars: dict[str, RVar], globals_: dict) -> None:
+        self.model = model
+        self.rvars = rvars
+        self.globals = globals_
+        self._n = 0
+
+    # -------------------------------------------------------------- helpers
+    def const_global(self, value: object, prefix: str = "_k") -> str:
+        self._n += 1
+        name = f"{prefix}{self._n}"
+        self.globals[name] = value
+        return name
+
+    def elements(self, dim: str) -> tuple[str, ...]:
+        return self.model.dim_elements(dim)
+
+    def parent(self, dim: str) -> str:
+        return self.model.parent_dim(dim)
+
+    @staticmethod
+    def num(value: float) -> str:
+        if value != value:
+            return "np.nan"
+        if value in (float("inf"), float("-inf")):
+            return "np.inf" if value > 0 else "(-np.inf)"
+        return repr(float(value))
+
+    def align(self, e: CExpr, target: tuple[str, ...]) -> str:
+        """Code for e's array laid out to broadcast against arrays with axes ``target``."""
+        if not e.axes or e.axes == target:
+            return e.code
+        order = sorted(e.axes, key=target.index)
+        code = e.code
+        if tuple(order) != e.axes:
+            perm = tuple(e.axes.index(a) for a in order) + (len(e.axes),)
+            code = f"np.transpose({code}, {perm})"
+        idx = []
+        present = set(order)
+        first = min(target.index(a) for a in order)
+        for a in target[first:]:
+            idx.append(":" if a in present else "None")
+        if "None" not in idx:
+            return code
+        return f"{code}[{', '.join(idx)}, :]"
+
+    @staticmethod
+    def union(*axes_lists: tuple[str, ...]) -> tuple[str, ...]:
+        out: list[str] = []
+        for axes in axes_lists:
+            for a in axes:
+                if a not in out:
+                    out.append(a)
+        return tuple(out)
+
+    def as_float(self, e: CExpr) -> str:
+        return f"({e.code} * 1.0)" if e.is_bool else e.code
+
+    # -------------------------------------------------------------- nodes
+    def compile(self, node: Node, ctx: Ctx) -> CExpr:
+        if isinstance(node, Num):
+            return CExpr(self.num(node.value), (), scalar=True)
+        if isinstance(node, Ref):
+            return self.ref(node, ctx)
+        if isinstance(node, Unary):
+            e = self.compile(node.operand, ctx)
+            if node.op == "not":
+                return CExpr(f"np.logical_not({e.code})", e.axes, is_bool=True, scalar=e.scalar)
+            if node.op == "+":
+                return e
+            return CExpr(f"(-{self.as_float(e)})", e.axes, scalar=e.scalar)
+        if isinstance(node, BinOp):
+            a, b = self.compile(node.left, ctx), self.compile(node.right, ctx)
+            axes = self.union(a.axes, b.axes)
+            ca, cb = self.align(a, axes), self.align(b, axes)
+            scalar = a.scalar and b.scalar
+            if node.op in ("and", "or"):
+                fn = "np.logical_and" if node.op == "and" else "np.logical_or"
+                return CExpr(f"{fn}({ca}, {cb})", axes, is_bool=True, scalar=scalar)
+            if node.op in _CMP:
+                return CExpr(f"({ca} {_CMP[node.op]} {cb})", axes, is_bool=True, scalar=scalar)
+            if a.is_bool:
+                ca = f"({ca} * 1.0)"
+            if b.is_bool:
+                cb = f"({cb} * 1.0)"
+            if node.op == "^":
+                return CExpr(f"np.power({ca}, {cb})", axes, scalar=scalar)
+            return CExpr(f"({ca} {node.op} {cb})", axes, scalar=scalar)
+        if isinstance(node, Call):
+            return self.call(node, ctx)
+        if isinstance(node, Table):
+            raise DimensionError("an inline lookup table can only be an argument of WITH_LOOKUP")
+        raise DimensionError(f"cannot compile {node!r}")
+
+    def ref(self, node: Ref, ctx: Ctx) -> CExpr:
+        upper = node.name.upper()
+        if node.name not in self.rvars and upper in builtins.TIME_NAMES:
+            return CExpr(builtins.TIME_NAMES[upper], (), scalar=True)
+        target = self.rvars[node.name]
+        if target.internal:
+            # internal variables live on their host piece's region: same layout as ctx
+            return CExpr(vname(node.name), ctx.dims)
+        dims = target.dims
+        subs = node.subs if node.subs is not None else dims
+        if len(subs) != len(dims):
+            raise DimensionError(f"{node.name} has {len(dims)} dimension(s) {list(dims)}, "
+                                 f"referenced with {len(subs)} subscript(s) {list(subs)}")
+        code = vname(node.name)
+        int_index: list[str] = []
+        takes: list[tuple[int, list[int]]] = []  # (axis position after int indexing, positions)
+        axes: list[str] = []
+        for sub, xd in zip(subs, dims):
+            x_elems = self.elements(xd)
+            reduce = sub.endswith("!")
+            s = sub[:-1] if reduce else sub
+            if s in self.model.dimensions or s in self.model.subranges:
+                if self.parent(s) != self.parent(xd):
+                    raise DimensionError(f"{node.name}[{sub}]: {s!r} is not a subrange of {xd!r}, "
+                                         f"the dimension of {node.name}")
+                host_dim = None
+                if not reduce:
+                    for h in ctx.dims:
+                        if h == s or self.parent(h) == self.parent(s):
+                            host_dim = h
+                            break
+                if host_dim is not None:
+                    k = ctx.dims.index(host_dim)
+                    h_elems = self.elements(host_dim)
+                    region = ctx.region[k] if ctx.region else None
+                    wanted = [h_elems[i] for i in (range(len(h_elems)) if region is None else region)]
+                    missing = [e for e in wanted if e not in self.elements(s)]
+                    if missing:
+                        raise DimensionError(f"{node.name}[{sub}] is used for element(s) {missing} of "
+                                             f"{host_dim!r} that {s!r} does not have")
+                    positions = [x_elems.index(e) for e in wanted]
+                    label = host_dim
+                else:
+                    positions = [x_elems.index(e) for e in self.elements(s)]
+                    label = f"{s}!" if reduce else s
+                int_index.append(":")
+                if positions != list(range(len(x_elems))):
+                    takes.append((len(axes), positions))
+                axes.append(label)
+            elif s in x_elems and not reduce:
+                int_index.append(str(x_elems.index(s)))
+            else:
+                raise DimensionError(f"{node.name}[{sub}]: {sub!r} is not an element or subrange of "
+                                     f"{xd!r} (elements: {', '.join(x_elems)})")
+        if any(i != ":" for i in int_index):
+            code = f"{code}[{', '.join(int_index)}]"
+        for pos, positions in takes:
+            if positions == list(range(positions[0], positions[-1] + 1)):
+                sl = [":"] * pos + [f"{positions[0]}:{positions[-1] + 1}"]
+                code = f"{code}[{', '.join(sl)}]"
+            else:
+                g = self.const_global(np.array(positions, dtype=np.intp), "_idx")
+                code = f"np.take({code}, {g}, axis={pos})"
+        return CExpr(code, tuple(axes))
+
+    def call(self, node: Call, ctx: Ctx) -> CExpr:
+        if node.func in self.rvars and self.rvars[node.func].kind == "lookup":
+            x = self.compile(node.args[0], ctx)
+            return CExpr(f"_lk_{node.func}({self.as_float(x)})", x.axes, scalar=x.scalar)
+        f = node.func.upper()
+        if f == "WITH_LOOKUP":
+            x = self.compile(node.args[0], ctx)
+            tbl: Table = node.args[1]  # type: ignore[assignment]
+            gx = self.const_global(np.array(tbl.xs, dtype=float), "_tx")
+            gy = self.const_global(np.array(tbl.ys, dtype=float), "_ty")
+            return CExpr(f"_rt.lookup({self.as_float(x)}, {gx}, {gy})", x.axes, scalar=x.scalar)
+        if f in _REDUCE:
+            e = self.compile(node.args[0], ctx)
+            red = [i for i, a in enumerate(e.axes) if a.endswith("!")]
+            if not red:
+                raise DimensionError(f"{f} needs a dimension to reduce, marked with '!': {f}(x[dim!])")
+            keep = tuple(a for a in e.axes if not a.endswith("!"))
+            return CExpr(f"{_REDUCE[f]}({self.as_float(e)}, axis={tuple(red)})", keep)
+        args = [self.compile(a, ctx) for a in node.args]
+        axes = self.union(*(a.axes for a in args))
+        scalar = all(a.scalar for a in args)
+        codes = [self.align(CExpr(self.as_float(a), a.axes), axes) for a in args]
+        if f == "IF_THEN_ELSE":
+            cond = self.align(args[0], axes)
+            return CExpr(f"np.where({cond}, {codes[1]}, {codes[2]})", axes, scalar=scalar)
+        if f in _NP1:
+            return CExpr(f"{_NP1[f]}({codes[0]})", axes, scalar=scalar)
+        if f in _NP2:
+            return CExpr(f"{_NP2[f]}({codes[0]}, {codes[1]})", axes, scalar=scalar)
+        if f == "LOG":
+            return CExpr(f"_rt.log({', '.join(codes)})", axes, scalar=scalar)
+        if f == "XIDZ":
+            return CExpr(f"_rt.xidz({codes[0]}, {codes[1]}, {codes[2]})", axes, scalar=scalar)
+        if f == "ZIDZ":
+            return CExpr(f"_rt.zidz({codes[0]}, {codes[1]})", axes, scalar=scalar)
+        if f == "QUANTUM":
+            return CExpr(f"_rt.quantum({codes[0]}, {codes[1]})", axes, scalar=scalar)
+        if f == "STEP":
+            return CExpr(f"_rt.step(t, {codes[0]}, {codes[1]})", axes)
+        if f == "RAMP":
+            return CExpr(f"_rt.ramp(t, {', '.join(codes)})", axes)
+        if f == "PULSE":
+            return CExpr(f"_rt.pulse(t, dt, {', '.join(codes)})", axes)
+        if f == "PULSE_TRAIN":
+            return CExpr(f"_rt.pulse_train(t, dt, {', '.join(codes)})", axes)
+        raise DimensionError(f"function {node.func} cannot be compiled")
+
+    def piece_value(self, ast: Node, ctx: Ctx, sizes: tuple[int, ...]) -> str:
+        """Code for a piece's value with the full shape (*sizes, batch) of its region."""
+        e = self.compile(ast, ctx)
+        extra = [a for a in e.axes if a not in ctx.dims]
+        if extra:
+            reduce = [a for a in extra if a.endswith("!")]
+            if reduce:
+                raise DimensionError(f"{', '.join(reduce)} marks a dimension to reduce, "
+                                     f"but no SUM/PROD/VMIN/VMAX reduces it")
+            raise DimensionError(f"the equation has dimension(s) {extra} that the variable "
+                                 f"(dims {list(ctx.dims) or 'none'}) does not have")
+        code = self.align(CExpr(self.as_float(e), e.axes), ctx.dims)
+        if e.axes == ctx.dims and not e.scalar and ctx.dims:
+            return code
+        if not ctx.dims:
+            return code if not e.scalar else f"np.full(1, {code}, dtype=float)"
+        return f"_rt.fit({code}, {sizes})"

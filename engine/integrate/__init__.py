@@ -1,0 +1,1 @@
+"""Integrate: solvers (euler, rk2, rk4, adaptive) and the driver loop."""

@@ -1,0 +1,190 @@
+"""The one loop that owns time: t = t0 + k*dt, saving every saveper.
+
+It initialises the model, calls the solver's ``step`` for every dt, clips
+non-negative stocks, advances DELAY FIXED pipelines, stops with a clear error at
+the first non-finite state, and stores only the variables asked for.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from engine.compile.model_code import ModelCode
+from engine.errors import SimulationError
+from engine.integrate.solvers import FIXED_STEP
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time settings of one run, in the model's time unit."""
+
+    t0: float
+    t1: float
+    dt: float
+    saveper: float
+
+    @property
+    def n_steps(self) -> int:
+        return int(round((self.t1 - self.t0) / self.dt))
+
+    @property
+    def save_every(self) -> int:
+        return max(1, int(round(self.saveper / self.dt)))
+
+    def save_times(self) -> np.ndarray:
+        k = np.arange(0, self.n_steps + 1, self.save_every)
+        return self.t0 + k * self.dt
+
+
+class _Pipelines:
+    """DELAY FIXED ring buffers: output at t is the input at t - delay (Vensim)."""
+
+    def __init__(self, D0: tuple, DT: tuple, dt: float, n: int) -> None:
+        self.bufs = []
+        self.lags = []
+        for d0, T in zip(D0, DT):
+            lag = np.maximum(1, np.rint(np.asarray(T, dtype=float) / dt).astype(int))
+            length = int(np.max(lag))
+            shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
+            buf = np.empty((length,) + shape)
+            buf[:] = np.broadcast_to(d0, shape)
+            self.bufs.append(buf)
+            self.lags.append(np.broadcast_to(lag, shape))
+        self.k = 0
+
+    def outputs(self) -> tuple:
+        out = []
+        for buf, lag in zip(self.bufs, self.lags):
+            length = buf.shape[0]
+            if np.all(lag == length):
+                out.append(buf[self.k % length])
+            else:
+                idx = (self.k - lag + length) % length  # slot written `lag` steps ago
+                out.append(np.take_along_axis(buf, idx[None, ...], axis=0)[0])
+        return tuple(out)
+
+    def push(self, inputs: tuple) -> None:
+        for buf, x in zip(self.bufs, inputs):
+            length = buf.shape[0]
+            buf[(self.k + 0) % length] = np.broadcast_to(x, buf.shape[1:])
+        self.k += 1
+
+
+def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
+             outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run a batch of ``n``; returns (save times, {name: array of shape (T, *dims, n)})."""
+    dyn = code.dynamic(outputs)
+    lay = code.layout
+    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+    with np.errstate(all="ignore"):
+        S, P, D0, DT = code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
+    times = clock.save_times()
+    store = {o: np.empty((len(times), *sizes[o], n)) for o in outputs}
+    nonneg = lay.non_negative
+    pipes = _Pipelines(D0, DT, dt, n) if lay.delay_fixed else None
+    D = pipes.outputs() if pipes else ()
+
+    if method == "adaptive":
+        if lay.delay_fixed:
+            raise SimulationError("DELAY FIXED has no meaning for the adaptive method; use euler, rk2 or rk4")
+        return times, _adaptive(code, dyn, S, P, clock, outputs, store, times)
+
+    solver = FIXED_STEP[method]()
+
+    def f(t: float, state: np.ndarray) -> np.ndarray:
+        return dyn(t, dt, t0, t1, sp, state, P, D, False)[0]
+
+    save_every, j = clock.save_every, 0
+    with np.errstate(all="ignore"):
+        for k in range(clock.n_steps + 1):
+            t = t0 + k * dt
+            want = k % save_every == 0
+            k1, X, outs = dyn(t, dt, t0, t1, sp, S, P, D, want)
+            if want:
+                for o, v in zip(outputs, outs):
+                    store[o][j] = v
+                j += 1
+            if k == clock.n_steps:
+                break
+            S_new = solver.step(f, t, S, dt, k1)
+            for a, b in nonneg:
+                np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
+            if not math.isfinite(float(S_new.sum())):
+                _raise_non_finite(code, S, P, D, clock, t, S_new)
+            if pipes:
+                pipes.push(X)
+                D = pipes.outputs()
+            S = S_new
+    _check_outputs(code, store, times)
+    return times, store
+
+
+def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.ndarray]:
+    rows, n = S0.shape
+    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+
+    def fun(t, y):
+        return dyn(t, dt, t0, t1, sp, y.reshape(rows, n), P, (), False)[0].ravel()
+
+    with np.errstate(all="ignore"):
+        sol = solve_ivp(fun, (t0, t1), S0.ravel(), method="RK45", t_eval=times, rtol=1e-8, atol=1e-10)
+    if not sol.success:
+        raise SimulationError(f"the adaptive solver failed: {sol.message}")
+    with np.errstate(all="ignore"):
+        for j, t in enumerate(times):
+            outs = dyn(t, dt, t0, t1, sp, sol.y[:, j].reshape(rows, n), P, (), True)[2]
+            for o, v in zip(outputs, outs):
+                store[o][j] = v
+    _check_outputs(code, store, times)
+    return store
+
+
+def _check_outputs(code: ModelCode, store: dict[str, np.ndarray], times: np.ndarray) -> None:
+    for name, arr in store.items():
+        if not np.isfinite(arr.sum()):
+            bad = ~np.isfinite(arr)
+            j = int(np.argmax(bad.reshape(len(times), -1).any(axis=1)))
+            scen = int(np.argmax(bad[j].reshape(-1, arr.shape[-1]).any(axis=0)))
+            raise SimulationError(
+                f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time "
+                f"{times[j]:g} in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of "
+                f"non-positive numbers, or growth that overflows")
+
+
+def _display(code: ModelCode, name: str) -> str:
+    rv = code.rvars.get(name)
+    if rv is not None and rv.internal:
+        return f"{rv.host} (inside a delay/smooth function)"
+    return name
+
+
+def _raise_non_finite(code, S, P, D, clock, t, S_new) -> None:
+    """Find the first variable, in evaluation order, that is not finite at time t."""
+    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+    names = tuple(n for n in code.rvars if code.phase.get(n) == "dynamic")
+    try:
+        outs = code.dynamic(names)(t, dt, t0, t1, sp, S, P, D, True)[2]
+    except Exception:  # noqa: BLE001 - diagnostics only; fall back to the stock report
+        outs = ()
+    order = {n: i for i, n in enumerate(code.init_graph)}
+    culprits = sorted((n for n, v in zip(names, outs) if not np.all(np.isfinite(v))), key=order.get)
+    if culprits:
+        name = culprits[0]
+        arr = np.broadcast_to(outs[names.index(name)], np.shape(outs[names.index(name)]))
+        scen = int(np.argmax(~np.isfinite(arr.reshape(-1, arr.shape[-1] if arr.ndim else 1)).any(axis=0))) \
+            if arr.ndim else 0
+        raise SimulationError(
+            f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time {t:g} "
+            f"in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of non-positive numbers, "
+            f"or growth that overflows")
+    for s in code.layout.stocks:
+        block = S_new[s.start:s.start + s.rows]
+        if not np.all(np.isfinite(block)):
+            scen = int(np.argmax(~np.isfinite(block).any(axis=0)))
+            raise SimulationError(
+                f"{code.model.file}: {_display(code, s.name)}: stock is not finite at time {t + dt:g} in scenario "
+                f"#{scen}; its net flow overflowed (a smaller dt or a bounded flow may help)")
+    raise SimulationError(f"{code.model.file}: the state became non-finite at time {t + dt:g}")

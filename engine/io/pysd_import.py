@@ -1,0 +1,1421 @@
+"""Read Vensim (.mdl) and XMILE (.xmile/.xml/.stmx) models through PySD's translators.
+
+PySD parses the file into its *abstract model* (sections -> elements -> components, each
+component holding an abstract syntax tree).  :func:`import_model` walks that tree and
+writes a plain dict with exactly the shape of our TOML model format (``model``, ``time``,
+``dimensions``, ``subranges``, ``constants``, ``stocks``, ``flows``, ``auxiliaries``,
+``lookups``, ``data``), equations written in our expression syntax.
+
+Names: a Vensim name becomes an identifier (lower case, non-alphanumerics -> ``_``,
+repeats collapsed, ``_`` in front of a leading digit).  The original name is kept in the
+variable's ``label_en`` and in ``d["model"]["names"]`` (identifier -> original name);
+subscript elements likewise in ``d["model"]["element_names"]``.
+
+Anything we cannot run raises :class:`engine.errors.ModelError` naming the function and
+the variable; nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import signal
+import threading
+import unicodedata
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:  # the core's error type
+    from engine.errors import ModelError, Problem
+except Exception:  # pragma: no cover - only while the core is missing
+    class ModelError(ValueError):  # type: ignore[no-redef]
+        def __init__(self, problems, file=""):
+            super().__init__(str(problems))
+            self.problems = [problems]
+
+    Problem = None  # type: ignore[assignment]
+
+from . import IMPORT_SUFFIXES
+
+PARSE_TIMEOUT_S = 120
+
+CONTROL_NAMES = {
+    "initial_time": "INITIAL_TIME",
+    "final_time": "FINAL_TIME",
+    "time_step": "TIME_STEP",
+    "saveper": "SAVEPER",
+}
+
+# Identifiers we never hand out to a variable: keywords and builtin names of our language.
+RESERVED = {
+    "and", "or", "not", "time", "time_step", "initial_time", "final_time", "saveper",
+    "default", "if_then_else", "min", "max", "abs", "exp", "ln", "log", "sqrt", "power",
+    "integer", "modulo", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "xidz", "zidz",
+    "quantum", "step", "ramp", "pulse", "pulse_train", "initial", "smooth", "smoothi",
+    "smooth3", "smooth3i", "smoothn", "delay1", "delay1i", "delay3", "delay3i", "delayn",
+    "delay_fixed", "trend", "forecast", "with_lookup", "sum", "prod", "vmin", "vmax",
+    "true", "false", "inf", "nan", "e", "pi",
+}
+
+# PySD's abstract function name -> our builtin name, for plain calls (same arguments).
+SIMPLE_CALLS = {
+    "abs": "ABS", "exp": "EXP", "ln": "LN", "sqrt": "SQRT", "integer": "INTEGER",
+    "modulo": "MODULO", "sin": "SIN", "cos": "COS", "tan": "TAN", "arcsin": "ARCSIN",
+    "arccos": "ARCCOS", "arctan": "ARCTAN", "xidz": "XIDZ", "zidz": "ZIDZ",
+    "quantum": "QUANTUM", "step": "STEP", "ramp": "RAMP", "pulse": "PULSE",
+    "if_then_else": "IF_THEN_ELSE", "min": "MIN", "max": "MAX", "power": "POWER",
+    "log": "LOG",
+}
+# Functions over a dimension (argument carries a `dim!`).
+AGGREGATES = {"sum": "SUM", "prod": "PROD", "vmin": "VMIN", "vmax": "VMAX"}
+# Functions the core may provide beyond docs/model-format.md; emitted as calls so the
+# core's own "unknown function" error names them if missing.
+EXTENDED_CALLS = {
+    "active_initial": "ACTIVE_INITIAL",
+    "get_time_value": "GET_TIME_VALUE",
+    "vector_select": "VECTOR_SELECT",
+    "vector_sort_order": "VECTOR_SORT_ORDER",
+    "vector_reorder": "VECTOR_REORDER",
+    "vector_rank": "VECTOR_RANK",
+    "invert_matrix": "INVERT_MATRIX",
+    "random_0_1": "RANDOM_0_1",
+    "random_uniform": "RANDOM_UNIFORM",
+    "random_normal": "RANDOM_NORMAL",
+    "random_exponential": "RANDOM_EXPONENTIAL",
+}
+
+
+# ----------------------------------------------------------------------------------------
+# names
+
+
+def name_key(name: str) -> str:
+    """PySD-compatible lookup key of a Vensim/XMILE name (case and space/underscore blind)."""
+    return re.sub(r"[\s_]+", "_", str(name).strip().lower())
+
+
+def display_name(name: str) -> str:
+    """The name as Vensim shows it in its output: quotes stripped, escapes undone."""
+    s = str(name).strip()
+    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
+        s = s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return s
+
+
+def to_identifier(name: str) -> str:
+    """`Capital Primary` -> `capital_primary`; accents dropped; other letters as uXXXX."""
+    s = display_name(name).replace("\\n", " ")
+    out = []
+    for ch in s:
+        if ch.isascii():
+            out.append(ch.lower() if ch.isalnum() else "_")
+            continue
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        if base and base.isalnum():
+            out.append(base.lower())
+        elif ch.isalnum():
+            out.append("_u%04x_" % ord(ch))
+        else:
+            out.append("_")
+    ident = re.sub(r"_+", "_", "".join(out)).strip("_")
+    if not ident:
+        ident = "v"
+    if ident[0].isdigit():
+        ident = "_" + ident
+    return ident
+
+
+class _Names:
+    """Allocates unique identifiers."""
+
+    def __init__(self, reserved=()):
+        self.used: set[str] = set(reserved)
+
+    def new(self, name: str, suffix: str = "_v") -> str:
+        base = to_identifier(name)
+        ident = base
+        if ident in self.used:
+            ident = base + suffix if base in RESERVED else base
+        n = 1
+        while ident in self.used:
+            n += 1
+            ident = f"{base}_{n}"
+        self.used.add(ident)
+        return ident
+
+
+# ----------------------------------------------------------------------------------------
+# errors and parsing
+
+
+def _error(path, message, variable=None, hint=None) -> ModelError:
+    if Problem is not None:
+        return ModelError([Problem(str(path), variable, message, hint)])
+    return ModelError(f"{path}: {variable + ': ' if variable else ''}{message}")
+
+
+class Unsupported(Exception):
+    """A construct we cannot run: carries the function name."""
+
+    def __init__(self, function: str, why: str = ""):
+        self.function = function
+        self.why = why
+        super().__init__(function)
+
+
+class _NeedExpand(Exception):
+    """Raised when an equation must be written element by element."""
+
+
+@contextmanager
+def _time_limit(seconds: int, path):
+    """Bound PySD's parser in time (main thread only; elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(seconds)
+    try:
+        yield
+    except TimeoutError:
+        raise _error(path, f"parsing did not finish within {seconds} s; "
+                           "the file is probably not a valid model") from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise _error(path, "file not found")
+    if not path.is_file():
+        raise _error(path, "not a file")
+    if path.suffix.lower() not in IMPORT_SUFFIXES:
+        raise _error(path, f"unknown model file type '{path.suffix}'",
+                     hint="use .mdl (Vensim) or .xmile/.xml/.stmx (XMILE)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise _error(path, "the file is empty")
+    head = data[:65536]
+    if b"\x00" in head:
+        raise _error(path, "this is a binary file, not a text model file",
+                     hint="a Vensim model must be saved as text (.mdl), not .vmf/.vpm")
+    text = head.decode("utf-8", errors="replace")
+    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\r\n\t\f\v"))
+    if bad > max(8, len(text) // 50):
+        try:
+            head.decode("latin-1")
+            # latin-1 decodes anything; only control characters count now
+            ctrl = sum(1 for b in head if b < 32 and b not in b"\r\n\t\f\v")
+        except Exception:  # pragma: no cover
+            ctrl = bad
+        if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
+            raise _error(path, "the file does not look like a text model (binary data)")
+    if path.suffix.lower() == ".mdl":
+        body = data.decode("utf-8", errors="replace")
+        if "~" not in body and "\\\\\\---///" not in body and "=" not in body:
+            raise _error(path, "no Vensim equations found (expected 'name = expression ~ units ~ doc |')")
+
+
+def _parse_error_message(exc: Exception) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    text = re.sub(r"\s+", " ", text)
+    if len(text) > 600:
+        text = text[:600] + " ..."
+    return f"{name}: {text}" if text else name
+
+
+def parse_abstract_model(path: str | Path):
+    """PySD's abstract model of a Vensim or XMILE file; ModelError on any failure."""
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with _time_limit(PARSE_TIMEOUT_S, path):
+                if suffix == ".mdl":
+                    from pysd.translators.vensim.vensim_file import VensimFile
+                    vf = VensimFile(path)
+                    vf.parse()
+                    return vf.get_abstract_model()
+                from pysd.translators.xmile.xmile_file import XmileFile
+                xf = XmileFile(path)
+                xf.parse()
+                return xf.get_abstract_model()
+        except ModelError:
+            raise
+        except RecursionError:
+            raise _error(path, "the expressions are nested too deeply to parse") from None
+        except Exception as exc:  # noqa: BLE001 - every PySD failure becomes a clear error
+            raise _error(path, "cannot parse the model: " + _parse_error_message(exc),
+                         hint="check the equation near the position named above "
+                              "(unbalanced parentheses, unknown function, truncated file)") from None
+
+
+# ----------------------------------------------------------------------------------------
+# expression helpers
+
+
+def fmt_number(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "1" if x else "0"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    x = float(x)
+    if math.isnan(x):
+        raise Unsupported(":NA:", "missing values (:NA:/NaN) have no counterpart in our language")
+    if math.isinf(x):
+        return "1e300" if x > 0 else "(-1e300)"
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(x)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _atom(s: str) -> str:
+    """Parenthesise unless already atomic."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\[[^\[\]]*\])?", s) or re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?", s):
+        return s
+    if s.startswith("(") and _balanced_outer(s):
+        return s
+    if re.fullmatch(r"[A-Z_0-9]+\(.*\)", s) and _balanced_outer(s[s.index("("):]):
+        return s
+    return f"({s})"
+
+
+def _balanced_outer(s: str) -> bool:
+    """True if s is '( ... )' with the first paren closing at the very end."""
+    if not (s.startswith("(") and s.endswith(")")):
+        return False
+    depth = 0
+    for i, c in enumerate(s):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and i != len(s) - 1:
+                return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------
+# the converter
+
+
+class _Ctx:
+    """Where an expression is being converted."""
+
+    def __init__(self, var: str, ns: dict, subst: dict | None = None, lhs: list | None = None,
+                 prefix: str = ""):
+        self.var = var            # original variable name, for messages
+        self.ns = ns              # name_key -> identifier (or marker) for references
+        self.subst = subst or {}  # range key -> element key (element-wise expansion)
+        self.lhs = lhs or []      # range keys on the left-hand side
+        self.prefix = prefix      # identifier prefix for helper variables
+
+
+class Converter:
+    def __init__(self, am, path: Path):
+        self.am = am
+        self.path = Path(path)
+        self.main = next(s for s in am.sections if s.type == "main")
+        self.macros = {name_key(s.name): s for s in am.sections if s.type == "macro"}
+        self.names = _Names(RESERVED)
+        self.elem_names = self.names   # one namespace: the core forbids a variable named as an element
+        self.problems: list = []
+        self.out: dict[str, Any] = {
+            "model": {}, "time": {}, "dimensions": {}, "subranges": {}, "constants": {},
+            "stocks": {}, "flows": {}, "auxiliaries": {}, "lookups": {}, "data": {},
+        }
+        self.original: dict[str, str] = {}      # identifier -> original display name
+        self.element_original: dict[str, str] = {}
+        self.macro_count = 0
+        self.flow_refs: set[str] = set()
+
+    # ------------------------------------------------------------------ subscripts
+    def _subscripts(self):
+        self.ranges: dict[str, list[str]] = {}     # range key -> element keys
+        self.range_ident: dict[str, str] = {}
+        self.range_name: dict[str, str] = {}
+        self.elements: dict[str, str] = {}         # element key -> identifier
+        self.mapping: dict[str, set[str]] = {}
+        order = []
+        for r in self.main.subscripts:
+            key = name_key(r.name)
+            subs = r.subscripts
+            if isinstance(subs, str):        # copy of another range
+                src = name_key(subs)
+                if src not in self.ranges:
+                    # defined later: resolve in a second pass
+                    order.append((key, r, src))
+                    continue
+                elems = list(self.ranges[src])
+            elif isinstance(subs, dict):
+                elems = self._external_subscripts(r)
+            else:
+                elems = [name_key(e) for e in subs]
+                for e in subs:
+                    if name_key(e) not in self.elements:
+                        ident = self.elem_names.new(e)
+                        self.elements[name_key(e)] = ident
+                        self.element_original[ident] = display_name(e)
+            self.ranges[key] = elems
+            self.range_name[key] = r.name
+            for m in r.mapping or []:
+                mk = name_key(m if isinstance(m, str) else m[0])
+                self.mapping.setdefault(key, set()).add(mk)
+                self.mapping.setdefault(mk, set()).add(key)
+        for key, r, src in order:
+            if src not in self.ranges:
+                raise _error(self.path, f"subscript range copies unknown range '{r.subscripts}'",
+                             variable=r.name)
+            self.ranges[key] = list(self.ranges[src])
+            self.range_name[key] = r.name
+        # dimension / subrange classification
+        keys = list(self.ranges)
+        dims_out, subs_out = self.out["dimensions"], self.out["subranges"]
+        self.parent: dict[str, str] = {}
+        for key in keys:
+            elems = set(self.ranges[key])
+            containers = [k for k in keys if k != key and elems < set(self.ranges[k])]
+            # equal sets: the first defined is the dimension, later ones its subranges
+            equal_before = [k for k in keys[:keys.index(key)] if set(self.ranges[k]) == elems]
+            ident = self.names.new(self.range_name[key])
+            self.range_ident[key] = ident
+            self.original[ident] = display_name(self.range_name[key])
+            if containers:
+                top = max(containers, key=lambda k: (len(self.ranges[k]), -keys.index(k)))
+                while True:  # climb to a range that nothing contains
+                    up = [k for k in keys if set(self.ranges[top]) < set(self.ranges[k])]
+                    if not up:
+                        break
+                    top = max(up, key=lambda k: len(self.ranges[k]))
+                self.parent[key] = top
+            elif equal_before and not self._is_copy(key):
+                self.parent[key] = equal_before[0]
+        for key in keys:
+            ident = self.range_ident[key]
+            elems = [self.elements[e] for e in self.ranges[key]]
+            if key in self.parent:
+                top = self.parent[key]
+                while top in self.parent:
+                    top = self.parent[top]
+                self.parent[key] = top
+                subs_out[ident] = {"of": self.range_ident[top], "elements": elems}
+            else:
+                dims_out[ident] = elems
+        self.out["model"]["element_names"] = dict(self.element_original)
+
+    def _is_copy(self, key):
+        for r in self.main.subscripts:
+            if name_key(r.name) == key:
+                return isinstance(r.subscripts, str)
+        return False
+
+    def _external_subscripts(self, r):
+        try:
+            from pysd.py_backend.external import ExtSubscript
+            info = r.subscripts
+            ext = ExtSubscript(info["file"], info["tab"], info["firstcell"], info["lastcell"],
+                               info.get("prefix", ""), self.path.parent)
+            names = list(ext.subscript)
+        except Exception as exc:  # noqa: BLE001
+            raise _error(self.path, f"cannot read subscript range from file: {exc}",
+                         variable=r.name) from None
+        for e in names:
+            if name_key(e) not in self.elements:
+                ident = self.elem_names.new(e)
+                self.elements[name_key(e)] = ident
+                self.element_original[ident] = display_name(e)
+        return [name_key(e) for e in names]
+
+    def _sub_elements(self, s: str) -> list[str]:
+        """Element keys designated by a subscript (range or single element)."""
+        k = name_key(s.rstrip("!"))
+        if k in self.ranges:
+            return self.ranges[k]
+        if k in self.elements:
+            return [k]
+        raise _error(self.path, f"unknown subscript '{s}'")
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict:
+        self._subscripts()
+        m = self.out["model"]
+        m["name"] = to_identifier(self.path.stem)
+        m["label_en"] = self.path.stem
+        m["doc"] = f"Imported from {self.path.name} by lxsd (through PySD's translator)."
+        m["source"] = str(self.path.name)
+
+        # namespace of the main section
+        self.ns: dict[str, Any] = {}
+        self.kinds: dict[str, str] = {}
+        controls = {}
+        for el in self.main.elements:
+            key = name_key(el.name)
+            if type(el).__name__ == "AbstractControlElement" or key in CONTROL_NAMES:
+                if key in CONTROL_NAMES:
+                    controls[key] = el
+                    self.ns[key] = CONTROL_NAMES[key]
+                    continue
+            if key in self.ns:
+                raise _error(self.path, "variable defined twice", variable=el.name)
+            ident = self.names.new(el.name)
+            self.ns[key] = ident
+            self.original[ident] = display_name(el.name)
+        self.ns.setdefault("time", "TIME")
+        for key in CONTROL_NAMES:
+            self.ns.setdefault(key, CONTROL_NAMES[key])
+        self.lookup_elems = {
+            name_key(el.name): el for el in self.main.elements
+            if el.components and type(el.components[0]).__name__ == "AbstractLookup"
+        }
+        self.elements_by_key = {name_key(el.name): el for el in self.main.elements}
+        self.sublookups: dict[str, dict] = {}
+
+        self._time(controls)
+        for el in self.main.elements:
+            key = name_key(el.name)
+            if key in CONTROL_NAMES:
+                continue
+            try:
+                self._element(el, self.ns[key], self.ns)
+            except Unsupported as u:
+                why = f": {u.why}" if u.why else ""
+                self.problems.append((el.name, f"uses {u.function}, which the engine cannot run{why}"))
+            except ModelError:
+                raise
+        if self.problems:
+            if Problem is not None:
+                raise ModelError([Problem(str(self.path), display_name(v), msg) for v, msg in self.problems])
+            raise ModelError("; ".join(f"{v}: {msg}" for v, msg in self.problems))
+        # a referenced flow moves to [flows]
+        for ident in list(self.out["auxiliaries"]):
+            if ident in self.flow_refs:
+                self.out["flows"][ident] = self.out["auxiliaries"].pop(ident)
+        m["names"] = dict(self.original)
+        m["element_names"] = dict(self.element_original)
+        if not m["element_names"]:
+            del m["element_names"]
+        for st in self.out["stocks"].values():
+            if re.fullmatch(r"\(?-?\d+(\.\d*)?([eE][-+]?\d+)?\)?", st.get("initial", "x")):
+                st["initial"] = _num(float(st["initial"].strip("()")))
+        return {k: v for k, v in self.out.items() if v or k in ("model", "time")}
+
+    # ------------------------------------------------------------------ time
+    def _time(self, controls):
+        vals = {}
+        unit = None
+
+        def ev(key, depth=0):
+            if key in vals:
+                return vals[key]
+            el = controls.get(key)
+            if el is None:
+                return None
+            if depth > 10:
+                raise _error(self.path, "circular time settings", variable=el.name)
+            comp = el.components[0]
+            try:
+                v = self._const_eval(comp.ast, lambda k: ev(k, depth + 1))
+            except _NotConstant:
+                raise _error(self.path, "time settings must be constant expressions; "
+                             "this one changes during the run", variable=el.name,
+                             hint="give INITIAL TIME, FINAL TIME, TIME STEP and SAVEPER numbers") from None
+            vals[key] = v
+            return v
+
+        t = self.out["time"]
+        for key, field in (("initial_time", "start"), ("final_time", "stop"),
+                           ("time_step", "dt"), ("saveper", "saveper")):
+            v = ev(key)
+            if v is None:
+                if key == "saveper":
+                    continue
+                raise _error(self.path, f"the model has no {key.upper().replace('_', ' ')}")
+            t[field] = int(v) if float(v).is_integer() and abs(v) < 1e15 else float(v)
+            el = controls[key]
+            if not unit and el.units:
+                unit = el.units.strip()
+        if t["dt"] <= 0:
+            raise _error(self.path, "TIME STEP must be positive", variable="TIME STEP")
+        if t["stop"] < t["start"]:
+            raise _error(self.path, "FINAL TIME is before INITIAL TIME", variable="FINAL TIME")
+        if unit:
+            t["unit"] = unit
+        t["method"] = "euler"
+        self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
+                            "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
+
+    def _const_eval(self, ast, lookup):
+        from pysd.translators.structures import abstract_expressions as ae
+        if _is_number(ast):
+            return float(ast)
+        if isinstance(ast, ae.ReferenceStructure) and not ast.subscripts:
+            k = name_key(ast.reference)
+            if k in CONTROL_NAMES:
+                v = lookup(k)
+                if v is None:
+                    raise _NotConstant
+                return v
+            el = self.elements_by_key.get(k)
+            if el is not None and len(el.components) == 1 and not el.components[0].subscripts[0]:
+                return self._const_eval(el.components[0].ast, lookup)
+            raise _NotConstant
+        if isinstance(ast, ae.ArithmeticStructure):
+            args = [self._const_eval(a, lookup) for a in ast.arguments]
+            if ast.operators == ["negative"]:
+                return -args[0]
+            v = args[0]
+            for op, a in zip(ast.operators, args[1:]):
+                v = {"+": v + a, "-": v - a, "*": v * a, "/": v / a if a else math.inf,
+                     "^": v ** a}[op]
+            return v
+        raise _NotConstant
+
+    # ------------------------------------------------------------------ elements
+    def _dims(self, el) -> list[str]:
+        """Range keys of a variable's dimensions, from all its components."""
+        comps = el.components
+        n = len(comps[0].subscripts[0])
+        for c in comps:
+            if len(c.subscripts[0]) != n:
+                raise _error(self.path, "components have different numbers of subscripts",
+                             variable=el.name)
+        dims = []
+        for i in range(n):
+            used = [name_key(c.subscripts[0][i]) for c in comps]
+            if all(u == used[0] for u in used) and used[0] in self.ranges:
+                dims.append(used[0])
+                continue
+            covered = set()
+            for c in comps:
+                covered.update(self._sub_elements(c.subscripts[0][i]))
+            cands = [k for k in self.ranges if covered <= set(self.ranges[k])]
+            if not cands:
+                raise _error(self.path, "its subscripts do not belong to one range",
+                             variable=el.name)
+            exact = [k for k in cands if set(self.ranges[k]) == covered and k not in self.parent]
+            if exact:
+                dims.append(exact[0])
+                continue
+            # the top-level dimension that holds them
+            tops = [k for k in cands if k not in self.parent] or cands
+            dims.append(min(tops, key=lambda k: len(self.ranges[k])))
+        return dims
+
+    def _combos(self, comp):
+        """Element-key tuples a component defines (EXCEPT removed)."""
+        lists = [self._sub_elements(s) for s in comp.subscripts[0]]
+        combos = list(itertools.product(*lists))
+        for exc in comp.subscripts[1] or []:
+            ex_lists = [self._sub_elements(s) for s in exc]
+            ex = set(itertools.product(*ex_lists))
+            combos = [c for c in combos if c not in ex]
+        return combos
+
+    def _element(self, el, ident, ns, prefix=""):
+        from pysd.translators.structures import abstract_expressions as ae
+        comps = el.components
+        if not comps:
+            raise _error(self.path, "variable has no equation", variable=el.name)
+        dims = self._dims(el)
+        entry: dict[str, Any] = {}
+        if dims:
+            entry["dims"] = [self.range_ident[d] for d in dims]
+        if el.units:
+            entry["unit"] = str(el.units).strip()
+        entry["label_en"] = display_name(el.name)
+        if el.documentation and str(el.documentation).strip():
+            entry["doc"] = str(el.documentation).strip()
+        kind_names = {type(c).__name__ for c in comps}
+        asts = [c.ast for c in comps]
+
+        if "AbstractLookup" in kind_names:
+            return self._lookup(el, ident, dims, entry)
+        if "AbstractData" in kind_names:
+            return self._data(el, ident, dims, entry, ns)
+        if any(isinstance(a, ae.IntegStructure) for a in asts):
+            if not all(isinstance(a, ae.IntegStructure) for a in asts):
+                raise _error(self.path, "some elements are stocks (INTEG) and some are not",
+                             variable=el.name)
+            return self._stock(el, ident, dims, entry, ns)
+        if all(_is_number(a) or isinstance(a, np.ndarray) for a in asts):
+            return self._constant(el, ident, dims, entry)
+        if all(_is_number(a) or isinstance(a, (np.ndarray, ae.GetConstantsStructure)) for a in asts):
+            return self._ext_constant(el, ident, dims, entry)
+        # auxiliary
+        eq = self._equations(el, dims, ns, lambda c: c.ast, prefix or ident)
+        entry.update(eq)
+        self.out["auxiliaries"][ident] = entry
+
+    # ---- constants
+    def _fill_values(self, el, dims, value_of_comp):
+        shape = [len(self.ranges[d]) for d in dims]
+        index = [{e: i for i, e in enumerate(self.ranges[d])} for d in dims]
+        arr = np.full(shape, np.nan) if dims else np.array(np.nan)
+        for c in el.components:
+            combos = self._combos(c)
+            lists = [self._sub_elements(s) for s in c.subscripts[0]]
+            val = value_of_comp(c)
+            if isinstance(val, np.ndarray) and val.size > 1:
+                try:
+                    val = np.asarray(val, dtype=float).reshape([len(x) for x in lists])
+                except ValueError:
+                    raise _error(self.path, f"array of {val.size} values does not fit subscripts "
+                                 f"{c.subscripts[0]}", variable=el.name) from None
+                for combo in combos:
+                    pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
+                    arr[tuple(index[i][combo[i]] for i in range(len(combo)))] = val[pos]
+            else:
+                v = float(np.asarray(val, dtype=float).reshape(-1)[0]) if isinstance(val, np.ndarray) else float(val)
+                if not dims:
+                    arr = np.array(v)
+                for combo in combos:
+                    arr[tuple(index[i][combo[i]] for i in range(len(combo)))] = v
+        return arr
+
+    def _value_table(self, dims, arr):
+        """A number, or {element: number} (nested tables for 2+ dimensions)."""
+        if not dims:
+            return _num(float(arr))
+
+        def rec(level, sub):
+            out = {}
+            for i, e in enumerate(self.ranges[dims[level]]):
+                if level == len(dims) - 1:
+                    v = sub[i]
+                    if not np.isnan(v):
+                        out[self.elements[e]] = _num(float(v))
+                else:
+                    inner = rec(level + 1, sub[i])
+                    if inner:
+                        out[self.elements[e]] = inner
+            return out
+        return rec(0, arr)
+
+    def _constant(self, el, ident, dims, entry):
+        arr = self._fill_values(el, dims, lambda c: c.ast)
+        if np.isnan(arr).any():
+            if not dims:
+                raise Unsupported(":NA:", "the constant has no value")
+        entry["value"] = self._value_table(dims, arr)
+        lo, hi = (tuple(el.limits) + (None, None))[:2] if el.limits else (None, None)
+        if lo is not None and hi is not None and _finite(lo) and _finite(hi) and lo < hi:
+            entry["range"] = [_num(lo), _num(hi)]
+        self.out["constants"][ident] = _order(entry)
+
+    def _ext_constant(self, el, ident, dims, entry):
+        from pysd.py_backend.external import ExtConstant
+        from pysd.translators.structures import abstract_expressions as ae
+
+        def val(c):
+            a = c.ast
+            if not isinstance(a, ae.GetConstantsStructure):
+                return a
+            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
+                      for s in c.subscripts[0]}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ext = ExtConstant(a.file, a.tab, a.cell, coords, self.path.parent,
+                                      coords, "_" + ident)
+                    ext.initialize()
+                    data = ext.data
+            except Exception as exc:  # noqa: BLE001
+                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': {exc}",
+                             variable=el.name) from None
+            return np.asarray(getattr(data, "values", data), dtype=float)
+        arr = self._fill_values(el, dims, val)
+        entry["value"] = self._value_table(dims, arr)
+        entry["source"] = "; ".join(sorted({f"{c.ast.file} {c.ast.tab} {c.ast.cell}" for c in el.components
+                                            if isinstance(c.ast, ae.GetConstantsStructure)}))
+        self.out["constants"][ident] = _order(entry)
+
+    def _orig_elem(self, key):
+        return self.element_original.get(self.elements.get(key, ""), key)
+
+    # ---- lookups
+    def _lookup(self, el, ident, dims, entry):
+        from pysd.translators.structures import abstract_expressions as ae
+        tables = []
+        for c in el.components:
+            a = c.ast
+            if isinstance(a, ae.GetLookupsStructure):
+                tables.append((c, self._ext_lookup(el, ident, c)))
+            elif isinstance(a, ae.LookupsStructure):
+                tables.append((c, self._lookup_table(a, el.name)))
+            else:
+                raise Unsupported(type(a).__name__, "a lookup must be a table")
+        if not dims:
+            xs, ys, extra = tables[0][1]
+            entry.update({"x": xs, "y": ys, **extra})
+            entry.pop("dims", None)
+            self.out["lookups"][ident] = _order(entry)
+            return
+        # one table per element combination: <name>__<e1>__<e2>
+        per = {}
+        for c, tab in tables:
+            for combo in self._combos(c):
+                if isinstance(tab, dict):      # external, per combo
+                    xs, ys, extra = tab[combo]
+                else:
+                    xs, ys, extra = tab
+                name = ident + "__" + "__".join(self.elements[e] for e in combo)
+                e2 = {k: v for k, v in entry.items() if k != "dims"}
+                e2["label_en"] = f"{display_name(el.name)}[{','.join(self._orig_elem(e) for e in combo)}]"
+                e2.update({"x": xs, "y": ys, **extra})
+                self.out["lookups"][name] = _order(e2)
+                per[combo] = name
+        self.sublookups[ident] = {"dims": dims, "tables": per}
+
+    def _lookup_table(self, a, var):
+        xs = [float(v) for v in a.x]
+        ys = [float(v) for v in a.y]
+        if any(math.isnan(v) for v in xs + ys):
+            raise Unsupported("lookup with missing values", "")
+        extra = {}
+        kind = (a.type or "interpolate").lower()
+        if kind == "interpolate":
+            extra["extrapolation"] = "clamp"
+        elif kind == "extrapolate":
+            extra["extrapolation"] = "linear"
+        else:
+            raise Unsupported(f"lookup of type '{a.type}'", "only continuous lookups are supported")
+        return [_num(v) for v in xs], [_num(v) for v in ys], extra
+
+    def _ext_lookup(self, el, ident, c):
+        from pysd.py_backend.external import ExtLookup
+        a = c.ast
+        coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
+                  for s in c.subscripts[0]}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ext = ExtLookup(a.file, a.tab, a.x_row_or_col, a.cell, coords, self.path.parent,
+                                coords, "_" + ident)
+                ext.initialize()
+                data = ext.data
+        except Exception as exc:  # noqa: BLE001
+            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': {exc}",
+                         variable=el.name) from None
+        xs = [float(v) for v in data.coords["lookup_dim"].values]
+        vals = np.asarray(data.values, dtype=float)
+        if not c.subscripts[0]:
+            return self._clean_series(xs, vals.reshape(-1), el.name) + ({"extrapolation": "clamp"},)
+        out = {}
+        lists = [self._sub_elements(s) for s in c.subscripts[0]]
+        vals = vals.reshape([len(xs)] + [len(x) for x in lists])
+        for combo in self._combos(c):
+            pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
+            out[combo] = self._clean_series(xs, vals[(slice(None),) + pos], el.name) + ({"extrapolation": "clamp"},)
+        return out
+
+    @staticmethod
+    def _clean_series(xs, ys, var):
+        pts = [(x, y) for x, y in zip(xs, ys) if not (math.isnan(x) or math.isnan(y))]
+        if not pts:
+            raise Unsupported("GET ... LOOKUPS", "the table is empty")
+        return [_num(p[0]) for p in pts], [_num(p[1]) for p in pts]
+
+    # ---- data
+    def _data(self, el, ident, dims, entry, ns):
+        from pysd.translators.structures import abstract_expressions as ae
+        from pysd.py_backend.external import ExtData
+        comps = el.components
+        if not all(isinstance(c.ast, ae.GetDataStructure) for c in comps):
+            if any(isinstance(c.ast, ae.DataStructure) for c in comps):
+                raise Unsupported("a DATA variable (:=) without a GET DATA source",
+                                  "its values come from an external .vdf/.tab file given at run time")
+            raise Unsupported("a DATA variable with an expression", "")
+        interp = {"interpolate": "linear", None: "linear", "hold_backward": "step",
+                  "look_forward": "look_forward", "raw": None}
+        series = {}
+        for c in comps:
+            a = c.ast
+            kw = getattr(c, "keyword", None)
+            mode = interp.get(kw, None)
+            if mode is None:
+                raise Unsupported(f"DATA keyword :{kw}:", "only interpolate and hold backward are supported")
+            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
+                      for s in c.subscripts[0]}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ext = ExtData(a.file, a.tab, a.time_row_or_col, a.cell, kw, coords,
+                                  self.path.parent, coords, "_" + ident)
+                    ext.initialize()
+                    data = ext.data
+            except Exception as exc:  # noqa: BLE001
+                raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': {exc}",
+                             variable=el.name) from None
+            ts = [float(v) for v in data.coords["time"].values]
+            vals = np.asarray(data.values, dtype=float)
+            lists = [self._sub_elements(s) for s in c.subscripts[0]]
+            vals = vals.reshape([len(ts)] + [len(x) for x in lists])
+            for combo in self._combos(c):
+                pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
+                xs, ys = self._clean_series(ts, vals[(slice(None),) + pos], el.name)
+                if mode == "look_forward":
+                    # value of the next point: a step series whose steps start just after
+                    # the previous point
+                    eps = 1e-9 * max(1.0, max(abs(x) for x in xs))
+                    xs = [xs[0]] + [x + eps for x in xs[:-1]]
+                    xs, ys = [_num(x) for x in xs], ys
+                    series[combo] = (xs, ys, "step")
+                else:
+                    series[combo] = (xs, ys, mode)
+        if not dims:
+            xs, ys, mode = series[()]
+            entry.update({"time": xs, "values": ys, "interpolation": mode})
+            self.out["data"][ident] = _order(entry)
+            return
+        # one data series per element, and an auxiliary gathering them
+        eqs = {}
+        for combo, (xs, ys, mode) in series.items():
+            name = ident + "__" + "__".join(self.elements[e] for e in combo)
+            e2 = {k: v for k, v in entry.items() if k != "dims"}
+            e2["label_en"] = f"{display_name(el.name)}[{','.join(self._orig_elem(e) for e in combo)}]"
+            e2.update({"time": xs, "values": ys, "interpolation": mode})
+            self.out["data"][name] = _order(e2)
+            eqs[",".join(self.elements[e] for e in combo)] = name
+        entry["equations"] = eqs
+        self.out["auxiliaries"][ident] = _order(entry)
+
+    # ---- stocks
+    def _stock(self, el, ident, dims, entry, ns):
+        comps = el.components
+        simple = (len(comps) == 1 and not comps[0].subscripts[1]
+                  and [name_key(s) for s in comps[0].subscripts[0]] == dims)
+        non_neg = any(bool(getattr(c.ast, "non_negative", False)) for c in comps)
+        flows = None
+        if simple:
+            try:
+                flows = self._flow_refs(comps[0].ast.flow, dims, ns)
+            except _NeedExpand:
+                flows = None
+        if flows is not None:
+            inflows, outflows = flows
+        else:
+            fname = self.names.new(ident + "_net_flow")
+            fl = {"dims": entry["dims"]} if dims else {}
+            if entry.get("unit"):
+                fl["unit"] = f"({entry['unit']})/({self.out['time'].get('unit', 'time')})"
+                fl.pop("unit")  # units of imported models are not checked; keep it clean
+            fl["label_en"] = f"net flow of {display_name(el.name)}"
+            fl.update(self._equations(el, dims, ns, lambda c: c.ast.flow, fname))
+            self.out["flows"][fname] = fl
+            self.original[fname] = fl["label_en"]
+            inflows, outflows = [fname], []
+        # initial value
+        init = self._equations(el, dims, ns, lambda c: c.ast.initial, ident + "_init")
+        if "equation" in init:
+            entry["initial"] = init["equation"]
+        else:
+            iname = self.names.new(ident + "_init")
+            ie = {"dims": entry["dims"], "label_en": f"initial value of {display_name(el.name)}"}
+            ie.update(init)
+            self.out["auxiliaries"][iname] = ie
+            self.original[iname] = ie["label_en"]
+            entry["initial"] = iname
+        entry["inflows"] = inflows
+        entry["outflows"] = outflows
+        if non_neg:
+            entry["non_negative"] = True
+        self.out["stocks"][ident] = _order(entry)
+
+    def _flow_refs(self, ast, dims, ns):
+        """(inflows, outflows) if the rate is a sum/difference of plain auxiliaries."""
+        from pysd.translators.structures import abstract_expressions as ae
+        terms = []
+        if isinstance(ast, ae.ReferenceStructure):
+            terms = [("+", ast)]
+        elif isinstance(ast, ae.ArithmeticStructure) and all(o in "+-" for o in ast.operators) \
+                and len(ast.arguments) == len(ast.operators) + 1:
+            terms = [("+", ast.arguments[0])] + list(zip(ast.operators, ast.arguments[1:]))
+        else:
+            return None
+        ins, outs = [], []
+        for sign, t in terms:
+            if not isinstance(t, ae.ReferenceStructure):
+                return None
+            k = name_key(t.reference)
+            target = ns.get(k)
+            el = self.elements_by_key.get(k) if ns is self.ns else None
+            if not isinstance(target, str) or el is None:
+                return None
+            # only auxiliaries with the stock's own dimensions
+            if any(type(c.ast).__name__ == "IntegStructure" for c in el.components):
+                return None
+            if any(_is_number(c.ast) or isinstance(c.ast, np.ndarray) for c in el.components):
+                return None
+            if type(el.components[0]).__name__ != "AbstractComponent":
+                return None
+            try:
+                tdims = self._dims(el)
+            except ModelError:
+                return None
+            if tdims != dims:
+                return None
+            if t.subscripts is not None and [name_key(s) for s in t.subscripts.subscripts] != dims:
+                return None
+            (ins if sign == "+" else outs).append(target)
+        if len(set(ins + outs)) != len(ins + outs):
+            return None
+        self.flow_refs.update(ins + outs)
+        return ins, outs
+
+    # ---- equations of (possibly subscripted) variables
+    def _equations(self, el, dims, ns, pick, prefix) -> dict:
+        comps = el.components
+        dims_ident = [self.range_ident[d] for d in dims]
+        if len(comps) == 1 and not comps[0].subscripts[1] and \
+                [name_key(s) for s in comps[0].subscripts[0]] == dims and \
+                not (isinstance(pick(comps[0]), np.ndarray) and pick(comps[0]).size > 1):
+            ctx = _Ctx(el.name, ns, lhs=list(dims), prefix=prefix)
+            try:
+                return {"equation": self.expr(pick(comps[0]), ctx)}
+            except _NeedExpand:
+                pass
+        eqs: dict[str, str] = {}
+        for c in comps:
+            lhs_keys = [name_key(s) for s in c.subscripts[0]]
+            a = pick(c)
+            if isinstance(a, np.ndarray) and a.size > 1:
+                lists = [self._sub_elements(s) for s in c.subscripts[0]]
+                vals = np.asarray(a, dtype=float).reshape([len(x) for x in lists])
+                for combo in self._combos(c):
+                    pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
+                    eqs[",".join(self.elements[e] for e in combo)] = self.expr(float(vals[pos]), None)
+                continue
+            if not c.subscripts[1]:
+                ctx = _Ctx(el.name, ns, lhs=[k for k in lhs_keys if k in self.ranges], prefix=prefix)
+                try:
+                    key = ",".join(self.range_ident[k] if k in self.ranges else self.elements[k]
+                                   for k in lhs_keys)
+                    eqs[key] = self.expr(pick(c), ctx)
+                    continue
+                except _NeedExpand:
+                    pass
+            for combo in self._combos(c):
+                subst = {k: combo[i] for i, k in enumerate(lhs_keys) if k in self.ranges}
+                # the variable's own dimensions name the same element too
+                for i, d in enumerate(dims):
+                    subst.setdefault(d, combo[i])
+                ctx = _Ctx(el.name, ns, subst=subst, lhs=[], prefix=prefix)
+                key = ",".join(self.elements[e] for e in combo)
+                eqs[key] = self.expr(pick(c), ctx)
+        del dims_ident
+        return {"equations": eqs}
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, ast, ctx: _Ctx) -> str:
+        from pysd.translators.structures import abstract_expressions as ae
+        if _is_number(ast):
+            s = fmt_number(ast)
+            return f"({s})" if s.startswith("-") else s
+        if isinstance(ast, np.ndarray):
+            if ast.size == 1:
+                return self.expr(float(ast.reshape(-1)[0]), ctx)
+            raise Unsupported("an array of numbers inside an expression")
+        if isinstance(ast, str):
+            raise Unsupported(f"'{ast.strip()[:40]}'", "unparsed text in the equation")
+        if isinstance(ast, ae.ArithmeticStructure):
+            if ast.operators == ["negative"]:
+                return "-" + _atom(self.expr(ast.arguments[0], ctx))
+            parts = [self.expr(a, ctx) for a in ast.arguments]
+            out = _atom(parts[0])
+            for op, p in zip(ast.operators, parts[1:]):
+                if op == "negative":
+                    raise Unsupported("negation operator in a chain")
+                out = f"{out} {op} {_atom(p)}"
+            return out
+        if isinstance(ast, ae.LogicStructure):
+            ops = {":AND:": "and", ":OR:": "or", "and": "and", "or": "or",
+                   "=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+            if ast.operators and ast.operators[0].lower() in (":not:", "not") and len(ast.arguments) == 1:
+                return "not " + _atom(self.expr(ast.arguments[0], ctx))
+            parts = [self.expr(a, ctx) for a in ast.arguments]
+            out = _atom(parts[0])
+            for op, p in zip(ast.operators, parts[1:]):
+                o = ops.get(op) or ops.get(op.lower())
+                if o is None:
+                    raise Unsupported(f"operator {op}")
+                out = f"{out} {o} {_atom(p)}"
+            return out
+        if isinstance(ast, ae.ReferenceStructure):
+            return self.reference(ast, ctx)
+        if isinstance(ast, ae.CallStructure):
+            return self.call(ast, ctx)
+        if isinstance(ast, ae.GameStructure):
+            return self.expr(ast.expression, ctx)
+        if isinstance(ast, ae.InitialStructure):
+            return f"INITIAL({self.expr(ast.initial, ctx)})"
+        if isinstance(ast, ae.IntegStructure):
+            raise Unsupported("INTEG inside an expression", "INTEG must be the whole equation")
+        if isinstance(ast, ae.DelayStructure):
+            name = {1: "DELAY1I", 3: "DELAY3I"}.get(int(ast.order))
+            if name is None:
+                return (f"DELAYN({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
+                        f"{self.expr(ast.initial, ctx)}, {fmt_number(ast.order)})")
+            return (f"{name}({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)})")
+        if isinstance(ast, ae.DelayNStructure):
+            return (f"DELAYN({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)}, {self._int_order(ast.order, ctx, 'DELAY N')})")
+        if isinstance(ast, ae.DelayFixedStructure):
+            return (f"DELAY_FIXED({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)})")
+        if isinstance(ast, ae.SmoothStructure):
+            name = {1: "SMOOTHI", 3: "SMOOTH3I"}.get(int(ast.order))
+            if name is None:
+                return (f"SMOOTHN({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
+                        f"{self.expr(ast.initial, ctx)}, {fmt_number(ast.order)})")
+            return (f"{name}({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)})")
+        if isinstance(ast, ae.SmoothNStructure):
+            return (f"SMOOTHN({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)}, {self._int_order(ast.order, ctx, 'SMOOTH N')})")
+        if isinstance(ast, ae.TrendStructure):
+            return (f"TREND({self.expr(ast.input, ctx)}, {self.expr(ast.average_time, ctx)}, "
+                    f"{self.expr(ast.initial_trend, ctx)})")
+        if isinstance(ast, ae.ForecastStructure):
+            init = ast.initial_trend
+            if not (_is_number(init) and float(init) == 0):
+                raise Unsupported("FORECAST with an initial trend")
+            return (f"FORECAST({self.expr(ast.input, ctx)}, {self.expr(ast.average_time, ctx)}, "
+                    f"{self.expr(ast.horizon, ctx)})")
+        if isinstance(ast, ae.SampleIfTrueStructure):
+            return (f"SAMPLE_IF_TRUE({self.expr(ast.condition, ctx)}, {self.expr(ast.input, ctx)}, "
+                    f"{self.expr(ast.initial, ctx)})")
+        if isinstance(ast, ae.InlineLookupsStructure):
+            xs, ys, extra = self._lookup_table(ast.lookups, ctx.var)
+            if extra.get("extrapolation") != "clamp":
+                raise Unsupported("an extrapolating inline lookup")
+            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys))
+            return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
+        if isinstance(ast, ae.AllocateAvailableStructure):
+            raise Unsupported("ALLOCATE AVAILABLE")
+        if isinstance(ast, ae.AllocateByPriorityStructure):
+            raise Unsupported("ALLOCATE BY PRIORITY")
+        if isinstance(ast, (ae.GetDataStructure, ae.GetLookupsStructure, ae.GetConstantsStructure)):
+            raise Unsupported("GET XLS/DIRECT inside an expression",
+                              "it must be the whole equation")
+        if isinstance(ast, ae.DataStructure):
+            raise Unsupported("DATA")
+        raise Unsupported(type(ast).__name__)
+
+    def _int_order(self, order, ctx, fname):
+        if _is_number(order):
+            return fmt_number(order)
+        try:
+            v = self._const_eval(order, lambda k: self.time_values.get(k))
+        except _NotConstant:
+            # a varying order: pass the expression; the engine requires a constant
+            return self.expr(order, ctx)
+        return fmt_number(round(v))
+
+    def _subscript(self, s: str, ctx: _Ctx, pos: int | None = None) -> str:
+        s = s.strip()
+        bang = s.endswith("!")
+        k = name_key(s.rstrip("!"))
+        if not bang and k in ctx.subst:
+            return self.elements[ctx.subst[k]]
+        if k in self.ranges:
+            if not bang and ctx.subst:
+                # a mapped range (Vensim subscript mapping) follows an expanded one
+                for lhs_range, elem in ctx.subst.items():
+                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
+                        i = self.ranges[lhs_range].index(elem)
+                        if i < len(self.ranges[k]):
+                            return self.elements[self.ranges[k][i]]
+            if not bang and ctx.lhs and k not in ctx.lhs:
+                for lhs_range in ctx.lhs:
+                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
+                        raise _NeedExpand
+            return self.range_ident[k] + ("!" if bang else "")
+        if k in self.elements:
+            return self.elements[k]
+        raise _error(self.path, f"unknown subscript '{s}'", variable=ctx.var)
+
+    def reference(self, ast, ctx: _Ctx) -> str:
+        k = name_key(ast.reference)
+        if k.startswith('"') and k.endswith('"') and k not in ctx.ns:
+            k2 = k[1:-1]
+            if k2 in ctx.ns:
+                k = k2
+        target = ctx.ns.get(k)
+        if target is None and k in self.ranges and not ast.subscripts:
+            # a subscript range used as a value: the element's position (1-based)
+            if k in ctx.subst:
+                return str(self.ranges[k].index(ctx.subst[k]) + 1)
+            if k in ctx.lhs:
+                raise _NeedExpand
+            for lhs_range, elem in ctx.subst.items():
+                if elem in self.ranges[k]:
+                    return str(self.ranges[k].index(elem) + 1)
+            raise Unsupported(f"subscript range '{ast.reference}' as a value",
+                              "it is not a dimension of this variable")
+        if target is None and k in self.elements and k not in self.ranges and not ast.subscripts:
+            # an element used as a value: its position in its dimension (1-based)
+            for rk, elems in self.ranges.items():
+                if rk not in self.parent and k in elems:
+                    return str(elems.index(k) + 1)
+        if target is None:
+            if k in self.sublookups or k in self.lookup_elems:
+                raise Unsupported(f"lookup '{ast.reference}' used without an argument")
+            raise _error(self.path, f"refers to '{ast.reference}', which is not defined",
+                         variable=display_name(ctx.var))
+        if isinstance(target, tuple):  # macro parameter bound to an expression
+            return target[1]
+        if ast.subscripts is None or not ast.subscripts.subscripts:
+            return target
+        subs = [self._subscript(s, ctx) for s in ast.subscripts.subscripts]
+        return f"{target}[{', '.join(subs)}]"
+
+    def call(self, ast, ctx: _Ctx) -> str:
+        fname = ast.function.reference if hasattr(ast.function, "reference") else str(ast.function)
+        fk = name_key(fname)
+        args = ast.arguments
+        # lookups called as functions
+        if fk in self.sublookups or (fk in ctx.ns and fk in self.lookup_elems and ctx.ns is self.ns):
+            return self._lookup_call(fk, ast, ctx)
+        if fk in self.macros:
+            return self._macro_call(fk, args, ctx)
+        if fk in SIMPLE_CALLS:
+            if fk in ("min", "max") and len(args) == 1:
+                return self._aggregate(SIMPLE_CALLS[fk].replace("M", "VM", 1), args[0], ctx)
+            return f"{SIMPLE_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
+        if fk in AGGREGATES:
+            return self._aggregate(AGGREGATES[fk], args[0], ctx)
+        if fk in ("vmax_xmile", "vmin_xmile"):
+            return self._aggregate("VMAX" if fk == "vmax_xmile" else "VMIN", args[0], ctx)
+        if fk == "pulse_train":     # PySD order: start, interval, width, end
+            start, interval, width, end = (self.expr(a, ctx) for a in args)
+            return f"PULSE_TRAIN({start}, {width}, {interval}, {end})"
+        if fk == "xpulse":          # XMILE PULSE(magnitude, start): one dt-wide spike
+            start, mag = (self.expr(a, ctx) for a in args)
+            return f"{_atom(mag)} / TIME_STEP * PULSE({start}, TIME_STEP / 2)"
+        if fk == "xpulse_train":
+            start, interval, mag = (self.expr(a, ctx) for a in args)
+            return (f"{_atom(mag)} / TIME_STEP * PULSE_TRAIN({start}, TIME_STEP / 2, "
+                    f"{interval}, 1e300)")
+        if fk == "xramp":
+            slope, start = (self.expr(a, ctx) for a in args)
+            return f"{_atom(slope)} * MAX(0, TIME - {_atom(start)})"
+        if fk == "pi":
+            return repr(math.pi)
+        if fk in ("sinh", "cosh", "tanh"):
+            x = _atom(self.expr(args[0], ctx))
+            return {"sinh": f"((EXP({x}) - EXP(-{x})) / 2)",
+                    "cosh": f"((EXP({x}) + EXP(-{x})) / 2)",
+                    "tanh": f"((EXP({x}) - EXP(-{x})) / (EXP({x}) + EXP(-{x})))"}[fk]
+        if fk == "elmcount":
+            a = args[0]
+            name = a.reference if hasattr(a, "reference") else str(a)
+            rk = name_key(str(name).rstrip("!"))
+            if rk not in self.ranges:
+                raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
+            return str(len(self.ranges[rk]))
+        if fk in EXTENDED_CALLS:
+            return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
+        raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
+
+    def _aggregate(self, fname, arg, ctx):
+        return f"{fname}({self.expr(arg, ctx)})"
+
+    def _lookup_call(self, fk, ast, ctx):
+        if len(ast.arguments) != 1:
+            raise Unsupported(f"lookup '{ast.function.reference}' called with {len(ast.arguments)} arguments")
+        arg = self.expr(ast.arguments[0], ctx)
+        if fk not in self.sublookups:
+            return f"{self.ns[fk]}({arg})"
+        info = self.sublookups[fk]
+        subs = ast.function.subscripts.subscripts if ast.function.subscripts else None
+        combo = []
+        for i, d in enumerate(info["dims"]):
+            s = name_key(subs[i]) if subs else d
+            if s in self.elements and s not in self.ranges:
+                combo.append(s)
+            elif s in ctx.subst:
+                combo.append(ctx.subst[s])
+            elif d in ctx.subst:
+                combo.append(ctx.subst[d])
+            else:
+                raise _NeedExpand
+        name = info["tables"].get(tuple(combo))
+        if name is None:
+            raise _error(self.path, f"lookup '{ast.function.reference}' has no table for "
+                         f"[{', '.join(self._orig_elem(e) for e in combo)}]", variable=ctx.var)
+        return f"{name}({arg})"
+
+    def _macro_call(self, fk, args, ctx: _Ctx) -> str:
+        sec = self.macros[fk]
+        if ctx.lhs or ctx.subst:
+            raise Unsupported(f"macro {sec.name} in a subscripted variable")
+        if len(args) != len(sec.params):
+            raise _error(self.path, f"macro {sec.name} takes {len(sec.params)} arguments, "
+                         f"got {len(args)}", variable=ctx.var)
+        self.macro_count += 1
+        base = f"{ctx.prefix or 'm'}_{to_identifier(sec.name)}{self.macro_count}"
+        ns: dict[str, Any] = {k: v for k, v in self.ns.items() if k in CONTROL_NAMES or k == "time"}
+        # parameters become auxiliaries holding the argument
+        for p, a in zip(sec.params, args):
+            pid = self.names.new(f"{base}_{p}")
+            self.out["auxiliaries"][pid] = {"equation": self.expr(a, ctx),
+                                           "label_en": f"{sec.name} argument {p}"}
+            self.original[pid] = f"{sec.name}.{p}"
+            ns[name_key(p)] = pid
+        result = None
+        for el in sec.elements:
+            ek = name_key(el.name)
+            eid = self.names.new(f"{base}_{el.name}")
+            ns[ek] = eid
+            self.original[eid] = f"{sec.name}.{display_name(el.name)}"
+            if ek == fk:
+                result = eid
+        for el in sec.elements:
+            self._element(el, ns[name_key(el.name)], ns, prefix=base)
+        if result is None:
+            if sec.returns:
+                result = ns.get(name_key(sec.returns[0]))
+        if result is None:
+            raise Unsupported(f"macro {sec.name}", "it has no output variable")
+        return result
+
+
+class _NotConstant(Exception):
+    pass
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(x):
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return int(x)
+    return x
+
+
+_ORDER = ["dims", "value", "range", "initial", "inflows", "outflows", "non_negative",
+          "equation", "equations", "x", "y", "extrapolation", "time", "values",
+          "interpolation", "unit", "label_zh", "label_en", "doc", "source"]
+
+
+def _order(entry: dict) -> dict:
+    return {k: entry[k] for k in sorted(entry, key=lambda k: _ORDER.index(k) if k in _ORDER else 99)}
+
+
+def import_model(path: str | Path) -> dict:
+    """Read a Vensim or XMILE model and return it as our model dict (TOML shape)."""
+    path = Path(path)
+    am = parse_abstract_model(path)
+    conv = Converter(am, path)
+    try:
+        d = conv.run()
+    except ModelError:
+        raise
+    except Unsupported as u:
+        raise _error(path, f"uses {u.function}, which the engine cannot run") from None
+    except RecursionError:
+        raise _error(path, "the expressions are nested too deeply") from None
+    for sec in ("constants", "stocks", "flows", "auxiliaries", "lookups", "data"):
+        if sec in d:
+            d[sec] = {k: _order(v) for k, v in d[sec].items()}
+    return d
+
+
+# ----------------------------------------------------------------------------------------
+# TOML output
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_str(k)
+
+
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append("\\u%04x" % ord(ch))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        r = repr(v)
+        return r if ("." in r or "e" in r or "n" in r) else r + ".0"
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(d: dict, header: str = "") -> str:
+    """Write a model dict in our TOML layout (sections in the documented order)."""
+    lines = []
+    if header:
+        lines += ["# " + h for h in header.splitlines()] + [""]
+    for section in ("model", "time", "dimensions", "subranges", "units"):
+        block = d.get(section)
+        if not block:
+            continue
+        lines.append(f"[{section}]")
+        for k, v in block.items():
+            if section == "model" and isinstance(v, dict):
+                continue
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        lines.append("")
+        if section == "model":
+            for k, v in block.items():
+                if isinstance(v, dict) and v:
+                    lines.append(f"[model.{_toml_key(k)}]")
+                    lines += [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in v.items()]
+                    lines.append("")
+    for section in ("constants", "stocks", "flows", "auxiliaries", "lookups", "data"):
+        for name, spec in (d.get(section) or {}).items():
+            lines.append(f"[{section}.{_toml_key(name)}]")
+            for k, v in spec.items():
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+            lines.append("")
+    return "\n".join(lines)

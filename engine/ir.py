@@ -1,0 +1,86 @@
+"""The engine's model representation: what a model file declares, before compilation.
+
+It is deliberately close to PySD's abstract model (elements with components per
+subscript range, stocks with an initial expression, stateful builtins kept as calls
+in the equation) so that Vensim and XMILE models convert into it one to one; the
+compiler (``engine.compile``) turns it into the vectorised step function.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS = ("constant", "stock", "flow", "auxiliary", "lookup", "data")
+
+
+@dataclass
+class TimeSettings:
+    """Simulation clock, in the model's time unit."""
+
+    start: float
+    stop: float
+    dt: float
+    saveper: float
+    unit: str = "year"
+    method: str = "euler"
+
+
+@dataclass
+class Variable:
+    """One named quantity of the model.
+
+    ``equations`` maps a selector to equation text: ``""`` for the whole variable, or
+    ``"elem"`` / ``"subrange"`` / ``"e1,e2"`` (one entry per dimension) for a part of a
+    subscripted variable; ``"default"`` covers elements no other selector names.
+    """
+
+    name: str
+    kind: str
+    dims: tuple[str, ...] = ()
+    equations: dict[str, str] = field(default_factory=dict)
+    value: object = None  # constants: number | nested dict/list over dims
+    initial: str | None = None  # stocks
+    inflows: tuple[str, ...] = ()
+    outflows: tuple[str, ...] = ()
+    non_negative: bool = False
+    unit: str | None = None
+    label_zh: str | None = None
+    label_en: str | None = None
+    doc: str | None = None
+    source: str | None = None
+    range: tuple[float, float] | None = None
+    # lookups
+    xs: tuple[float, ...] = ()
+    ys: tuple[float, ...] = ()
+    extrapolation: str = "clamp"
+    # data (time series inputs)
+    times: tuple[float, ...] = ()
+    values: tuple = ()
+    interpolation: str = "linear"
+    internal: bool = False  # created by the compiler (delay and smooth stocks)
+
+
+@dataclass
+class Model:
+    """A whole model as declared in one file."""
+
+    name: str
+    file: str
+    time: TimeSettings
+    dimensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    subranges: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # name -> (parent, elements)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    unit_aliases: dict[str, str] = field(default_factory=dict)
+    label_zh: str | None = None
+    label_en: str | None = None
+    doc: str | None = None
+    original_names: dict[str, str] = field(default_factory=dict)  # identifier -> name in an imported file
+
+    def dim_elements(self, dim: str) -> tuple[str, ...]:
+        """Elements of a dimension or a subrange."""
+        if dim in self.dimensions:
+            return self.dimensions[dim]
+        return self.subranges[dim][1]
+
+    def parent_dim(self, dim: str) -> str:
+        """The full dimension a subrange belongs to (a dimension is its own parent)."""
+        return self.subranges[dim][0] if dim in self.subranges else dim

@@ -1,0 +1,286 @@
+"""Read a model file (TOML, or a dict of the same shape) into :class:`engine.ir.Model`.
+
+Only structure is checked here (known sections and fields, right types, names
+defined once); names, dimensions, units and loops are checked by ``engine.resolve``.
+Every problem names the file, the variable and the field.
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from engine.errors import ModelError, Problem
+from engine.ir import Model, TimeSettings, Variable
+
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECTIONS = {
+    "constants": "constant",
+    "stocks": "stock",
+    "flows": "flow",
+    "auxiliaries": "auxiliary",
+    "lookups": "lookup",
+    "data": "data",
+}
+COMMON = {"dims", "unit", "label_zh", "label_en", "doc", "source", "range"}
+FIELDS = {
+    "constant": COMMON | {"value"},
+    "stock": COMMON | {"initial", "inflows", "outflows", "non_negative"},
+    "flow": COMMON | {"equation", "equations"},
+    "auxiliary": COMMON | {"equation", "equations"},
+    "lookup": COMMON | {"x", "y", "extrapolation"},
+    "data": COMMON | {"time", "values", "interpolation"},
+}
+TOP = {"model", "time", "dimensions", "subranges", "units"} | set(SECTIONS)
+METHODS = ("euler", "rk2", "rk4", "adaptive")
+
+
+def load_model_file(path: str | Path) -> Model:
+    """Read a ``.toml`` model file; raises ModelError naming the file on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(Problem(str(path), None, f"cannot read the file: {exc.strerror or exc}")) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(Problem(str(path), None, "not a UTF-8 text file")) from None
+    except tomllib.TOMLDecodeError as exc:
+        hint = "a name defined twice in the same section" if "overwrite" in str(exc).lower() else None
+        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}", hint)) from None
+    return model_from_dict(data, str(path))
+
+
+def _num(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def model_from_dict(data: dict, source: str) -> Model:
+    """Build a Model from a dict shaped like the TOML file (see docs/model-format.md)."""
+    problems: list[Problem] = []
+
+    def bad(var: str | None, msg: str, hint: str | None = None) -> None:
+        problems.append(Problem(source, var, msg, hint))
+
+    if not isinstance(data, dict):
+        raise ModelError(Problem(source, None, "a model must be a table of sections"))
+    for key in data:
+        if key not in TOP:
+            bad(None, f"unknown section [{key}]", f"sections are {', '.join(sorted(TOP))}")
+
+    meta = data.get("model", {}) or {}
+    time_raw = data.get("time")
+    time = TimeSettings(start=0.0, stop=1.0, dt=1.0, saveper=1.0)
+    if not isinstance(time_raw, dict):
+        bad("[time]", "missing [time] section with start, stop and dt")
+    else:
+        for f in ("start", "stop", "dt"):
+            if not _num(time_raw.get(f)):
+                bad(f"time.{f}", "must be a number", "e.g. dt = 0.25")
+        for f in time_raw:
+            if f not in ("start", "stop", "dt", "saveper", "unit", "method"):
+                bad(f"time.{f}", "unknown field", "fields are start, stop, dt, saveper, unit, method")
+        if all(_num(time_raw.get(f)) for f in ("start", "stop", "dt")):
+            dt = float(time_raw["dt"])
+            saveper = time_raw.get("saveper", dt)
+            if not _num(saveper) or saveper <= 0:
+                bad("time.saveper", "must be a positive number")
+                saveper = dt
+            method = str(time_raw.get("method", "euler")).lower()
+            if method not in METHODS:
+                bad("time.method", f"unknown method {method!r}", f"one of {', '.join(METHODS)}")
+            time = TimeSettings(float(time_raw["start"]), float(time_raw["stop"]), dt, float(saveper),
+                                str(time_raw.get("unit", "year")), method)
+            if dt <= 0:
+                bad("time.dt", "must be positive")
+            elif time.stop < time.start:
+                bad("time.stop", "is before time.start")
+            elif not math.isclose(time.saveper / dt, round(time.saveper / dt), rel_tol=1e-9, abs_tol=1e-9):
+                bad("time.saveper", f"must be a multiple of dt ({dt})")
+
+    dims: dict[str, tuple[str, ...]] = {}
+    for name, elems in (data.get("dimensions") or {}).items():
+        if not IDENT.match(name):
+            bad(f"dimensions.{name}", "is not a valid name")
+        if not isinstance(elems, list) or not elems or not all(isinstance(e, str) and IDENT.match(e) for e in elems):
+            bad(f"dimensions.{name}", "must be a non-empty list of element names")
+            continue
+        if len(set(elems)) != len(elems):
+            bad(f"dimensions.{name}", "lists an element twice")
+        dims[name] = tuple(elems)
+    subranges: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name, spec in (data.get("subranges") or {}).items():
+        if not isinstance(spec, dict) or "of" not in spec or "elements" not in spec:
+            bad(f"subranges.{name}", "must be {of = \"dimension\", elements = [...]}")
+            continue
+        parent = spec["of"]
+        if parent not in dims:
+            bad(f"subranges.{name}", f"'of' names unknown dimension {parent!r}", f"one of {', '.join(dims)}")
+            continue
+        elems = spec["elements"]
+        unknown = [e for e in elems if e not in dims[parent]] if isinstance(elems, list) else ["?"]
+        if unknown:
+            bad(f"subranges.{name}", f"elements {unknown} are not in dimension {parent!r}")
+            continue
+        if name in dims:
+            bad(f"subranges.{name}", "is also a dimension name")
+        subranges[name] = (parent, tuple(elems))
+    element_names = {e for els in dims.values() for e in els}
+
+    variables: dict[str, Variable] = {}
+    for section, kind in SECTIONS.items():
+        block = data.get(section) or {}
+        if not isinstance(block, dict):
+            bad(f"[{section}]", "must be a table of variables")
+            continue
+        for name, spec in block.items():
+            label = f"{section}.{name}"
+            if not IDENT.match(name):
+                bad(label, "is not a valid name", "use letters, digits and _ (not starting with a digit)")
+                continue
+            if name in variables:
+                bad(name, f"is defined twice (as {variables[name].kind} and as {kind})", "keep one definition")
+                continue
+            if name in dims or name in subranges or name in element_names:
+                bad(name, "is also a dimension, subrange or element name")
+                continue
+            if not isinstance(spec, dict):
+                bad(label, "must be a table of fields")
+                continue
+            var = _variable(name, kind, spec, label, bad)
+            if var is not None:
+                variables[name] = var
+
+    units = data.get("units") or {}
+    if not isinstance(units, dict) or not all(isinstance(v, str) for v in units.values()):
+        bad("[units]", "must map unit names to unit text")
+        units = {}
+
+    if problems:
+        raise ModelError(problems)
+    return Model(
+        name=str(meta.get("name") or Path(source).stem),
+        file=source,
+        time=time,
+        dimensions=dims,
+        subranges=subranges,
+        variables=variables,
+        unit_aliases=dict(units),
+        label_zh=meta.get("label_zh"),
+        label_en=meta.get("label_en"),
+        doc=meta.get("doc"),
+        original_names=dict(meta.get("names") or {}),
+    )
+
+
+def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | None:
+    ok = True
+    for f in spec:
+        if f not in FIELDS[kind]:
+            bad(name, f"unknown field {f!r} for a {kind}", f"fields are {', '.join(sorted(FIELDS[kind]))}")
+            ok = False
+    dims = spec.get("dims", [])
+    if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
+        bad(name, "'dims' must be a list of dimension names")
+        ok = False
+        dims = []
+    var = Variable(name=name, kind=kind, dims=tuple(dims))
+    for f in ("unit", "label_zh", "label_en", "doc", "source"):
+        if f in spec:
+            if not isinstance(spec[f], str):
+                bad(name, f"'{f}' must be text")
+                ok = False
+            else:
+                setattr(var, f, spec[f])
+    if "range" in spec:
+        r = spec["range"]
+        if not (isinstance(r, list) and len(r) == 2 and all(_num(x) for x in r) and r[0] <= r[1]):
+            bad(name, "'range' must be [low, high] with low <= high")
+            ok = False
+        else:
+            var.range = (float(r[0]), float(r[1]))
+
+    if kind == "constant":
+        if "value" not in spec:
+            bad(name, "a constant needs 'value'")
+            return None
+        var.value = spec["value"]
+        if not _valid_value(var.value):
+            bad(name, "'value' must be a number, or a table/list of numbers over the dims")
+            ok = False
+    elif kind == "stock":
+        init = spec.get("initial")
+        if _num(init):
+            init = repr(float(init))
+        if not isinstance(init, str):
+            bad(name, "a stock needs 'initial' (a number or an equation)")
+            return None
+        var.initial = init
+        for f in ("inflows", "outflows"):
+            flows = spec.get(f, [])
+            if isinstance(flows, str):
+                flows = [flows]
+            if not isinstance(flows, list) or not all(isinstance(x, str) for x in flows):
+                bad(name, f"'{f}' must be a list of flow names")
+                ok = False
+            else:
+                setattr(var, f, tuple(flows))
+        nn = spec.get("non_negative", False)
+        if not isinstance(nn, bool):
+            bad(name, "'non_negative' must be true or false")
+            ok = False
+        var.non_negative = bool(nn)
+    elif kind in ("flow", "auxiliary"):
+        eq, eqs = spec.get("equation"), spec.get("equations")
+        if _num(eq):
+            eq = repr(float(eq))
+        if eq is not None and eqs is not None:
+            bad(name, "give 'equation' or 'equations', not both")
+            return None
+        if isinstance(eq, str):
+            var.equations = {"": eq}
+        elif isinstance(eqs, dict) and eqs and all(isinstance(v, (str, int, float)) for v in eqs.values()):
+            var.equations = {k: (v if isinstance(v, str) else repr(float(v))) for k, v in eqs.items()}
+        else:
+            bad(name, "needs 'equation' (text) or 'equations' (a table selector = text)")
+            return None
+    elif kind == "lookup":
+        xs, ys = spec.get("x"), spec.get("y")
+        if not (isinstance(xs, list) and isinstance(ys, list) and len(xs) == len(ys) >= 1
+                and all(_num(v) for v in xs + ys)):
+            bad(name, "a lookup needs 'x' and 'y', lists of numbers of the same length")
+            return None
+        if any(b < a for a, b in zip(xs, xs[1:])):
+            bad(name, "lookup 'x' values must be increasing")
+            ok = False
+        var.xs, var.ys = tuple(map(float, xs)), tuple(map(float, ys))
+        var.extrapolation = str(spec.get("extrapolation", "clamp"))
+        if var.extrapolation not in ("clamp", "linear"):
+            bad(name, f"unknown extrapolation {var.extrapolation!r}", "clamp or linear")
+            ok = False
+    elif kind == "data":
+        ts, vs = spec.get("time"), spec.get("values")
+        if not (isinstance(ts, list) and isinstance(vs, list) and len(ts) == len(vs) >= 1 and all(_num(t) for t in ts)):
+            bad(name, "a data series needs 'time' and 'values', lists of the same length")
+            return None
+        if any(b <= a for a, b in zip(ts, ts[1:])):
+            bad(name, "data 'time' values must be strictly increasing")
+            ok = False
+        var.times, var.values = tuple(map(float, ts)), tuple(vs)
+        var.interpolation = str(spec.get("interpolation", "linear"))
+        if var.interpolation not in ("linear", "step"):
+            bad(name, f"unknown interpolation {var.interpolation!r}", "linear or step")
+            ok = False
+    return var if ok else None
+
+
+def _valid_value(v: object) -> bool:
+    if _num(v):
+        return True
+    if isinstance(v, dict):
+        return bool(v) and all(_valid_value(x) for x in v.values())
+    if isinstance(v, list):
+        return bool(v) and all(_valid_value(x) for x in v)
+    return False

@@ -1,0 +1,1 @@
+"""Resolve: names, subscripts, stateful builtins, dependency order, units."""

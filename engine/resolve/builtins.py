@@ -1,0 +1,65 @@
+"""The builtin functions the expression language knows, with their arity.
+
+Stateless functions compile to one numpy operation each (``engine.compile.codegen``);
+stateful ones are rewritten into internal stocks by ``engine.resolve.stateful``.
+"""
+from __future__ import annotations
+
+# name -> (min args, max args)
+STATELESS: dict[str, tuple[int, int]] = {
+    "IF_THEN_ELSE": (3, 3),
+    "MIN": (2, 2),
+    "MAX": (2, 2),
+    "ABS": (1, 1),
+    "EXP": (1, 1),
+    "LN": (1, 1),
+    "LOG": (1, 2),
+    "SQRT": (1, 1),
+    "POWER": (2, 2),
+    "INTEGER": (1, 1),
+    "INT": (1, 1),
+    "MODULO": (2, 2),
+    "SIN": (1, 1),
+    "COS": (1, 1),
+    "TAN": (1, 1),
+    "ARCSIN": (1, 1),
+    "ARCCOS": (1, 1),
+    "ARCTAN": (1, 1),
+    "SIGN": (1, 1),
+    "XIDZ": (3, 3),
+    "ZIDZ": (2, 2),
+    "QUANTUM": (2, 2),
+    "STEP": (2, 2),
+    "RAMP": (2, 3),
+    "PULSE": (1, 2),
+    "PULSE_TRAIN": (4, 4),
+    "WITH_LOOKUP": (2, 2),
+    "SUM": (1, 1),
+    "PROD": (1, 1),
+    "VMIN": (1, 1),
+    "VMAX": (1, 1),
+}
+
+STATEFUL: dict[str, tuple[int, int]] = {
+    "INITIAL": (1, 1),
+    "ACTIVE_INITIAL": (2, 2),
+    "SMOOTH": (2, 2),
+    "SMOOTHI": (3, 3),
+    "SMOOTH3": (2, 2),
+    "SMOOTH3I": (3, 3),
+    "SMOOTHN": (4, 4),
+    "DELAY1": (2, 2),
+    "DELAY1I": (3, 3),
+    "DELAY3": (2, 2),
+    "DELAY3I": (3, 3),
+    "DELAYN": (4, 4),
+    "DELAY_FIXED": (3, 3),
+    "TREND": (3, 3),
+    "FORECAST": (3, 3),
+    "INTEG": (2, 2),
+}
+
+# Names that refer to the clock rather than to a variable (matched case-insensitively).
+TIME_NAMES = {"TIME": "t", "TIME_STEP": "dt", "INITIAL_TIME": "t0", "FINAL_TIME": "t1", "SAVEPER": "saveper"}
+
+ALL = {**STATELESS, **STATEFUL}

@@ -1,0 +1,331 @@
+"""Resolve a declared Model: parse every equation, split it into regional pieces,
+check names and arity, and rewrite stateful builtins into internal stocks.
+
+Every problem is collected (not raised one by one), so ``lxsd check`` lists them all.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+
+from engine.errors import ExpressionSyntaxError, ModelError, Problem
+from engine.ir import Model, Variable
+from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary, parse_expression
+from engine.resolve import builtins
+from engine.resolve.structure import Piece, Region, RVar
+
+
+class Resolver:
+    """Turns a Model into resolved variables (``self.rvars``) or collects problems."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.problems: list[Problem] = []
+        self.rvars: dict[str, RVar] = {}
+        self._counter = itertools.count()
+
+    # -------------------------------------------------------------- helpers
+    def bad(self, var: str | None, msg: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(self.model.file, var, msg, hint))
+
+    def sizes(self, dims: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(len(self.model.dim_elements(d)) for d in dims)
+
+    def parse(self, var: str, text: str, what: str = "equation") -> Node | None:
+        try:
+            return parse_expression(text)
+        except ExpressionSyntaxError as exc:
+            self.bad(var, f"syntax error in {what}: {exc}")
+            return None
+
+    # -------------------------------------------------------------- main
+    def run(self) -> dict[str, RVar]:
+        m = self.model
+        for var in m.variables.values():
+            unknown = [d for d in var.dims if d not in m.dimensions and d not in m.subranges]
+            if unknown:
+                self.bad(var.name, f"unknown dimension(s) {unknown}",
+                         f"declared dimensions: {', '.join(list(m.dimensions) + list(m.subranges)) or 'none'}")
+                continue
+            if len(set(m.parent_dim(d) for d in var.dims)) != len(var.dims):
+                self.bad(var.name, f"dims {list(var.dims)} use the same dimension twice")
+                continue
+            self._resolve_var(var)
+        if not self.problems:
+            self._check_references()
+        if self.problems:
+            raise ModelError(self.problems)
+        return self.rvars
+
+    def _resolve_var(self, var: Variable) -> None:
+        dims = var.dims
+        rv = RVar(var.name, var.kind, dims, self.sizes(dims), non_negative=var.non_negative)
+        full: Region = tuple(None for _ in dims)
+        if var.kind in ("auxiliary", "flow"):
+            for selector, text in var.equations.items():
+                region = self._region(var, selector)
+                ast = self.parse(var.name, text) if region is not None else None
+                if ast is None:
+                    continue
+                rv.pieces.append(Piece(region, ast, is_default=selector in ("", "default")))
+            rv.pieces.sort(key=lambda p: not p.is_default)  # the default first; the others overwrite
+            if len(var.equations) > 1 and not any(p.is_default for p in rv.pieces):
+                self._check_coverage(var, rv)
+        elif var.kind == "stock":
+            init = self.parse(var.name, var.initial or "", "initial value")
+            rate: Node = Num(0.0)
+            terms: list[tuple[str, str]] = [("+", f) for f in var.inflows] + [("-", f) for f in var.outflows]
+            for i, (sign, flow) in enumerate(terms):
+                ref = Ref(flow)
+                if i == 0:
+                    rate = ref if sign == "+" else Unary("-", ref)
+                else:
+                    rate = BinOp(sign, rate, ref)
+            for flow in var.inflows + var.outflows:
+                target = self.model.variables.get(flow)
+                if target is None:
+                    self.bad(var.name, f"flow {flow!r} is not defined", self._suggest(flow))
+                elif target.kind not in ("flow", "auxiliary", "constant", "data"):
+                    self.bad(var.name, f"{flow!r} is a {target.kind}, not a flow")
+            if init is None:
+                return
+            rv.pieces = [Piece(full, rate)]
+            rv.init_pieces = [Piece(full, init)]
+        self.rvars[var.name] = rv
+        # stateful builtins become internal variables
+        for pieces_attr in ("pieces", "init_pieces"):
+            pieces = getattr(rv, pieces_attr)
+            if pieces:
+                for p in pieces:
+                    p.ast = self._expand(rv, p, p.ast)
+
+    def _region(self, var: Variable, selector: str) -> Region | None:
+        """Region for an equation selector: '' / 'default' / 'elem' / 'subrange' / 'a,b'."""
+        if selector in ("", "default"):
+            return tuple(None for _ in var.dims)
+        parts = [s.strip() for s in selector.split(",")]
+        if len(parts) != len(var.dims):
+            self.bad(var.name, f"equation selector {selector!r} names {len(parts)} subscript(s); "
+                     f"the variable has dims {list(var.dims)}")
+            return None
+        region = []
+        for part, dim in zip(parts, var.dims):
+            elems = self.model.dim_elements(dim)
+            if part == dim:
+                region.append(None)
+            elif part in elems:
+                region.append((elems.index(part),))
+            elif part in self.model.subranges and all(e in elems for e in self.model.dim_elements(part)):
+                region.append(tuple(elems.index(e) for e in self.model.dim_elements(part)))
+            else:
+                self.bad(var.name, f"equation selector {part!r} is not an element or subrange of {dim!r}",
+                         f"elements: {', '.join(elems)}")
+                return None
+        return tuple(region)
+
+    def _check_coverage(self, var: Variable, rv: RVar) -> None:
+        covered: set[tuple[int, ...]] = set()
+        for p in rv.pieces:
+            axes = [range(s) if r is None else r for r, s in zip(p.region, rv.sizes)]
+            covered.update(itertools.product(*axes))
+        total = set(itertools.product(*[range(s) for s in rv.sizes]))
+        missing = sorted(total - covered)
+        if missing:
+            names = [",".join(self.model.dim_elements(d)[i] for d, i in zip(var.dims, idx)) for idx in missing[:5]]
+            self.bad(var.name, f"no equation for element(s) {names}", "add them or a 'default' equation")
+
+    # -------------------------------------------------------------- stateful builtins
+    def _new(self, host: RVar, piece: Piece, kind: str, tag: str) -> RVar:
+        name = f"_{tag}_{host.name}_{next(self._counter)}"
+        sizes = tuple(s if r is None else len(r) for r, s in zip(piece.region, host.sizes))
+        rv = RVar(name, kind, host.dims, sizes, internal=True, host=host.name, context=piece.region)
+        self.rvars[name] = rv
+        return rv
+
+    def _aux(self, host: RVar, piece: Piece, tag: str, ast: Node) -> Ref:
+        if isinstance(ast, (Num,)):
+            return ast  # type: ignore[return-value]
+        rv = self._new(host, piece, "auxiliary", tag)
+        rv.pieces = [Piece(piece.region, ast)]
+        return Ref(rv.name)
+
+    def _stock(self, host: RVar, piece: Piece, tag: str, init: Node, rate: Node) -> Ref:
+        rv = self._new(host, piece, "stock", tag)
+        rv.pieces = [Piece(piece.region, rate)]
+        rv.init_pieces = [Piece(piece.region, init)]
+        return Ref(rv.name)
+
+    def _expand(self, host: RVar, piece: Piece, node: Node) -> Node:
+        if isinstance(node, BinOp):
+            return BinOp(node.op, self._expand(host, piece, node.left), self._expand(host, piece, node.right))
+        if isinstance(node, Unary):
+            return Unary(node.op, self._expand(host, piece, node.operand))
+        if not isinstance(node, Call):
+            return node
+        fname = node.func.upper()
+        args = tuple(self._expand(host, piece, a) for a in node.args)
+        if fname not in builtins.STATEFUL or node.func in self.model.variables:
+            return Call(node.func, args)
+        lo, hi = builtins.STATEFUL[fname]
+        if not lo <= len(args) <= hi:
+            self.bad(host.host or host.name, f"{fname} takes {lo if lo == hi else f'{lo} to {hi}'} "
+                     f"arguments, got {len(args)}")
+            return Num(0.0)
+        return self._stateful(host, piece, fname, args)
+
+    def _stateful(self, host: RVar, piece: Piece, f: str, a: tuple) -> Node:
+        mul, div, sub, add = (lambda x, y: BinOp("*", x, y)), (lambda x, y: BinOp("/", x, y)), \
+            (lambda x, y: BinOp("-", x, y)), (lambda x, y: BinOp("+", x, y))
+        owner = host.host or host.name
+        if f == "INTEG":
+            return self._stock(host, piece, "integ", a[1], a[0])
+        if f == "INITIAL":
+            rv = self._new(host, piece, "initial", "initial")
+            rv.pieces = [Piece(piece.region, a[0])]
+            return Ref(rv.name)
+        if f == "ACTIVE_INITIAL":
+            rv = self._new(host, piece, "auxiliary", "active_initial")
+            rv.pieces = [Piece(piece.region, a[0])]
+            rv.init_pieces = [Piece(piece.region, a[1])]
+            return Ref(rv.name)
+        if f in ("SMOOTH", "SMOOTHI", "SMOOTH3", "SMOOTH3I", "SMOOTHN"):
+            order = 3 if f.startswith("SMOOTH3") else 1
+            if f == "SMOOTHN":
+                order = self._const_int(owner, a[3], f)
+            x = self._aux(host, piece, "smooth_in", a[0])
+            T = self._aux(host, piece, "smooth_time", a[1])
+            init = a[2] if f in ("SMOOTHI", "SMOOTH3I", "SMOOTHN") else x
+            stage_t = div(T, Num(float(order))) if order > 1 else T
+            prev: Node = x
+            for _ in range(order):
+                # build lazily: the stock's rate refers to itself, so name it first
+                rv = self._new(host, piece, "stock", "smooth")
+                me = Ref(rv.name)
+                rv.pieces = [Piece(piece.region, div(sub(prev, me), stage_t))]
+                rv.init_pieces = [Piece(piece.region, init)]
+                prev = me
+            return prev
+        if f in ("DELAY1", "DELAY1I", "DELAY3", "DELAY3I", "DELAYN"):
+            order = 3 if f.startswith("DELAY3") else 1
+            if f == "DELAYN":
+                order = self._const_int(owner, a[3], f)
+            x = self._aux(host, piece, "delay_in", a[0])
+            T = self._aux(host, piece, "delay_time", a[1])
+            init = a[2] if f in ("DELAY1I", "DELAY3I", "DELAYN") else x
+            stage_t = div(T, Num(float(order))) if order > 1 else T
+            inflow: Node = x
+            out: Node = x
+            for _ in range(order):
+                rv = self._new(host, piece, "stock", "delay")
+                me = Ref(rv.name)
+                out = self._aux(host, piece, "delay_out", div(me, stage_t))
+                rv.pieces = [Piece(piece.region, sub(inflow, out))]
+                rv.init_pieces = [Piece(piece.region, mul(init, stage_t))]
+                inflow = out
+            return out
+        if f == "DELAY_FIXED":
+            inp = self._aux(host, piece, "delay_fixed_in", a[0])
+            rv = self._new(host, piece, "delay_fixed", "delay_fixed")
+            rv.delay_time = a[1]
+            rv.delay_input = inp.name if isinstance(inp, Ref) else None
+            if rv.delay_input is None:  # a constant input: keep it as an aux so it can be pushed
+                aux = self._new(host, piece, "auxiliary", "delay_fixed_in")
+                aux.pieces = [Piece(piece.region, inp)]
+                rv.delay_input = aux.name
+            rv.init_pieces = [Piece(piece.region, a[2])]
+            return Ref(rv.name)
+        if f in ("TREND", "FORECAST"):
+            x = self._aux(host, piece, "trend_in", a[0])
+            T = self._aux(host, piece, "trend_time", a[1])
+            init_trend = a[2] if f == "TREND" else Num(0.0)
+            # Vensim: average = SMOOTHI(input, T, input / (1 + init_trend * T))
+            rv = self._new(host, piece, "stock", "trend_avg")
+            avg = Ref(rv.name)
+            rv.pieces = [Piece(piece.region, div(sub(x, avg), T))]
+            rv.init_pieces = [Piece(piece.region, div(x, add(Num(1.0), mul(init_trend, T))))]
+            trend = Call("ZIDZ", (sub(x, avg), mul(T, Call("ABS", (avg,)))))
+            if f == "TREND":
+                return self._aux(host, piece, "trend", trend)
+            # Vensim: FORECAST = input * (1 + TREND(input, T, 0) * horizon)
+            return self._aux(host, piece, "forecast", mul(x, add(Num(1.0), mul(trend, a[2]))))
+        raise AssertionError(f)
+
+    def _const_int(self, owner: str, node: Node, f: str) -> int:
+        if isinstance(node, Num) and node.value == int(node.value) and node.value >= 1:
+            return int(node.value)
+        if isinstance(node, Ref):
+            var = self.model.variables.get(node.name)
+            if var is not None and var.kind == "constant" and isinstance(var.value, (int, float)) \
+                    and var.value == int(var.value) and var.value >= 1:
+                return int(var.value)
+        self.bad(owner, f"the order of {f} must be a constant whole number >= 1")
+        return 1
+
+    # -------------------------------------------------------------- references
+    def _suggest(self, name: str) -> str | None:
+        pool = list(self.model.variables) + [n.lower() for n in builtins.TIME_NAMES]
+        close = difflib.get_close_matches(name, pool, n=3)
+        return f"did you mean {', '.join(close)}?" if close else None
+
+    def _check_references(self) -> None:
+        for rv in list(self.rvars.values()):
+            owner = rv.host or rv.name
+            for pieces in (rv.pieces, rv.init_pieces or []):
+                for p in pieces:
+                    self._check_node(owner, p.ast)
+
+    def _check_node(self, owner: str, node: Node) -> None:
+        m = self.model
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, Ref):
+                if n.name in self.rvars:
+                    target = self.rvars[n.name]
+                    if target.kind == "lookup":
+                        self.bad(owner, f"lookup {n.name!r} is used as a value", f"call it: {n.name}(x)")
+                elif n.name.upper() not in builtins.TIME_NAMES:
+                    self.bad(owner, f"unknown name {n.name!r}", self._suggest(n.name))
+            elif isinstance(n, Call):
+                stack.extend(n.args)
+                if n.func in self.rvars:
+                    target = self.rvars[n.func]
+                    if target.kind != "lookup":
+                        self.bad(owner, f"{n.func!r} is a {target.kind}, not a lookup or function")
+                    elif len(n.args) != 1:
+                        self.bad(owner, f"lookup {n.func!r} takes 1 argument, got {len(n.args)}")
+                    continue
+                fname = n.func.upper()
+                if fname not in builtins.STATELESS:
+                    close = difflib.get_close_matches(fname, list(builtins.ALL), n=3)
+                    lookups = [v for v in m.variables if m.variables[v].kind == "lookup"]
+                    self.bad(owner, f"unknown function {n.func!r}",
+                             f"did you mean {', '.join(close)}?" if close else
+                             (f"lookups here: {', '.join(lookups)}" if lookups else None))
+                    continue
+                lo, hi = builtins.STATELESS[fname]
+                if not lo <= len(n.args) <= hi:
+                    want = str(lo) if lo == hi else f"{lo} to {hi}"
+                    self.bad(owner, f"{fname} takes {want} argument(s), got {len(n.args)}")
+                if fname == "WITH_LOOKUP" and len(n.args) == 2 and not isinstance(n.args[1], Table):
+                    self.bad(owner, "WITH_LOOKUP needs an inline table ((x1,y1),(x2,y2),...) as 2nd argument")
+                for a in n.args:
+                    if isinstance(a, Table) and fname != "WITH_LOOKUP":
+                        self.bad(owner, f"an inline table can only be given to WITH_LOOKUP, not {fname}")
+            elif isinstance(n, BinOp):
+                stack.extend((n.left, n.right))
+            elif isinstance(n, Unary):
+                stack.append(n.operand)
+
+
+def resolve(model: Model) -> dict[str, RVar]:
+    """Resolve a model; raises ModelError listing every problem found."""
+    rvars: dict[str, RVar] = {}
+    r = Resolver(model)
+    # constants, lookups and data have no equations but are values the compiler needs
+    for var in model.variables.values():
+        if var.kind in ("constant", "lookup", "data"):
+            rvars[var.name] = RVar(var.name, var.kind, var.dims, tuple(
+                len(model.dim_elements(d)) for d in var.dims if d in model.dimensions or d in model.subranges))
+    r.rvars.update(rvars)
+    return r.run()

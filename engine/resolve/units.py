@@ -1,0 +1,3 @@
+"""Unit checks (placeholder until the unit algebra lands)."""
+def check_units(model, rvars):
+    return None

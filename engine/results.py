@@ -1,0 +1,87 @@
+"""Results of a batch run: arrays per variable, a tidy DataFrame, CSV and Parquet writers."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import EngineError
+
+
+class Results:
+    """Saved values of one batch run.
+
+    ``res[name]`` is an array of shape (N, T) or (N, T, *dims); ``to_dataframe()``
+    gives one row per (scenario, time) and one column per variable element, with
+    subscripted variables flattened as ``name[element]`` (``name[e1,e2]`` for two dims).
+    """
+
+    def __init__(self, scenarios: list[str], times: np.ndarray, data: dict[str, np.ndarray],
+                 elements: dict[str, list[tuple[str, ...]]], units: dict[str, str | None]) -> None:
+        self.scenarios = scenarios
+        self.times = times
+        self._data = data  # name -> (T, *dims, N)
+        self._elements = elements  # name -> element tuples in C order
+        self.units = units
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self._data)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._data:
+            raise KeyError(f"{name!r} was not saved; saved: {', '.join(self._data)}")
+        return np.moveaxis(self._data[name], -1, 0)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._data
+
+    def columns(self) -> list[str]:
+        cols = []
+        for name in self._data:
+            els = self._elements[name]
+            cols += [name] if els == [()] else [f"{name}[{','.join(e)}]" for e in els]
+        return cols
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """MultiIndex (scenario, time) rows; one column per variable element."""
+        n, t = len(self.scenarios), len(self.times)
+        blocks = []
+        for name, arr in self._data.items():
+            flat = arr.reshape(t, -1, n)  # (T, elements, N)
+            blocks.append(np.transpose(flat, (2, 0, 1)).reshape(n * t, -1))
+        values = np.concatenate(blocks, axis=1) if blocks else np.empty((n * t, 0))
+        index = pd.MultiIndex.from_product([self.scenarios, self.times], names=["scenario", "time"])
+        return pd.DataFrame(values, index=index, columns=self.columns())
+
+    def write(self, path: str | Path) -> None:
+        """Write CSV or Parquet (by suffix), atomically: a crash never leaves half a file."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise EngineError(f"{path}: output must end in .csv or .parquet")
+        df = self.to_dataframe().reset_index()
+        write_frame_atomic(df, path)
+
+
+def write_frame_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame to CSV/Parquet through a temporary file and an atomic rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.exists():
+        raise EngineError(f"{path}: folder {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,254 @@
+"""A compiled model and its ``run``: batches of scenarios or samples in one call."""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Mapping
+
+import numpy as np
+
+from engine.compile.model_code import ModelCode
+from engine.errors import EngineError, ModelError, Problem
+from engine.integrate.driver import Clock, simulate
+from engine.integrate.solvers import METHODS
+from engine.ir import Model, Variable
+from engine.resolve.structure import RVar
+from engine.results import Results
+
+
+class CompiledModel:
+    """A model compiled once, ready to run any batch.
+
+    >>> m = load_model("model/linxiang.toml")                       # doctest: +SKIP
+    >>> res = m.run(scenarios={"base": {}, "fast": {"integration_pace": 1.5}})  # doctest: +SKIP
+    >>> res.to_dataframe()                                           # doctest: +SKIP
+    """
+
+    def __init__(self, model: Model, rvars: dict[str, RVar], code: ModelCode) -> None:
+        self.model = model
+        self.rvars = rvars
+        self.code = code
+        problems: list[Problem] = []
+        self._defaults: dict[str, object] = {}
+        for name in code.layout.param_names:
+            var = model.variables[name]
+            try:
+                if var.kind == "constant":
+                    self._defaults[name] = self._value_array(name, var.value, None)
+                else:
+                    self._defaults[name] = self._series_arrays(name, var.times, var.values)
+            except EngineError as exc:
+                problems.append(Problem(model.file, name, str(exc)))
+        if problems:
+            raise ModelError(problems)
+
+    # -------------------------------------------------------------- introspection
+    @property
+    def time(self):
+        return self.model.time
+
+    @property
+    def constants(self) -> dict[str, Variable]:
+        return {n: v for n, v in self.model.variables.items() if v.kind == "constant"}
+
+    @property
+    def visible(self) -> list[str]:
+        """Variables that can be saved: every declared one except lookups."""
+        return [n for n, v in self.model.variables.items() if v.kind != "lookup"]
+
+    def elements(self, name: str) -> list[tuple[str, ...]]:
+        dims = self.rvars[name].dims
+        return list(itertools.product(*[self.model.dim_elements(d) for d in dims]))
+
+    def source(self) -> str:
+        """The generated Python source of the step function (for reading, not editing)."""
+        self.code.dynamic(tuple(self.visible))
+        return "\n".join(self.code.sources.values())
+
+    # -------------------------------------------------------------- values
+    def _value_array(self, name: str, value: object, n: int | None) -> np.ndarray:
+        """A constant's value as an array (*dims, B), B = n for batch values, else 1."""
+        rv = self.rvars[name]
+        sizes, dims = rv.sizes, rv.dims
+        if isinstance(value, bool) or value is None:
+            raise EngineError(f"{name}: value must be a number, not {value!r}")
+        if isinstance(value, (int, float)):
+            return np.full((*sizes, 1), float(value))
+        if isinstance(value, Mapping):
+            if not dims:
+                raise EngineError(f"{name}: has no dimensions; give a number, not a table")
+            elems = self.model.dim_elements(dims[0])
+            unknown = [k for k in value if k not in elems]
+            missing = [e for e in elems if e not in value]
+            if unknown or missing:
+                raise EngineError(f"{name}: table keys must be the elements of {dims[0]!r} "
+                                  f"({', '.join(elems)}); unknown {unknown}, missing {missing}")
+            sub = [self._sub_value(name, dims[1:], value[e], n) for e in elems]
+            b = max(s.shape[-1] for s in sub)
+            return np.stack([np.broadcast_to(s, s.shape[:-1] + (b,)) for s in sub])
+        arr = np.asarray(value, dtype=float) if not isinstance(value, np.ndarray) else value.astype(float)
+        if arr.shape == sizes:
+            return arr[..., None]
+        if n is not None and arr.shape == (n,):
+            return np.broadcast_to(arr, (*sizes, n)).copy()
+        if n is not None and arr.shape == (n, *sizes):
+            return np.moveaxis(arr, 0, -1).copy()
+        want = f"a number, shape {sizes}" if sizes else "a number"
+        if n is not None:
+            want += f", ({n},) or ({n}, *{sizes})" if sizes else f" or ({n},)"
+        raise EngineError(f"{name}: value has shape {arr.shape}; expected {want}")
+
+    def _sub_value(self, name: str, dims: tuple[str, ...], value: object, n: int | None) -> np.ndarray:
+        sizes = tuple(len(self.model.dim_elements(d)) for d in dims)
+        if isinstance(value, Mapping):
+            elems = self.model.dim_elements(dims[0]) if dims else ()
+            if not dims or set(value) != set(elems):
+                raise EngineError(f"{name}: nested table keys must be the elements of "
+                                  f"{dims[0] if dims else '(none)'}")
+            sub = [self._sub_value(name, dims[1:], value[e], n) for e in elems]
+            b = max(s.shape[-1] for s in sub)
+            return np.stack([np.broadcast_to(s, s.shape[:-1] + (b,)) for s in sub])
+        arr = np.asarray(value, dtype=float)
+        if arr.shape == sizes:
+            return arr[..., None]
+        if n is not None and arr.shape == (n,):
+            return np.broadcast_to(arr, (*sizes, n))
+        raise EngineError(f"{name}: element value has shape {arr.shape}, expected {sizes or 'a number'}")
+
+    def _series_arrays(self, name: str, times, values) -> tuple[np.ndarray, np.ndarray]:
+        sizes = self.rvars[name].sizes
+        t = np.asarray(times, dtype=float)
+        v = np.asarray(values, dtype=float)
+        if t.ndim != 1 or len(t) == 0 or np.any(np.diff(t) <= 0):
+            raise EngineError(f"{name}: series times must be strictly increasing")
+        if v.shape != (len(t), *sizes):
+            raise EngineError(f"{name}: series values have shape {v.shape}, expected {(len(t), *sizes)}")
+        return t, v[..., None]
+
+    def _batch_series(self, name: str, per_scenario: list) -> tuple[np.ndarray, np.ndarray]:
+        """Series of each scenario on the union of their time points (exact for linear/step)."""
+        hold = self.model.variables[name].interpolation == "step"
+        grid = np.unique(np.concatenate([t for t, _ in per_scenario]))
+        cols = []
+        for t, v in per_scenario:
+            v = v[..., 0]
+            if hold:
+                idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(t) - 1)
+                cols.append(v[idx])
+            else:
+                flat = v.reshape(len(t), -1)
+                cols.append(np.stack([np.interp(grid, t, flat[:, i]) for i in range(flat.shape[1])], axis=1)
+                            .reshape((len(grid),) + v.shape[1:]))
+        return grid, np.stack(cols, axis=-1)
+
+    # -------------------------------------------------------------- run
+    def run(self, params: Mapping[str, object] | None = None,
+            scenarios: Mapping[str, Mapping[str, object]] | None = None,
+            n: int | None = None, method: str | None = None, dt: float | None = None,
+            start: float | None = None, stop: float | None = None, saveper: float | None = None,
+            variables: list[str] | tuple[str, ...] | None = None,
+            names: list[str] | None = None) -> Results:
+        """Integrate a batch and return the saved values.
+
+        params: constant name -> a number (all runs), or an array of N values (one a run),
+            or (N, *dims) for subscripted constants; a data input -> {"time": [...], "values": [...]}.
+        scenarios: scenario name -> overrides (as ``params``, one value each); N = number of scenarios.
+            ``params`` apply on top of every scenario.
+        n: batch size when no array fixes it (N copies of the same run).
+        method: euler (default), rk2, rk4 or adaptive; dt/start/stop/saveper override [time].
+        variables: names to save (default: every variable except lookups).
+        """
+        scen_names, overrides = self._batch(params, scenarios, n, names)
+        N = len(scen_names)
+        P0 = []
+        for name in self.code.layout.param_names:
+            var = self.model.variables[name]
+            vals = [o.get(name) for o in overrides]
+            if var.kind == "data":
+                per = [self._defaults[name] if v is None else self._series_override(name, v) for v in vals]
+                if all(v is None for v in vals):
+                    P0.append(self._defaults[name])
+                else:
+                    P0.append(self._batch_series(name, per))
+                continue
+            if all(v is None for v in vals):
+                P0.append(self._defaults[name])
+            elif len(overrides) == 1:
+                P0.append(self._value_array(name, vals[0], N))
+            else:
+                cols = [self._defaults[name] if v is None else self._value_array(name, v, None) for v in vals]
+                P0.append(np.concatenate([np.broadcast_to(c, c.shape[:-1] + (1,)) for c in cols], axis=-1))
+        ts = self.model.time
+        method = (method or ts.method).lower()
+        if method not in METHODS:
+            raise EngineError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+        clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
+                      ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
+        self._check_clock(clock, dt is not None and saveper is None)
+        outputs = tuple(variables) if variables is not None else tuple(self.visible)
+        unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
+                   or self.rvars[v].internal]
+        if unknown:
+            raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
+        sizes = {o: self.rvars[o].sizes for o in outputs}
+        times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
+        units = {o: self.model.variables[o].unit for o in outputs}
+        return Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
+
+    def _check_clock(self, c: Clock, dt_only: bool) -> None:
+        if not (c.dt > 0 and math.isfinite(c.dt)):
+            raise EngineError(f"dt must be a positive number, got {c.dt}")
+        if c.t1 < c.t0:
+            raise EngineError(f"stop ({c.t1}) is before start ({c.t0})")
+        steps = (c.t1 - c.t0) / c.dt
+        if abs(steps - round(steps)) > 1e-6:
+            raise EngineError(f"stop - start ({c.t1 - c.t0}) is not a whole number of steps of dt {c.dt}")
+        ratio = c.saveper / c.dt
+        if abs(ratio - round(ratio)) > 1e-6 or ratio < 1 - 1e-9:
+            raise EngineError(f"saveper ({c.saveper}) must be a multiple of dt ({c.dt})")
+
+    def _series_override(self, name: str, value: object) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(value, Mapping) and set(value) == {"time", "values"}:
+            return self._series_arrays(name, value["time"], value["values"])
+        if isinstance(value, tuple) and len(value) == 2:
+            return self._series_arrays(name, value[0], value[1])
+        raise EngineError(f"{name}: a data input takes {{'time': [...], 'values': [...]}}")
+
+    def _batch(self, params, scenarios, n, names) -> tuple[list[str], list[dict]]:
+        params = dict(params or {})
+        for key in list(params) + [k for s in (scenarios or {}).values() for k in s]:
+            self._check_settable(key)
+        if scenarios:
+            scen_names = list(scenarios)
+            overrides = [dict(scenarios[s]) | params for s in scen_names]
+            for key, value in params.items():
+                if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == len(scen_names) \
+                        and self.model.variables[key].kind == "constant":
+                    for i, o in enumerate(overrides):
+                        o[key] = value[i]
+            return scen_names, overrides
+        sizes = {len(v) for k, v in params.items() if isinstance(v, (np.ndarray, list))
+                 and self.model.variables[k].kind == "constant" and np.ndim(v) >= 1
+                 and np.shape(v) != self.rvars[k].sizes}
+        if len(sizes) > 1:
+            raise EngineError(f"batch arrays have different lengths {sorted(sizes)}; give N values for each")
+        N = sizes.pop() if sizes else (n or 1)
+        if n is not None and n != N:
+            raise EngineError(f"n={n} but the arrays in params have {N} values")
+        if N < 1:
+            raise EngineError("the batch size must be at least 1")
+        labels = list(names) if names is not None else [str(i) for i in range(N)]
+        if len(labels) != N:
+            raise EngineError(f"{len(labels)} names for {N} runs")
+        params = {k: (np.asarray(v, dtype=float) if isinstance(v, list) else v) for k, v in params.items()}
+        return labels, [params]
+
+    def _check_settable(self, key: str) -> None:
+        var = self.model.variables.get(key)
+        if var is None or var.kind not in ("constant", "data"):
+            import difflib
+            pool = [n for n, v in self.model.variables.items() if v.kind in ("constant", "data")]
+            close = difflib.get_close_matches(key, pool, n=3)
+            what = "not a variable of the model" if var is None else f"a {var.kind}, not a constant or data input"
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise EngineError(f"{self.model.file}: cannot set {key!r}: {what}{hint}")
