@@ -149,19 +149,31 @@ class ColumnMatcher:
 # running a model on our engine
 
 
+def compile_imported(d: dict, source: str):
+    """Compile an imported model dict with the core (whatever entry point it offers)."""
+    import engine
+    for name in ("compile_dict", "model_from_dict_compiled"):
+        fn = getattr(engine, name, None)
+        if fn is not None:
+            return fn(d, source)
+    try:
+        from engine.parse import model_from_dict
+    except ImportError:
+        from engine.parse.model_file import model_from_dict
+    ir = model_from_dict(d, source)
+    compile_ = getattr(engine, "compile_model", None)
+    if compile_ is not None:
+        return compile_(ir)
+    from engine.compile.model_code import ModelCode
+    from engine.resolve.resolver import Resolver
+    from engine.simulation import CompiledModel
+    rvars = Resolver(ir).run()
+    return CompiledModel(ir, rvars, ModelCode(ir, rvars))
+
+
 def run_imported(d: dict, source: str) -> pd.DataFrame:
     """Run an imported model dict once (Euler); DataFrame indexed by time."""
-    import engine
-    model = None
-    build = getattr(engine, "model_from_dict", None)
-    if build is None:
-        try:
-            from engine.parse import model_from_dict as build  # type: ignore[no-redef]
-        except ImportError:
-            from engine.parse.model_file import model_from_dict as build  # type: ignore[no-redef]
-    ir = build(d, source)
-    compile_ = getattr(engine, "compile_model", None)
-    model = compile_(ir) if compile_ is not None and not hasattr(ir, "run") else ir
+    model = compile_imported(d, source)
     res = model.run()
     df = res.to_dataframe()
     if isinstance(df.index, pd.MultiIndex):

@@ -404,8 +404,11 @@ class Converter:
                         break
                     top = max(up, key=lambda k: len(self.ranges[k]))
                 self.parent[key] = top
-            elif equal_before and not self._is_copy(key):
-                self.parent[key] = equal_before[0]
+            elif equal_before:
+                # a copy (or an equal list): its own dimension, mapped one to one
+                for k2 in equal_before:
+                    self.mapping.setdefault(key, set()).add(k2)
+                    self.mapping.setdefault(k2, set()).add(key)
         for key in keys:
             ident = self.range_ident[key]
             elems = [self.elements[e] for e in self.ranges[key]]
@@ -487,7 +490,9 @@ class Converter:
         self.sublookups: dict[str, dict] = {}
 
         self._time(controls)
-        for el in self.main.elements:
+        ordered = sorted(self.main.elements,
+                         key=lambda e: 0 if name_key(e.name) in self.lookup_elems else 1)
+        for el in ordered:
             key = name_key(el.name)
             if key in CONTROL_NAMES:
                 continue
@@ -571,9 +576,21 @@ class Converter:
                 if v is None:
                     raise _NotConstant
                 return v
+            if k == "time" and getattr(self, "time_values", None):
+                return self.time_values["initial_time"]
             el = self.elements_by_key.get(k)
             if el is not None and len(el.components) == 1 and not el.components[0].subscripts[0]:
                 return self._const_eval(el.components[0].ast, lookup)
+            raise _NotConstant
+        if isinstance(ast, ae.CallStructure) and getattr(self, "time_values", None):
+            f = name_key(ast.function.reference)
+            args = [self._const_eval(a, lookup) for a in ast.arguments]
+            t = self.time_values["initial_time"]
+            fns = {"step": lambda h, t0: h if t >= t0 else 0.0,
+                   "min": min, "max": max, "abs": abs, "integer": lambda x: float(int(x)),
+                   "if_then_else": lambda c, a, b: a if c else b}
+            if f in fns:
+                return float(fns[f](*args))
             raise _NotConstant
         if isinstance(ast, ae.ArithmeticStructure):
             args = [self._const_eval(a, lookup) for a in ast.arguments]
@@ -1019,6 +1036,11 @@ class Converter:
                 key = ",".join(self.elements[e] for e in combo)
                 eqs[key] = self.expr(pick(c), ctx)
         del dims_ident
+        covered = set()
+        for c in comps:
+            covered.update(self._combos(c))
+        if dims and len(covered) < math.prod(len(self.ranges[d]) for d in dims):
+            eqs["default"] = "0"   # Vensim leaves undefined elements at 0
         return {"equations": eqs}
 
     # ------------------------------------------------------------------ expressions
@@ -1235,6 +1257,13 @@ class Converter:
         raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
 
     def _aggregate(self, fname, arg, ctx):
+        from pysd.translators.structures import abstract_expressions as ae
+        if isinstance(arg, ae.ReferenceStructure) and not arg.subscripts and ctx.ns is self.ns:
+            el = self.elements_by_key.get(name_key(arg.reference))
+            if el is not None and el.components and el.components[0].subscripts[0]:
+                dims = self._dims(el)
+                subs = ae.SubscriptsReferenceStructure([self.range_name[d] + "!" for d in dims])
+                arg = ae.ReferenceStructure(arg.reference, subs)
         return f"{fname}({self.expr(arg, ctx)})"
 
     def _lookup_call(self, fk, ast, ctx):

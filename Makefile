@@ -1,0 +1,33 @@
+# The README's two commands: `make run` and `make test` set everything up on a fresh
+# machine with Python 3.11 and make, then start the app / run the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench install clean check
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m engine.main_job
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_benchmarks.py
+
+check: $(STAMP)
+	$(PY) -m engine check model/linxiang.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Analysis on top of runs: dt convergence, scorecards, calibration, ensembles, sensitivity."""

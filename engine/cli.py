@@ -1,0 +1,210 @@
+"""``lxsd``: run, check and describe models from the command line.
+
+User mistakes (a bad model, scenario, option or value) print a message naming the
+file, the variable and the fix, and exit with status 2 (1 for a failed run); they
+never print a Python traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import EngineError, ModelError, Problem
+
+
+def _parse_number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise EngineError(f"{what}: {text!r} is not a number") from None
+
+
+def _parse_set(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise EngineError(f"--set {item!r}: expected NAME=VALUE")
+        name, value = item.split("=", 1)
+        out[name.strip()] = _parse_number(value.strip(), f"--set {name.strip()}")
+    return out
+
+
+def _parse_sweep(items: list[str]) -> list[tuple[str, np.ndarray]]:
+    sweeps = []
+    for item in items or []:
+        try:
+            name, spec = item.split("=", 1)
+            lo, hi, n = spec.split(":")
+            count = int(n)
+        except ValueError:
+            raise EngineError(f"--sweep {item!r}: expected NAME=LO:HI:N, e.g. savings_rate=0.2:0.4:5") from None
+        if count < 1:
+            raise EngineError(f"--sweep {item!r}: N must be at least 1")
+        sweeps.append((name.strip(), np.linspace(_parse_number(lo, "--sweep"), _parse_number(hi, "--sweep"), count)))
+    return sweeps
+
+
+def build_runs(model, scenario_files: list[str], sets: dict[str, float],
+               sweeps: list[tuple[str, np.ndarray]]) -> dict[str, dict]:
+    """Scenario name -> overrides: each scenario file, crossed with every sweep value."""
+    from engine.scenarios import load_scenario
+
+    base: dict[str, dict] = {}
+    for f in scenario_files:
+        sc = load_scenario(f, model)
+        if sc.name in base:
+            raise EngineError(f"{f}: scenario name {sc.name!r} is given twice")
+        base[sc.name] = dict(sc.overrides)
+    if not base:
+        base = {"base": {}}
+    for name in list(sets) + [s[0] for s in sweeps]:
+        model._check_settable(name)
+    runs = {k: {**v, **sets} for k, v in base.items()}
+    for name, values in sweeps:
+        runs = {f"{k}|{name}={v:g}" if len(runs) > 1 or k != "base" else f"{name}={v:g}": {**o, name: float(v)}
+                for k, o in runs.items() for v in values}
+    return runs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import load_model
+
+    model = load_model(args.model)
+    runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep))
+    variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    res = model.run(scenarios=runs, method=args.method, dt=args.dt, start=args.start, stop=args.stop,
+                    saveper=args.saveper, variables=variables)
+    if args.out:
+        res.write(args.out)
+        print(f"wrote {len(res.scenarios)} scenario(s) x {len(res.times)} times to {args.out}", file=sys.stderr)
+    else:
+        res.to_dataframe().reset_index().to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from engine import compile_model, read_model
+
+    model = read_model(args.model)
+    compiled = compile_model(model, check_units=not args.no_units)
+    ts = model.time
+    n = {k: sum(1 for v in model.variables.values() if v.kind == k)
+         for k in ("stock", "flow", "auxiliary", "constant", "lookup", "data")}
+    internal = sum(1 for v in compiled.rvars.values() if v.internal and v.kind == "stock")
+    print(f"{args.model}: OK: {len(model.variables)} variables ({', '.join(f'{v} {k}' for k, v in n.items() if v)}), "
+          f"{internal} internal delay/smooth stocks, {len(model.dimensions)} dimension(s), "
+          f"time {ts.start:g}-{ts.stop:g} step {ts.dt:g} ({ts.unit})")
+    if args.dt_check:
+        from engine.analysis.convergence import dt_convergence
+        rows = dt_convergence(compiled)
+        worst = max(rows, key=lambda r: r[1]) if rows else None
+        for name, diff in rows:
+            print(f"  dt check {name}: largest relative difference dt vs dt/2 = {diff:.2e}")
+        if worst:
+            print(f"dt check: worst {worst[0]} {worst[1]:.2e}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from engine import read_model
+
+    model = read_model(args.model)
+    lang = args.lang
+    print(f"# {model.name}" + (f": {model.label_zh if lang == 'zh' else model.label_en}"
+                               if (model.label_zh or model.label_en) else ""))
+    ts = model.time
+    print(f"time {ts.start:g} to {ts.stop:g}, dt {ts.dt:g}, saveper {ts.saveper:g} ({ts.unit}); method {ts.method}")
+    for d, els in model.dimensions.items():
+        print(f"dimension {d}: {', '.join(els)}")
+    for name, v in model.variables.items():
+        if args.grep and args.grep.lower() not in " ".join(
+                str(x) for x in (name, v.label_zh, v.label_en, v.doc) if x).lower():
+            continue
+        label = v.label_zh if lang == "zh" else v.label_en
+        dims = f"[{','.join(v.dims)}]" if v.dims else ""
+        print(f"\n{name}{dims}  ({v.kind}{', ' + v.unit if v.unit else ''})" + (f"  {label}" if label else ""))
+        if v.kind == "constant":
+            print(f"  = {v.value}" + (f"   range {list(v.range)}" if v.range else ""))
+        elif v.kind == "stock":
+            print(f"  = INTEG({' + '.join(v.inflows) or '0'}{''.join(' - ' + o for o in v.outflows)}, {v.initial})"
+                  + ("   non-negative" if v.non_negative else ""))
+        elif v.kind in ("flow", "auxiliary"):
+            for sel, eq in v.equations.items():
+                print(f"  {('[' + sel + '] ') if sel else ''}= {eq}")
+        elif v.kind == "lookup":
+            print(f"  x = {list(v.xs)}\n  y = {list(v.ys)}   ({v.extrapolation})")
+        elif v.kind == "data":
+            print(f"  series over {v.times[0]:g}-{v.times[-1]:g} ({len(v.times)} points, {v.interpolation})")
+        if v.doc:
+            print(f"  doc: {v.doc}")
+        if v.source:
+            print(f"  source: {v.source}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lxsd", description="Linxiang SD: vectorised system-dynamics engine")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a model for one or more scenarios; CSV to stdout or --out")
+    r.add_argument("model")
+    r.add_argument("scenario", nargs="*", help="scenario files (.toml); each is one run of the batch")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a constant in every run")
+    r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
+    r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
+    r.add_argument("--dt", type=float)
+    r.add_argument("--start", type=float)
+    r.add_argument("--stop", type=float)
+    r.add_argument("--saveper", type=float)
+    r.add_argument("--vars", help="comma-separated variables to save (default: all)")
+    r.add_argument("--out", help="FILE.csv or FILE.parquet")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="parse, resolve, check units and loops; list every problem")
+    c.add_argument("model")
+    c.add_argument("--no-units", action="store_true", help="skip the unit check")
+    c.add_argument("--dt-check", action="store_true", help="also compare a run at dt with one at dt/2")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("describe", help="each variable with its kind, units, labels and equation")
+    d.add_argument("model")
+    d.add_argument("--lang", choices=["zh", "en"], default="en")
+    d.add_argument("--grep", help="only variables whose name, label or doc contains this text")
+    d.set_defaults(func=cmd_describe)
+
+    for module in ("engine.io.cli_commands", "engine.analysis.cli_commands"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ModelError as exc:
+        print(f"lxsd {args.command}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except EngineError as exc:
+        print(f"lxsd {args.command}: error: {exc}", file=sys.stderr)
+        return 1 if exc.__class__.__name__ == "SimulationError" else 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Write a model (our dict / TOML form) as a Vensim ``.mdl`` text file.
+
+The file starts with the ``{UTF-8}`` header; each variable carries its unit, its
+``[low,high]`` range (constants with a ``range``) and, in the comment field, its Chinese
+and English labels, documentation and source.  Equations are translated token by token
+from our expression syntax to Vensim's (``IF_THEN_ELSE`` -> ``IF THEN ELSE``, ``and`` ->
+``:AND:``, ``TIME_STEP`` -> ``TIME STEP`` ...); stocks become ``INTEG(inflows - outflows,
+initial)``, lookups Vensim lookup tables, data series lookups of ``Time``.
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from engine.errors import ModelError, Problem
+
+TOKEN = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
+                   r"|==|!=|<>|<=|>=|:AND:|:OR:|:NOT:|.", re.S)
+
+VENSIM_FUNCS = {
+    "IF_THEN_ELSE": "IF THEN ELSE", "PULSE_TRAIN": "PULSE TRAIN", "DELAY_FIXED": "DELAY FIXED",
+    "WITH_LOOKUP": "WITH LOOKUP", "DELAYN": "DELAY N", "SMOOTHN": "SMOOTH N",
+    "ACTIVE_INITIAL": "ACTIVE INITIAL", "SAMPLE_IF_TRUE": "SAMPLE IF TRUE",
+    "INT": "INTEGER",
+}
+TIME_NAMES = {"TIME": "Time", "TIME_STEP": "TIME STEP", "INITIAL_TIME": "INITIAL TIME",
+              "FINAL_TIME": "FINAL TIME", "SAVEPER": "SAVEPER"}
+LOGIC = {"and": ":AND:", "or": ":OR:", "not": ":NOT:"}
+
+
+def load_dict(model: str | Path | dict) -> dict:
+    """A model dict from a dict, a .toml file, or (through the importer) a .mdl/.xmile."""
+    if isinstance(model, dict):
+        return model
+    path = Path(model)
+    if path.suffix.lower() in (".mdl", ".xmile", ".xml", ".stmx"):
+        from .pysd_import import import_model
+        return import_model(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(Problem(str(path), None, "file not found")) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ModelError(Problem(str(path), None, f"not a valid TOML model: {exc}")) from None
+
+
+def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None) -> str:
+    """Our expression text -> Vensim expression text.
+
+    ``var_dims`` (name -> dims) makes implicit subscripts explicit: ``x`` of a variable
+    with dims [sector] is written ``x[sector]`` as Vensim requires.
+    """
+    var_dims = var_dims or {}
+    text = re.sub(r"\bIF\s+THEN\s+ELSE\b", "IF_THEN_ELSE", str(expr), flags=re.I)
+    toks = [t for t in TOKEN.findall(text)]
+    out = []
+    for i, t in enumerate(toks):
+        nxt = next((u for u in toks[i + 1:] if not u.isspace()), "")
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
+            up = t.upper()
+            if nxt == "(" and t not in lookups:
+                out.append(VENSIM_FUNCS.get(up, up))
+            elif up in TIME_NAMES and t not in lookups:
+                out.append(TIME_NAMES[up])
+            elif t.lower() in LOGIC:
+                out.append(" " + LOGIC[t.lower()] + " ")
+            elif var_dims.get(t) and nxt != "[":
+                out.append(f"{t}[{','.join(var_dims[t])}]")
+            else:
+                out.append(t)
+        elif t == "==":
+            out.append("=")
+        elif t == "!=":
+            out.append("<>")
+        else:
+            out.append(t)
+    return re.sub(r"[ ]{2,}", " ", "".join(out)).strip()
+
+
+def _num(v) -> str:
+    v = float(v)
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def _comment(spec: dict) -> str:
+    parts = []
+    for key, label in (("label_zh", ""), ("label_en", ""), ("doc", ""), ("source", "Source: ")):
+        if spec.get(key):
+            parts.append(label + str(spec[key]).replace("~", "-").replace("|", "/"))
+    return "\n\t".join(parts)
+
+
+def _units(spec: dict, with_range: bool = True) -> str:
+    u = str(spec.get("unit", "") or "").replace("~", "-").replace("|", "/")
+    if with_range and spec.get("range"):
+        lo, hi = spec["range"]
+        u = f"{u} [{_num(lo)},{_num(hi)}]"
+    return u
+
+
+def _dim_elements(d: dict, name: str) -> list[str]:
+    if name in (d.get("dimensions") or {}):
+        return list(d["dimensions"][name])
+    return list((d.get("subranges") or {})[name]["elements"])
+
+
+def _value_rows(d: dict, dims: list[str], value) -> str:
+    """Numbers of a subscripted constant in Vensim's array layout."""
+    if not dims:
+        return _num(value)
+
+    def flat(level, v):
+        if isinstance(v, dict):
+            return [flat(level + 1, v[e]) for e in _dim_elements(d, dims[level])]
+        if isinstance(v, list):
+            return [flat(level + 1, x) for x in v]
+        return v
+
+    table = flat(0, value)
+    if len(dims) == 1:
+        if not isinstance(table, list):
+            return _num(table)
+        return ", ".join(_num(x) for x in table)
+    if len(dims) == 2:
+        return ";\n\t".join(", ".join(_num(x) for x in row) for row in table) + ";"
+    raise ValueError("constants with more than two dimensions are written element by element")
+
+
+def _element_entries(d: dict, dims: list[str], value) -> list[tuple[str, float]]:
+    out = []
+
+    def rec(level, v, prefix):
+        if level == len(dims):
+            out.append((",".join(prefix), v))
+            return
+        elems = _dim_elements(d, dims[level])
+        if isinstance(v, dict):
+            for e in elems:
+                rec(level + 1, v[e], prefix + [e])
+        elif isinstance(v, list):
+            for e, x in zip(elems, v):
+                rec(level + 1, x, prefix + [e])
+        else:
+            for e in elems:
+                rec(level + 1, v, prefix + [e])
+    rec(0, value, [])
+    return out
+
+
+def export_mdl(model: str | Path | dict) -> str:
+    d = load_dict(model)
+    lookups = set(d.get("lookups") or {})
+    var_dims = {n: list(s.get("dims") or []) for sec in ("constants", "stocks", "flows", "auxiliaries")
+                for n, s in (d.get(sec) or {}).items() if s.get("dims")}
+
+    def tr(text):
+        return translate(text, lookups, var_dims)
+    lines = ["{UTF-8}"]
+
+    def eq(lhs: str, rhs: str, spec: dict, with_range: bool = False) -> None:
+        lines.append(f"{lhs}=\n\t{rhs}")
+        lines.append(f"\t~\t{_units(spec, with_range)}")
+        lines.append(f"\t~\t{_comment(spec)}")
+        lines.append("\t|")
+        lines.append("")
+
+    for name, elems in (d.get("dimensions") or {}).items():
+        lines += [f"{name}:\n\t{', '.join(elems)}", "\t~\t", "\t~\t", "\t|", ""]
+    for name, spec in (d.get("subranges") or {}).items():
+        lines += [f"{name}:\n\t{', '.join(spec['elements'])}", "\t~\t",
+                  f"\t~\tsubrange of {spec['of']}", "\t|", ""]
+
+    def lhs(name, spec, sel=None):
+        dims = spec.get("dims") or []
+        if sel is not None:
+            return f"{name}[{sel}]"
+        return f"{name}[{','.join(dims)}]" if dims else name
+
+    for name, spec in (d.get("constants") or {}).items():
+        dims = spec.get("dims") or []
+        if len(dims) <= 2:
+            eq(lhs(name, spec), _value_rows(d, dims, spec["value"]), spec, True)
+        else:
+            for sel, v in _element_entries(d, dims, spec["value"]):
+                eq(lhs(name, spec, sel), _num(v), spec, True)
+    for name, spec in (d.get("stocks") or {}).items():
+        rate = " + ".join(tr(f) for f in spec.get("inflows") or []) or "0"
+        outs = spec.get("outflows") or []
+        if outs:
+            rate = (rate if spec.get("inflows") else "0") + "".join(f" - {tr(o)}" for o in outs)
+        init = spec.get("initial", 0)
+        init = _num(init) if isinstance(init, (int, float)) else tr(init)
+        spec2 = dict(spec)
+        if spec.get("non_negative"):
+            spec2["doc"] = (spec.get("doc", "") + " (non-negative stock in lxsd)").strip()
+        eq(lhs(name, spec), f"INTEG(\n\t{rate},\n\t\t{init})", spec2)
+    for section in ("flows", "auxiliaries"):
+        for name, spec in (d.get(section) or {}).items():
+            if "equation" in spec:
+                eq(lhs(name, spec), tr(spec["equation"]), spec)
+                continue
+            eqs = dict(spec.get("equations") or {})
+            default = eqs.pop("default", None)
+            for sel, text in eqs.items():
+                eq(lhs(name, spec, sel), tr(str(text)), spec)
+            if default is not None:
+                dims = spec.get("dims") or []
+                exc = ", ".join(f"[{sel}]" for sel in eqs)
+                head = f"{name}[{','.join(dims)}]" + (f" :EXCEPT: {exc}" if exc else "")
+                eq(head, tr(str(default)), spec)
+    for name, spec in (d.get("lookups") or {}).items():
+        xs, ys = spec["x"], spec["y"]
+        rng = f"[({_num(min(xs))},{_num(min(ys))})-({_num(max(xs))},{_num(max(ys))})]"
+        pts = ",".join(f"({_num(x)},{_num(y)})" for x, y in zip(xs, ys))
+        spec2 = dict(spec)
+        if spec.get("extrapolation") == "linear":
+            spec2["doc"] = (spec.get("doc", "") + " (extrapolates linearly in lxsd)").strip()
+        lines += [f"{name}(\n\t{rng},{pts})", f"\t~\t{_units(spec, False)}",
+                  f"\t~\t{_comment(spec2)}", "\t|", ""]
+    for name, spec in (d.get("data") or {}).items():
+        ts, vs = list(spec["time"]), list(spec["values"])
+        if spec.get("interpolation") == "step":
+            # hold each value until the next point: a lookup with near-vertical steps
+            xs, ys = [ts[0]], [vs[0]]
+            for i in range(1, len(ts)):
+                eps = 1e-9 * max(1.0, abs(ts[i]))
+                xs += [ts[i] - eps, ts[i]]
+                ys += [vs[i - 1], vs[i]]
+            ts, vs = xs, ys
+        tab = f"{name}_series"
+        pts = ",".join(f"({_num(x)},{_num(y)})" for x, y in zip(ts, vs))
+        rng = f"[({_num(min(ts))},{_num(min(vs))})-({_num(max(ts))},{_num(max(vs))})]"
+        lines += [f"{tab}(\n\t{rng},{pts})", f"\t~\t{_units(spec, False)}",
+                  f"\t~\tdata series of {name}", "\t|", ""]
+        eq(name, f"{tab}(Time)", spec)
+
+    t = d.get("time") or {}
+    unit = t.get("unit", "year")
+    lines += ["********************************************************", "\t.Control",
+              "********************************************************~",
+              "\t\tSimulation Control Parameters", "\t|", ""]
+    for vname, key in (("FINAL TIME", "stop"), ("INITIAL TIME", "start"), ("TIME STEP", "dt")):
+        lines += [f"{vname}  = {_num(t[key])}", f"\t~\t{unit}", f"\t~\t{vname.title()}", "\t|", ""]
+    lines += [f"SAVEPER  = {_num(t.get('saveper', t['dt']))}", f"\t~\t{unit}",
+              "\t~\tThe frequency with which output is stored.", "\t|", ""]
+    lines += ["\\\\\\---/// Sketch information - do not modify anything except names",
+              "V300  Do not put anything below this section - it will be ignored",
+              "*View 1", "$192-192-192,0,Times New Roman|12||0-0-0|0-0-0|0-0-255|-1--1--1|-1--1--1|96,96,100,0",
+              "///---\\\\\\", ":L<%^E!@", ""]
+    return "\n".join(lines)
+
+
+def write_mdl(model: str | Path | dict, out: str | Path) -> Path:
+    out = Path(out)
+    out.write_text(export_mdl(model), encoding="utf-8")
+    return out
