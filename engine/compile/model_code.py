@@ -97,10 +97,10 @@ class ModelCode:
                      if v.kind in ("auxiliary", "flow")}
         cycle = graph.find_cycle({n: d & set(dyn_graph) for n, d in dyn_graph.items()})
         if cycle:
-            names = [self._owner(n) for n in cycle]
-            names = list(dict.fromkeys(names))
+            names = list(dict.fromkeys(self._owner(n) for n in reversed(cycle)))
             self.problems.append(Problem(self.model.file, names[0],
-                                         f"algebraic loop (no stock in it): {' -> '.join(names + [names[0]])}",
+                                         f"algebraic loop (no stock in it; each needs the next): "
+                                         f"{' -> '.join(names + [names[0]])}",
                                          "put a stock (or SMOOTH/DELAY) somewhere in the loop"))
             return
         for name in graph.order({n: d & set(dyn_graph) for n, d in dyn_graph.items()}):
@@ -118,9 +118,9 @@ class ModelCode:
         init_graph = {n: graph.var_deps(v, rv, "init") for n, v in rv.items() if v.kind != "lookup"}
         cycle = graph.find_cycle(init_graph)
         if cycle:
-            names = list(dict.fromkeys(self._owner(n) for n in cycle))
+            names = list(dict.fromkeys(self._owner(n) for n in reversed(cycle)))
             self.problems.append(Problem(self.model.file, names[0],
-                                         f"initial values depend on each other in a loop: "
+                                         f"initial values depend on each other in a loop (each needs the next): "
                                          f"{' -> '.join(names + [names[0]])}",
                                          "give one of the stocks a constant initial value"))
             return
@@ -140,6 +140,10 @@ class ModelCode:
                 lay.param_names.append(name)
         lay.static_names = [n for n in rv if self.phase[n] in ("param", "static")]
         lay.data_names = [n for n in rv if self.phase[n] == "data"]
+
+    def evaluation_rank(self) -> dict[str, int]:
+        """Position of each dynamic variable in the per-step evaluation order."""
+        return {n: i for i, n in enumerate(graph.order(self.dyn_graph))}
 
     def _owner(self, name: str) -> str:
         v = self.rvars[name]

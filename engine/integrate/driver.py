@@ -143,15 +143,23 @@ def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.nd
 
 
 def _check_outputs(code: ModelCode, store: dict[str, np.ndarray], times: np.ndarray) -> None:
+    """Report the first non-finite value: earliest time, then earliest in evaluation order."""
+    bad_at: dict[str, int] = {}
     for name, arr in store.items():
         if not np.isfinite(arr.sum()):
             bad = ~np.isfinite(arr)
-            j = int(np.argmax(bad.reshape(len(times), -1).any(axis=1)))
-            scen = int(np.argmax(bad[j].reshape(-1, arr.shape[-1]).any(axis=0)))
-            raise SimulationError(
-                f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time "
-                f"{times[j]:g} in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of "
-                f"non-positive numbers, or growth that overflows")
+            bad_at[name] = int(np.argmax(bad.reshape(len(times), -1).any(axis=1)))
+    if not bad_at:
+        return
+    rank = code.evaluation_rank()
+    name = min(bad_at, key=lambda n: (bad_at[n], rank.get(n, -1)))
+    j = bad_at[name]
+    arr = store[name]
+    scen = int(np.argmax((~np.isfinite(arr[j])).reshape(-1, arr.shape[-1]).any(axis=0)))
+    raise SimulationError(
+        f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time "
+        f"{times[j]:g} in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of "
+        f"non-positive numbers, or growth that overflows")
 
 
 def _display(code: ModelCode, name: str) -> str:
@@ -169,8 +177,8 @@ def _raise_non_finite(code, S, P, D, clock, t, S_new) -> None:
         outs = code.dynamic(names)(t, dt, t0, t1, sp, S, P, D, True)[2]
     except Exception:  # noqa: BLE001 - diagnostics only; fall back to the stock report
         outs = ()
-    order = {n: i for i, n in enumerate(code.init_graph)}
-    culprits = sorted((n for n, v in zip(names, outs) if not np.all(np.isfinite(v))), key=order.get)
+    order = code.evaluation_rank()
+    culprits = sorted((n for n, v in zip(names, outs) if not np.all(np.isfinite(v))), key=lambda n: order.get(n, -1))
     if culprits:
         name = culprits[0]
         arr = np.broadcast_to(outs[names.index(name)], np.shape(outs[names.index(name)]))

@@ -150,25 +150,10 @@ class ColumnMatcher:
 
 
 def compile_imported(d: dict, source: str):
-    """Compile an imported model dict with the core (whatever entry point it offers)."""
-    import engine
-    for name in ("compile_dict", "model_from_dict_compiled"):
-        fn = getattr(engine, name, None)
-        if fn is not None:
-            return fn(d, source)
-    try:
-        from engine.parse import model_from_dict
-    except ImportError:
-        from engine.parse.model_file import model_from_dict
-    ir = model_from_dict(d, source)
-    compile_ = getattr(engine, "compile_model", None)
-    if compile_ is not None:
-        return compile_(ir)
-    from engine.compile.model_code import ModelCode
-    from engine.resolve.resolver import Resolver
-    from engine.simulation import CompiledModel
-    rvars = Resolver(ir).run()
-    return CompiledModel(ir, rvars, ModelCode(ir, rvars))
+    """Compile an imported model dict with the core (units unchecked, as Vensim ran it)."""
+    from engine import compile_model
+    from engine.parse.model_file import model_from_dict
+    return compile_model(model_from_dict(d, source), check_units=False)
 
 
 def run_imported(d: dict, source: str) -> pd.DataFrame:

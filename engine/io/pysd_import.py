@@ -207,7 +207,8 @@ def _check_file(path: Path) -> None:
     head = data[:65536]
     if b"\x00" in head:
         raise _error(path, "this is a binary file, not a text model file",
-                     hint="a Vensim model must be saved as text (.mdl), not .vmf/.vpm")
+                     hint=("a Vensim model must be saved as text (.mdl), not .vmf/.vpm"
+                           if path.suffix.lower() == ".mdl" else "XMILE is an XML text file"))
     text = head.decode("utf-8", errors="replace")
     bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\r\n\t\f\v"))
     if bad > max(8, len(text) // 50):
@@ -219,6 +220,13 @@ def _check_file(path: Path) -> None:
             ctrl = bad
         if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
             raise _error(path, "the file does not look like a text model (binary data)")
+    if path.suffix.lower() != ".mdl":
+        import xml.etree.ElementTree as ET
+        try:
+            ET.fromstring(data)
+        except ET.ParseError as exc:
+            raise _error(path, f"not well-formed XML: {exc}",
+                         hint="the file may be truncated or damaged") from None
     if path.suffix.lower() == ".mdl":
         body = data.decode("utf-8", errors="replace")
         if "~" not in body and "\\\\\\---///" not in body and "=" not in body:
