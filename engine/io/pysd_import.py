@@ -221,10 +221,10 @@ def _check_file(path: Path) -> None:
         if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
             raise _error(path, "the file does not look like a text model (binary data)")
     if path.suffix.lower() != ".mdl":
-        import xml.etree.ElementTree as ET
+        import xml.parsers.expat as expat
         try:
-            ET.fromstring(data)
-        except ET.ParseError as exc:
+            expat.ParserCreate().Parse(data, True)   # no namespace processing: isee: prefixes are fine
+        except expat.ExpatError as exc:
             raise _error(path, f"not well-formed XML: {exc}",
                          hint="the file may be truncated or damaged") from None
     if path.suffix.lower() == ".mdl":

@@ -57,9 +57,16 @@ STATEFUL: dict[str, tuple[int, int]] = {
     "TREND": (3, 3),
     "FORECAST": (3, 3),
     "INTEG": (2, 2),
+    "SAMPLE_IF_TRUE": (3, 3),
+}
+
+# Rewritten by the resolver before compilation.
+REWRITES: dict[str, tuple[int, int]] = {
+    "GAME": (1, 1),  # interactive input in Vensim's gaming mode; outside it, its argument
+    "ELMCOUNT": (1, 1),  # number of elements of a dimension
 }
 
 # Names that refer to the clock rather than to a variable (matched case-insensitively).
 TIME_NAMES = {"TIME": "t", "TIME_STEP": "dt", "INITIAL_TIME": "t0", "FINAL_TIME": "t1", "SAVEPER": "saveper"}
 
-ALL = {**STATELESS, **STATEFUL}
+ALL = {**STATELESS, **STATEFUL, **REWRITES}

@@ -163,6 +163,19 @@ class Resolver:
         if not isinstance(node, Call):
             return node
         fname = node.func.upper()
+        if fname in builtins.REWRITES and node.func not in self.model.variables:
+            owner = host.host or host.name
+            if len(node.args) != 1:
+                self.bad(owner, f"{fname} takes 1 argument, got {len(node.args)}")
+                return Num(0.0)
+            if fname == "GAME":
+                return self._expand(host, piece, node.args[0])
+            arg = node.args[0]
+            dim = arg.name if isinstance(arg, Ref) else None
+            if dim in self.model.dimensions or dim in self.model.subranges:
+                return Num(float(len(self.model.dim_elements(dim))))
+            self.bad(owner, "ELMCOUNT takes the name of a dimension")
+            return Num(0.0)
         args = tuple(self._expand(host, piece, a) for a in node.args)
         if fname not in builtins.STATEFUL or node.func in self.model.variables:
             return Call(node.func, args)
@@ -234,6 +247,16 @@ class Resolver:
                 rv.delay_input = aux.name
             rv.init_pieces = [Piece(piece.region, a[2])]
             return Ref(rv.name)
+        if f == "SAMPLE_IF_TRUE":
+            # out = IF cond THEN input ELSE (out one step ago); "one step ago" is a one-step
+            # DELAY FIXED pipeline of out itself, which starts at the initial value.
+            out = self._new(host, piece, "auxiliary", "sample")
+            prev = self._new(host, piece, "delay_fixed", "sample_prev")
+            prev.delay_time = Ref("TIME_STEP")
+            prev.delay_input = out.name
+            prev.init_pieces = [Piece(piece.region, a[2])]
+            out.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (a[0], a[1], Ref(prev.name))))]
+            return Ref(out.name)
         if f in ("TREND", "FORECAST"):
             x = self._aux(host, piece, "trend_in", a[0])
             T = self._aux(host, piece, "trend_time", a[1])

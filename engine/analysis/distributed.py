@@ -1,0 +1,161 @@
+"""Sharding a batch of runs in-process or over Dask (``dask.distributed``).
+
+Every analysis (ensembles, Sobol runs, calibration restarts) draws all its samples up
+front on the client, cuts them into shards of a fixed size, and hands the shards to an
+:class:`Executor`. The in-process executor runs the shards one after the other; the
+Dask executor sends them to the workers of a local cluster (``workers=K``) or of an
+existing scheduler (``scheduler="tcp://host:port"``). The shards and the code that runs
+them are the same either way, so the numbers are identical for the same seed.
+
+Workers do not receive the compiled model (generated code does not pickle); they get a
+:class:`ModelRef` (the model file and its options) and compile it once per worker
+process, cached in :data:`_MODEL_CACHE`.
+
+>>> with get_executor() as ex:                                      # doctest: +SKIP
+...     outs = ex.map(run_shard, ref, shards)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from engine.errors import EngineError
+
+CONNECT_TIMEOUT_S = 10.0
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a worker needs to compile the model itself: its file and options."""
+
+    path: str
+    check_units: bool | None = None
+
+    def load(self):
+        key = (os.path.abspath(self.path), self.check_units)
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            from engine import load_model
+
+            model = load_model(self.path, check_units=self.check_units)
+            _MODEL_CACHE[key] = model
+        return model
+
+
+def remember(ref: ModelRef, model) -> None:
+    """Seed the cache with a model the client compiled already (the in-process path)."""
+    _MODEL_CACHE[(os.path.abspath(ref.path), ref.check_units)] = model
+
+
+def shards(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) index pairs covering range(n) in pieces of ``size``."""
+    if size < 1:
+        raise EngineError(f"chunk size must be at least 1, got {size}")
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+class Executor:
+    """Runs ``fn(ref, payload)`` for each payload, in order; the in-process default."""
+
+    kind = "in-process"
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.kind
+
+    def imap(self, fn: Callable, ref: ModelRef, payloads: Iterable) -> Iterator[tuple[int, Any]]:
+        """Yield (index, result) as each payload finishes (in order here)."""
+        for i, p in enumerate(payloads):
+            yield i, fn(ref, p)
+
+    def map(self, fn: Callable, ref: ModelRef, payloads: list) -> list:
+        out: list = [None] * len(payloads)
+        for i, r in self.imap(fn, ref, payloads):
+            out[i] = r
+        return out
+
+
+class DaskExecutor(Executor):
+    """Shards over a Dask cluster: a LocalCluster of K processes, or an existing scheduler."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 timeout: float = CONNECT_TIMEOUT_S) -> None:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - dask is a dependency
+            raise EngineError(f"dask.distributed is not installed: {exc}") from None
+        self.cluster = None
+        self.client = None
+        if scheduler:
+            if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
+                raise EngineError(f"--scheduler {scheduler!r}: expected an address like tcp://HOST:PORT")
+            try:
+                self.client = Client(scheduler, timeout=timeout)
+            except (OSError, TimeoutError) as exc:
+                raise EngineError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s: "
+                                  f"{exc.__class__.__name__}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - dask raises many kinds here
+                raise EngineError(f"cannot connect to the Dask scheduler at {scheduler}: "
+                                  f"{exc.__class__.__name__}: {exc}") from None
+            self.kind = f"dask scheduler {scheduler}"
+        else:
+            if workers is None or workers < 1:
+                raise EngineError(f"--workers must be at least 1, got {workers}")
+            try:
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
+                self.client = Client(self.cluster, timeout=timeout)
+            except Exception as exc:  # noqa: BLE001
+                self.close()
+                raise EngineError(f"cannot start a local Dask cluster of {workers} workers: {exc}") from None
+            self.kind = f"dask LocalCluster ({workers} worker processes)"
+
+    def close(self) -> None:
+        for obj in (self.client, self.cluster):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+        self.client = self.cluster = None
+
+    def imap(self, fn: Callable, ref: ModelRef, payloads: Iterable) -> Iterator[tuple[int, Any]]:
+        from dask.distributed import as_completed
+
+        payloads = list(payloads)
+        futures = [self.client.submit(fn, ref, p, pure=False, key=f"lxsd-{fn.__name__}-{i}-{os.urandom(4).hex()}")
+                   for i, p in enumerate(payloads)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    result = fut.result()
+                except EngineError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a worker died or a task failed
+                    raise EngineError(f"shard {index[fut.key]} failed on the cluster: "
+                                      f"{exc.__class__.__name__}: {exc}") from None
+                yield index[fut.key], result
+        finally:
+            for f in futures:
+                f.release()
+
+
+def get_executor(workers: int | None = None, scheduler: str | None = None,
+                 timeout: float = CONNECT_TIMEOUT_S) -> Executor:
+    """In-process unless ``workers`` (a local cluster) or ``scheduler`` (an address) is given."""
+    if workers is not None and scheduler:
+        raise EngineError("give either --workers or --scheduler, not both")
+    if workers is None and not scheduler:
+        return Executor()
+    return DaskExecutor(workers=workers, scheduler=scheduler, timeout=timeout)
