@@ -48,9 +48,9 @@ class Variable:
     doc: str | None = None
     source: str | None = None
     range: tuple[float, float] | None = None
-    # lookups
-    xs: tuple[float, ...] = ()
-    ys: tuple[float, ...] = ()
+    # lookups: one table, or (subscripted lookups) one table per element in C order
+    xs: tuple = ()
+    ys: tuple = ()
     extrapolation: str = "clamp"
     # data (time series inputs)
     times: tuple[float, ...] = ()

@@ -219,7 +219,16 @@ class ExprCompiler:
     def call(self, node: Call, ctx: Ctx) -> CExpr:
         if node.func in self.rvars and self.rvars[node.func].kind == "lookup":
             x = self.compile(node.args[0], ctx)
-            return CExpr(f"_lk_{node.func}({self.as_float(x)})", x.axes, scalar=x.scalar)
+            table = self.rvars[node.func]
+            if not table.dims:
+                if node.subs:
+                    raise DimensionError(f"lookup {node.func} has no dimensions but is called with {list(node.subs)}")
+                return CExpr(f"_lk_{node.func}({self.as_float(x)})", x.axes, scalar=x.scalar)
+            idx = self.ref(Ref(node.func, node.subs), ctx)
+            axes = self.union(x.axes, idx.axes)
+            cx = self.align(CExpr(self.as_float(x), x.axes), axes)
+            return CExpr(f"_rt.lookup_multi({cx}, {self.align(idx, axes)}, _lkx_{node.func}, _lky_{node.func}, "
+                         f"_lklin_{node.func})", axes)
         f = node.func.upper()
         if f == "WITH_LOOKUP":
             x = self.compile(node.args[0], ctx)

@@ -84,10 +84,7 @@ class ModelCode:
                 self.phase[name] = "data"
             elif v.kind == "lookup":
                 self.phase[name] = "lookup"
-                self.globals[f"_lk_{name}"] = functools.partial(
-                    runtime.lookup, xs=np.array(self.model.variables[name].xs),
-                    ys=np.array(self.model.variables[name].ys),
-                    linear=self.model.variables[name].extrapolation == "linear")
+                self._register_lookup(v)
             elif v.kind in graph.STATE_KINDS:
                 self.phase[name] = "state"
             elif v.kind == "initial":
@@ -140,6 +137,30 @@ class ModelCode:
                 lay.param_names.append(name)
         lay.static_names = [n for n in rv if self.phase[n] in ("param", "static")]
         lay.data_names = [n for n in rv if self.phase[n] == "data"]
+
+    def _register_lookup(self, v: RVar) -> None:
+        var = self.model.variables[v.name]
+        linear = var.extrapolation == "linear"
+        nested = bool(var.xs) and isinstance(var.xs[0], tuple) or bool(var.ys) and isinstance(var.ys[0], tuple)
+        if not v.dims:
+            if nested:
+                self.problems.append(Problem(self.model.file, v.name, "one table per element needs 'dims'"))
+                return
+            self.globals[f"_lk_{v.name}"] = functools.partial(
+                runtime.lookup, xs=np.array(var.xs), ys=np.array(var.ys), linear=linear)
+            return
+        n = v.size
+        xs = [np.array(t) for t in var.xs] if var.xs and isinstance(var.xs[0], tuple) else [np.array(var.xs)] * n
+        ys = [np.array(t) for t in var.ys] if var.ys and isinstance(var.ys[0], tuple) else [np.array(var.ys)] * n
+        if len(xs) != n or len(ys) != n:
+            self.problems.append(Problem(self.model.file, v.name, f"has {max(len(xs), len(ys))} tables for {n} "
+                                         f"elements of {list(v.dims)}", "give one x/y list per element"))
+            return
+        # the table number of each element: references select tables like values
+        self.globals[vname(v.name)] = np.arange(n).reshape(v.sizes + (1,))
+        self.globals[f"_lkx_{v.name}"] = xs
+        self.globals[f"_lky_{v.name}"] = ys
+        self.globals[f"_lklin_{v.name}"] = linear
 
     def evaluation_rank(self) -> dict[str, int]:
         """Position of each dynamic variable in the per-step evaluation order."""

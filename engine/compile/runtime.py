@@ -110,3 +110,13 @@ def log(x, base=None):
     if base is None:
         return np.log10(x)
     return np.log(x) / np.log(base)
+
+
+def lookup_multi(x, idx, xs_list: list, ys_list: list, linear: bool = False):
+    """Subscripted lookup: element ``idx`` of the table list applied to x (broadcast together)."""
+    x, idx = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(idx))
+    out = np.empty(x.shape)
+    for e in np.unique(idx):
+        mask = idx == e
+        out[mask] = lookup(x[mask], xs_list[int(e)], ys_list[int(e)], linear)
+    return out

@@ -220,13 +220,6 @@ def _check_file(path: Path) -> None:
             ctrl = bad
         if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
             raise _error(path, "the file does not look like a text model (binary data)")
-    if path.suffix.lower() != ".mdl":
-        import xml.parsers.expat as expat
-        try:
-            expat.ParserCreate().Parse(data, True)   # no namespace processing: isee: prefixes are fine
-        except expat.ExpatError as exc:
-            raise _error(path, f"not well-formed XML: {exc}",
-                         hint="the file may be truncated or damaged") from None
     if path.suffix.lower() == ".mdl":
         body = data.decode("utf-8", errors="replace")
         if "~" not in body and "\\\\\\---///" not in body and "=" not in body:
@@ -265,6 +258,13 @@ def parse_abstract_model(path: str | Path):
         except RecursionError:
             raise _error(path, "the expressions are nested too deeply to parse") from None
         except Exception as exc:  # noqa: BLE001 - every PySD failure becomes a clear error
+            if suffix != ".mdl":
+                import xml.parsers.expat as expat
+                try:
+                    expat.ParserCreate().Parse(path.read_bytes(), True)
+                except expat.ExpatError as xexc:
+                    raise _error(path, f"not well-formed XML: {xexc}",
+                                 hint="the file may be truncated or damaged") from None
             raise _error(path, "cannot parse the model: " + _parse_error_message(exc),
                          hint="check the equation near the position named above "
                               "(unbalanced parentheses, unknown function, truncated file)") from None
@@ -412,8 +412,10 @@ class Converter:
                         break
                     top = max(up, key=lambda k: len(self.ranges[k]))
                 self.parent[key] = top
+            elif equal_before and not self._is_copy(key):
+                self.parent[key] = equal_before[0]
             elif equal_before:
-                # a copy (or an equal list): its own dimension, mapped one to one
+                # a copy (DimB <-> DimA): its own dimension, mapped one to one
                 for k2 in equal_before:
                     self.mapping.setdefault(key, set()).add(k2)
                     self.mapping.setdefault(k2, set()).add(key)

@@ -35,6 +35,7 @@ class Ref:
 class Call:
     func: str  # as written; multi-word builtins joined by underscores
     args: tuple
+    subs: tuple[str, ...] | None = None  # a subscripted lookup: table[sector](x)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,11 @@ class _Parser:
             if self.is_op("("):
                 return self.p_call(tok)
             if self.is_op("["):
-                return Ref(tok.text, self.p_subs())
+                subs = self.p_subs()
+                if self.is_op("("):
+                    call = self.p_call(tok)
+                    return Call(call.func, call.args, subs)
+                return Ref(tok.text, subs)
             return Ref(tok.text)
         if tok.kind == "end":
             raise self.error("equation ends too early")
@@ -369,7 +374,8 @@ def _unparse(node: Node, ctx: int) -> str:
         pts = ", ".join(f"({_fmt_num(x)}, {_fmt_num(y)})" for x, y in zip(node.xs, node.ys))
         return f"({pts})"
     if isinstance(node, Call):
-        return f"{node.func}({', '.join(_unparse(a, 0) for a in node.args)})"
+        subs = f"[{', '.join(node.subs)}]" if node.subs else ""
+        return f"{node.func}{subs}({', '.join(_unparse(a, 0) for a in node.args)})"
     if isinstance(node, Unary):
         if node.op == "not":
             text = f"not {_unparse(node.operand, 3)}"

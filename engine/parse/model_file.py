@@ -248,14 +248,19 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
             return None
     elif kind == "lookup":
         xs, ys = spec.get("x"), spec.get("y")
-        if not (isinstance(xs, list) and isinstance(ys, list) and len(xs) == len(ys) >= 1
-                and all(_num(v) for v in xs + ys)):
-            bad(name, "a lookup needs 'x' and 'y', lists of numbers of the same length")
+        tables = _lookup_tables(xs, ys)
+        if tables is None:
+            bad(name, "a lookup needs 'x' and 'y': lists of numbers of the same length, or (for a "
+                      "subscripted lookup) lists of such lists, one per element")
             return None
-        if any(b < a for a, b in zip(xs, xs[1:])):
+        if any(any(b < a for a, b in zip(tx, tx[1:])) for tx, _ in tables):
             bad(name, "lookup 'x' values must be increasing")
             ok = False
-        var.xs, var.ys = tuple(map(float, xs)), tuple(map(float, ys))
+        if isinstance(xs[0], list) or isinstance(ys[0], list):
+            var.xs = tuple(tuple(map(float, tx)) for tx, _ in tables)
+            var.ys = tuple(tuple(map(float, ty)) for _, ty in tables)
+        else:
+            var.xs, var.ys = tuple(map(float, xs)), tuple(map(float, ys))
         var.extrapolation = str(spec.get("extrapolation", "clamp"))
         if var.extrapolation not in ("clamp", "linear"):
             bad(name, f"unknown extrapolation {var.extrapolation!r}", "clamp or linear")
@@ -274,6 +279,26 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
             bad(name, f"unknown interpolation {var.interpolation!r}", "linear or step")
             ok = False
     return var if ok else None
+
+
+def _lookup_tables(xs, ys):
+    """[(x list, y list)] per element (one entry for a plain lookup), or None if malformed."""
+    if not (isinstance(xs, list) and isinstance(ys, list) and xs and ys):
+        return None
+    nested_x, nested_y = isinstance(xs[0], list), isinstance(ys[0], list)
+    if not nested_x and not nested_y:
+        rows = [(xs, ys)]
+    elif nested_y and not nested_x:
+        rows = [(xs, y) for y in ys]
+    elif nested_x and nested_y and len(xs) == len(ys):
+        rows = list(zip(xs, ys))
+    else:
+        return None
+    for tx, ty in rows:
+        if not (isinstance(tx, list) and isinstance(ty, list) and len(tx) == len(ty) >= 1
+                and all(_num(v) for v in tx + ty)):
+            return None
+    return rows
 
 
 def _valid_value(v: object) -> bool:

@@ -178,7 +178,7 @@ class Resolver:
             return Num(0.0)
         args = tuple(self._expand(host, piece, a) for a in node.args)
         if fname not in builtins.STATEFUL or node.func in self.model.variables:
-            return Call(node.func, args)
+            return Call(node.func, args, node.subs)
         lo, hi = builtins.STATEFUL[fname]
         if not lo <= len(args) <= hi:
             self.bad(host.host or host.name, f"{fname} takes {lo if lo == hi else f'{lo} to {hi}'} "
@@ -315,10 +315,16 @@ class Resolver:
                     target = self.rvars[n.func]
                     if target.kind != "lookup":
                         self.bad(owner, f"{n.func!r} is a {target.kind}, not a lookup or function")
+                    elif n.subs and len(n.subs) != len(target.dims):
+                        self.bad(owner, f"lookup {n.func!r} has dims {list(target.dims)}, called with "
+                                        f"subscripts {list(n.subs)}")
                     elif len(n.args) != 1:
                         self.bad(owner, f"lookup {n.func!r} takes 1 argument, got {len(n.args)}")
                     continue
                 fname = n.func.upper()
+                if n.subs:
+                    self.bad(owner, f"{n.func!r} is called with subscripts but is not a subscripted lookup")
+                    continue
                 if fname not in builtins.STATELESS:
                     close = difflib.get_close_matches(fname, list(builtins.ALL), n=3)
                     lookups = [v for v in m.variables if m.variables[v].kind == "lookup"]
