@@ -97,9 +97,9 @@ def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
     def f(t: float, state: np.ndarray) -> np.ndarray:
         return dyn(t, dt, t0, t1, sp, state, P, D, False)[0]
 
-    save_every, j = clock.save_every, 0
+    save_every, j, n_steps = clock.save_every, 0, clock.n_steps
     with np.errstate(all="ignore"):
-        for k in range(clock.n_steps + 1):
+        for k in range(n_steps + 1):
             t = t0 + k * dt
             want = k % save_every == 0
             k1, X, outs = dyn(t, dt, t0, t1, sp, S, P, D, want)
@@ -107,7 +107,7 @@ def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
                 for o, v in zip(outputs, outs):
                     store[o][j] = v
                 j += 1
-            if k == clock.n_steps:
+            if k == n_steps:
                 break
             S_new = solver.step(f, t, S, dt, k1)
             for a, b in nonneg:
