@@ -50,7 +50,8 @@ def vname(name: str) -> str:
 _NP1 = {"ABS": "np.abs", "EXP": "np.exp", "LN": "np.log", "SQRT": "np.sqrt", "INTEGER": "np.trunc",
         "INT": "np.trunc", "SIN": "np.sin", "COS": "np.cos", "TAN": "np.tan", "ARCSIN": "np.arcsin",
         "ARCCOS": "np.arccos", "ARCTAN": "np.arctan", "SIGN": "np.sign"}
-_NP2 = {"MIN": "np.minimum", "MAX": "np.maximum", "POWER": "np.power", "MODULO": "np.mod"}
+# MODULO keeps the dividend's sign, as Vensim and XMILE define it (C fmod): MODULO(-7, 3) = -1
+_NP2 = {"MIN": "np.minimum", "MAX": "np.maximum", "POWER": "np.power", "MODULO": "np.fmod"}
 _REDUCE = {"SUM": "np.sum", "PROD": "np.prod", "VMIN": "np.min", "VMAX": "np.max"}
 _CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -85,9 +86,14 @@ class ExprCompiler:
             return "np.inf" if value > 0 else "(-np.inf)"
         return repr(float(value))
 
-    def align(self, e: CExpr, target: tuple[str, ...]) -> str:
-        """Code for e's array laid out to broadcast against arrays with axes ``target``."""
-        if not e.axes or e.axes == target:
+    def align(self, e: CExpr, target: tuple[str, ...], full: bool = False) -> str:
+        """Code for e's array laid out to broadcast against arrays with axes ``target``;
+        with ``full``, leading missing axes are inserted too (ndim = len(target) + 1)."""
+        if not e.axes:
+            if full and target:
+                return f"np.reshape({e.code}, {(1,) * len(target) + (-1,)})"
+            return e.code
+        if e.axes == target:
             return e.code
         order = sorted(e.axes, key=target.index)
         code = e.code
@@ -96,7 +102,7 @@ class ExprCompiler:
             code = f"np.transpose({code}, {perm})"
         idx = []
         present = set(order)
-        first = min(target.index(a) for a in order)
+        first = 0 if full else min(target.index(a) for a in order)
         for a in target[first:]:
             idx.append(":" if a in present else "None")
         if "None" not in idx:
@@ -168,7 +174,19 @@ class ExprCompiler:
         int_index: list[str] = []
         takes: list[tuple[int, list[int]]] = []  # (axis position after int indexing, positions)
         axes: list[str] = []
-        for sub, xd in zip(subs, dims):
+        # which host axis each subscript follows: the same name first, then one of the same parent
+        claimed: dict[int, str] = {}
+        for i, sub in enumerate(subs):
+            if not sub.endswith("!") and sub in ctx.dims:
+                claimed[i] = sub
+        for i, sub in enumerate(subs):
+            if i in claimed or sub.endswith("!") or not (sub in self.model.dimensions or sub in self.model.subranges):
+                continue
+            for h in ctx.dims:
+                if h not in claimed.values() and self.parent(h) == self.parent(sub):
+                    claimed[i] = h
+                    break
+        for i, (sub, xd) in enumerate(zip(subs, dims)):
             x_elems = self.elements(xd)
             reduce = sub.endswith("!")
             s = sub[:-1] if reduce else sub
@@ -176,24 +194,22 @@ class ExprCompiler:
                 if self.parent(s) != self.parent(xd):
                     raise DimensionError(f"{node.name}[{sub}]: {s!r} is not a subrange of {xd!r}, "
                                          f"the dimension of {node.name}")
-                host_dim = None
-                if not reduce:
-                    for h in ctx.dims:
-                        if h == s or self.parent(h) == self.parent(s):
-                            host_dim = h
-                            break
+                host_dim = claimed.get(i)
                 if host_dim is not None:
                     k = ctx.dims.index(host_dim)
                     h_elems = self.elements(host_dim)
                     region = ctx.region[k] if ctx.region else None
-                    wanted = [h_elems[i] for i in (range(len(h_elems)) if region is None else region)]
-                    missing = [e for e in wanted if e not in self.elements(s)]
+                    wanted = [h_elems[j] for j in (range(len(h_elems)) if region is None else region)]
+                    missing = [e for e in wanted if e not in self.elements(s) or e not in x_elems]
                     if missing:
                         raise DimensionError(f"{node.name}[{sub}] is used for element(s) {missing} of "
                                              f"{host_dim!r} that {s!r} does not have")
                     positions = [x_elems.index(e) for e in wanted]
                     label = host_dim
                 else:
+                    outside = [e for e in self.elements(s) if e not in x_elems]
+                    if outside:
+                        raise DimensionError(f"{node.name}[{sub}]: elements {outside} of {s!r} are not in {xd!r}")
                     positions = [x_elems.index(e) for e in self.elements(s)]
                     label = f"{s}!" if reduce else s
                 int_index.append(":")
@@ -283,9 +299,9 @@ class ExprCompiler:
                                      f"but no SUM/PROD/VMIN/VMAX reduces it")
             raise DimensionError(f"the equation has dimension(s) {extra} that the variable "
                                  f"(dims {list(ctx.dims) or 'none'}) does not have")
-        code = self.align(CExpr(self.as_float(e), e.axes), ctx.dims)
         if e.axes == ctx.dims and not e.scalar and ctx.dims:
-            return code
+            return self.align(CExpr(self.as_float(e), e.axes), ctx.dims)
         if not ctx.dims:
-            return code if not e.scalar else f"np.full(1, {code}, dtype=float)"
-        return f"_rt.fit({code}, {sizes})"
+            return self.as_float(e) if not e.scalar else f"np.full(1, {e.code}, dtype=float)"
+        # laid out with every axis present (size 1 where missing) so fit() sees the batch axis last
+        return f"_rt.fit({self.align(CExpr(self.as_float(e), e.axes), ctx.dims, full=True)}, {sizes})"

@@ -300,17 +300,21 @@ class _Parser:
         return tuple(subs)
 
     def _looks_like_table(self) -> bool:
-        # "((" number ... : an inline lookup table, as Vensim writes them
-        t1, t2 = self.toks[self.i], self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
-        return t1.text == "(" and t2 is not None and t2.kind == "op" and t2.text == "(" and self._table_ahead()
-
-    def _table_ahead(self) -> bool:
-        j = self.i + 2
-        toks = self.toks
-        # pattern: ( ( num , num ) ...
-        if j + 1 >= len(toks):
+        """An inline lookup table starts "( ( number , number )"; anything else is arithmetic."""
+        toks, j = self.toks, self.i
+        if not (toks[j].text == "(" and j + 1 < len(toks) and toks[j + 1].text == "("):
             return False
-        return toks[j].kind == "num" or (toks[j].text in "-+" and toks[j + 1].kind == "num")
+        j += 2
+        for want_comma in (True, False):
+            while j < len(toks) and toks[j].kind == "op" and toks[j].text in "+-":
+                j += 1
+            if j >= len(toks) or toks[j].kind != "num":
+                return False
+            j += 1
+            if j >= len(toks) or toks[j].text != ("," if want_comma else ")"):
+                return False
+            j += 1
+        return True
 
     def p_table(self) -> Table:
         self.expect("(")

@@ -47,8 +47,9 @@ class Resolver:
                 self.bad(var.name, f"unknown dimension(s) {unknown}",
                          f"declared dimensions: {', '.join(list(m.dimensions) + list(m.subranges)) or 'none'}")
                 continue
-            if len(set(m.parent_dim(d) for d in var.dims)) != len(var.dims):
-                self.bad(var.name, f"dims {list(var.dims)} use the same dimension twice")
+            if len(set(var.dims)) != len(var.dims):
+                self.bad(var.name, f"dims {list(var.dims)} name a dimension twice",
+                         "declare a subrange with all its elements to use it as a second axis")
                 continue
             self._resolve_var(var)
         if not self.problems:

@@ -1,0 +1,563 @@
+"""Calibration: fit chosen constants to actual series with scipy.optimize.least_squares.
+
+* :func:`load_data`: the long CSV of published numbers (``indicator, unit, year, value,
+  source``; an optional ``scope`` column), checked row by row: missing or non-numeric
+  years and values, unknown indicators, duplicate (indicator, year) rows and years
+  outside the model's time are errors naming the file and row. An indicator named like
+  a model output needs no mapping; others are mapped by a small TOML file::
+
+      ignore = ["gdp_growth_real"]           # rows of these indicators are skipped
+      [map]
+      gdp = "gdp_nominal"                     # indicator = expression over model outputs
+      share_primary = "industry_share[primary] * 100"
+
+* :func:`calibrate`: the residuals of every series (each scaled by its mean and weighted,
+  so that series in different units count alike) are minimised within the constants'
+  ranges; the Jacobian's finite differences are one batch run of k+1 runs. Restarts
+  (``restarts > 1``: extra start points drawn by Latin hypercube from ``seed``) are
+  independent fits, sharded over the executor (in-process or Dask).
+* The result carries estimates with 95% confidence intervals (from the Jacobian at the
+  optimum), per-series MAPE, RMSE, R^2 and Theil's U_M, U_S, U_C over the fit period
+  and, with ``until``, over the forecast period (a backtest); it writes a calibrated
+  scenario file and a plot of actual against simulated.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time as _time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from engine.analysis.distributed import Executor, ModelRef, remember
+from engine.analysis.ensemble import Expr, Factor, ParamSpace, annual_saveper, check_columns, output_columns, uniforms
+from engine.errors import EngineError, ModelError, Problem
+
+REQUIRED = ("indicator", "year", "value")
+
+
+@dataclass
+class Series:
+    """One observed indicator and the model expression that measures it."""
+
+    indicator: str
+    expr: Expr
+    years: np.ndarray
+    values: np.ndarray
+    unit: str = ""
+    weight: float = 1.0
+
+
+# ---------------------------------------------------------------------------- data
+def _read_mapping(path: str | Path | None) -> tuple[dict[str, str], set[str]]:
+    if not path:
+        return {}, set()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(Problem(str(path), None, "mapping file not found")) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}")) from None
+    problems = []
+    for key in data:
+        if key not in ("map", "ignore"):
+            problems.append(Problem(str(path), key, "unknown key", "`ignore = [...]` and a [map] table"))
+    mapping = {}
+    for ind, spec in (data.get("map") or {}).items():
+        if isinstance(spec, str):
+            mapping[ind] = spec
+        elif isinstance(spec, dict) and isinstance(spec.get("expression"), str):
+            mapping[ind] = spec["expression"]
+        else:
+            problems.append(Problem(str(path), f"map.{ind}", "must be an expression (text)",
+                                    'e.g. gdp = "gdp_nominal"'))
+    ignore = data.get("ignore") or []
+    if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+        problems.append(Problem(str(path), "ignore", "must be a list of indicator names"))
+        ignore = []
+    if problems:
+        raise ModelError(problems)
+    return mapping, set(ignore)
+
+
+def load_data(path: str | Path, model, mapping: str | Path | None = None, scope: str | None = None,
+              indicators: list[str] | None = None, weights: Mapping[str, float] | None = None) -> list[Series]:
+    """Read and check the actual data; one :class:`Series` per indicator (see the module doc)."""
+    path = Path(path)
+    file = str(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(Problem(file, None, "data file not found")) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ModelError(Problem(file, None, f"cannot read the CSV: {exc}")) from None
+    df.columns = [c.strip() for c in df.columns]
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ModelError(Problem(file, None, f"missing column(s) {', '.join(missing)}",
+                                 "the long format: indicator, unit, year, value, source"))
+    df["_row"] = np.arange(len(df)) + 2  # the CSV line (the header is line 1)
+    if "scope" in df.columns:
+        scopes = sorted(set(df["scope"]))
+        if scope is not None:
+            if scope not in scopes:
+                raise ModelError(Problem(file, "scope", f"no rows of scope {scope!r}", f"scopes: {', '.join(scopes)}"))
+            df = df[df["scope"] == scope]
+        elif len(scopes) > 1:
+            raise ModelError(Problem(file, "scope", f"the file mixes scopes {', '.join(scopes)}",
+                                     "choose one with --scope"))
+    elif scope is not None:
+        raise ModelError(Problem(file, "scope", "--scope given but the file has no scope column"))
+    if indicators is not None:
+        present = set(df["indicator"])
+        absent = [i for i in indicators if i not in present]
+        if absent:
+            raise ModelError(Problem(file, None, f"no rows for indicator(s) {', '.join(absent)}",
+                                     f"indicators in the file: {', '.join(sorted(present))}"))
+        df = df[df["indicator"].isin(indicators)]
+    mapmap, ignore = _read_mapping(mapping)
+    df = df[~df["indicator"].isin(ignore)]
+    problems: list[Problem] = []
+    exprs: dict[str, Expr] = {}
+    unknown = []
+    for ind in dict.fromkeys(df["indicator"]):
+        if not ind.strip():
+            problems.append(Problem(file, "indicator", "empty indicator name on row(s) " +
+                                    ", ".join(str(r) for r in df.loc[df["indicator"] == ind, "_row"])))
+            continue
+        text = mapmap.get(ind, ind)
+        try:
+            expr = Expr(text, f"{mapping or file}: {ind}")
+        except EngineError as exc:
+            problems.append(Problem(str(mapping or file), ind, str(exc)))
+            continue
+        bad = check_columns(model, expr)
+        if bad:
+            if ind in mapmap:
+                problems.append(Problem(str(mapping), f"map.{ind}", f"{', '.join(bad)} is not an output of the model"))
+            else:
+                unknown.append(ind)
+            continue
+        exprs[ind] = expr
+    if unknown:
+        problems.append(Problem(file, "indicator", f"unknown indicator(s) {', '.join(unknown)}: not an output of "
+                                f"the model and not in the mapping file",
+                                "map them in a mapping file ([map] NAME = \"expression\"), list them under "
+                                "`ignore`, or choose indicators with --indicators"))
+    ts = model.time
+    seen: dict[tuple[str, float], int] = {}
+    rows: dict[str, list[tuple[float, float]]] = {}
+    units: dict[str, str] = {}
+    for rec in df.itertuples(index=False):
+        r = rec._asdict()
+        ind, row = r["indicator"], r["_row"]
+        if ind not in exprs:
+            continue
+        ytxt, vtxt = r["year"].strip(), r["value"].strip()
+        if not ytxt:
+            problems.append(Problem(file, f"row {row}", f"{ind}: the year is missing"))
+            continue
+        try:
+            year = float(ytxt)
+            if not math.isfinite(year):
+                raise ValueError
+        except ValueError:
+            problems.append(Problem(file, f"row {row}", f"{ind}: year {ytxt!r} is not a number",
+                                    "one row per year, e.g. 2023"))
+            continue
+        if not vtxt:
+            problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: the value is missing"))
+            continue
+        try:
+            value = float(vtxt.replace(",", ""))
+            if not math.isfinite(value):
+                raise ValueError
+        except ValueError:
+            problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: value {vtxt!r} is not a number"))
+            continue
+        if not (ts.start - 1e-9 <= year <= ts.stop + 1e-9):
+            problems.append(Problem(file, f"row {row}", f"{ind}: year {year:g} is outside the model's time "
+                                    f"{ts.start:g}-{ts.stop:g}"))
+            continue
+        key = (ind, year)
+        if key in seen:
+            problems.append(Problem(file, f"row {row}", f"duplicate row: {ind} {year:g} is also on row {seen[key]}",
+                                    "keep one row per indicator and year"))
+            continue
+        seen[key] = row
+        rows.setdefault(ind, []).append((year, value))
+        units.setdefault(ind, r.get("unit", ""))
+    weights = dict(weights or {})
+    bad_w = [w for w in weights if w not in exprs]
+    if bad_w:
+        problems.append(Problem(file, "--weights", f"no series named {', '.join(bad_w)}",
+                                f"series: {', '.join(exprs)}"))
+    if problems:
+        raise ModelError(problems)
+    if not rows:
+        raise ModelError(Problem(file, None, "no usable rows: nothing to fit"))
+    out = []
+    for ind, pts in rows.items():
+        pts.sort()
+        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]),
+                          units.get(ind, ""), float(weights.get(ind, 1.0))))
+    return out
+
+
+def parse_weights(text: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not sep or not math.isfinite(w) or w < 0:
+            raise EngineError(f"--weights {item!r}: expected INDICATOR=NUMBER (>= 0)")
+        out[name.strip()] = w
+    return out
+
+
+# ---------------------------------------------------------------------------- simulation
+def values_at(times: np.ndarray, arr: np.ndarray, years: np.ndarray) -> np.ndarray:
+    """(B, T) -> (B, len(years)), linear in time between saved points."""
+    idx = np.clip(np.searchsorted(times, years, side="right") - 1, 0, len(times) - 2) if len(times) > 1 else \
+        np.zeros(len(years), dtype=int)
+    if len(times) == 1:
+        return arr[:, idx]
+    t0, t1 = times[idx], times[idx + 1]
+    w = np.clip((years - t0) / (t1 - t0), 0.0, 1.0)
+    return arr[:, idx] * (1 - w) + arr[:, idx + 1] * w
+
+
+class Fit:
+    """The fit: data, parameters and how a batch of parameter vectors becomes residuals."""
+
+    def __init__(self, model, factors: list[Factor], series: list[Series], overrides: Mapping | None = None,
+                 until: float | None = None) -> None:
+        self.model = model
+        self.space = ParamSpace(model, factors)
+        self.series = series
+        self.overrides = dict(overrides or {})
+        self.until = until
+        self.variables = sorted({v for s in series for v in s.expr.variables})
+        ts = model.time
+        last = max(float(s.years.max()) for s in series)
+        steps = math.ceil((last - ts.start) / ts.dt - 1e-9)
+        self.stop = min(ts.stop, ts.start + steps * ts.dt)
+        sp = annual_saveper(model)
+        # saveper must divide the span; otherwise save every dt
+        span = self.stop - ts.start
+        self.saveper = sp if abs(span / sp - round(span / sp)) < 1e-9 else ts.dt
+        lo, hi = self.space.bounds
+        self.lo, self.width = lo, np.where(hi > lo, hi - lo, 1.0)
+        self.fit_mask = [np.ones(len(s.years), bool) if until is None else s.years <= until for s in series]
+        self.scale = []
+        for s, m in zip(series, self.fit_mask):
+            obs = s.values[m] if m.any() else s.values
+            sc = float(np.mean(np.abs(obs))) if len(obs) else 1.0
+            self.scale.append(sc if sc > 0 else 1.0)
+        self.n_fit = int(sum(m.sum() for m in self.fit_mask))
+        if self.n_fit == 0:
+            raise EngineError(f"no data at or before --until {until:g}: nothing to fit")
+        self.runs = 0
+        self.batches = 0
+
+    def x_of(self, z: np.ndarray) -> np.ndarray:
+        return self.lo + np.asarray(z) * self.width
+
+    def z_of(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) - self.lo) / self.width
+
+    def simulate(self, X: np.ndarray) -> list[np.ndarray]:
+        """(B, k) parameter vectors -> per series (B, len(years)) simulated values; one batch run."""
+        X = np.atleast_2d(X)
+        params = self.space.to_params(X, self.overrides)
+        params.update(self.overrides)
+        res = self.model.run(params=params, variables=self.variables, stop=self.stop, saveper=self.saveper,
+                             n=X.shape[0])
+        self.runs += X.shape[0]
+        self.batches += 1
+        cols = output_columns(res, self.variables)
+        out = []
+        for s in self.series:
+            sim = s.expr.evaluate(lambda c: values_at(res.times, cols[c], s.years))
+            out.append(np.broadcast_to(sim, (X.shape[0], len(s.years))))
+        return out
+
+    def residuals(self, sims: list[np.ndarray]) -> np.ndarray:
+        """(B, m) weighted, scaled residuals over the fit rows."""
+        parts = []
+        for s, sim, m, sc in zip(self.series, sims, self.fit_mask, self.scale):
+            if not m.any():
+                continue
+            f = math.sqrt(s.weight / m.sum()) / sc
+            parts.append((sim[:, m] - s.values[m]) * f)
+        r = np.concatenate(parts, axis=1)
+        return np.where(np.isfinite(r), r, 1e6)
+
+    def fit_once(self, z0: np.ndarray, h: float = 1e-6, max_nfev: int | None = None):
+        from scipy.optimize import least_squares
+
+        cache: dict[bytes, np.ndarray] = {}
+
+        def fun(z):
+            key = np.asarray(z, float).tobytes()
+            if key not in cache:
+                cache[key] = self.residuals(self.simulate(self.x_of(z)[None, :]))[0]
+            return cache[key]
+
+        def jac(z):
+            z = np.asarray(z, float)
+            k = len(z)
+            steps = np.where(z + h <= 1.0, h, -h)
+            Z = np.repeat(z[None, :], k + 1, axis=0)
+            Z[np.arange(1, k + 1), np.arange(k)] += steps
+            R = self.residuals(self.simulate(self.x_of(Z)))  # ONE batch: centre + k perturbed runs
+            cache[z.tobytes()] = R[0]
+            return ((R[1:] - R[0]) / steps[:, None]).T
+
+        z0 = np.clip(np.asarray(z0, float), 0.0, 1.0)
+        sol = least_squares(fun, z0, jac=jac, bounds=(0.0, 1.0), method="trf", x_scale=1.0,
+                            max_nfev=max_nfev or 100 * (len(z0) + 1), xtol=1e-10, ftol=1e-10, gtol=1e-10)
+        return sol
+
+
+def fit_restart(ref: ModelRef, payload: dict) -> dict:
+    """One least-squares fit from one start point (runs on a worker or in-process)."""
+    model = ref.load()
+    prob = Fit(model, payload["factors"], payload["series"], payload["overrides"], payload["until"])
+    try:
+        sol = prob.fit_once(payload["z0"])
+    except EngineError as exc:
+        return {"error": str(exc), "z0": payload["z0"]}
+    return {"z": sol.x, "cost": float(sol.cost), "nfev": int(sol.nfev), "status": int(sol.status),
+            "message": str(sol.message), "runs": prob.runs, "batches": prob.batches, "z0": payload["z0"]}
+
+
+# ---------------------------------------------------------------------------- statistics
+def fit_stats(actual: np.ndarray, sim: np.ndarray) -> dict[str, float]:
+    """MAPE (%), RMSE, R^2 and Theil's U_M, U_S, U_C (shares of the MSE; they sum to 1)."""
+    a, s = np.asarray(actual, float), np.asarray(sim, float)
+    n = len(a)
+    if n == 0:
+        return {k: float("nan") for k in ("n", "mape", "rmse", "r2", "u_m", "u_s", "u_c")}
+    err = s - a
+    mse = float(np.mean(err ** 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mape = float(np.mean(np.abs(err / a)) * 100) if np.all(a != 0) else float("nan")
+    ss_tot = float(np.sum((a - a.mean()) ** 2))
+    r2 = 1 - float(np.sum(err ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    sa, ss = float(a.std()), float(s.std())
+    if mse > 0:
+        um = (s.mean() - a.mean()) ** 2 / mse
+        us = (ss - sa) ** 2 / mse
+        r = float(np.corrcoef(a, s)[0, 1]) if sa > 0 and ss > 0 else 0.0
+        uc = 2 * (1 - r) * ss * sa / mse
+    else:
+        um = us = uc = 0.0
+    return {"n": n, "mape": mape, "rmse": math.sqrt(mse), "r2": r2, "u_m": float(um), "u_s": float(us),
+            "u_c": float(uc)}
+
+
+@dataclass
+class Calibration:
+    """The result of :func:`calibrate`."""
+
+    labels: list[str]
+    estimates: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    stderr: np.ndarray
+    bounds: tuple[np.ndarray, np.ndarray]
+    stats: pd.DataFrame            # indicator, period (fit/forecast), n, mape, rmse, r2, u_m, u_s, u_c
+    fitted: list[tuple[Series, np.ndarray]]  # each series and the simulated values at its years
+    settings: dict[str, object]    # scenario-file settings of the estimates
+    cost: float
+    restarts: list[dict] = field(default_factory=list)
+    runs: int = 0
+    seconds: float = 0.0
+    until: float | None = None
+    notes: list[str] = field(default_factory=list)
+    factors: list[Factor] = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = []
+        for lab, v, lo, hi in zip(self.labels, self.estimates, self.low, self.high):
+            out.append(f"{lab} = {v:.6g} [{lo:.6g}, {hi:.6g}]")
+        return out
+
+
+def calibrate(model, ref: ModelRef, factors: list[Factor], series: list[Series], overrides: Mapping | None = None,
+              until: float | None = None, restarts: int = 1, seed: int = 0,
+              executor: Executor | None = None, progress=None) -> Calibration:
+    """Fit ``factors`` to ``series``; see the module doc. Restarts are sharded over ``executor``."""
+    from scipy import stats as sstats
+
+    t0 = _time.perf_counter()
+    if restarts < 1:
+        raise EngineError(f"--restarts must be at least 1, got {restarts}")
+    remember(ref, model)
+    prob = Fit(model, factors, series, overrides, until)
+    k = len(factors)
+    starts = [np.clip(prob.z_of(prob.space.defaults(overrides)), 0.0, 1.0)]
+    if restarts > 1:
+        starts += list(uniforms(restarts - 1, k, seed, "lhs"))
+    payloads = [{"factors": factors, "series": series, "overrides": dict(overrides or {}), "until": until,
+                 "z0": z0} for z0 in starts]
+    executor = executor or Executor()
+    results: list[dict | None] = [None] * len(payloads)
+    notes = []
+    try:
+        for i, r in executor.imap(fit_restart, ref, payloads):
+            results[i] = r
+            if progress:
+                progress(f"restart {i + 1}/{len(payloads)}: " + (f"cost {r['cost']:.6g}" if "cost" in r
+                                                                  else f"failed: {r['error']}"))
+    except (EngineError, KeyboardInterrupt) as exc:
+        done = [r for r in results if r and "cost" in r]
+        if not done:
+            raise
+        notes.append(f"stopped after {len(done)} of {len(payloads)} restarts ({exc}); the best so far is reported")
+    ok = [r for r in results if r and "cost" in r]
+    if not ok:
+        errs = "; ".join(r["error"] for r in results if r and "error" in r)
+        raise EngineError(f"every fit failed: {errs}")
+    best = min(ok, key=lambda r: r["cost"])
+    z = best["z"]
+    # Jacobian at the optimum, one batch, in the constants' own units
+    h = 1e-6
+    steps = np.where(z + h <= 1.0, h, -h)
+    Z = np.repeat(z[None, :], k + 1, axis=0)
+    Z[np.arange(1, k + 1), np.arange(k)] += steps
+    sims = prob.simulate(prob.x_of(Z))
+    R = prob.residuals(sims)
+    J = ((R[1:] - R[0]) / (steps[:, None] * prob.width[:, None])).T  # d r / d x
+    m = R.shape[1]
+    x = prob.x_of(z)
+    dof = m - k
+    if dof > 0:
+        s2 = float(R[0] @ R[0]) / dof
+        cov = s2 * np.linalg.pinv(J.T @ J)
+        se = np.sqrt(np.clip(np.diag(cov), 0, None))
+        tq = float(sstats.t.ppf(0.975, dof))
+        low, high = x - tq * se, x + tq * se
+        unid = np.flatnonzero(np.all(np.abs(J) < 1e-12, axis=0))
+        for j in unid:
+            se[j] = low[j] = high[j] = float("nan")
+        if len(unid):
+            notes.append("no data responds to " + ", ".join(prob.space.labels[j] for j in unid)
+                         + ": its interval is undefined")
+    else:
+        se = low = high = np.full(k, float("nan"))
+        notes.append(f"{m} data points for {k} parameters: too few for confidence intervals (nan)")
+    at_bound = [prob.space.labels[j] for j in range(k) if z[j] <= 1e-6 or z[j] >= 1 - 1e-6]
+    if at_bound:
+        notes.append("at the edge of its range (the range may be too narrow): " + ", ".join(at_bound))
+    rows = []
+    fitted = []
+    centre = [s_[0] for s_ in sims]
+    for s, sim, mask in zip(series, centre, prob.fit_mask):
+        fitted.append((s, sim))
+        rows.append({"indicator": s.indicator, "period": "fit", **fit_stats(s.values[mask], sim[mask])})
+        if until is not None and (~mask).any():
+            rows.append({"indicator": s.indicator, "period": "forecast", **fit_stats(s.values[~mask], sim[~mask])})
+    runs = prob.runs + sum(r.get("runs", 0) for r in ok)
+    return Calibration(prob.space.labels, x, np.asarray(low), np.asarray(high), np.asarray(se), prob.space.bounds,
+                       pd.DataFrame(rows), fitted, prob.space.as_settings(x, overrides), best["cost"], results,
+                       runs, _time.perf_counter() - t0, until, notes, list(factors), dict(overrides or {}))
+
+
+# ---------------------------------------------------------------------------- outputs
+def write_scenario(cal: Calibration, path: str | Path, name: str, model_file: str, data_file: str,
+                   base: str | None = None, extra: Mapping | None = None) -> Path:
+    """The calibrated scenario file (docs/model-format.md's scenario format), written atomically."""
+    import tomli_w
+
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise EngineError(f"{path}: folder {parent} does not exist")
+    est = "; ".join(cal.lines())
+    doc = (f"Calibrated by `lxsd calibrate {model_file} --data {data_file}`"
+           + (f" --until {cal.until:g}" if cal.until is not None else "")
+           + f" on {_time.strftime('%Y-%m-%d')}: {est}. Fit: "
+           + "; ".join(f"{r.indicator} MAPE {r.mape:.3g}% R2 {r.r2:.3g}" for r in cal.stats.itertuples()
+                       if r.period == "fit"))
+    meta = {"name": name, "label_zh": f"校准情景（{name}）", "label_en": f"Calibrated ({name})", "doc": doc}
+    if base:
+        meta["base"] = base
+    settings = dict(extra or {})
+    settings.update(cal.settings)
+    text = tomli_w.dumps({"scenario": meta, "set": settings})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("# Written by `lxsd calibrate`; the estimates and their 95% intervals:\n")
+            for line in cal.lines():
+                fh.write(f"#   {line}\n")
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
+    """Actual (points) against simulated (line, whole run) per series; PNG/SVG/PDF or HTML."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise EngineError(f"{path}: folder {parent} does not exist")
+    prob = Fit(model, cal.factors, [s for s, _ in cal.fitted], cal.overrides, cal.until)
+    params = prob.space.to_params(cal.estimates[None, :], cal.overrides)
+    params.update(cal.overrides)
+    res = model.run(params=params, variables=prob.variables, n=1)
+    cols = output_columns(res, prob.variables)
+    curves = [(s, s.expr.evaluate(lambda c: cols[c][0])) for s, _ in cal.fitted]
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=len(curves), cols=1, subplot_titles=[s.indicator for s, _ in curves])
+        for i, (s, y) in enumerate(curves, start=1):
+            fig.add_trace(go.Scatter(x=res.times, y=np.broadcast_to(y, res.times.shape), name=f"{s.indicator} simulated"),
+                          row=i, col=1)
+            fig.add_trace(go.Scatter(x=s.years, y=s.values, mode="markers", name=f"{s.indicator} actual"),
+                          row=i, col=1)
+        fig.update_layout(height=260 * len(curves))
+        fig.write_html(str(path))
+        return path
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
+    fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.6 * len(curves)), squeeze=False)
+    for ax, (s, y) in zip(axes[:, 0], curves):
+        ax.plot(res.times, np.broadcast_to(y, res.times.shape), label="simulated")
+        ax.plot(s.years, s.values, "o", label="actual")
+        if cal.until is not None:
+            ax.axvline(cal.until, color="grey", ls="--", lw=0.8)
+        ax.set_title(f"{s.indicator} ({s.unit})" if s.unit else s.indicator, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+

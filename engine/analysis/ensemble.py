@@ -1,0 +1,768 @@
+"""Monte Carlo ensembles: constants drawn from distributions, run as one vectorised batch per shard.
+
+* :class:`ParamSpace`: the sampled factors (a scalar constant, or one element of a
+  subscripted one), each with a distribution: uniform over the constant's ``range`` by
+  default, overridable in a distributions file (TOML, see ``docs/analysis.md``).
+* :func:`draw`: an (N, k) sample matrix for a design (``random``, ``lhs``, ``sobol``),
+  from an explicit seed: the same seed gives the same numbers.
+* :func:`run_ensemble`: every scenario x every sample, in shards of ``chunk`` samples,
+  in-process or over Dask (:mod:`engine.analysis.distributed`); percentiles per variable
+  and year, the probability of meeting each scorecard target, and (optionally) every
+  sample's path written to Parquet partitioned by scenario (``OUT/scenario=NAME/part-*.parquet``)
+  or to CSV, shard by shard, so a 100 000-sample ensemble never sits in memory whole.
+* :class:`Expr` and :func:`load_targets`: the expressions of ``model/targets.toml``,
+  evaluated on arrays of N runs at once.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time as _time
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine.errors import EngineError, ModelError, Problem
+
+DESIGNS = ("random", "lhs", "sobol")
+DIST_KINDS = ("uniform", "triangular", "normal", "lognormal", "fixed")
+PERCENTILES = (5, 25, 50, 75, 95)
+HEADLINE = ("gdp_real", "gdp_nominal", "value_added", "industry_share", "population_resident", "population_urban",
+            "urbanization_rate", "energy_consumption", "energy_intensity", "co2_emissions", "co2_intensity",
+            "budget_revenue", "fiscal_revenue_total", "government_debt", "forest_cover")
+DEFAULT_CHUNK = 10_000
+
+
+# ---------------------------------------------------------------------------- expressions
+_FUNCS: dict[str, Callable] = {"MIN": np.minimum, "MAX": np.maximum, "ABS": np.abs, "SQRT": np.sqrt,
+                               "EXP": np.exp, "LN": np.log}
+_REF = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*([^\]]+?)\s*\]")
+
+
+class Expr:
+    """An expression over a model's outputs (names, ``name[element]``, numbers, + - * / ^,
+    parentheses, MIN MAX ABS SQRT EXP LN), evaluated on arrays of N runs.
+
+    >>> e = Expr("value_added[primary] / gdp_real * 100")
+    >>> e.columns
+    ['value_added[primary]', 'gdp_real']
+    >>> float(e.evaluate({"value_added[primary]": 2.0, "gdp_real": 8.0}.__getitem__))
+    25.0
+    """
+
+    def __init__(self, text: str, where: str = "expression") -> None:
+        self.text = str(text)
+        self.where = where
+        refs: dict[str, str] = {}
+
+        def sub(m: re.Match) -> str:
+            col = f"{m.group(1)}[{','.join(p.strip() for p in m.group(2).split(','))}]"
+            key = f"__c{len(refs)}"
+            refs[key] = col
+            return key
+
+        src = _REF.sub(sub, self.text).replace("^", "**")
+        try:
+            tree = ast.parse(src, mode="eval")
+        except SyntaxError as exc:
+            raise EngineError(f"{where}: cannot parse {self.text!r}: {exc.msg}") from None
+        self._tree = tree
+        self._refs = refs
+        cols: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                col = refs.get(node.id, node.id)
+                if col not in cols and node.id not in _FUNCS:
+                    cols.append(col)
+            elif isinstance(node, ast.Call):
+                if not (isinstance(node.func, ast.Name) and node.func.id.upper() in _FUNCS) or node.keywords:
+                    raise EngineError(f"{where}: {self.text!r}: only MIN MAX ABS SQRT EXP LN may be called")
+            elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
+                                       ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)):
+                raise EngineError(f"{where}: {self.text!r}: {node.__class__.__name__} is not allowed")
+        # call names are Name nodes too: drop them
+        self.columns = [c for c in cols if c.upper() not in _FUNCS]
+        self.variables = sorted({c.split("[")[0] for c in self.columns})
+
+    def evaluate(self, get: Callable[[str], np.ndarray]):
+        def ev(node):
+            if isinstance(node, ast.Expression):
+                return ev(node.body)
+            if isinstance(node, ast.Constant):
+                if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                    raise EngineError(f"{self.where}: {self.text!r}: {node.value!r} is not a number")
+                return float(node.value)
+            if isinstance(node, ast.Name):
+                return get(self._refs.get(node.id, node.id))
+            if isinstance(node, ast.UnaryOp):
+                v = ev(node.operand)
+                return -v if isinstance(node.op, ast.USub) else v
+            if isinstance(node, ast.BinOp):
+                a, b = ev(node.left), ev(node.right)
+                op = node.op
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    if isinstance(op, ast.Add):
+                        return a + b
+                    if isinstance(op, ast.Sub):
+                        return a - b
+                    if isinstance(op, ast.Mult):
+                        return a * b
+                    if isinstance(op, ast.Div):
+                        return np.divide(a, b)
+                    return np.power(a, b)
+            if isinstance(node, ast.Call):
+                args = [ev(a) for a in node.args]
+                fn = _FUNCS[node.func.id.upper()]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    if fn in (np.minimum, np.maximum):
+                        out = args[0]
+                        for a in args[1:]:
+                            out = fn(out, a)
+                        return out
+                    return fn(*args)
+            raise EngineError(f"{self.where}: {self.text!r}: cannot evaluate")  # pragma: no cover
+
+        return ev(self._tree)
+
+
+def check_columns(model, expr: Expr) -> list[str]:
+    """Names in ``expr`` that are not saved outputs of ``model`` (empty when all are)."""
+    bad = []
+    for col in expr.columns:
+        name = col.split("[")[0]
+        rv = model.rvars.get(name)
+        if rv is None or rv.kind == "lookup" or rv.internal:
+            bad.append(col)
+            continue
+        if "[" in col:
+            elems = tuple(col[len(name) + 1:-1].split(","))
+            if elems not in model.elements(name):
+                bad.append(col)
+        elif rv.dims:
+            bad.append(col)
+    return bad
+
+
+# ---------------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    """One modelled indicator of model/targets.toml."""
+
+    id: str
+    name_zh: str
+    name_en: str
+    kind: str
+    direction: str
+    target: float
+    expr: Expr
+    measure: str = "level"
+    compare_to_year: float | None = None
+    target_year: float = 2025
+    unit: str = ""
+
+    @property
+    def binding(self) -> bool:
+        return self.kind == "binding"
+
+    def years(self) -> list[float]:
+        return [self.target_year] + ([self.compare_to_year] if self.compare_to_year is not None else [])
+
+    def value(self, at: Callable[[str, float], np.ndarray], year: float | None = None):
+        """The measure in ``year`` (default target_year); ``at(column, year)`` gives N values."""
+        y = self.target_year if year is None else year
+        cur = self.expr.evaluate(lambda c: at(c, y))
+        if self.measure == "level":
+            return cur
+        base = self.expr.evaluate(lambda c: at(c, self.compare_to_year))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.measure == "reduction_pct":
+                return 100.0 * (1.0 - cur / base)
+            if self.measure == "cagr_pct":
+                return 100.0 * (np.power(cur / base, 1.0 / (y - self.compare_to_year)) - 1.0)
+            return cur - base  # change
+
+    def margin(self, value):
+        """Positive = met with room to spare (value - target, or target - value for "max")."""
+        return self.target - value if self.direction == "max" else value - self.target
+
+
+def load_targets(path: str | Path, model=None, binding_only: bool = False) -> tuple[list[Target], list[str]]:
+    """The modelled targets of a targets file, and notes on the rows skipped (and why)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(Problem(str(path), None, "targets file not found")) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}")) from None
+    rows = data.get("indicator")
+    if not isinstance(rows, list):
+        raise ModelError(Problem(str(path), "indicator", "expected [[indicator]] tables"))
+    targets, notes, problems = [], [], []
+    for i, row in enumerate(rows):
+        rid = str(row.get("id", f"#{i + 1}"))
+        if row.get("modelled", True) is False or not row.get("expression"):
+            notes.append(f"{rid}: not modelled" + (f" ({row['reason']})" if row.get("reason") else ""))
+            continue
+        if binding_only and row.get("kind") != "binding":
+            continue
+        if row.get("target_2025") is None:
+            notes.append(f"{rid}: no numeric target")
+            continue
+        measure = row.get("measure", "level")
+        direction = row.get("direction", "min")
+        if measure not in ("level", "reduction_pct", "cagr_pct", "change"):
+            problems.append(Problem(str(path), f"{rid}.measure", f"unknown measure {measure!r}",
+                                    "level, reduction_pct, cagr_pct or change"))
+            continue
+        if direction not in ("min", "max", "reduction"):
+            problems.append(Problem(str(path), f"{rid}.direction", f"unknown direction {direction!r}",
+                                    "min, max or reduction"))
+            continue
+        if measure != "level" and row.get("compare_to_year") is None:
+            problems.append(Problem(str(path), f"{rid}.compare_to_year", f"measure {measure} needs compare_to_year"))
+            continue
+        try:
+            expr = Expr(row["expression"], f"{path}: {rid}.expression")
+            target = float(row["target_2025"])
+        except (EngineError, TypeError, ValueError) as exc:
+            problems.append(Problem(str(path), rid, str(exc)))
+            continue
+        if model is not None:
+            bad = check_columns(model, expr)
+            if bad:
+                notes.append(f"{rid}: skipped, the model has no output {', '.join(bad)}")
+                continue
+        targets.append(Target(rid, str(row.get("name_zh", "")), str(row.get("name_en", "")),
+                              str(row.get("kind", "expected")), direction, target, expr, measure,
+                              None if row.get("compare_to_year") is None else float(row["compare_to_year"]),
+                              float(row.get("target_year", 2025)), str(row.get("unit", ""))))
+    if problems:
+        raise ModelError(problems)
+    return targets, notes
+
+
+# ---------------------------------------------------------------------------- parameters
+@dataclass
+class Factor:
+    """One sampled quantity: a scalar constant, or one element of a subscripted one."""
+
+    name: str
+    index: tuple[int, ...] | None
+    label: str
+    low: float
+    high: float
+    dist: dict = field(default_factory=lambda: {"kind": "uniform"})
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Map uniforms in [0, 1) to the distribution (truncated to [low, high])."""
+        from scipy import stats
+
+        kind = self.dist.get("kind", "uniform")
+        lo, hi = self.dist.get("low", self.low), self.dist.get("high", self.high)
+        if kind == "uniform":
+            return lo + u * (hi - lo)
+        if kind == "fixed":
+            return np.full_like(u, float(self.dist["value"]))
+        if kind == "triangular":
+            mode = float(self.dist.get("mode", (lo + hi) / 2))
+            c = 0.0 if hi == lo else (mode - lo) / (hi - lo)
+            return stats.triang.ppf(u, c, loc=lo, scale=hi - lo)
+        if kind == "normal":
+            mu, sd = float(self.dist["mean"]), float(self.dist["sd"])
+            a, b = stats.norm.cdf([(lo - mu) / sd, (hi - mu) / sd])
+            return np.clip(mu + sd * stats.norm.ppf(a + u * (b - a)), lo, hi)
+        # lognormal: log(x) ~ N(mu, sigma), truncated to the range
+        mu, sigma = float(self.dist["mu"]), float(self.dist["sigma"])
+        lo_, hi_ = (math.log(lo) if lo > 0 else -np.inf), math.log(hi)
+        a, b = stats.norm.cdf([(lo_ - mu) / sigma, (hi_ - mu) / sigma])
+        return np.clip(np.exp(mu + sigma * stats.norm.ppf(a + u * (b - a))), lo, hi)
+
+
+class ParamSpace:
+    """The factors of an analysis and how a sample matrix becomes ``run(params=...)``."""
+
+    def __init__(self, model, factors: list[Factor]) -> None:
+        if not factors:
+            raise EngineError("no parameters to sample: give --params, or give constants a range")
+        self.model = model
+        self.factors = factors
+
+    @property
+    def labels(self) -> list[str]:
+        return [f.label for f in self.factors]
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([f.low for f in self.factors]), np.array([f.high for f in self.factors]))
+
+    def defaults(self, overrides: Mapping | None = None) -> np.ndarray:
+        """Each factor's value in the model (or in ``overrides``, a scenario's settings)."""
+        out = []
+        for f in self.factors:
+            v = (overrides or {}).get(f.name)
+            if v is None:
+                arr = self.model._defaults[f.name][..., 0]
+            else:
+                arr = self.model._value_array(f.name, v, None)[..., 0]
+            out.append(float(arr[f.index] if f.index is not None else arr))
+        return np.array(out)
+
+    def to_params(self, X: np.ndarray, overrides: Mapping | None = None) -> dict[str, np.ndarray]:
+        """(n, k) values -> params for ``CompiledModel.run``; unsampled elements keep their values."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        n = X.shape[0]
+        params: dict[str, np.ndarray] = {}
+        for j, f in enumerate(self.factors):
+            if f.index is None:
+                params[f.name] = X[:, j].copy()
+                continue
+            if f.name not in params:
+                v = (overrides or {}).get(f.name)
+                base = self.model._defaults[f.name][..., 0] if v is None else \
+                    self.model._value_array(f.name, v, None)[..., 0]
+                params[f.name] = np.broadcast_to(base, (n, *base.shape)).copy()
+            params[f.name][(slice(None), *f.index)] = X[:, j]
+        return params
+
+    def as_settings(self, x: np.ndarray, overrides: Mapping | None = None) -> dict[str, object]:
+        """One sample as scenario-file settings: numbers, or {element = number} tables."""
+        params = self.to_params(np.asarray(x)[None, :], overrides)
+        out: dict[str, object] = {}
+        for name, arr in params.items():
+            val = arr[0]
+            if np.ndim(val) == 0:
+                out[name] = float(val)
+            else:
+                out[name] = _nested(self.model, name, val)
+        return out
+
+
+def _nested(model, name, arr):
+    dims = model.rvars[name].dims
+
+    def rec(level, a):
+        els = model.model.dim_elements(dims[level])
+        if level == len(dims) - 1:
+            return {e: float(a[i]) for i, e in enumerate(els)}
+        return {e: rec(level + 1, a[i]) for i, e in enumerate(els)}
+    return rec(0, arr)
+
+
+def parse_param_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [p.strip() for p in re.split(r",(?![^\[]*\])", text) if p.strip()]
+    if not names:
+        raise EngineError("--params is empty: give constant names separated by commas")
+    return names
+
+
+def build_space(model, names: list[str] | None = None, dist_file: str | Path | None = None,
+                exclude: set[str] | None = None) -> ParamSpace:
+    """Factors for ``names`` (``name`` or ``name[element]``; default: every constant with a
+    range), with distributions from ``dist_file`` (TOML, optional)."""
+    dists: dict[str, dict] = {}
+    include = exclude_file = None
+    if dist_file:
+        dist_file = Path(dist_file)
+        try:
+            data = tomllib.loads(dist_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(Problem(str(dist_file), None, "distributions file not found")) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ModelError(Problem(str(dist_file), None, f"TOML syntax error: {exc}")) from None
+        problems = []
+        for key in data:
+            if key not in ("distributions", "sample"):
+                problems.append(Problem(str(dist_file), key, "unknown section", "[distributions.NAME] and [sample]"))
+        sample = data.get("sample", {})
+        include, exclude_file = sample.get("include"), sample.get("exclude")
+        for name, spec in (data.get("distributions") or {}).items():
+            where = f"distributions.{name}"
+            if not isinstance(spec, dict):
+                problems.append(Problem(str(dist_file), where, "must be a table"))
+                continue
+            kind = spec.get("kind", "uniform")
+            need = {"uniform": (), "fixed": ("value",), "triangular": ("mode",), "normal": ("mean", "sd"),
+                    "lognormal": ("mu", "sigma")}.get(kind)
+            if need is None:
+                problems.append(Problem(str(dist_file), f"{where}.kind", f"unknown distribution {kind!r}",
+                                        ", ".join(DIST_KINDS)))
+                continue
+            missing = [k for k in need if k not in spec]
+            bad = [k for k, v in spec.items() if k != "kind" and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+            if missing or bad:
+                problems.append(Problem(str(dist_file), where,
+                                        (f"missing {', '.join(missing)}" if missing else "")
+                                        + (f" non-numeric {', '.join(bad)}" if bad else ""),
+                                        f"{kind} needs {', '.join(need) or 'nothing'} (numbers)"))
+                continue
+            if kind in ("normal",) and spec["sd"] <= 0 or kind == "lognormal" and spec["sigma"] <= 0:
+                problems.append(Problem(str(dist_file), where, "the spread must be positive"))
+                continue
+            dists[name] = dict(spec, kind=kind)
+        if problems:
+            raise ModelError(problems)
+    consts = model.constants
+    if names is None:
+        names = list(include) if include else [n for n, v in consts.items() if v.range is not None]
+        names += [n for n in dists if n.split("[")[0] in consts and n not in names and not include]
+    drop = set(exclude_file or ()) | set(exclude or ())
+    factors: list[Factor] = []
+    problems = []
+    for item in names:
+        base, _, sel = item.partition("[")
+        if base in drop or item in drop:
+            continue
+        var = consts.get(base)
+        if var is None:
+            import difflib
+            close = difflib.get_close_matches(base, list(consts), n=3)
+            problems.append(Problem(model.model.file, item, "not a constant of the model",
+                                    f"did you mean {', '.join(close)}?" if close else "see `lxsd describe MODEL`"))
+            continue
+        spec = dists.get(item) or dists.get(base) or {"kind": "uniform"}
+        rng = var.range
+        if rng is None and not ("low" in spec and "high" in spec):
+            problems.append(Problem(model.model.file, item, "has no range, so it cannot be sampled or fitted",
+                                    "give the constant `range = [lo, hi]` in the model, or low/high in the "
+                                    "distributions file"))
+            continue
+        lo, hi = (float(spec.get("low", rng[0] if rng else 0)), float(spec.get("high", rng[1] if rng else 0)))
+        if not lo <= hi:
+            problems.append(Problem(model.model.file, item, f"range [{lo:g}, {hi:g}] is empty"))
+            continue
+        rv = model.rvars[base]
+        if rv.dims:
+            elems = model.elements(base)
+            if sel:
+                want = tuple(p.strip() for p in sel.rstrip("]").split(","))
+                if want not in elems:
+                    problems.append(Problem(model.model.file, item, "unknown element",
+                                            f"elements: {', '.join(','.join(e) for e in elems)}"))
+                    continue
+                picks = [want]
+            else:
+                picks = elems
+            for e in picks:
+                idx = tuple(model.model.dim_elements(d).index(x) for d, x in zip(rv.dims, e))
+                label = f"{base}[{','.join(e)}]"
+                factors.append(Factor(base, idx, label, lo, hi, dists.get(label) or spec))
+        else:
+            if sel:
+                problems.append(Problem(model.model.file, item, "has no dimensions; drop the [element]"))
+                continue
+            factors.append(Factor(base, None, base, lo, hi, spec))
+    if problems:
+        raise ModelError(problems)
+    seen = set()
+    uniq = []
+    for f in factors:
+        if f.label not in seen:
+            seen.add(f.label)
+            uniq.append(f)
+    return ParamSpace(model, uniq)
+
+
+def uniforms(n: int, k: int, seed: int, design: str = "random") -> np.ndarray:
+    """An (n, k) matrix in [0, 1) from an explicit seed."""
+    if n < 1:
+        raise EngineError(f"the number of samples must be at least 1, got {n}")
+    if design not in DESIGNS:
+        raise EngineError(f"unknown design {design!r}; one of {', '.join(DESIGNS)}")
+    if design == "random":
+        return np.random.default_rng(seed).random((n, k))
+    from scipy.stats import qmc
+
+    if design == "lhs":
+        return qmc.LatinHypercube(d=k, seed=np.random.default_rng(seed)).random(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # balance properties need n = 2^m; any n is still fine
+        return qmc.Sobol(d=k, scramble=True, seed=np.random.default_rng(seed)).random(n)
+
+
+def draw(space: ParamSpace, n: int, seed: int, design: str = "random") -> np.ndarray:
+    """The (n, k) sample matrix in the factors' units."""
+    U = uniforms(n, len(space.factors), seed, design)
+    return np.column_stack([f.ppf(U[:, j]) for j, f in enumerate(space.factors)])
+
+
+# ---------------------------------------------------------------------------- running
+def annual_saveper(model) -> float:
+    """Save once a time unit where dt allows it (smaller batches, same yearly values)."""
+    ts = model.time
+    if ts.saveper < 1 and abs(1 / ts.dt - round(1 / ts.dt)) < 1e-9:
+        return 1.0
+    return ts.saveper
+
+
+def output_columns(res, names: list[str]) -> dict[str, np.ndarray]:
+    """Results -> {column: (N, T)} with subscripted variables flattened as ``name[e1,e2]``."""
+    out = {}
+    for name in names:
+        arr = res[name]
+        elems = res._elements[name]
+        if elems == [()]:
+            out[name] = arr
+        else:
+            flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
+            for i, e in enumerate(elems):
+                out[f"{name}[{','.join(e)}]"] = flat[:, :, i]
+    return out
+
+
+def run_shard(ref: ModelRef, payload: dict) -> dict:
+    """Run one shard of samples (on a worker or in-process); returns (columns, times)."""
+    model = ref.load()
+    params = dict(payload["params"])
+    params.update(payload.get("overrides") or {})
+    res = model.run(params=params, variables=payload["variables"], saveper=payload.get("saveper"),
+                    n=payload["n"])
+    return {"times": res.times, "columns": output_columns(res, payload["variables"])}
+
+
+def default_variables(model, targets: list[Target] | None = None) -> list[str]:
+    names = [n for n in HEADLINE if n in model.rvars and n in model.visible]
+    for t in targets or []:
+        names += [v for v in t.expr.variables if v not in names]
+    return names or [n for n, v in model.model.variables.items() if v.kind == "stock"][:20]
+
+
+@dataclass
+class EnsembleResult:
+    """Percentiles, target probabilities, and what was written."""
+
+    percentiles: pd.DataFrame   # scenario, column, time, mean, p5 ... p95
+    probabilities: pd.DataFrame  # scenario, id, name, kind, target, p_met, median margin
+    samples: np.ndarray
+    labels: list[str]
+    written: list[str]
+    complete: bool = True
+    seconds: float = 0.0
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class _Writer:
+    """Writes shards as they arrive: Parquet parts partitioned by scenario, or one CSV."""
+
+    def __init__(self, out: str | Path | None) -> None:
+        self.out = Path(out) if out else None
+        self.written: list[str] = []
+        self._csv_tmp = None
+        self._csv_header = True
+        if self.out is None:
+            return
+        suffix = self.out.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise EngineError(f"{self.out}: --out must end in .csv or .parquet")
+        parent = self.out.parent if str(self.out.parent) else Path(".")
+        if not parent.is_dir():
+            raise EngineError(f"{self.out}: folder {parent} does not exist")
+        if suffix == ".parquet":
+            if self.out.exists() and not self.out.is_dir():
+                self.out.unlink()
+            self.out.mkdir(exist_ok=True)
+        else:
+            fd, self._csv_tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", dir=parent)
+            os.close(fd)
+
+    def clear(self, scenario: str) -> None:
+        if self.out is not None and self.out.suffix.lower() == ".parquet":
+            d = self.out / f"scenario={scenario}"
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir()
+
+    def write(self, scenario: str, part: int, start: int, times: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        if self.out is None:
+            return
+        n, t = next(iter(cols.values())).shape
+        df = pd.DataFrame({"sample": np.repeat(np.arange(start, start + n), t), "time": np.tile(times, n)})
+        for c, a in cols.items():
+            df[c] = a.reshape(-1)
+        if self.out.suffix.lower() == ".parquet":
+            path = self.out / f"scenario={scenario}" / f"part-{part:05d}.parquet"
+            _atomic_parquet(df, path)
+            self.written.append(str(path))
+        else:
+            df.insert(0, "scenario", scenario)
+            df.to_csv(self._csv_tmp, mode="a", header=self._csv_header, index=False)
+            self._csv_header = False
+
+    def finish(self, complete: bool, manifest: dict) -> None:
+        if self.out is None:
+            return
+        if self.out.suffix.lower() == ".parquet":
+            (self.out / "_lxsd_ensemble.json").write_text(json.dumps(dict(manifest, complete=complete), indent=1,
+                                                                     ensure_ascii=False), encoding="utf-8")
+            return
+        if self._csv_header:  # nothing written
+            os.unlink(self._csv_tmp)
+            return
+        dest = self.out if complete else self.out.with_name(self.out.stem + ".partial" + self.out.suffix)
+        os.replace(self._csv_tmp, dest)
+        self.written.append(str(dest))
+
+
+def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: ParamSpace, n: int, seed: int,
+                 design: str = "random", variables: list[str] | None = None,
+                 targets: list[Target] | None = None, out: str | Path | None = None,
+                 chunk: int = DEFAULT_CHUNK, executor: Executor | None = None,
+                 percentiles: tuple[int, ...] = PERCENTILES, keep: bool = True,
+                 progress: Callable[[str], None] | None = None) -> EnsembleResult:
+    """Run ``n`` samples of ``space`` under each scenario; see the module doc.
+
+    All samples are drawn here, up front, and cut into shards of ``chunk``; each shard is
+    one ``CompiledModel.run``. On an error, the shards already written stay on disk and
+    the error says how many; ``keep=False`` keeps nothing in memory but what the
+    percentiles and target probabilities need.
+    """
+    t0 = _time.perf_counter()
+    if n < 1:
+        raise EngineError(f"--samples must be at least 1, got {n}")
+    executor = executor or Executor()
+    remember(ref, model)
+    X = draw(space, n, seed, design)
+    variables = list(variables or default_variables(model, targets))
+    unknown = [v for v in variables if v not in model.visible]
+    if unknown:
+        raise EngineError(f"{model.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
+    saveper = annual_saveper(model)
+    pieces = shards(n, chunk)
+    writer = _Writer(out)
+    manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
+                "scenarios": list(scenarios), "variables": variables}
+    rows, prows = [], []
+    done = 0
+    total = len(pieces) * len(scenarios)
+    complete = False
+    try:
+        for scen, overrides in scenarios.items():
+            writer.clear(scen)
+            fixed = [f.label for f in space.factors if f.name in (overrides or {})]
+            if fixed and progress:
+                progress(f"{scen}: fixed by the scenario, not sampled: {', '.join(fixed)}")
+            payloads = []
+            for a, b in pieces:
+                params = space.to_params(X[a:b], overrides)
+                payloads.append({"params": params, "overrides": dict(overrides or {}), "variables": variables,
+                                 "saveper": saveper, "n": b - a})
+            cols: dict[str, np.ndarray] = {}
+            times = None
+            for i, r in executor.imap(run_shard, ref, payloads):
+                a, b = pieces[i]
+                times = r["times"]
+                for c, arr in r["columns"].items():
+                    if c not in cols:
+                        cols[c] = np.empty((n, arr.shape[1]))
+                    cols[c][a:b] = arr
+                writer.write(scen, i, a, times, r["columns"])
+                done += 1
+                if progress:
+                    progress(f"{scen}: shard {i + 1}/{len(pieces)} done ({done}/{total})")
+            rows.append(_percentiles(scen, times, cols, percentiles))
+            if targets:
+                prows.append(_probabilities(scen, times, cols, targets))
+            del cols
+        complete = True
+    except EngineError as exc:
+        writer.finish(False, dict(manifest, shards_done=done, shards_total=total))
+        kept = f"; {len(writer.written)} shard file(s) already written are kept under {writer.out}" \
+            if writer.written else ""
+        raise EngineError(f"ensemble stopped after {done} of {total} shards: {exc}{kept}") from None
+    except KeyboardInterrupt:
+        writer.finish(False, dict(manifest, shards_done=done, shards_total=total))
+        raise
+    writer.finish(True, dict(manifest, shards_done=done, shards_total=total))
+    pct = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    prob = pd.concat(prows, ignore_index=True) if prows else pd.DataFrame(
+        columns=["scenario", "id", "name_zh", "kind", "target", "p_met", "median_margin"])
+    return EnsembleResult(pct, prob, X if keep else np.empty((0, X.shape[1])), space.labels, writer.written,
+                          complete, _time.perf_counter() - t0)
+
+
+def _percentiles(scen, times, cols, percentiles) -> pd.DataFrame:
+    frames = []
+    q = np.array(percentiles, dtype=float)
+    for c, arr in cols.items():
+        p = np.percentile(arr, q, axis=0)  # (P, T)
+        d = {"scenario": scen, "variable": c, "time": times, "mean": arr.mean(axis=0)}
+        for j, pc in enumerate(percentiles):
+            d[f"p{pc:g}"] = p[j]
+        frames.append(pd.DataFrame(d))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _at_factory(times, cols):
+    def at(col, year):
+        idx = np.flatnonzero(np.isclose(times, year))
+        if not len(idx):
+            raise EngineError(f"year {year:g} is not among the saved times {times[0]:g}-{times[-1]:g}")
+        return cols[col][:, idx[0]]
+    return at
+
+
+def _probabilities(scen, times, cols, targets) -> pd.DataFrame:
+    at = _at_factory(times, cols)
+    out = []
+    for t in targets:
+        try:
+            m = t.margin(t.value(at))
+        except EngineError:
+            continue
+        ok = np.isfinite(m)
+        out.append({"scenario": scen, "id": t.id, "name_zh": t.name_zh, "kind": t.kind, "target": t.target,
+                    "p_met": float(np.mean(m[ok] >= 0)) if ok.any() else float("nan"),
+                    "median_margin": float(np.median(m[ok])) if ok.any() else float("nan")})
+    return pd.DataFrame(out)
+
+
+def open_ensemble(path: str | Path):
+    """The Parquet output of an ensemble as a lazy pyarrow Dataset (partitioned by scenario)."""
+    import pyarrow.dataset as ds
+
+    path = Path(path)
+    if not path.is_dir():
+        raise EngineError(f"{path}: not an ensemble folder (written by `lxsd ensemble --out X.parquet`)")
+    return ds.dataset(str(path), format="parquet", partitioning="hive",
+                      exclude_invalid_files=True)
+
+
+def read_ensemble(path: str | Path, scenario: str | None = None, columns: list[str] | None = None,
+                  time: float | None = None) -> pd.DataFrame:
+    """Read only the rows and columns asked for (one scenario, some columns, one year)."""
+    import pyarrow.dataset as ds
+
+    dset = open_ensemble(path)
+    flt = None
+    if scenario is not None:
+        flt = ds.field("scenario") == scenario
+    if time is not None:
+        f2 = ds.field("time") == float(time)
+        flt = f2 if flt is None else flt & f2
+    cols = None if columns is None else ["scenario", "sample", "time"] + [c for c in columns
+                                                                          if c not in ("scenario", "sample", "time")]
+    return dset.to_table(columns=cols, filter=flt).to_pandas()
