@@ -155,8 +155,7 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
     seen: dict[tuple[str, float], int] = {}
     rows: dict[str, list[tuple[float, float]]] = {}
     units: dict[str, str] = {}
-    for rec in df.itertuples(index=False):
-        r = rec._asdict()
+    for r in df.to_dict("records"):
         ind, row = r["indicator"], r["_row"]
         if ind not in exprs:
             continue

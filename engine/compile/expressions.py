@@ -53,6 +53,8 @@ _NP1 = {"ABS": "np.abs", "EXP": "np.exp", "LN": "np.log", "SQRT": "np.sqrt", "IN
 # MODULO keeps the dividend's sign, as Vensim and XMILE define it (C fmod): MODULO(-7, 3) = -1
 _NP2 = {"MIN": "np.minimum", "MAX": "np.maximum", "POWER": "np.power", "MODULO": "np.fmod"}
 _REDUCE = {"SUM": "np.sum", "PROD": "np.prod", "VMIN": "np.min", "VMAX": "np.max"}
+_VECTOR = {"VECTOR_SELECT", "INVERT_MATRIX", "VECTOR_SORT_ORDER", "VECTOR_REORDER", "VECTOR_RANK",
+           "ALLOCATE_BY_PRIORITY", "ALLOCATE_AVAILABLE"}
 _CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -161,16 +163,23 @@ class ExprCompiler:
         upper = node.name.upper()
         if node.name not in self.rvars and upper in builtins.TIME_NAMES:
             return CExpr(builtins.TIME_NAMES[upper], (), scalar=True)
-        target = self.rvars[node.name]
-        if target.internal:
-            # internal variables live on their host piece's region: same layout as ctx
-            return CExpr(vname(node.name), ctx.dims)
-        dims = target.dims
+        if node.name not in self.rvars:
+            # a dimension used as a value: each element's position, 1-based (as Vensim)
+            n = len(self.elements(node.name))
+            code = f"_dimval_{node.name}"
+            self.globals.setdefault(code, np.arange(1.0, n + 1.0).reshape(n, 1))
+            dims: tuple[str, ...] = (node.name,)
+        else:
+            target = self.rvars[node.name]
+            if target.internal:
+                # internal variables live on their host piece's region: same layout as ctx
+                return CExpr(vname(node.name), ctx.dims)
+            dims = target.dims
+            code = vname(node.name)
         subs = node.subs if node.subs is not None else dims
         if len(subs) != len(dims):
             raise DimensionError(f"{node.name} has {len(dims)} dimension(s) {list(dims)}, "
                                  f"referenced with {len(subs)} subscript(s) {list(subs)}")
-        code = vname(node.name)
         int_index: list[str] = []
         takes: list[tuple[int, list[int]]] = []  # (axis position after int indexing, positions)
         axes: list[str] = []
@@ -259,6 +268,8 @@ class ExprCompiler:
                 raise DimensionError(f"{f} needs a dimension to reduce, marked with '!': {f}(x[dim!])")
             keep = tuple(a for a in e.axes if not a.endswith("!"))
             return CExpr(f"{_REDUCE[f]}({self.as_float(e)}, axis={tuple(red)})", keep)
+        if f in _VECTOR:
+            return self.vector_call(f, node, ctx)
         args = [self.compile(a, ctx) for a in node.args]
         axes = self.union(*(a.axes for a in args))
         scalar = all(a.scalar for a in args)
@@ -286,7 +297,44 @@ class ExprCompiler:
             return CExpr(f"_rt.pulse(t, dt, {', '.join(codes)})", axes)
         if f == "PULSE_TRAIN":
             return CExpr(f"_rt.pulse_train(t, dt, {', '.join(codes)})", axes)
+        if f == "GET_TIME_VALUE":
+            return CExpr(f"_rt.get_time_value(t, t0, {', '.join(codes)})", axes)
         raise DimensionError(f"function {node.func} cannot be compiled")
+
+    def vector_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
+        """Functions that work along a dimension: selection, sorting, allocation, inversion."""
+        args = [self.compile(a, ctx) for a in node.args]
+        axes = self.union(*(a.axes for a in args))
+        codes = [self.align(CExpr(self.as_float(a), a.axes), axes, full=True) for a in args]
+        if f == "VECTOR_SELECT":
+            red = tuple(i for i, a in enumerate(axes) if a.endswith("!"))
+            if not red:
+                raise DimensionError("VECTOR SELECT needs the dimension to select over marked with '!'")
+            keep = tuple(a for a in axes if not a.endswith("!"))
+            return CExpr(f"_rt.vector_select({codes[0]}, {codes[1]}, {red}, {codes[2]}, {codes[3]}, {codes[4]})",
+                         keep)
+        if f == "INVERT_MATRIX":
+            if len(args[0].axes) != 2:
+                raise DimensionError("INVERT MATRIX needs a variable over two dimensions")
+            return CExpr(f"_rt.invert_matrix({self.align(args[0], args[0].axes)})", args[0].axes)
+        # the dimension the function runs along: the equation's last dimension (as Vensim)
+        first = args[0].axes
+        along = next((d for d in reversed(ctx.dims) if d in first), first[-1] if first else None)
+        if along is None:
+            raise DimensionError(f"{f} needs a subscripted first argument")
+        k = axes.index(along)
+        if f in ("VECTOR_SORT_ORDER", "VECTOR_RANK", "VECTOR_REORDER"):
+            return CExpr(f"_rt.{f.lower()}({codes[0]}, {codes[1]}, {k})", axes)
+        if f == "ALLOCATE_BY_PRIORITY":
+            return CExpr(f"_rt.allocate_by_priority({codes[0]}, {codes[1]}, {codes[3]}, {codes[4]}, {k})", axes)
+        # ALLOCATE AVAILABLE: the priority profile is pp's one axis the request does not have
+        extra = [a for a in args[1].axes if a not in args[0].axes]
+        if len(extra) != 1:
+            raise DimensionError("ALLOCATE AVAILABLE's priority profile needs exactly one extra dimension")
+        out_axes = tuple(a for a in axes if a != extra[0])
+        req = self.align(CExpr(self.as_float(args[0]), args[0].axes), axes, full=True)
+        avail = self.align(CExpr(self.as_float(args[2]), args[2].axes), axes, full=True)
+        return CExpr(f"_rt.allocate_available({req}, {codes[1]}, {avail}, {k}, {axes.index(extra[0])})", out_axes)
 
     def piece_value(self, ast: Node, ctx: Ctx, sizes: tuple[int, ...]) -> str:
         """Code for a piece's value with the full shape (*sizes, batch) of its region."""

@@ -120,3 +120,111 @@ def lookup_multi(x, idx, xs_list: list, ys_list: list, linear: bool = False):
         mask = idx == e
         out[mask] = lookup(x[mask], xs_list[int(e)], ys_list[int(e)], linear)
     return out
+
+
+def get_time_value(t: float, t0: float, relative_to, offset, measure):
+    """Vensim GET TIME VALUE in model time units: 0 = current time, 1 = initial time, plus offset."""
+    rel = np.asarray(relative_to)
+    if np.any(np.asarray(measure) != 0) or np.any((rel != 0) & (rel != 1)):
+        from engine.errors import SimulationError
+        raise SimulationError("GET TIME VALUE supports relativeto 0 or 1 and measure 0 (model time) only")
+    return np.where(rel == 0, t, t0) + offset
+
+
+def vector_select(sel, x, axis: tuple, missing, action, error):
+    """Vensim VECTOR SELECT over the axes ``axis`` (see PySD's functions.vector_select)."""
+    sel, x = np.broadcast_arrays(np.asarray(sel, dtype=float), np.asarray(x, dtype=float))
+    chosen = sel != 0
+    zeros = ~chosen.any(axis=axis)
+    act = int(np.asarray(action).flat[0])
+    err = int(np.asarray(error).flat[0])
+    if err in (1, 3) and np.any(zeros) or err in (2, 3) and np.any(chosen.sum(axis=axis) > 1):
+        from engine.errors import SimulationError
+        raise SimulationError("VECTOR SELECT: the selection breaks its error_action rule")
+    if act in range(5):
+        arr = np.where(chosen, sel * x, np.nan)
+    elif act == 5:
+        arr = np.where(chosen, x ** sel, np.nan)
+    elif act in range(6, 11):
+        arr = np.where(chosen, x, np.nan)
+    else:
+        from engine.errors import SimulationError
+        raise SimulationError(f"VECTOR SELECT: numerical_action must be 0 to 10, got {act}")
+    with np.errstate(all="ignore"):
+        if act in (0, 6):
+            out = np.nansum(arr, axis=axis)
+        elif act in (1, 5, 7):
+            out = np.nanprod(arr, axis=axis)
+        elif act in (2, 8):
+            out = np.nanmin(np.where(chosen, arr, np.inf), axis=axis)
+        elif act in (3, 9):
+            out = np.nanmax(np.where(chosen, arr, -np.inf), axis=axis)
+        else:
+            out = np.nanmean(arr, axis=axis)
+    return np.where(zeros, missing, out)
+
+
+def invert_matrix(m):
+    """Inverse over the two dimension axes of an array (d1, d2, batch)."""
+    m = np.asarray(m, dtype=float)
+    return np.moveaxis(np.linalg.inv(np.moveaxis(m, -1, 0)), 0, -1)
+
+
+def _vector_axis_last(v, axis: int):
+    return np.moveaxis(np.asarray(v, dtype=float), axis, -1)
+
+
+def vector_sort_order(v, direction, axis: int):
+    """Indices (0-based) that sort v along ``axis``: ascending if direction > 0, else descending."""
+    a = _vector_axis_last(v, axis)
+    order = np.argsort(a, axis=-1, kind="stable")
+    if np.asarray(direction).flat[0] <= 0:
+        order = np.flip(order, axis=-1)
+    return np.moveaxis(order.astype(float), -1, axis)
+
+
+def vector_rank(v, direction, axis: int):
+    """Rank (1-based) of each element along ``axis``."""
+    order = _vector_axis_last(vector_sort_order(v, direction, axis), axis).astype(int)
+    return np.moveaxis(np.argsort(order, axis=-1).astype(float) + 1.0, -1, axis)
+
+
+def vector_reorder(v, sv, axis: int):
+    """v taken along ``axis`` in the order given by sv (0-based indices)."""
+    a, idx = np.broadcast_arrays(np.asarray(v, dtype=float), np.asarray(sv))
+    a, idx = _vector_axis_last(a, axis), _vector_axis_last(idx, axis).astype(int)
+    return np.moveaxis(np.take_along_axis(a, idx, axis=-1), -1, axis)
+
+
+def allocate_by_priority(request, priority, width, supply, axis: int):
+    """Vensim ALLOCATE BY PRIORITY along ``axis`` (PySD's 1-d algorithm, once per position)."""
+    from pysd.py_backend.allocation import _allocate_by_priority_1d
+
+    req, pri, wid, sup = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (request, priority, width,
+                                                                                      supply)))
+    req, pri = _vector_axis_last(req, axis), _vector_axis_last(pri, axis)
+    wid, sup = _vector_axis_last(wid, axis)[..., 0], _vector_axis_last(sup, axis)[..., 0]
+    out = np.empty(req.shape)
+    for pos in np.ndindex(req.shape[:-1]):
+        out[pos] = _allocate_by_priority_1d(req[pos], pri[pos], wid[pos], sup[pos])
+    return np.moveaxis(out, -1, axis)
+
+
+def allocate_available(request, pp, avail, axis: int, pp_axis: int):
+    """Vensim ALLOCATE AVAILABLE along ``axis``. All three arrays are laid out on the same axes;
+    request and avail have size 1 on ``pp_axis``, where pp holds the priority profile."""
+    from pysd.py_backend.allocation import _allocate_available_1d
+
+    req = np.take(np.asarray(request, dtype=float), 0, axis=pp_axis)
+    av = np.take(np.asarray(avail, dtype=float), 0, axis=pp_axis)
+    pp = np.moveaxis(np.asarray(pp, dtype=float), pp_axis, -1)
+    if pp_axis < axis:
+        axis -= 1
+    shape = np.broadcast_shapes(req.shape, pp.shape[:-1], av.shape)
+    req, av = np.broadcast_to(req, shape), np.broadcast_to(av, shape)
+    pp = np.broadcast_to(pp, shape + pp.shape[-1:])
+    req, av, pp = np.moveaxis(req, axis, -1), np.moveaxis(av, axis, -1)[..., 0], np.moveaxis(pp, axis, -2)
+    out = np.empty(req.shape)
+    for pos in np.ndindex(req.shape[:-1]):
+        out[pos] = _allocate_available_1d(req[pos], pp[pos], av[pos])
+    return np.moveaxis(out, -1, axis)

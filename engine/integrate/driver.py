@@ -46,7 +46,8 @@ class _Pipelines:
         self.bufs = []
         self.lags = []
         for d0, T in zip(D0, DT):
-            lag = np.maximum(1, np.rint(np.asarray(T, dtype=float) / dt).astype(int))
+            # whole steps, half rounded up (as Vensim: a delay of 2.5 steps holds 3), at least one
+            lag = np.maximum(1, np.floor(np.asarray(T, dtype=float) / dt + 0.5 + 1e-9).astype(int))
             length = int(np.max(lag))
             shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
             buf = np.empty((length,) + shape)

@@ -308,6 +308,8 @@ class Resolver:
                     target = self.rvars[n.name]
                     if target.kind == "lookup":
                         self.bad(owner, f"lookup {n.name!r} is used as a value", f"call it: {n.name}(x)")
+                elif n.name in m.dimensions or n.name in m.subranges:
+                    pass  # a dimension used as a value: its elements' positions
                 elif n.name.upper() not in builtins.TIME_NAMES:
                     self.bad(owner, f"unknown name {n.name!r}", self._suggest(n.name))
             elif isinstance(n, Call):

@@ -1,0 +1,426 @@
+"""``lxsd calibrate``, ``ensemble``, ``sensitivity``, ``optimize`` and ``scorecard``
+(registered by engine/cli.py through :func:`register`).
+
+Every user mistake raises :class:`engine.errors.EngineError` (or ModelError), which the
+CLI prints as one message and turns into a non-zero exit; file-system and Dask errors are
+converted here, so no traceback reaches the user.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import EngineError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _guard(fn):
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except EngineError:
+            raise
+        except FileNotFoundError as exc:
+            raise EngineError(f"{exc.filename}: file not found") from None
+        except OSError as exc:
+            raise EngineError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise EngineError(f"{exc.__class__.__name__}: {exc}") from None
+    return wrapper
+
+
+def _load(args):
+    from engine import load_model
+    from engine.analysis.distributed import ModelRef
+
+    check = False if getattr(args, "no_units", False) else None
+    if not Path(args.model).exists():
+        raise EngineError(f"{args.model}: model file not found")
+    model = load_model(args.model, check_units=check)
+    return model, ModelRef(str(args.model), check)
+
+
+def _executor(args):
+    from engine.analysis.distributed import get_executor
+
+    if args.workers is not None and args.workers < 1:
+        raise EngineError(f"--workers must be at least 1, got {args.workers}")
+    ex = get_executor(workers=args.workers, scheduler=args.scheduler, timeout=args.connect_timeout)
+    if ex.kind != "in-process":
+        _say(f"running on {ex.describe()}")
+    return ex
+
+
+def _scenario(model, path: str | None):
+    if not path:
+        return None, {}
+    from engine.scenarios import load_scenario
+
+    sc = load_scenario(path, model)
+    return sc, dict(sc.overrides)
+
+
+def _years(text: str | None, model) -> list[float] | None:
+    if not text:
+        return None
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            y = float(item)
+        except ValueError:
+            raise EngineError(f"--years {item!r} is not a number") from None
+        if not model.time.start <= y <= model.time.stop:
+            raise EngineError(f"--years {y:g} is outside the model's time {model.time.start:g}-{model.time.stop:g}")
+        out.append(y)
+    return out
+
+
+def _default_targets(args) -> str | None:
+    if getattr(args, "targets", None):
+        return args.targets
+    guess = Path(args.model).parent / "targets.toml"
+    return str(guess) if guess.exists() else None
+
+
+def _write_csv(df: pd.DataFrame, path: str) -> None:
+    from engine.results import write_frame_atomic
+
+    if Path(path).suffix.lower() not in (".csv", ".parquet"):
+        raise EngineError(f"{path}: must end in .csv or .parquet")
+    write_frame_atomic(df, Path(path))
+
+
+def _dist_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, metavar="K", help="start a local Dask cluster of K worker processes")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask scheduler")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the scheduler (default 10)")
+    p.add_argument("--chunk", type=int, default=10_000, metavar="N", help="samples per shard (default 10000)")
+    p.add_argument("--no-units", action="store_true", help="skip the unit check when loading the model")
+
+
+# ---------------------------------------------------------------------------- calibrate
+@_guard
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from engine.analysis.calibration import calibrate, load_data, parse_weights, plot_fit, write_scenario
+    from engine.analysis.ensemble import build_space, parse_param_list
+
+    model, ref = _load(args)
+    sc, overrides = _scenario(model, args.scenario)
+    names = parse_param_list(args.params)
+    space = build_space(model, names, args.dist)
+    series = load_data(args.data, model, mapping=args.map, scope=args.scope,
+                       indicators=[i.strip() for i in args.indicators.split(",") if i.strip()]
+                       if args.indicators else None, weights=parse_weights(args.weights))
+    if args.until is not None and not all(np.any(s.years <= args.until) for s in series):
+        _say(f"note: some series have no data through {args.until:g}; they are only scored, not fitted")
+    with _executor(args) as ex:
+        cal = calibrate(model, ref, space.factors, series, overrides, until=args.until, restarts=args.restarts,
+                        seed=args.seed, executor=ex, progress=_say if args.restarts > 1 else None)
+    for line in cal.lines():
+        print(line)
+    print()
+    cols = ["indicator", "period", "n", "mape", "rmse", "r2", "u_m", "u_s", "u_c"]
+    with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+        print(cal.stats[cols].rename(columns={"mape": "MAPE%", "rmse": "RMSE", "r2": "R2", "u_m": "U_M",
+                                              "u_s": "U_S", "u_c": "U_C"}).to_string(index=False))
+    for note in cal.notes:
+        _say(f"note: {note}")
+    _say(f"{cal.runs} runs in {cal.seconds:.2f} s, cost {cal.cost:.6g}")
+    if args.stats:
+        _write_csv(cal.stats, args.stats)
+        _say(f"wrote {args.stats}")
+    out = Path(args.write) if args.write else (Path("scenarios") if Path("scenarios").is_dir() else Path(".")) \
+        / f"{args.name}.toml"
+    base, extra = None, {}
+    if sc is not None:
+        if Path(sc.file).resolve().parent == out.resolve().parent:
+            base = Path(sc.file).stem
+        else:
+            consts = model.constants
+            extra = {k: v for k, v in overrides.items() if k in consts}
+            if len(extra) < len(overrides):
+                _say(f"note: {out} is not beside {sc.file}, so it cannot name it as base; its constants are "
+                     f"copied, its series are not")
+    write_scenario(cal, out, args.name, args.model, args.data, base=base, extra=extra)
+    _say(f"wrote the calibrated scenario {out}")
+    if args.plot:
+        plot_fit(cal, model, args.plot)
+        _say(f"wrote {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- ensemble
+@_guard
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from engine.analysis.ensemble import build_space, load_targets, parse_param_list, run_ensemble
+    from engine.cli import build_runs
+
+    if args.samples < 1:
+        raise EngineError(f"--samples must be at least 1, got {args.samples}")
+    if args.chunk < 1:
+        raise EngineError(f"--chunk must be at least 1, got {args.chunk}")
+    model, ref = _load(args)
+    runs = build_runs(model, args.scenario, {}, [])
+    space = build_space(model, parse_param_list(args.params), args.dist)
+    targets = []
+    tpath = _default_targets(args)
+    if tpath and not args.no_targets:
+        targets, notes = load_targets(tpath, model)
+        if notes and args.verbose:
+            for n in notes:
+                _say(f"targets: {n}")
+    variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    years = _years(args.years, model)
+    _say(f"{args.samples} samples x {len(runs)} scenario(s) of {len(space.factors)} constants "
+         f"({args.design}, seed {args.seed})")
+    with _executor(args) as ex:
+        res = run_ensemble(model, ref, runs, space, args.samples, args.seed, args.design, variables, targets,
+                           args.out, args.chunk, ex, keep=False, progress=_say if args.verbose else None)
+    pct = res.percentiles
+    show = pct
+    if years is None:
+        ts = model.time
+        years = sorted({ts.start, ts.stop} | {y for y in (2020, 2025, 2030, 2035) if ts.start <= y <= ts.stop})
+    show = pct[pct["time"].apply(lambda t: any(math.isclose(t, y) for y in years))]
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.5g}".format):
+        print(show.to_string(index=False))
+        if len(res.probabilities):
+            print()
+            print("probability of meeting each target (share of samples):")
+            print(res.probabilities.to_string(index=False))
+    if args.summary:
+        _write_csv(pct, args.summary)
+        _say(f"wrote {args.summary}")
+        if len(res.probabilities):
+            p = Path(args.summary)
+            tp = p.with_name(p.stem + "_targets" + p.suffix)
+            _write_csv(res.probabilities, str(tp))
+            _say(f"wrote {tp}")
+    if args.out:
+        _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
+    _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------- sensitivity
+@_guard
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from engine.analysis.ensemble import build_space, parse_param_list
+    from engine.analysis.sensitivity import plot_sensitivity, sensitivity
+
+    if args.samples < 1:
+        raise EngineError(f"--samples must be at least 1, got {args.samples}")
+    model, ref = _load(args)
+    _, overrides = _scenario(model, args.scenario)
+    space = build_space(model, parse_param_list(args.params), args.dist, exclude=set(overrides))
+    outputs = [o.strip() for o in parse_param_list(args.outputs)]
+    years = _years(args.years, model)
+    with _executor(args) as ex:
+        res = sensitivity(model, ref, space, outputs, years, args.method, args.samples, args.seed, overrides, ex,
+                          args.chunk)
+    table = res.table
+    if args.top:
+        table = table[table["rank"] <= args.top]
+    with pd.option_context("display.width", 200, "display.max_rows", 1000, "display.float_format", "{:.4f}".format):
+        print(table.to_string(index=False))
+    for n in res.notes:
+        _say(f"note: {n}")
+    _say(f"{args.method}: {res.runs} runs in {res.seconds:.2f} s")
+    if args.out:
+        _write_csv(res.table, args.out)
+        _say(f"wrote {args.out}")
+    if args.plot:
+        plot_sensitivity(res, args.plot)
+        _say(f"wrote {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- optimize
+@_guard
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from engine.analysis.ensemble import build_space, load_targets, parse_param_list
+    from engine.analysis.optimize import optimize, parse_objective
+
+    model, ref = _load(args)
+    sc, overrides = _scenario(model, args.scenario)
+    space = build_space(model, parse_param_list(args.levers))
+    objective = parse_objective(args.objective, model, "min" if args.minimize else "max")
+    targets = []
+    tpath = _default_targets(args)
+    if tpath:
+        targets, _ = load_targets(tpath, model, binding_only=not args.all_targets)
+    elif not args.all_targets:
+        _say("note: no targets file (model/targets.toml or --targets): searching without constraints")
+    with _executor(args) as ex:
+        res = optimize(model, ref, space, targets, objective, overrides, args.samples, args.seed, ex, args.chunk)
+    print(("every binding target is met" if res.feasible else "NO lever setting meets every binding target")
+          + f"; objective {objective.text} ({'minimise' if args.minimize else 'maximise'}) = {res.objective:.6g}")
+    print()
+    with pd.option_context("display.width", 200, "display.float_format", "{:.5g}".format):
+        print(res.levers.to_string(index=False))
+        if len(res.targets):
+            print()
+            print(res.targets.to_string(index=False))
+            binding = res.targets[res.targets["status"] == "binding"]["id"].tolist()
+            missed = res.targets[res.targets["status"] == "missed"]
+            if binding:
+                print(f"\nbinding (at their limit): {', '.join(binding)}")
+            for r in missed.itertuples():
+                print(f"missed: {r.id} by {-r.margin:.4g} (value {r.value:.4g}, target {r.target:.4g})")
+    for n in res.notes:
+        _say(f"note: {n}")
+    _say(f"{res.runs} runs in {res.seconds:.2f} s")
+    if args.out:
+        _write_csv(pd.concat([res.levers.assign(kind="lever"), res.targets.assign(kind="target")],
+                             ignore_index=True), args.out)
+        _say(f"wrote {args.out}")
+    if args.write:
+        _write_policy(args, res, sc, objective)
+    return 0
+
+
+def _write_policy(args, res, sc, objective) -> None:
+    import os
+    import tempfile
+
+    import tomli_w
+
+    out = Path(args.write)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise EngineError(f"{out}: folder {parent} does not exist")
+    meta = {"name": out.stem, "label_zh": f"政策搜索（{out.stem}）", "label_en": f"Policy search ({out.stem})",
+            "doc": f"Written by `lxsd optimize {args.model}`: objective {objective.text}, "
+                   + ("every binding target met" if res.feasible else "targets missed")}
+    if sc is not None and Path(sc.file).resolve().parent == out.resolve().parent:
+        meta["base"] = Path(sc.file).stem
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(tomli_w.dumps({"scenario": meta, "set": res.settings}))
+    os.replace(tmp, out)
+    _say(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------- scorecard
+@_guard
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    try:
+        from engine.scorecard import scorecard
+    except ModuleNotFoundError as exc:
+        if exc.name and "engine.scorecard".startswith(exc.name):
+            raise EngineError("the scorecard (engine/scorecard.py) is not available in this installation") from None
+        raise
+    from engine.cli import build_runs
+
+    model, _ = _load(args)
+    tpath = _default_targets(args)
+    if not tpath:
+        raise EngineError(f"no targets file: give --targets (default {Path(args.model).parent / 'targets.toml'})")
+    runs = build_runs(model, args.scenario, {}, [])
+    res = model.run(scenarios=runs)
+    table = scorecard(res.to_dataframe(), tpath)
+    if args.out:
+        _write_csv(table, args.out)
+        _say(f"wrote {args.out}: {len(table)} rows")
+    else:
+        with pd.option_context("display.width", 220, "display.max_rows", 2000, "display.max_columns", 30,
+                               "display.float_format", "{:.4g}".format):
+            print(table.to_string(index=False))
+    return 0
+
+
+# ---------------------------------------------------------------------------- register
+def register(sub) -> None:
+    c = sub.add_parser("calibrate", help="fit constants to actual data (least squares within their ranges)")
+    c.add_argument("model")
+    c.add_argument("--data", required=True, help="long CSV: indicator, unit, year, value, source [, scope]")
+    c.add_argument("--params", required=True, help="constants to fit, comma-separated (NAME or NAME[element])")
+    c.add_argument("--map", help="mapping file (TOML): [map] indicator = \"expression\"; ignore = [...]")
+    c.add_argument("--scope", help="rows of this scope only (when the file has a scope column)")
+    c.add_argument("--indicators", help="only these indicators, comma-separated")
+    c.add_argument("--weights", help="INDICATOR=W,... (default 1 each)")
+    c.add_argument("--until", type=float, metavar="YEAR", help="fit through YEAR; score the forecast after it")
+    c.add_argument("--scenario", help="scenario file applied before fitting")
+    c.add_argument("--dist", help="distributions file (only low/high are used: narrower fitting ranges)")
+    c.add_argument("--restarts", type=int, default=1, help="fits from this many start points (default 1)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the restart points")
+    c.add_argument("--name", default="calibrated", help="name of the calibrated scenario (default calibrated)")
+    c.add_argument("--write", metavar="FILE.toml", help="calibrated scenario file (default scenarios/NAME.toml)")
+    c.add_argument("--plot", metavar="FILE.png|.svg|.html", help="actual against simulated")
+    c.add_argument("--stats", metavar="FILE.csv", help="per-series fit statistics")
+    _dist_args(c)
+    c.set_defaults(func=cmd_calibrate)
+
+    e = sub.add_parser("ensemble", help="Monte Carlo: percentiles per variable and year, P(target met)")
+    e.add_argument("model")
+    e.add_argument("scenario", nargs="*", help="scenario files (default: the model as it is)")
+    e.add_argument("--samples", type=int, required=True, metavar="N")
+    e.add_argument("--seed", type=int, required=True, metavar="S")
+    e.add_argument("--design", choices=["random", "lhs", "sobol"], default="random")
+    e.add_argument("--params", help="constants to sample (default: every constant with a range)")
+    e.add_argument("--dist", help="distributions file (TOML): [distributions.NAME] kind = ...; [sample]")
+    e.add_argument("--vars", help="variables to report and save (default: the headline outputs)")
+    e.add_argument("--years", help="years shown on screen (default 2020, 2025, 2030, 2035 and the ends)")
+    e.add_argument("--targets", help="targets file (default: targets.toml beside the model)")
+    e.add_argument("--no-targets", action="store_true", help="skip the target probabilities")
+    e.add_argument("--out", help="every sample's path: FILE.parquet (folder, partitioned by scenario) or FILE.csv")
+    e.add_argument("--summary", metavar="FILE.csv", help="all percentiles (and FILE_targets.csv)")
+    e.add_argument("--verbose", "-v", action="store_true")
+    _dist_args(e)
+    e.set_defaults(func=cmd_ensemble)
+
+    s = sub.add_parser("sensitivity", help="global sensitivity: Sobol indices or Morris screening (SALib)")
+    s.add_argument("model")
+    s.add_argument("scenario", nargs="?", help="scenario file (its settings are held fixed)")
+    s.add_argument("--outputs", required=True, help="outputs, comma-separated (name, name[element] or expression)")
+    s.add_argument("--years", help="years, comma-separated (default: the last)")
+    s.add_argument("--method", choices=["sobol", "morris"], default="sobol")
+    s.add_argument("--samples", type=int, default=1024, metavar="N",
+                   help="Sobol base samples (N(k+2) runs) or Morris trajectories (N(k+1) runs)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--params", help="constants (default: every constant with a range)")
+    s.add_argument("--dist", help="distributions file")
+    s.add_argument("--top", type=int, help="show the N highest-ranked per output and year")
+    s.add_argument("--out", metavar="FILE.csv", help="the full ranked table")
+    s.add_argument("--plot", metavar="FILE.png|.svg|.html")
+    _dist_args(s)
+    s.set_defaults(func=cmd_sensitivity)
+
+    o = sub.add_parser("optimize", help="lever settings that meet every binding target and optimise an objective")
+    o.add_argument("model")
+    o.add_argument("scenario", nargs="?", help="base scenario (e.g. scenarios/plan.toml)")
+    o.add_argument("--levers", required=True, help="constants to search over, comma-separated")
+    o.add_argument("--objective", required=True, help="EXPR@YEAR (e.g. gdp_real@2025) or change")
+    g = o.add_mutually_exclusive_group()
+    g.add_argument("--maximize", action="store_true", help="(default)")
+    g.add_argument("--minimize", action="store_true")
+    o.add_argument("--targets", help="targets file (default: targets.toml beside the model)")
+    o.add_argument("--all-targets", action="store_true", help="constrain expected (预期性) targets too")
+    o.add_argument("--samples", type=int, default=256, help="points of the global stage (default 256)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--out", metavar="FILE.csv")
+    o.add_argument("--write", metavar="FILE.toml", help="the result as a scenario file")
+    _dist_args(o)
+    o.set_defaults(func=cmd_optimize)
+
+    sc = sub.add_parser("scorecard", help="each plan target in 2025/2030/2035 per scenario: met or missed")
+    sc.add_argument("model")
+    sc.add_argument("scenario", nargs="+", help="scenario files")
+    sc.add_argument("--targets", help="targets file (default: targets.toml beside the model)")
+    sc.add_argument("--out", metavar="FILE.csv", help="one row per indicator per scenario")
+    sc.add_argument("--no-units", action="store_true")
+    sc.set_defaults(func=cmd_scorecard)
