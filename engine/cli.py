@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import EngineError, ModelError, Problem
+from engine.errors import EngineError, ModelError
 
 
 def _parse_number(text: str, what: str) -> float:
@@ -146,6 +146,57 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doc(args: argparse.Namespace) -> int:
+    """Write the generated parts of a model's documentation: loops, diagram, equations."""
+    import shutil
+    import subprocess
+
+    from engine import read_model
+    from engine.analysis.structure import equation_listing, feedback_loops, stock_flow_dot
+
+    model = read_model(args.model)
+    loops = feedback_loops(model)
+    dot = stock_flow_dot(model, args.lang)
+    parts = [f"### Feedback loops ({len(loops)} found from the equations)", "",
+             "| # | polarity | loop |", "|---|---|---|"]
+    for i, lp in enumerate(loops, 1):
+        parts.append(f"| {i} | {lp.kind} | {' → '.join(lp.variables)} → {lp.variables[0]} |")
+    parts += ["", "### Stock-flow diagram", ""]
+    if args.svg:
+        if shutil.which("dot") is None:
+            raise EngineError("--svg needs Graphviz's `dot` (apt-get install graphviz)")
+        svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout
+        _write_atomic(Path(args.svg), svg)
+        parts.append(f"![stock-flow diagram]({Path(args.svg).name})")
+    else:
+        parts += ["```dot", dot, "```"]
+    parts += ["", "### Equations", "", equation_listing(model, args.lang), ""]
+    block = "\n".join(parts)
+    if not args.out:
+        print(block)
+        return 0
+    out = Path(args.out)
+    start, end = "<!-- generated:start -->", "<!-- generated:end -->"
+    text = out.read_text(encoding="utf-8") if out.exists() else ""
+    if start in text and end in text:
+        text = text[: text.index(start) + len(start)] + "\n" + block + "\n" + text[text.index(end):]
+    else:
+        text = text + ("\n" if text else "") + start + "\n" + block + "\n" + end + "\n"
+    _write_atomic(out, text.encode("utf-8"))
+    print(f"wrote the generated section of {out}", file=sys.stderr)
+    return 0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lxsd", description="Linxiang SD: vectorised system-dynamics engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lang", choices=["zh", "en"], default="en")
     d.add_argument("--grep", help="only variables whose name, label or doc contains this text")
     d.set_defaults(func=cmd_describe)
+
+    g = sub.add_parser("doc", help="generated documentation: feedback loops, stock-flow diagram, equations")
+    g.add_argument("model")
+    g.add_argument("--out", help="markdown file; its section between <!-- generated:start/end --> is replaced")
+    g.add_argument("--svg", help="also render the diagram to this SVG file (needs Graphviz)")
+    g.add_argument("--lang", choices=["zh", "en"], default="en")
+    g.set_defaults(func=cmd_doc)
 
     for module in ("engine.io.cli_commands", "engine.analysis.cli_commands"):
         try:
