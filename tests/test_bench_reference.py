@@ -25,6 +25,9 @@ BENCH = ROOT / "benchmarks"
 REF_TOML = BENCH / "regional_economy.toml"
 REF_MDL = (ROOT / ".." / "shared" / "bench" / "regional_economy.mdl").resolve()
 TOL = 1e-9
+# Declared units changed from the .mdl (the .mdl's own units are inconsistent
+# there; see the comment in regional_economy.toml).
+UNIT_CHANGES = {"debt_ceiling": ("Dmnl", "Year")}
 
 sys.path.insert(0, str(BENCH))
 from numpy_floor import DEFAULTS, SAVED, VENSIM_NAMES, run_floor  # noqa: E402
@@ -85,7 +88,11 @@ def test_toml_is_a_faithful_translation(pysd_model):
         theirs.add(name)
         assert name in ours, f"{row['Real Name']} is missing from {REF_TOML.name}"
         section, spec = ours[name]
-        assert spec.get("unit") == row["Units"], name
+        expected_unit = row["Units"]
+        if name in UNIT_CHANGES:
+            assert UNIT_CHANGES[name][0] == expected_unit, name
+            expected_unit = UNIT_CHANGES[name][1]
+        assert spec.get("unit") == expected_unit, name
         assert spec.get("label_en") == row["Real Name"], name
         comment = row["Comment"] if isinstance(row["Comment"], str) and row["Comment"].strip() else None
         assert (spec.get("doc") or None) == (comment.strip() if comment else None), name

@@ -338,7 +338,8 @@ class ParamSpace:
 
     def as_settings(self, x: np.ndarray, overrides: Mapping | None = None) -> dict[str, object]:
         """One sample as scenario-file settings: numbers, or {element = number} tables."""
-        params = self.to_params(np.asarray(x)[None, :], overrides)
+        lo, hi = self.bounds
+        params = self.to_params(np.clip(np.asarray(x, dtype=float), lo, hi)[None, :], overrides)
         out: dict[str, object] = {}
         for name, arr in params.items():
             val = arr[0]
@@ -523,14 +524,44 @@ def output_columns(res, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None, n: int, variables: list[str],
+              **kw) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Run n samples (``params``: arrays of n values; ``overrides``: one value for all).
+
+    A run whose values become non-finite (the engine raises SimulationError for the whole
+    batch) is isolated by halving the batch, and its outputs are NaN; returns
+    (times, {column: (n, T)}, failed mask).
+    """
+    from engine.errors import SimulationError
+
+    try:
+        res = model.run(params={**params, **dict(overrides or {})}, variables=variables, n=n, **kw)
+        return res.times, output_columns(res, variables), np.zeros(n, bool)
+    except SimulationError:
+        if n == 1:
+            return None, None, np.ones(1, bool)
+    h = n // 2
+    parts = [run_batch(model, {k: v[sl] for k, v in params.items()}, overrides, m, variables, **kw)
+             for sl, m in ((slice(0, h), h), (slice(h, n), n - h))]
+    times = next((t for t, _, _ in parts if t is not None), None)
+    if times is None:
+        return None, None, np.ones(n, bool)
+    cols0 = next(c for _, c, _ in parts if c is not None)
+    cols = {}
+    for c, ref in cols0.items():
+        blocks = [p[1][c] if p[1] is not None else np.full((len(p[2]), ref.shape[1]), np.nan) for p in parts]
+        cols[c] = np.concatenate(blocks, axis=0)
+    return times, cols, np.concatenate([p[2] for p in parts])
+
+
 def run_shard(ref: ModelRef, payload: dict) -> dict:
-    """Run one shard of samples (on a worker or in-process); returns (columns, times)."""
+    """Run one shard of samples (on a worker or in-process); returns times, columns, failed."""
     model = ref.load()
-    params = dict(payload["params"])
-    params.update(payload.get("overrides") or {})
-    res = model.run(params=params, variables=payload["variables"], saveper=payload.get("saveper"),
-                    n=payload["n"])
-    return {"times": res.times, "columns": output_columns(res, payload["variables"])}
+    times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
+                                    payload["variables"], saveper=payload.get("saveper"))
+    if times is None:
+        raise EngineError(f"every one of the {payload['n']} runs of this shard gave non-finite values")
+    return {"times": times, "columns": cols, "failed": failed}
 
 
 def default_variables(model, targets: list[Target] | None = None) -> list[str]:
@@ -551,6 +582,7 @@ class EnsembleResult:
     written: list[str]
     complete: bool = True
     seconds: float = 0.0
+    failed: dict[str, int] = field(default_factory=dict)  # scenario -> runs with non-finite values
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -656,6 +688,7 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
                 "scenarios": list(scenarios), "variables": variables}
     rows, prows = [], []
+    failures: dict[str, int] = {}
     done = 0
     total = len(pieces) * len(scenarios)
     complete = False
@@ -672,9 +705,11 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                                  "saveper": saveper, "n": b - a})
             cols: dict[str, np.ndarray] = {}
             times = None
+            failed = np.zeros(n, bool)
             for i, r in executor.imap(run_shard, ref, payloads):
                 a, b = pieces[i]
                 times = r["times"]
+                failed[a:b] = r["failed"]
                 for c, arr in r["columns"].items():
                     if c not in cols:
                         cols[c] = np.empty((n, arr.shape[1]))
@@ -683,33 +718,40 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                 done += 1
                 if progress:
                     progress(f"{scen}: shard {i + 1}/{len(pieces)} done ({done}/{total})")
+            nf = int(failed.sum())
+            failures[scen] = nf
+            if nf and progress is not None:
+                progress(f"{scen}: {nf} of {n} runs gave non-finite values; left out of the statistics")
             rows.append(_percentiles(scen, times, cols, percentiles))
             if targets:
                 prows.append(_probabilities(scen, times, cols, targets))
             del cols
         complete = True
     except EngineError as exc:
-        writer.finish(False, dict(manifest, shards_done=done, shards_total=total))
+        writer.finish(False, dict(manifest, shards_done=done, shards_total=total, failed_runs=failures))
         kept = f"; {len(writer.written)} shard file(s) already written are kept under {writer.out}" \
             if writer.written else ""
         raise EngineError(f"ensemble stopped after {done} of {total} shards: {exc}{kept}") from None
     except KeyboardInterrupt:
         writer.finish(False, dict(manifest, shards_done=done, shards_total=total))
         raise
-    writer.finish(True, dict(manifest, shards_done=done, shards_total=total))
+    writer.finish(True, dict(manifest, shards_done=done, shards_total=total, failed_runs=failures))
     pct = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     prob = pd.concat(prows, ignore_index=True) if prows else pd.DataFrame(
         columns=["scenario", "id", "name_zh", "kind", "target", "p_met", "median_margin"])
     return EnsembleResult(pct, prob, X if keep else np.empty((0, X.shape[1])), space.labels, writer.written,
-                          complete, _time.perf_counter() - t0)
+                          complete, _time.perf_counter() - t0, failures)
 
 
 def _percentiles(scen, times, cols, percentiles) -> pd.DataFrame:
     frames = []
     q = np.array(percentiles, dtype=float)
     for c, arr in cols.items():
-        p = np.percentile(arr, q, axis=0)  # (P, T)
-        d = {"scenario": scen, "variable": c, "time": times, "mean": arr.mean(axis=0)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            p = np.nanpercentile(arr, q, axis=0)  # (P, T); failed runs (NaN) left out
+            mean = np.nanmean(arr, axis=0)
+        d = {"scenario": scen, "variable": c, "time": times, "mean": mean}
         for j, pc in enumerate(percentiles):
             d[f"p{pc:g}"] = p[j]
         frames.append(pd.DataFrame(d))

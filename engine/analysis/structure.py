@@ -167,7 +167,8 @@ def feedback_loops(model: Model, max_length: int = 10, max_loops: int = 500) -> 
                     key = frozenset(path)
                     if key not in seen and stocks & set(path):
                         seen.add(key)
-                        loops.append(Loop(tuple(path), pol * p))
+                        first = next(i for i, v in enumerate(path) if v in stocks)  # read from a stock
+                        loops.append(Loop(tuple(path[first:] + path[:first]), pol * p))
                 elif nxt not in path and rank.get(nxt, -1) > rank[start] and len(path) < max_length:
                     stack.append((nxt, path + [nxt], pol * p))
     loops.sort(key=lambda lp: (len(lp.variables), lp.variables))

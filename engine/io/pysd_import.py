@@ -360,38 +360,54 @@ class Converter:
         self.range_name: dict[str, str] = {}
         self.elements: dict[str, str] = {}         # element key -> identifier
         self.mapping: dict[str, set[str]] = {}
-        order = []
+        raw: dict[str, Any] = {}
         for r in self.main.subscripts:
             key = name_key(r.name)
             subs = r.subscripts
-            if isinstance(subs, str):        # copy of another range
-                src = name_key(subs)
-                if src not in self.ranges:
-                    # defined later: resolve in a second pass
-                    order.append((key, r, src))
-                    continue
-                elems = list(self.ranges[src])
-            elif isinstance(subs, dict):
-                elems = self._external_subscripts(r)
+            if isinstance(subs, dict):
+                raw[key] = ("list", self._external_subscripts(r))
+            elif isinstance(subs, str):      # copy of another range (DimB <-> DimA)
+                raw[key] = ("copy", name_key(subs))
             else:
-                elems = [name_key(e) for e in subs]
-                for e in subs:
-                    if name_key(e) not in self.elements:
-                        ident = self.elem_names.new(e)
-                        self.elements[name_key(e)] = ident
-                        self.element_original[ident] = display_name(e)
-            self.ranges[key] = elems
+                raw[key] = ("list", [str(e) for e in subs])
             self.range_name[key] = r.name
             for m in r.mapping or []:
                 mk = name_key(m if isinstance(m, str) else m[0])
                 self.mapping.setdefault(key, set()).add(mk)
                 self.mapping.setdefault(mk, set()).add(key)
-        for key, r, src in order:
-            if src not in self.ranges:
-                raise _error(self.path, f"subscript range copies unknown range '{r.subscripts}'",
-                             variable=r.name)
-            self.ranges[key] = list(self.ranges[src])
-            self.range_name[key] = r.name
+
+        def expand(key, seen=()):
+            # element keys of a range; a member that names another range stands for its elements
+            if key in self.ranges:
+                return self.ranges[key]
+            if key in seen:
+                raise _error(self.path, "subscript ranges defined in a circle",
+                             variable=self.range_name.get(key, key))
+            kind, val = raw[key]
+            if kind == "copy":
+                if val not in raw:
+                    raise _error(self.path, f"subscript range copies unknown range '{val}'",
+                                 variable=self.range_name[key])
+                elems = list(expand(val, seen + (key,)))
+            else:
+                elems = []
+                for e in val:
+                    ek = name_key(e)
+                    if ek in raw and ek != key:
+                        elems.extend(expand(ek, seen + (key,)))
+                        continue
+                    if ek not in self.elements:
+                        ident = self.elem_names.new(e)
+                        self.elements[ek] = ident
+                        self.element_original[ident] = display_name(e)
+                    elems.append(ek)
+            self.ranges[key] = elems
+            return elems
+
+        for key in raw:
+            expand(key)
+        # keep the definition order
+        self.ranges = {k: self.ranges[k] for k in raw}
         # dimension / subrange classification
         keys = list(self.ranges)
         dims_out, subs_out = self.out["dimensions"], self.out["subranges"]
@@ -412,13 +428,9 @@ class Converter:
                         break
                     top = max(up, key=lambda k: len(self.ranges[k]))
                 self.parent[key] = top
-            elif equal_before and not self._is_copy(key):
-                self.parent[key] = equal_before[0]
             elif equal_before:
-                # a copy (DimB <-> DimA): its own dimension, mapped one to one
-                for k2 in equal_before:
-                    self.mapping.setdefault(key, set()).add(k2)
-                    self.mapping.setdefault(k2, set()).add(key)
+                # an equal range or a copy (DimB <-> DimA): a subrange with all the elements
+                self.parent[key] = equal_before[0]
         for key in keys:
             ident = self.range_ident[key]
             elems = [self.elements[e] for e in self.ranges[key]]
@@ -642,7 +654,72 @@ class Converter:
             # the top-level dimension that holds them
             tops = [k for k in cands if k not in self.parent] or cands
             dims.append(min(tops, key=lambda k: len(self.ranges[k])))
-        return dims
+        return self._axes(dims)
+
+    def _same_as_parent(self, k) -> bool:
+        """A range equal to its parent, in the same order (a Vensim copy or an equal range)."""
+        p = self.parent.get(k)
+        return p is not None and self.ranges[k] == self.ranges[p]
+
+    def _axes(self, dims: list[str]) -> list[str]:
+        """Axes of a variable: a copy of a dimension becomes the dimension itself unless that
+        one is also an axis; a dimension named twice gets a generated full subrange."""
+        out: list[str] = []
+        for d in dims:
+            c = self.parent[d] if self._same_as_parent(d) else d
+            if c not in dims and c not in out:
+                out.append(c)
+            elif d not in out:
+                out.append(d)
+            else:
+                out.append(self._dup_range(d, out))
+        return out
+
+    def _dup_range(self, d: str, used: list[str]) -> str:
+        n = 2
+        while True:
+            key = f"{d}\x00{n}"
+            if key not in used:
+                break
+            n += 1
+        if key not in self.ranges:
+            top = self.parent.get(d, d)
+            self.ranges[key] = list(self.ranges[d])
+            self.range_name[key] = f"{self.range_name[d]}_{n}"
+            ident = self.names.new(f"{self.range_name[d]}_{n}")
+            self.range_ident[key] = ident
+            self.parent[key] = top
+            self.out["subranges"][ident] = {"of": self.range_ident[top],
+                                            "elements": [self.elements[e] for e in self.ranges[d]]}
+        return key
+
+    def _lhs_keys(self, comp, dims) -> list[str]:
+        """A component's subscript keys, a range replaced by the variable's own axis when
+        that axis is the same range under another name (copy, repeated dimension)."""
+        keys = [name_key(s) for s in comp.subscripts[0]]
+        out = []
+        for i, k in enumerate(keys):
+            if (i < len(dims) and k in self.ranges and k != dims[i]
+                    and set(self.ranges[k]) == set(self.ranges[dims[i]])
+                    and self.parent.get(k, k) == self.parent.get(dims[i], dims[i])):
+                k = dims[i]
+            out.append(k)
+        return out
+
+    def _equal_range(self, k: str, among) -> str | None:
+        """A range of `among` holding the same elements in the same order as range k."""
+        for c in among:
+            if c in self.ranges and c != k and self.ranges[c] == self.ranges[k] \
+                    and self.parent.get(c, c) == self.parent.get(k, k):
+                return c
+        return None
+
+    def _position(self, k: str, elem: str) -> int:
+        """Vensim's value of a subscript: its position in the family (top-level) range."""
+        top = self.parent.get(k, k)
+        if elem in self.ranges[top]:
+            return self.ranges[top].index(elem) + 1
+        return self.ranges[k].index(elem) + 1
 
     def _combos(self, comp):
         """Element-key tuples a component defines (EXCEPT removed)."""
@@ -1010,7 +1087,7 @@ class Converter:
         comps = el.components
         dims_ident = [self.range_ident[d] for d in dims]
         if len(comps) == 1 and not comps[0].subscripts[1] and \
-                [name_key(s) for s in comps[0].subscripts[0]] == dims and \
+                self._lhs_keys(comps[0], dims) == dims and \
                 not (isinstance(pick(comps[0]), np.ndarray) and pick(comps[0]).size > 1):
             ctx = _Ctx(el.name, ns, lhs=list(dims), prefix=prefix)
             try:
@@ -1019,7 +1096,7 @@ class Converter:
                 pass
         eqs: dict[str, str] = {}
         for c in comps:
-            lhs_keys = [name_key(s) for s in c.subscripts[0]]
+            lhs_keys = self._lhs_keys(c, dims)
             a = pick(c)
             if isinstance(a, np.ndarray) and a.size > 1:
                 lists = [self._sub_elements(s) for s in c.subscripts[0]]
@@ -1038,7 +1115,13 @@ class Converter:
                 except _NeedExpand:
                     pass
             for combo in self._combos(c):
-                subst = {k: combo[i] for i, k in enumerate(lhs_keys) if k in self.ranges}
+                subst = {}
+                for i, k in enumerate([name_key(x) for x in c.subscripts[0]]):
+                    if k in self.ranges:
+                        subst.setdefault(k, combo[i])
+                for i, k in enumerate(lhs_keys):
+                    if k in self.ranges:
+                        subst.setdefault(k, combo[i])
                 # the variable's own dimensions name the same element too
                 for i, d in enumerate(dims):
                     subst.setdefault(d, combo[i])
@@ -1066,9 +1149,16 @@ class Converter:
         if isinstance(ast, str):
             raise Unsupported(f"'{ast.strip()[:40]}'", "unparsed text in the equation")
         if isinstance(ast, ae.ArithmeticStructure):
+            ArithmeticStructure = ae.ArithmeticStructure
             if ast.operators == ["negative"]:
                 return "-" + _atom(self.expr(ast.arguments[0], ctx))
-            parts = [self.expr(a, ctx) for a in ast.arguments]
+            args = list(ast.arguments)
+            if (ast.operators and all(o == "^" for o in ast.operators) and _is_number(args[0])
+                    and float(args[0]) < 0 and not self._paren_negative(args[0])):
+                # PySD folds the sign of -2^2 into the literal; Vensim and XMILE read -(2^2)
+                rest = ArithmeticStructure(ast.operators, (-float(args[0]),) + tuple(args[1:]))
+                return "(-" + _atom(self.expr(rest, ctx)) + ")"
+            parts = [self.expr(a, ctx) for a in args]
             out = _atom(parts[0])
             for op, p in zip(ast.operators, parts[1:]):
                 if op == "negative":
@@ -1150,6 +1240,16 @@ class Converter:
             raise Unsupported("DATA")
         raise Unsupported(type(ast).__name__)
 
+    def _paren_negative(self, x) -> bool:
+        """Whether the source writes this negative number in parentheses, as in (-2)^2."""
+        if not hasattr(self, "_source_text"):
+            try:
+                self._source_text = re.sub(r"\s+", "", self.path.read_text(errors="replace"))
+            except OSError:
+                self._source_text = ""
+        num = fmt_number(-float(x))
+        return bool(re.search(r"\(-" + re.escape(num) + r"(\.0*)?\)\^", self._source_text))
+
     def _int_order(self, order, ctx, fname):
         if _is_number(order):
             return fmt_number(order)
@@ -1166,6 +1266,14 @@ class Converter:
         k = name_key(s.rstrip("!"))
         if not bang and k in ctx.subst:
             return self.elements[ctx.subst[k]]
+        if not bang and k in self.ranges:
+            eq = self._equal_range(k, ctx.subst)
+            if eq is not None:
+                return self.elements[ctx.subst[eq]]
+            if ctx.lhs and k not in ctx.lhs:
+                eq = self._equal_range(k, ctx.lhs)
+                if eq is not None:
+                    k = eq
         if k in self.ranges:
             if not bang and ctx.subst:
                 # a mapped range (Vensim subscript mapping) follows an expanded one
@@ -1193,12 +1301,15 @@ class Converter:
         if target is None and k in self.ranges and not ast.subscripts:
             # a subscript range used as a value: the element's position (1-based)
             if k in ctx.subst:
-                return str(self.ranges[k].index(ctx.subst[k]) + 1)
-            if k in ctx.lhs:
+                return str(self._position(k, ctx.subst[k]))
+            eq = self._equal_range(k, ctx.subst)
+            if eq is not None:
+                return str(self._position(k, ctx.subst[eq]))
+            if k in ctx.lhs or self._equal_range(k, ctx.lhs) is not None:
                 raise _NeedExpand
             for lhs_range, elem in ctx.subst.items():
                 if elem in self.ranges[k]:
-                    return str(self.ranges[k].index(elem) + 1)
+                    return str(self._position(k, elem))
             raise Unsupported(f"subscript range '{ast.reference}' as a value",
                               "it is not a dimension of this variable")
         if target is None and k in self.elements and k not in self.ranges and not ast.subscripts:
@@ -1274,6 +1385,19 @@ class Converter:
                 dims = self._dims(el)
                 subs = ae.SubscriptsReferenceStructure([self.range_name[d] + "!" for d in dims])
                 arg = ae.ReferenceStructure(arg.reference, subs)
+        elif (isinstance(arg, ae.ReferenceStructure) and arg.subscripts
+                and not any(str(x).strip().endswith("!") for x in arg.subscripts.subscripts)):
+            host = set(ctx.lhs) | set(ctx.subst)
+            subs, changed = [], False
+            for x in arg.subscripts.subscripts:
+                k = name_key(str(x).strip())
+                if k in self.ranges and k not in host and self._equal_range(k, host) is None:
+                    subs.append(str(x).strip() + "!")
+                    changed = True
+                else:
+                    subs.append(x)
+            if changed:
+                arg = ae.ReferenceStructure(arg.reference, ae.SubscriptsReferenceStructure(subs))
         return f"{fname}({self.expr(arg, ctx)})"
 
     def _lookup_call(self, fk, ast, ctx):
