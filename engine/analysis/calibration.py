@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.distributed import Executor, ModelRef, remember
-from engine.analysis.ensemble import Expr, Factor, ParamSpace, annual_saveper, check_columns, output_columns, uniforms
+from engine.analysis.ensemble import (Expr, Factor, ParamSpace, annual_saveper, check_columns, output_columns,
+                                      run_batch, uniforms)
 from engine.errors import EngineError, ModelError, Problem
 
 REQUIRED = ("indicator", "year", "value")
@@ -281,15 +282,15 @@ class Fit:
         """(B, k) parameter vectors -> per series (B, len(years)) simulated values; one batch run."""
         X = np.atleast_2d(X)
         params = self.space.to_params(X, self.overrides)
-        params.update(self.overrides)
-        res = self.model.run(params=params, variables=self.variables, stop=self.stop, saveper=self.saveper,
-                             n=X.shape[0])
+        times, cols, failed = run_batch(self.model, params, self.overrides, X.shape[0], self.variables,
+                                        stop=self.stop, saveper=self.saveper)
         self.runs += X.shape[0]
         self.batches += 1
-        cols = output_columns(res, self.variables)
+        if times is None:  # every run failed: residuals become large (see residuals())
+            return [np.full((X.shape[0], len(s.years)), np.nan) for s in self.series]
         out = []
         for s in self.series:
-            sim = s.expr.evaluate(lambda c: values_at(res.times, cols[c], s.years))
+            sim = s.expr.evaluate(lambda c: values_at(times, cols[c], s.years))
             out.append(np.broadcast_to(sim, (X.shape[0], len(s.years))))
         return out
 

@@ -190,8 +190,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     with _executor(args) as ex:
         res = run_ensemble(model, ref, runs, space, args.samples, args.seed, args.design, variables, targets,
                            args.out, args.chunk, ex, keep=False, progress=_say if args.verbose else None)
+    for scen, nf in res.failed.items():
+        if nf:
+            _say(f"note: {scen}: {nf} of {args.samples} runs gave non-finite values (some constants' ranges "
+                 f"allow a blow-up); they are left out of the percentiles and probabilities")
     pct = res.percentiles
-    show = pct
     if years is None:
         ts = model.time
         years = sorted({ts.start, ts.stop} | {y for y in (2020, 2025, 2030, 2035) if ts.start <= y <= ts.stop})

@@ -12,10 +12,13 @@ _EPS = 1e-9
 
 
 def fit(x, sizes: tuple[int, ...]) -> np.ndarray:
-    """Broadcast ``x`` to shape (*sizes, batch), batch being x's last axis or 1."""
-    x = np.asarray(x, dtype=float)
+    """A fresh array of shape (*sizes, batch) holding x, batch being x's last axis or 1."""
+    if not isinstance(x, np.ndarray):
+        return np.full(sizes + (1,), x, dtype=float)
     b = x.shape[-1] if x.ndim == len(sizes) + 1 else 1
-    return np.broadcast_to(x, (*sizes, b))
+    out = np.empty(sizes + (b,))
+    out[...] = x
+    return out
 
 
 def assemble(sizes: tuple[int, ...], parts: list) -> np.ndarray:
@@ -34,15 +37,15 @@ def assemble(sizes: tuple[int, ...], parts: list) -> np.ndarray:
 
 
 def xidz(a, b, x):
-    """a / b, or x where b is 0 (Vensim XIDZ)."""
-    b = np.asarray(b, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b == 0, x, np.divide(a, np.where(b == 0, 1.0, b)))
+    """a / b, or x where b is 0 (Vensim XIDZ). The driver runs with floating-point warnings off."""
+    zero = b == 0
+    return np.where(zero, x, a / np.where(zero, 1.0, b))
 
 
 def zidz(a, b):
     """a / b, or 0 where b is 0 (Vensim ZIDZ)."""
-    return xidz(a, b, 0.0)
+    zero = b == 0
+    return np.where(zero, 0.0, a / np.where(zero, 1.0, b))
 
 
 def quantum(x, q):

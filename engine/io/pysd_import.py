@@ -274,6 +274,11 @@ def parse_abstract_model(path: str | Path):
 # expression helpers
 
 
+NA_VALUE = -1e38          # :NA: as PySD represents it (Vensim writes it as a blank cell)
+NA_TEXT = "(-1e38)"
+_UNDEFINED = 1.2345e301   # marks elements a partial definition leaves out
+
+
 def fmt_number(x) -> str:
     if isinstance(x, (bool, np.bool_)):
         return "1" if x else "0"
@@ -281,7 +286,7 @@ def fmt_number(x) -> str:
         return str(int(x))
     x = float(x)
     if math.isnan(x):
-        raise Unsupported(":NA:", "missing values (:NA:/NaN) have no counterpart in our language")
+        return NA_TEXT      # Vensim's :NA: (PySD's value)
     if math.isinf(x):
         return "1e300" if x > 0 else "(-1e300)"
     if x.is_integer() and abs(x) < 1e15:
@@ -770,7 +775,7 @@ class Converter:
     def _fill_values(self, el, dims, value_of_comp):
         shape = [len(self.ranges[d]) for d in dims]
         index = [{e: i for i, e in enumerate(self.ranges[d])} for d in dims]
-        arr = np.full(shape, np.nan) if dims else np.array(np.nan)
+        arr = np.full(shape, _UNDEFINED) if dims else np.array(_UNDEFINED)
         for c in el.components:
             combos = self._combos(c)
             lists = [self._sub_elements(s) for s in c.subscripts[0]]
@@ -793,7 +798,10 @@ class Converter:
         return arr
 
     def _value_table(self, dims, arr):
-        """A number, or {element: number} (nested tables for 2+ dimensions)."""
+        """A number, or {element: number} (nested tables for 2+ dimensions).
+        :NA: becomes PySD's -1e38; elements no equation defines are 0, as in Vensim."""
+        arr = np.where(np.isnan(arr), NA_VALUE, arr)
+        arr = np.where(arr == _UNDEFINED, 0.0, arr)
         if not dims:
             return _num(float(arr))
 
@@ -813,9 +821,6 @@ class Converter:
 
     def _constant(self, el, ident, dims, entry):
         arr = self._fill_values(el, dims, lambda c: c.ast)
-        if np.isnan(arr).any():
-            if not dims:
-                raise Unsupported(":NA:", "the constant has no value")
         entry["value"] = self._value_table(dims, arr)
         lo, hi = (tuple(el.limits) + (None, None))[:2] if el.limits else (None, None)
         if lo is not None and hi is not None and _finite(lo) and _finite(hi) and lo < hi:
@@ -946,7 +951,10 @@ class Converter:
                                   "its values come from an external .vdf/.tab file given at run time")
             raise Unsupported("a DATA variable with an expression", "")
         interp = {"interpolate": "linear", None: "linear", "hold_backward": "step",
-                  "look_forward": "look_forward", "raw": None}
+                  "look_forward": "look_forward",
+                  # :RAW: is defined only at the data's times (:NA: between them); holding the
+                  # last value gives the same numbers at those times
+                  "raw": "step"}
         series = {}
         for c in comps:
             a = c.ast
@@ -996,6 +1004,8 @@ class Converter:
             e2.update({"time": xs, "values": ys, "interpolation": mode})
             self.out["data"][name] = _order(e2)
             eqs[",".join(self.elements[e] for e in combo)] = name
+        if len(series) < math.prod(len(self.ranges[d]) for d in dims):
+            eqs["default"] = "0"   # Vensim leaves undefined elements at 0
         entry["equations"] = eqs
         self.out["auxiliaries"][ident] = _order(entry)
 

@@ -10,6 +10,7 @@ text that parses to the same nodes (tested as a round trip).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -121,16 +122,23 @@ def _tokenize(text: str) -> list[_Tok]:
     return _join_multiword(toks)
 
 
+_MULTI_BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+for _words, _canon in sorted(_MULTIWORD.items(), key=lambda kv: -len(kv[0])):  # longest first
+    _MULTI_BY_FIRST.setdefault(_words[0], []).append((_words, _canon))
+
+
 def _join_multiword(toks: list[_Tok]) -> list[_Tok]:
     out: list[_Tok] = []
     i = 0
-    while i < len(toks):
+    n_toks = len(toks)
+    while i < n_toks:
         tok = toks[i]
-        if tok.kind == "name":
-            for words, canon in _MULTIWORD.items():
+        candidates = _MULTI_BY_FIRST.get(tok.text.upper()) if tok.kind == "name" else None
+        if candidates:
+            for words, canon in candidates:
                 n = len(words)
-                seq = toks[i : i + n]
-                if len(seq) == n and all(t.kind == "name" and t.text.upper() == w for t, w in zip(seq, words)):
+                if i + n <= n_toks and all(t.kind == "name" and t.text.upper() == w
+                                           for t, w in zip(toks[i + 1:i + n], words[1:])):
                     out.append(_Tok("name", canon, tok.pos))
                     i += n
                     break
@@ -360,6 +368,12 @@ def parse_expression(text: str) -> Node:
     """Parse one equation's text into an AST; raises ExpressionSyntaxError."""
     if not isinstance(text, str):
         raise ExpressionSyntaxError(f"an equation must be text, not {type(text).__name__}", str(text), 0)
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Node:
+    # nodes are frozen dataclasses, so a cached tree can be shared safely
     return _Parser(text).parse()
 
 
