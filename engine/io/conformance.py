@@ -252,7 +252,10 @@ def run_one(model: Path, root: Path | None = None, timeout: float = 120.0) -> Ro
     try:
         with _time_limit(timeout), warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            d = import_model(model)
+            # DATA variables without a source read the folder's data file (as PySD's tests)
+            data_files = [f for f in (model.parent / "data.tab", model.parent / "data.csv")
+                          if f.is_file()]
+            d = import_model(model, data_files=data_files)
             ours = run_imported(d, str(model))
             canon = load_canonical(canonical_file(model))
             reason = compare(ours, canon, d)

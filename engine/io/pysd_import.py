@@ -341,7 +341,8 @@ class _Ctx:
 
 
 class Converter:
-    def __init__(self, am, path: Path):
+    def __init__(self, am, path: Path, data_files=()):
+        self.data_files = [Path(f) for f in data_files or ()]
         self.am = am
         self.path = Path(path)
         self.main = next(s for s in am.sections if s.type == "main")
@@ -828,26 +829,8 @@ class Converter:
         self.out["constants"][ident] = _order(entry)
 
     def _ext_constant(self, el, ident, dims, entry):
-        from pysd.py_backend.external import ExtConstant
         from pysd.translators.structures import abstract_expressions as ae
-
-        def val(c):
-            a = c.ast
-            if not isinstance(a, ae.GetConstantsStructure):
-                return a
-            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
-                      for s in c.subscripts[0]}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ext = ExtConstant(a.file, a.tab, a.cell, coords, self.path.parent,
-                                      coords, "_" + ident)
-                    ext.initialize()
-                    data = ext.data
-            except Exception as exc:  # noqa: BLE001
-                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': {exc}",
-                             variable=el.name) from None
-            return np.asarray(getattr(data, "values", data), dtype=float)
+        val = self._constant_value(el, ident)
         arr = self._fill_values(el, dims, val)
         entry["value"] = self._value_table(dims, arr)
         entry["source"] = "; ".join(sorted({f"{c.ast.file} {c.ast.tab} {c.ast.cell}" for c in el.components
@@ -942,72 +925,185 @@ class Converter:
 
     # ---- data
     def _data(self, el, ident, dims, entry, ns):
+        """DATA variables: GET DATA series, values from data files given at import
+        (`data_files`, as PySD's), and elements defined by constants or equations."""
         from pysd.translators.structures import abstract_expressions as ae
-        from pysd.py_backend.external import ExtData
         comps = el.components
-        if not all(isinstance(c.ast, ae.GetDataStructure) for c in comps):
-            if any(isinstance(c.ast, ae.DataStructure) for c in comps):
-                raise Unsupported("a DATA variable (:=) without a GET DATA source",
-                                  "its values come from an external .vdf/.tab file given at run time")
-            raise Unsupported("a DATA variable with an expression", "")
         interp = {"interpolate": "linear", None: "linear", "hold_backward": "step",
                   "look_forward": "look_forward",
-                  # :RAW: is defined only at the data's times (:NA: between them); holding the
-                  # last value gives the same numbers at those times
-                  "raw": "step"}
-        series = {}
+                  "raw": "raw"}
+        series = {}       # combo -> (time, values, interpolation)
+        fixed = {}        # combo -> equation text (numbers, constants, expressions)
         for c in comps:
             a = c.ast
             kw = getattr(c, "keyword", None)
-            mode = interp.get(kw, None)
-            if mode is None:
-                raise Unsupported(f"DATA keyword :{kw}:", "only interpolate and hold backward are supported")
-            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
-                      for s in c.subscripts[0]}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ext = ExtData(a.file, a.tab, a.time_row_or_col, a.cell, kw, coords,
-                                  self.path.parent, coords, "_" + ident)
-                    ext.initialize()
-                    data = ext.data
-            except Exception as exc:  # noqa: BLE001
-                raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': {exc}",
-                             variable=el.name) from None
-            ts = [float(v) for v in data.coords["time"].values]
-            vals = np.asarray(data.values, dtype=float)
-            lists = [self._sub_elements(s) for s in c.subscripts[0]]
-            vals = vals.reshape([len(ts)] + [len(x) for x in lists])
-            for combo in self._combos(c):
-                pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
-                xs, ys = self._clean_series(ts, vals[(slice(None),) + pos], el.name)
-                if mode == "look_forward":
-                    # value of the next point: a step series whose steps start just after
-                    # the previous point
-                    eps = 1e-9 * max(1.0, max(abs(x) for x in xs))
-                    xs = [xs[0]] + [x + eps for x in xs[:-1]]
-                    xs, ys = [_num(x) for x in xs], ys
-                    series[combo] = (xs, ys, "step")
+            if isinstance(a, ae.GetDataStructure):
+                mode = interp.get(kw)
+                if mode is None:
+                    raise Unsupported(f"DATA keyword :{kw}:", "")
+                series.update(self._get_data_series(el, ident, c, mode))
+            elif isinstance(a, ae.DataStructure):
+                found = self._data_file_series(el, c, interp.get(kw, "linear"))
+                if found is None:
+                    raise Unsupported("a DATA variable (:=) without a GET DATA source",
+                                      "its values come from an external .vdf/.tab file given at "
+                                      "run time (give it as a data file)")
+                series.update(found)
+            elif isinstance(a, ae.GetConstantsStructure) or _is_number(a) or isinstance(a, np.ndarray):
+                arr = self._fill_values(_OneComponent(el, c), dims, self._constant_value(el, ident))
+                arr = np.where(np.isnan(arr), NA_VALUE, arr)
+                index = [{e: i for i, e in enumerate(self.ranges[d])} for d in dims]
+                for combo in self._combos(c):
+                    v = arr[tuple(index[i][combo[i]] for i in range(len(combo)))] if dims else arr
+                    fixed[combo] = fmt_number(float(v))
+            else:
+                eq = self._equations(_OneComponent(el, c), dims, ns, lambda x: x.ast, ident)
+                if "equation" in eq:
+                    for combo in self._combos(c):
+                        fixed[combo] = eq["equation"]
                 else:
-                    series[combo] = (xs, ys, mode)
-        if not dims:
+                    for k, v in eq["equations"].items():
+                        if k == "default":
+                            continue
+                        fixed[tuple(self._elem_key(x) for x in k.split(","))] = v
+        if not dims and () in series and not fixed:
             xs, ys, mode = series[()]
             entry.update({"time": xs, "values": ys, "interpolation": mode})
             self.out["data"][ident] = _order(entry)
             return
+        if not dims:
+            if () in series:
+                raise Unsupported("a DATA variable defined twice")
+            entry["equation"] = fixed[()]
+            self.out["auxiliaries"][ident] = _order(entry)
+            return
         # one data series per element, and an auxiliary gathering them
         eqs = {}
         for combo, (xs, ys, mode) in series.items():
-            name = ident + "__" + "__".join(self.elements[e] for e in combo)
+            name = self.names.new(ident + "__" + "__".join(self.elements[e] for e in combo))
             e2 = {k: v for k, v in entry.items() if k != "dims"}
             e2["label_en"] = f"{display_name(el.name)}[{','.join(self._orig_elem(e) for e in combo)}]"
             e2.update({"time": xs, "values": ys, "interpolation": mode})
             self.out["data"][name] = _order(e2)
             eqs[",".join(self.elements[e] for e in combo)] = name
-        if len(series) < math.prod(len(self.ranges[d]) for d in dims):
+        for combo, text in fixed.items():
+            eqs[",".join(self.elements[e] for e in combo)] = text
+        if len(eqs) < math.prod(len(self.ranges[d]) for d in dims):
             eqs["default"] = "0"   # Vensim leaves undefined elements at 0
         entry["equations"] = eqs
         self.out["auxiliaries"][ident] = _order(entry)
+
+    def _elem_key(self, ident: str) -> str:
+        for k, v in self.elements.items():
+            if v == ident:
+                return k
+        raise KeyError(ident)
+
+    def _constant_value(self, el, ident):
+        from pysd.py_backend.external import ExtConstant
+        from pysd.translators.structures import abstract_expressions as ae
+
+        def val(c):
+            a = c.ast
+            if not isinstance(a, ae.GetConstantsStructure):
+                return a
+            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
+                      for s in c.subscripts[0]}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ext = ExtConstant(a.file, a.tab, a.cell, coords, self.path.parent,
+                                      coords, "_" + ident)
+                    ext.initialize()
+                    data = ext.data
+            except Exception as exc:  # noqa: BLE001
+                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': {exc}",
+                             variable=el.name) from None
+            return np.asarray(getattr(data, "values", data), dtype=float)
+        return val
+
+    def _get_data_series(self, el, ident, c, mode):
+        from pysd.py_backend.external import ExtData
+        a = c.ast
+        kw = getattr(c, "keyword", None)
+        coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
+                  for s in c.subscripts[0]}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ext = ExtData(a.file, a.tab, a.time_row_or_col, a.cell, kw, coords,
+                              self.path.parent, coords, "_" + ident)
+                ext.initialize()
+                data = ext.data
+        except Exception as exc:  # noqa: BLE001
+            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': {exc}",
+                         variable=el.name) from None
+        ts = [float(v) for v in data.coords["time"].values]
+        vals = np.asarray(data.values, dtype=float)
+        lists = [self._sub_elements(s) for s in c.subscripts[0]]
+        vals = vals.reshape([len(ts)] + [len(x) for x in lists])
+        out = {}
+        for combo in self._combos(c):
+            pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
+            out[combo] = self._series(ts, vals[(slice(None),) + pos], el.name, mode)
+        return out
+
+    def _series(self, ts, vals, name, mode):
+        xs, ys = self._clean_series(ts, vals, name)
+        if mode == "look_forward":
+            # value of the next point: a step series whose steps start just after the previous
+            eps = 1e-9 * max(1.0, max(abs(x) for x in xs))
+            xs = [xs[0]] + [x + eps for x in xs[:-1]]
+            return [_num(x) for x in xs], ys, "step"
+        if mode == "raw":
+            # defined only at the data's times, :NA: between them (as Vensim and PySD)
+            if len(xs) < 2:
+                return xs, ys, "step"
+            gap = min(b - a for a, b in zip(xs, xs[1:]))
+            eps = min(1e-6 * max(1.0, max(abs(x) for x in xs)), gap / 4)
+            rx, ry = [], []
+            for i, (x, y) in enumerate(zip(xs, ys)):
+                rx.append(_num(x - eps) if i else x)
+                ry.append(y)
+                if i < len(xs) - 1:
+                    rx.append(_num(x + eps))
+                    ry.append(NA_VALUE)
+            return rx, ry, "step"
+        return xs, ys, mode
+
+    def _data_file_series(self, el, c, mode):
+        """Series of a DATA variable without source, from the data files (.tab/.csv with a
+        Time column and one column per variable or element, as Vensim exports them)."""
+        if not self.data_files:
+            return None
+        from pysd.py_backend.utils import detect_encoding, load_outputs
+        if not hasattr(self, "_data_frames"):
+            self._data_frames = []
+            for f in self.data_files:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    df = load_outputs(f, encoding=detect_encoding(f))
+                cols = {}
+                for col in df.columns:
+                    m = re.fullmatch(r"(.*?)\s*\[(.*)\]\s*", str(col), flags=re.S)
+                    name, elems = (m.group(1), [x.strip() for x in m.group(2).split(",")]) if m \
+                        else (str(col), [])
+                    cols[(name_key(name), tuple(name_key(e) for e in elems))] = col
+                self._data_frames.append((df, cols))
+        out = {}
+        for combo in self._combos(c):
+            for df, cols in self._data_frames:
+                col = cols.get((name_key(el.name), tuple(combo)))
+                if col is not None:
+                    ts = [float(t) for t in df.index]
+                    vals = np.asarray(pd_to_numeric(df[col]), dtype=float)
+                    out[combo] = self._series(ts, vals, el.name, mode)
+                    break
+            else:
+                raise _error(self.path, f"no column for {display_name(el.name)}"
+                             f"[{','.join(self._orig_elem(e) for e in combo)}] in the data files",
+                             variable=el.name)
+        return out
 
     # ---- stocks
     def _stock(self, el, ident, dims, entry, ns):
@@ -1470,6 +1566,20 @@ class Converter:
         return result
 
 
+class _OneComponent:
+    """An element seen through one of its components."""
+
+    def __init__(self, el, comp):
+        self.name = el.name
+        self.components = [comp]
+        self.units, self.limits, self.documentation = el.units, el.limits, el.documentation
+
+
+def pd_to_numeric(col):
+    import pandas as pd
+    return pd.to_numeric(col, errors="coerce")
+
+
 class _NotConstant(Exception):
     pass
 
@@ -1497,11 +1607,14 @@ def _order(entry: dict) -> dict:
     return {k: entry[k] for k in sorted(entry, key=lambda k: _ORDER.index(k) if k in _ORDER else 99)}
 
 
-def import_model(path: str | Path) -> dict:
-    """Read a Vensim or XMILE model and return it as our model dict (TOML shape)."""
+def import_model(path: str | Path, data_files=()) -> dict:
+    """Read a Vensim or XMILE model and return it as our model dict (TOML shape).
+
+    data_files: .tab/.csv files (Time column, one column per variable or element) holding
+    the values of DATA variables that have no GET DATA source, as PySD's ``data_files``."""
     path = Path(path)
     am = parse_abstract_model(path)
-    conv = Converter(am, path)
+    conv = Converter(am, path, data_files)
     try:
         d = conv.run()
     except ModelError:
