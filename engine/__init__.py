@@ -43,11 +43,21 @@ def compile_model(model: Model, check_units: bool = True):
     from engine.resolve.resolver import resolve
     from engine.simulation import CompiledModel
 
-    rvars = resolve(model)
+    problems: list[Problem] = []
+    rvars = None
+    try:
+        rvars = resolve(model)
+    except ModelError as exc:
+        problems += exc.problems
     if check_units:
         from engine.resolve.units import check_units as _check
 
-        _check(model, rvars)
+        try:
+            _check(model, rvars)
+        except ModelError as exc:  # listed with the other problems, not instead of them
+            problems += exc.problems
+    if problems:
+        raise ModelError(problems)
     return CompiledModel(model, rvars, ModelCode(model, rvars))
 
 

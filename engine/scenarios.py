@@ -75,7 +75,8 @@ def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,
         if folder is None:
             problems.append(Problem(file, "scenario.base", "a base scenario needs the scenario's folder"))
         elif sc.base in _seen or sc.base == Path(file).stem:
-            problems.append(Problem(file, "scenario.base", f"bases form a loop: {' -> '.join(_seen + (sc.base,))}"))
+            chain = _seen + (Path(file).stem, sc.base)
+            problems.append(Problem(file, "scenario.base", f"bases form a loop: {' -> '.join(chain)}"))
         else:
             base_path = folder / f"{sc.base}.toml"
             if not base_path.exists():

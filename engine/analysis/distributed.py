@@ -113,7 +113,7 @@ class DaskExecutor(Executor):
                 raise EngineError(f"--workers must be at least 1, got {workers}")
             try:
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
+                                            dashboard_address=":0")
                 self.client = Client(self.cluster, timeout=timeout)
             except Exception as exc:  # noqa: BLE001
                 self.close()

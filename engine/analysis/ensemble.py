@@ -79,20 +79,19 @@ class Expr:
             raise EngineError(f"{where}: cannot parse {self.text!r}: {exc.msg}") from None
         self._tree = tree
         self._refs = refs
-        cols: list[str] = []
+        found: list[tuple[int, str]] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
-                col = refs.get(node.id, node.id)
-                if col not in cols and node.id not in _FUNCS:
-                    cols.append(col)
+                if node.id not in _FUNCS:
+                    found.append((node.col_offset, refs.get(node.id, node.id)))
             elif isinstance(node, ast.Call):
                 if not (isinstance(node.func, ast.Name) and node.func.id.upper() in _FUNCS) or node.keywords:
                     raise EngineError(f"{where}: {self.text!r}: only MIN MAX ABS SQRT EXP LN may be called")
             elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
                                        ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)):
                 raise EngineError(f"{where}: {self.text!r}: {node.__class__.__name__} is not allowed")
-        # call names are Name nodes too: drop them
-        self.columns = [c for c in cols if c.upper() not in _FUNCS]
+        cols = list(dict.fromkeys(c for _, c in sorted(found)))  # in the order they are written
+        self.columns = [c for c in cols if c.upper() not in _FUNCS]  # call names are Name nodes too
         self.variables = sorted({c.split("[")[0] for c in self.columns})
 
     def evaluate(self, get: Callable[[str], np.ndarray]):

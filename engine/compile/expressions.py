@@ -152,6 +152,9 @@ class ExprCompiler:
                 cb = f"({cb} * 1.0)"
             if node.op == "^":
                 return CExpr(f"np.power({ca}, {cb})", axes, scalar=scalar)
+            if node.op == "/" and scalar:
+                # two plain floats (time, numbers): numpy gives inf/nan where Python would raise
+                return CExpr(f"np.divide({ca}, {cb})", axes, scalar=scalar)
             return CExpr(f"({ca} {node.op} {cb})", axes, scalar=scalar)
         if isinstance(node, Call):
             return self.call(node, ctx)

@@ -211,7 +211,11 @@ class ModelCode:
     # -------------------------------------------------------------- functions
     def _make(self, name: str, source: str) -> types.FunctionType:
         self.sources[name] = source
-        code = compile(source, f"<linxiang-sd:{self.model.name}:{name}>", "exec")
+        try:
+            code = compile(source, f"<linxiang-sd:{self.model.name}:{name}>", "exec")
+        except (RecursionError, SyntaxError, MemoryError) as exc:
+            raise ModelError(Problem(self.model.file, None, f"an equation is nested too deeply to compile ({exc})",
+                                     "split long nested equations into several variables")) from None
         fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == name)
         return types.FunctionType(fn_code, self.globals, name)
 

@@ -127,8 +127,14 @@ def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.nd
     rows, n = S0.shape
     t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
 
+    nonneg = code.layout.non_negative
+
     def fun(t, y):
-        return dyn(t, dt, t0, t1, sp, y.reshape(rows, n), P, (), False)[0].ravel()
+        state = y.reshape(rows, n)
+        d = dyn(t, dt, t0, t1, sp, state, P, (), False)[0]
+        for a, b in nonneg:  # an empty non-negative stock cannot be drained further
+            d[a:b] = np.where((state[a:b] <= 0) & (d[a:b] < 0), 0.0, d[a:b])
+        return d.ravel()
 
     with np.errstate(all="ignore"):
         sol = solve_ivp(fun, (t0, t1), S0.ravel(), method="RK45", t_eval=times, rtol=1e-8, atol=1e-10)
@@ -136,7 +142,10 @@ def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.nd
         raise SimulationError(f"the adaptive solver failed: {sol.message}")
     with np.errstate(all="ignore"):
         for j, t in enumerate(times):
-            outs = dyn(t, dt, t0, t1, sp, sol.y[:, j].reshape(rows, n), P, (), True)[2]
+            state = sol.y[:, j].reshape(rows, n)
+            for a, b in nonneg:  # the solver may overshoot zero by its tolerance
+                np.maximum(state[a:b], 0.0, out=state[a:b])
+            outs = dyn(t, dt, t0, t1, sp, state, P, (), True)[2]
             for o, v in zip(outputs, outs):
                 store[o][j] = v
     _check_outputs(code, store, times)

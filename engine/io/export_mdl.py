@@ -46,17 +46,30 @@ def load_dict(model: str | Path | dict) -> dict:
         raise ModelError(Problem(str(path), None, f"not a valid TOML model: {exc}")) from None
 
 
-def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None) -> str:
+def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None,
+              subst: dict | None = None) -> str:
     """Our expression text -> Vensim expression text.
 
     ``var_dims`` (name -> dims) makes implicit subscripts explicit: ``x`` of a variable
-    with dims [sector] is written ``x[sector]`` as Vensim requires.
+    with dims [sector] is written ``x[sector]`` as Vensim requires.  ``subst`` (range name ->
+    element or subrange) rewrites the subscripts of a per-element equation: in the equation of
+    ``y[heavy]``, our ``x`` (or ``x[sector]``) means ``x[heavy]``.
     """
     var_dims = var_dims or {}
+    subst = subst or {}
+
+    def sub(name: str) -> str:
+        name = name.strip()
+        if name.endswith("!"):
+            return name
+        return subst.get(name, name)
+
     text = re.sub(r"\bIF\s+THEN\s+ELSE\b", "IF_THEN_ELSE", str(expr), flags=re.I)
     toks = [t for t in TOKEN.findall(text)]
     out = []
-    for i, t in enumerate(toks):
+    i = 0
+    while i < len(toks):
+        t = toks[i]
         nxt = next((u for u in toks[i + 1:] if not u.isspace()), "")
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
             up = t.upper()
@@ -66,8 +79,16 @@ def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None) -> s
                 out.append(TIME_NAMES[up])
             elif t.lower() in LOGIC:
                 out.append(" " + LOGIC[t.lower()] + " ")
-            elif var_dims.get(t) and nxt != "[":
-                out.append(f"{t}[{','.join(var_dims[t])}]")
+            elif nxt == "[":
+                # explicit subscripts: copy them, rewriting range names through subst
+                j = toks.index("[", i + 1)
+                k = toks.index("]", j)
+                inner = "".join(toks[j + 1:k])
+                out.append(f"{t}[{','.join(sub(x) for x in inner.split(','))}]")
+                i = k + 1
+                continue
+            elif var_dims.get(t):
+                out.append(f"{t}[{','.join(sub(x) for x in var_dims[t])}]")
             else:
                 out.append(t)
         elif t == "==":
@@ -76,7 +97,23 @@ def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None) -> s
             out.append("<>")
         else:
             out.append(t)
+        i += 1
     return re.sub(r"[ ]{2,}", " ", "".join(out)).strip()
+
+
+def _selector_subst(d: dict, dims: list[str], sel: str) -> dict:
+    """Range name -> element/subrange for the equation of one selector ("heavy", "e1,sub")."""
+    family = {n: n for n in (d.get("dimensions") or {})}
+    family.update({n: s["of"] for n, s in (d.get("subranges") or {}).items()})
+    out = {}
+    for dim, part in zip(dims, [p.strip() for p in sel.split(",")]):
+        if part == dim:
+            continue
+        top = family.get(dim, dim)
+        for name, fam in family.items():
+            if fam == top and name != part:
+                out[name] = part
+    return out
 
 
 def _num(v) -> str:
@@ -206,7 +243,8 @@ def export_mdl(model: str | Path | dict) -> str:
             eqs = dict(spec.get("equations") or {})
             default = eqs.pop("default", None)
             for sel, text in eqs.items():
-                eq(lhs(name, spec, sel), tr(str(text)), spec)
+                sub = _selector_subst(d, spec.get("dims") or [], sel)
+                eq(lhs(name, spec, sel), translate(str(text), lookups, var_dims, sub), spec)
             if default is not None:
                 dims = spec.get("dims") or []
                 exc = ", ".join(f"[{sel}]" for sel in eqs)

@@ -374,7 +374,12 @@ def parse_expression(text: str) -> Node:
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str) -> Node:
     # nodes are frozen dataclasses, so a cached tree can be shared safely
-    return _Parser(text).parse()
+    parser = _Parser(text)
+    try:
+        return parser.parse()
+    except RecursionError:
+        raise ExpressionSyntaxError("the equation is nested too deeply (split it into several variables)",
+                                    text, 0) from None
 
 
 # ---------------------------------------------------------------- unparse

@@ -52,8 +52,7 @@ class Resolver:
                          "declare a subrange with all its elements to use it as a second axis")
                 continue
             self._resolve_var(var)
-        if not self.problems:
-            self._check_references()
+        self._check_references()  # also when some equations did not parse: list every problem
         if self.problems:
             raise ModelError(self.problems)
         return self.rvars
@@ -308,6 +307,8 @@ class Resolver:
                     target = self.rvars[n.name]
                     if target.kind == "lookup":
                         self.bad(owner, f"lookup {n.name!r} is used as a value", f"call it: {n.name}(x)")
+                elif n.name in m.variables:
+                    pass  # declared, but its own equation has a problem (reported there)
                 elif n.name in m.dimensions or n.name in m.subranges:
                     pass  # a dimension used as a value: its elements' positions
                 elif n.name.upper() not in builtins.TIME_NAMES:

@@ -302,6 +302,12 @@ class _Checker:
         return UNKNOWN
 
     def call(self, node: Call):
+        try:
+            return self._call(node)
+        except IndexError:  # wrong number of arguments: the resolver reports it
+            return UNKNOWN
+
+    def _call(self, node: Call):
         var = self.model.variables.get(node.func)
         if var is not None and var.kind == "lookup":
             self.infer(node.args[0])
