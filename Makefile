@@ -23,8 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP)  ## engine vs PySD and the numpy floor; analysis; app; conformance models
 	$(PY) benchmarks/run_benchmarks.py
+	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_app.py
+	$(PY) benchmarks/bench_conformance.py
 
 check: $(STAMP)
 	$(PY) -m engine check model/linxiang.toml
