@@ -293,7 +293,7 @@ class ExprCompiler:
         if f == "QUANTUM":
             return CExpr(f"_rt.quantum({codes[0]}, {codes[1]})", axes, scalar=scalar)
         if f == "STEP":
-            return CExpr(f"_rt.step(t, {codes[0]}, {codes[1]})", axes)
+            return CExpr(f"_rt.step(t, {codes[0]}, {codes[1]}, dt)", axes)
         if f == "RAMP":
             return CExpr(f"_rt.ramp(t, {', '.join(codes)})", axes)
         if f == "PULSE":

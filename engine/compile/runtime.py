@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Tolerance for comparing the clock with event times: t = t0 + k*dt carries rounding.
-_EPS = 1e-9
+# What Vensim (and PySD) take as zero when comparing the clock with event times.
+_SMALL = 1e-6
 
 
 def fit(x, sizes: tuple[int, ...]) -> np.ndarray:
@@ -55,32 +55,32 @@ def quantum(x, q):
         return np.where(q <= 0, x, q * np.trunc(np.divide(x, np.where(q <= 0, 1.0, q))))
 
 
-def step(t: float, height, start):
-    """height from ``start`` on, 0 before (Vensim STEP)."""
-    return np.where(t + _EPS >= start, height, 0.0)
+def step(t: float, height, start, dt: float):
+    """height from the step nearest ``start`` on, 0 before (Vensim STEP; as PySD: t + dt/2 > start)."""
+    return np.where(t + 0.5 * dt > start, height, 0.0)
 
 
 def ramp(t: float, slope, start, end=None):
     """Rises at ``slope`` per time unit from ``start`` to ``end`` (Vensim RAMP)."""
     if end is None:
-        return np.where(t > start, slope * (t - np.asarray(start)), 0.0)
+        return np.where(t + _SMALL > start, slope * (t - np.asarray(start, dtype=float)), 0.0)
     return slope * np.clip(t - np.asarray(start, dtype=float), 0.0, np.maximum(np.asarray(end) - start, 0.0))
 
 
 def pulse(t: float, dt: float, start, width=None):
-    """1 from ``start`` for ``width`` (at least one step), else 0 (Vensim PULSE)."""
-    w = dt if width is None else np.maximum(width, dt)
-    return ((t + _EPS >= start) & (t + _EPS < np.asarray(start) + w)) * 1.0
+    """1 for start <= t < start + width (a width of 0 is one step), else 0 (Vensim PULSE)."""
+    w = dt if width is None else np.where(np.asarray(width) > 0, width, dt)
+    return ((t + _SMALL >= start) & (t < np.asarray(start) + w)) * 1.0
 
 
 def pulse_train(t: float, dt: float, start, width, interval, end):
-    """Repeated pulses every ``interval`` from ``start`` until ``end`` (Vensim PULSE TRAIN)."""
-    w = np.maximum(width, dt)
-    since = t + _EPS - np.asarray(start, dtype=float)
+    """Pulses of ``width`` every ``interval`` from ``start`` through ``end`` (Vensim PULSE TRAIN:
+    TIME >= start :AND: TIME <= end :AND: (TIME - start) MODULO interval < width)."""
+    w = np.where(np.asarray(width) > 0, width, dt)
+    since = t - np.asarray(start, dtype=float)
     interval = np.asarray(interval, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        phase = np.where(interval > 0, np.mod(since, np.where(interval > 0, interval, 1.0)), since)
-    return ((since >= 0) & (t - _EPS <= end) & (phase < w)) * 1.0
+    phase = np.where(interval > 0, np.mod(since + _SMALL, np.where(interval > 0, interval, 1.0)), since + _SMALL)
+    return ((since + _SMALL >= 0) & (t - _SMALL <= end) & (phase < w)) * 1.0
 
 
 def lookup(x, xs: np.ndarray, ys: np.ndarray, linear: bool = False):

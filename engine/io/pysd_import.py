@@ -1388,7 +1388,7 @@ class Converter:
                         i = self.ranges[lhs_range].index(elem)
                         if i < len(self.ranges[k]):
                             return self.elements[self.ranges[k][i]]
-            if not bang and ctx.lhs and k not in ctx.lhs:
+            if not bang and ctx.lhs and k not in ctx.lhs and not getattr(ctx, "vector", False):
                 for lhs_range in ctx.lhs:
                     if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
                         raise _NeedExpand
@@ -1480,6 +1480,13 @@ class Converter:
                 raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
             return str(len(self.ranges[rk]))
         if fk in EXTENDED_CALLS:
+            if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
+                # along the last dimension, which Vensim maps by position (company -> scompany)
+                ctx.vector = True
+                try:
+                    return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
+                finally:
+                    ctx.vector = False
             return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
         raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
 
