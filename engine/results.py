@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from engine.errors import EngineError
 
@@ -46,8 +45,10 @@ class Results:
             cols += [name] if els == [()] else [f"{name}[{','.join(e)}]" for e in els]
         return cols
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """MultiIndex (scenario, time) rows; one column per variable element."""
+    def to_dataframe(self):
+        """MultiIndex (scenario, time) rows; one column per variable element (a pandas DataFrame)."""
+        import pandas as pd  # imported on first use: it dominates a cold start
+
         n, t = len(self.scenarios), len(self.times)
         blocks = []
         for name, arr in self._data.items():
@@ -67,7 +68,7 @@ class Results:
         write_frame_atomic(df, path)
 
 
-def write_frame_atomic(df: pd.DataFrame, path: Path) -> None:
+def write_frame_atomic(df, path: Path) -> None:
     """Write a DataFrame to CSV/Parquet through a temporary file and an atomic rename."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")

@@ -314,11 +314,14 @@ class ExprCompiler:
             if not red:
                 raise DimensionError("VECTOR SELECT needs the dimension to select over marked with '!'")
             keep = tuple(a for a in axes if not a.endswith("!"))
-            return CExpr(f"_rt.vector_select({codes[0]}, {codes[1]}, {red}, {codes[2]}, {codes[3]}, {codes[4]})",
-                         keep)
+            if any(a.endswith("!") for arg in args[2:] for a in arg.axes):
+                raise DimensionError("VECTOR SELECT's missing value and actions cannot be reduced over a dimension")
+            rest = [self.align(CExpr(self.as_float(a), a.axes), keep, full=True) for a in args[2:]]
+            return CExpr(f"_rt.vector_select({codes[0]}, {codes[1]}, {red}, {', '.join(rest)})", keep)
         if f == "INVERT_MATRIX":
-            if len(args[0].axes) != 2:
-                raise DimensionError("INVERT MATRIX needs a variable over two dimensions")
+            if len(args[0].axes) < 2:
+                raise DimensionError("INVERT MATRIX needs a variable over (at least) two dimensions; "
+                                     "it inverts over the last two")
             return CExpr(f"_rt.invert_matrix({self.align(args[0], args[0].axes)})", args[0].axes)
         # the dimension the function runs along: the equation's last dimension (as Vensim)
         first = args[0].axes

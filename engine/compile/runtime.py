@@ -168,7 +168,7 @@ def vector_select(sel, x, axis: tuple, missing, action, error):
 
 
 def invert_matrix(m):
-    """Inverse over the two dimension axes of an array (d1, d2, batch)."""
+    """Inverse over the last two dimension axes of an array (..., d1, d2, batch)."""
     m = np.asarray(m, dtype=float)
     return np.moveaxis(np.linalg.inv(np.moveaxis(m, -1, 0)), 0, -1)
 

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from engine.compile.model_code import ModelCode
 from engine.errors import SimulationError
@@ -77,6 +76,35 @@ class _Pipelines:
 def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
              outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run a batch of ``n``; returns (save times, {name: array of shape (T, *dims, n)})."""
+    try:
+        return _simulate(code, P0, n, clock, method, outputs, sizes)
+    except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError,
+            np.linalg.LinAlgError) as exc:
+        # A numpy error inside the generated code: name the equation it came from, not a traceback.
+        where = _generated_line(code, exc)
+        raise SimulationError(f"{code.model.file}: the run failed{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _generated_line(code: ModelCode, exc: BaseException) -> str:
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith("<linxiang-sd:"):
+            fn = frame.filename.rsplit(":", 1)[-1].rstrip(">")
+            lines = code.sources.get(fn, "").splitlines()
+            if frame.lineno and frame.lineno <= len(lines):
+                text = lines[frame.lineno - 1].strip()
+                target = text.split("=", 1)[0].strip()
+                name = target[2:] if target.startswith("v_") else target
+                rv = code.rvars.get(name)
+                if rv is not None:
+                    return f" in the equation of {rv.host or name}"
+                return f" at `{text[:120]}`"
+    return ""
+
+
+def _simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
+              outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     dyn = code.dynamic(outputs)
     lay = code.layout
     t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
@@ -124,6 +152,8 @@ def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
 
 
 def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.ndarray]:
+    from scipy.integrate import solve_ivp  # imported here: scipy takes most of a cold start
+
     rows, n = S0.shape
     t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
 
