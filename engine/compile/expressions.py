@@ -306,7 +306,16 @@ class ExprCompiler:
 
     def vector_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
         """Functions that work along a dimension: selection, sorting, allocation, inversion."""
-        args = [self.compile(a, ctx) for a in node.args]
+        nodes = list(node.args)
+        if f == "ALLOCATE_AVAILABLE" and isinstance(nodes[1], Ref) and nodes[1].subs \
+                and nodes[1].name in self.rvars:
+            # Vensim passes the priority profile as pp[..., ptype]: the profile's first element
+            pp, last_dim = nodes[1], self.rvars[nodes[1].name].dims[-1]
+            if pp.subs[-1] in self.elements(last_dim):
+                if self.elements(last_dim).index(pp.subs[-1]) != 0:
+                    raise DimensionError("ALLOCATE AVAILABLE's profile must start at the profile's first element")
+                nodes[1] = Ref(pp.name, pp.subs[:-1] + (last_dim,))
+        args = [self.compile(a, ctx) for a in nodes]
         axes = self.union(*(a.axes for a in args))
         codes = [self.align(CExpr(self.as_float(a), a.axes), axes, full=True) for a in args]
         if f == "VECTOR_SELECT":
@@ -334,7 +343,7 @@ class ExprCompiler:
         if f == "ALLOCATE_BY_PRIORITY":
             return CExpr(f"_rt.allocate_by_priority({codes[0]}, {codes[1]}, {codes[3]}, {codes[4]}, {k})", axes)
         # ALLOCATE AVAILABLE: the priority profile is pp's one axis the request does not have
-        extra = [a for a in args[1].axes if a not in args[0].axes]
+        extra = [a for a in args[1].axes if a not in args[0].axes and a not in ctx.dims]
         if len(extra) != 1:
             raise DimensionError("ALLOCATE AVAILABLE's priority profile needs exactly one extra dimension")
         out_axes = tuple(a for a in axes if a != extra[0])

@@ -1336,9 +1336,11 @@ class Converter:
             pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys))
             return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
         if isinstance(ast, ae.AllocateAvailableStructure):
-            raise Unsupported("ALLOCATE AVAILABLE")
+            return (f"ALLOCATE_AVAILABLE({self.expr(ast.request, ctx)}, {self.expr(ast.pp, ctx)}, "
+                    f"{self.expr(ast.avail, ctx)})")
         if isinstance(ast, ae.AllocateByPriorityStructure):
-            raise Unsupported("ALLOCATE BY PRIORITY")
+            return (f"ALLOCATE_BY_PRIORITY({self.expr(ast.request, ctx)}, {self.expr(ast.priority, ctx)}, "
+                    f"{self.expr(ast.size, ctx)}, {self.expr(ast.width, ctx)}, {self.expr(ast.supply, ctx)})")
         if isinstance(ast, (ae.GetDataStructure, ae.GetLookupsStructure, ae.GetConstantsStructure)):
             raise Unsupported("GET XLS/DIRECT inside an expression",
                               "it must be the whole equation")

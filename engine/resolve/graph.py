@@ -47,7 +47,7 @@ def uses_time(rv: RVar) -> bool:
         if isinstance(n, Ref) and n.name.upper() == "TIME":
             return True
         if isinstance(n, Call):
-            if n.func.upper() in ("STEP", "RAMP", "PULSE", "PULSE_TRAIN"):
+            if n.func.upper() in ("STEP", "RAMP", "PULSE", "PULSE_TRAIN", "GET_TIME_VALUE"):
                 return True
             stack.extend(n.args)
         elif isinstance(n, BinOp):

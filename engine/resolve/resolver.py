@@ -225,16 +225,46 @@ class Resolver:
             x = self._aux(host, piece, "delay_in", a[0])
             T = self._aux(host, piece, "delay_time", a[1])
             init = a[2] if f in ("DELAY1I", "DELAY3I", "DELAYN") else x
-            stage_t = div(T, Num(float(order))) if order > 1 else T
+            if order == 1:
+                rv = self._new(host, piece, "stock", "delay")
+                out = self._aux(host, piece, "delay_out", div(Ref(rv.name), T))
+                rv.pieces = [Piece(piece.region, sub(x, out))]
+                rv.init_pieces = [Piece(piece.region, mul(init, T))]
+                return out
+            # As Vensim (and PySD): when order * TIME STEP exceeds the delay time at the start,
+            # the order drops to the whole number of steps in the delay (at least 1). The dropped
+            # stages pass their inflow straight through.
+            k_rv = self._new(host, piece, "initial", "delay_order")
+            steps = Call("INTEGER", (add(div(T, Ref("TIME_STEP")), Num(1e-9)),))
+            k_rv.pieces = [Piece(piece.region, Call("MIN", (Num(float(order)), Call("MAX", (Num(1.0), steps)))))]
+            k = Ref(k_rv.name)
+            stage_t = self._aux(host, piece, "delay_stage_time", div(T, k))
             inflow: Node = x
             out: Node = x
-            for _ in range(order):
+            last: Node = Num(0.0)
+            lag1: Node = stage_t
+            for i in range(order):
                 rv = self._new(host, piece, "stock", "delay")
                 me = Ref(rv.name)
-                out = self._aux(host, piece, "delay_out", div(me, stage_t))
-                rv.pieces = [Piece(piece.region, sub(inflow, out))]
-                rv.init_pieces = [Piece(piece.region, mul(init, stage_t))]
+                active = BinOp(">", k, Num(float(i)))
+                t_i = stage_t
+                if f == "DELAYN" and i > 0 and isinstance(T, Ref):
+                    # DELAY N: material in stage i moves at the delay time of i steps ago (as PySD)
+                    lagged = self._new(host, piece, "delay_fixed", "delayn_time")
+                    lagged.delay_time = mul(Num(float(i)), Ref("TIME_STEP"))
+                    lagged.delay_input = T.name
+                    lagged.init_pieces = [Piece(piece.region, T)]
+                    t_i = div(Ref(lagged.name), k)
+                    if i == 1:
+                        lag1 = t_i
+                out = self._aux(host, piece, "delay_out", Call("IF_THEN_ELSE", (active, div(me, t_i), inflow)))
+                rv.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, sub(inflow, out), Num(0.0))))]
+                rv.init_pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, mul(init, stage_t), Num(0.0))))]
+                last = add(last, Call("IF_THEN_ELSE", (BinOp("=", k, Num(float(i + 1))), me, Num(0.0))))
                 inflow = out
+            if f == "DELAYN":
+                # the output is the last stage's content over the stage time of one step ago (as PySD)
+                return self._aux(host, piece, "delay_out", div(last, lag1))
             return out
         if f == "DELAY_FIXED":
             inp = self._aux(host, piece, "delay_fixed_in", a[0])
