@@ -758,12 +758,12 @@ def render(info, started, elapsed, args, saved, compile_runs, ours, floor, floor
     L.append("- Wall time: `time.perf_counter` around `model.run(params=..., variables=[10 names], "
              "method=\"euler\")` (ours) or `run_floor(n, params)` (floor); one warm-up run, then the median "
              f"of {REPS[1]} (N = 1), {REPS[1000]} (1 000), {REPS[10000]} (10 000) and {REPS[100000]} "
-             "(100 000) runs. Results are arrays of shape (N, 61) per saved variable; building a "
-             "DataFrame is not included.")
+             "(100 000) runs. Results are arrays of shape (N, 61) per saved variable for the reference "
+             "model; building a DataFrame is not included.")
     L.append("- Peak RSS: the subprocess's high-water resident set size (`VmHWM` in /proc/self/status) "
              "after its runs: the whole "
-             "process, interpreter, numpy/pandas imports and the compiled model included (a Python "
-             "process with numpy and pandas imported is already ~60–100 MiB). 'Allocated in one run': "
+             "process, interpreter, numpy import and the compiled model included (a Python "
+             "process with numpy imported is already ~30–40 MiB). 'Allocated in one run': "
              "`tracemalloc` peak during one extra run (numpy reports its buffers to tracemalloc), i.e. "
              "what the run itself needs, the 10 saved (N, 61) float64 arrays included "
              "(10 × 61 × 8 B = 4.9 kB a scenario, 488 MB at N = 100 000).")
