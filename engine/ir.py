@@ -48,6 +48,11 @@ class Variable:
     doc: str | None = None
     source: str | None = None
     range: tuple[float, float] | None = None
+    # constants: "lever" (a policy choice: a slider, set by scenarios, not sampled by default),
+    # "uncertain" (sampled by ensembles and sensitivity by default), "test" (an extreme-condition
+    # switch: never sampled or shown by default), "fixed" (a datum or definition). Absent: "uncertain"
+    # when the constant has a range, else "fixed" (see CompiledModel.role).
+    role: str | None = None
     # lookups: one table, or (subscripted lookups) one table per element in C order
     xs: tuple = ()
     ys: tuple = ()

@@ -51,6 +51,17 @@ class CompiledModel:
     def constants(self) -> dict[str, Variable]:
         return {n: v for n, v in self.model.variables.items() if v.kind == "constant"}
 
+    def role(self, name: str) -> str:
+        """A constant's role: lever, uncertain, test or fixed (see engine.ir.Variable.role)."""
+        var = self.model.variables[name]
+        if var.role:
+            return var.role
+        return "uncertain" if var.range else "fixed"
+
+    def constants_with_role(self, *roles: str) -> list[str]:
+        """Names of the constants whose role is one of ``roles``."""
+        return [n for n in self.constants if self.role(n) in roles]
+
     @property
     def visible(self) -> list[str]:
         """Variables that can be saved: every declared one except lookups."""

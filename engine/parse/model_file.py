@@ -25,7 +25,7 @@ SECTIONS = {
 }
 COMMON = {"dims", "unit", "label_zh", "label_en", "doc", "source", "range"}
 FIELDS = {
-    "constant": COMMON | {"value"},
+    "constant": COMMON | {"value", "role"},
     "stock": COMMON | {"initial", "inflows", "outflows", "non_negative"},
     "flow": COMMON | {"equation", "equations"},
     "auxiliary": COMMON | {"equation", "equations"},
@@ -34,6 +34,7 @@ FIELDS = {
 }
 TOP = {"model", "time", "dimensions", "subranges", "units"} | set(SECTIONS)
 METHODS = ("euler", "rk2", "rk4", "adaptive")
+ROLES = ("lever", "uncertain", "test", "fixed")
 
 
 def load_model_file(path: str | Path) -> Model:
@@ -210,6 +211,12 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
         if not _valid_value(var.value):
             bad(name, "'value' must be a number, or a table/list of numbers over the dims")
             ok = False
+        if "role" in spec:
+            if spec["role"] not in ROLES:
+                bad(name, f"unknown role {spec['role']!r}", f"one of {', '.join(ROLES)}")
+                ok = False
+            else:
+                var.role = spec["role"]
     elif kind == "stock":
         init = spec.get("initial")
         if _num(init):
