@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -48,9 +49,41 @@ def _parse_sweep(items: list[str]) -> list[tuple[str, np.ndarray]]:
     return sweeps
 
 
+_ELEMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[([^\]]+)\]$")
+
+
+def _split_element(name: str) -> tuple[str, str | None]:
+    """'value_added[heavy]' -> ('value_added', 'heavy'); 'gdp' -> ('gdp', None)."""
+    m = _ELEMENT.match(name.replace(" ", ""))
+    return (m.group(1), m.group(2)) if m else (name, None)
+
+
+def _check_range(model, name: str, value: float, allow_outside: bool, what: str) -> None:
+    var = model.model.variables[name]
+    if var.range and not allow_outside and not (var.range[0] <= value <= var.range[1]):
+        raise EngineError(f"{what}: {name} = {value:g} is outside its range [{var.range[0]:g}, {var.range[1]:g}] "
+                          f"(add --allow-outside-range to run it anyway)")
+
+
+def _with_element(model, name: str, element: str, value: float, current: object) -> np.ndarray:
+    """A subscripted constant's values (shape of its dims) with one element replaced."""
+    rv = model.rvars[name]
+    arr = np.array(model._value_array(name, current, None)[..., 0] if current is not None
+                   else model._defaults[name][..., 0], dtype=float)
+    keys = [",".join(e) for e in model.elements(name)]
+    if element not in keys:
+        raise EngineError(f"{name}[{element}]: unknown element; elements: {', '.join(keys)}")
+    arr.reshape(-1)[keys.index(element)] = value
+    return arr.reshape(rv.sizes)
+
+
 def build_runs(model, scenario_files: list[str], sets: dict[str, float],
-               sweeps: list[tuple[str, np.ndarray]]) -> dict[str, dict]:
-    """Scenario name -> overrides: each scenario file, crossed with every sweep value."""
+               sweeps: list[tuple[str, np.ndarray]], allow_outside: bool = False) -> dict[str, dict]:
+    """Scenario name -> overrides: each scenario file, crossed with every sweep value.
+
+    ``--set``/``--sweep`` names may pick one element of a subscripted constant: ``name[element]``.
+    Values outside a constant's declared range are refused unless ``allow_outside``.
+    """
     from engine.scenarios import load_scenario
 
     base: dict[str, dict] = {}
@@ -62,27 +95,64 @@ def build_runs(model, scenario_files: list[str], sets: dict[str, float],
     if not base:
         base = {"base": {}}
     for name in list(sets) + [s[0] for s in sweeps]:
-        model._check_settable(name)
-    runs = {k: {**v, **sets} for k, v in base.items()}
+        plain, element = _split_element(name)
+        model._check_settable(plain)
+        if element is not None and not model.rvars[plain].dims:
+            raise EngineError(f"{name}: {plain} has no dimensions; write {plain}=VALUE")
+    for name, value in sets.items():
+        _check_range(model, _split_element(name)[0], value, allow_outside, "--set")
     for name, values in sweeps:
-        runs = {f"{k}|{name}={v:g}" if len(runs) > 1 or k != "base" else f"{name}={v:g}": {**o, name: float(v)}
+        for v in (values.min(), values.max()):
+            _check_range(model, _split_element(name)[0], float(v), allow_outside, "--sweep")
+
+    def apply(overrides: dict, name: str, value: float) -> dict:
+        plain, element = _split_element(name)
+        out = dict(overrides)
+        out[plain] = value if element is None else _with_element(model, plain, element, value, out.get(plain))
+        return out
+
+    runs = {}
+    for k, v in base.items():
+        for name, value in sets.items():
+            v = apply(v, name, value)
+        runs[k] = v
+    for name, values in sweeps:
+        runs = {f"{k}|{name}={v:g}" if len(runs) > 1 or k != "base" else f"{name}={v:g}": apply(o, name, float(v))
                 for k, o in runs.items() for v in values}
     return runs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import load_model
+    from engine.results import write_frame_atomic
 
-    model = load_model(args.model)
-    runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep))
-    variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    model = load_model(args.model, check_units=False if args.no_units else None)
+    runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep), args.allow_outside_range)
+    wanted = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    variables = list(dict.fromkeys(_split_element(v)[0] for v in wanted)) if wanted else None
     res = model.run(scenarios=runs, method=args.method, dt=args.dt, start=args.start, stop=args.stop,
                     saveper=args.saveper, variables=variables)
+    df = res.to_dataframe()
+    if wanted and any(_split_element(v)[1] is not None for v in wanted):
+        cols = []
+        for v in wanted:
+            plain, element = _split_element(v)
+            if element is None:
+                cols += [c for c in df.columns if c == plain or c.startswith(plain + "[")]
+            elif f"{plain}[{element}]" in df.columns:
+                cols.append(f"{plain}[{element}]")
+            else:
+                keys = [",".join(e) for e in model.elements(plain)]
+                raise EngineError(f"--vars {v}: unknown element; elements of {plain}: {', '.join(keys)}")
+        df = df[cols]
     if args.out:
-        res.write(args.out)
+        out = Path(args.out)
+        if out.suffix.lower() not in (".csv", ".parquet"):
+            raise EngineError(f"{out}: --out must end in .csv or .parquet")
+        write_frame_atomic(df.reset_index(), out)
         print(f"wrote {len(res.scenarios)} scenario(s) x {len(res.times)} times to {args.out}", file=sys.stderr)
     else:
-        res.to_dataframe().reset_index().to_csv(sys.stdout, index=False)
+        df.reset_index().to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -98,6 +168,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.model}: OK: {len(model.variables)} variables ({', '.join(f'{v} {k}' for k, v in n.items() if v)}), "
           f"{internal} internal delay/smooth stocks, {len(model.dimensions)} dimension(s), "
           f"time {ts.start:g}-{ts.stop:g} step {ts.dt:g} ({ts.unit})")
+    if args.scenario:
+        from engine.errors import ModelError as _ME
+        from engine.scenarios import load_scenario
+
+        problems = []
+        for f in args.scenario:
+            try:
+                load_scenario(f, compiled)
+            except _ME as exc:
+                problems += exc.problems
+        if problems:
+            raise _ME(problems)
+        print(f"{len(args.scenario)} scenario file(s): OK")
     if args.dt_check:
         from engine.analysis.convergence import dt_convergence
         rows = dt_convergence(compiled)
@@ -207,19 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a model for one or more scenarios; CSV to stdout or --out")
     r.add_argument("model")
     r.add_argument("scenario", nargs="*", help="scenario files (.toml); each is one run of the batch")
-    r.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a constant in every run")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="set a constant in every run (NAME[element] for one element)")
     r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
     r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
     r.add_argument("--dt", type=float)
     r.add_argument("--start", type=float)
     r.add_argument("--stop", type=float)
     r.add_argument("--saveper", type=float)
-    r.add_argument("--vars", help="comma-separated variables to save (default: all)")
+    r.add_argument("--vars", help="comma-separated variables to save (default: all); name[element] for one column")
     r.add_argument("--out", help="FILE.csv or FILE.parquet")
+    r.add_argument("--no-units", action="store_true", help="skip the unit check (e.g. a converted Vensim model)")
+    r.add_argument("--allow-outside-range", action="store_true",
+                   help="accept --set/--sweep values outside a constant's declared range")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="parse, resolve, check units and loops; list every problem")
     c.add_argument("model")
+    c.add_argument("scenario", nargs="*", help="scenario files to check against the model too")
     c.add_argument("--no-units", action="store_true", help="skip the unit check")
     c.add_argument("--dt-check", action="store_true", help="also compare a run at dt with one at dt/2")
     c.set_defaults(func=cmd_check)

@@ -220,7 +220,7 @@ class _Checker:
         if isinstance(declared, Unit) and isinstance(got, Unit) and not declared.same(got):
             self.problems.append(Problem(self.model.file, self.owner,
                                          f"units: {what} gives {got}, but the variable declares {declared}",
-                                         "fix the equation or the declared unit"))
+                                         "fix the equation or the declared unit, or skip the check with --no-units"))
 
     def infer_text(self, text: str):
         try:
