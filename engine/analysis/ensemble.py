@@ -292,11 +292,32 @@ class Factor:
 class ParamSpace:
     """The factors of an analysis and how a sample matrix becomes ``run(params=...)``."""
 
-    def __init__(self, model, factors: list[Factor]) -> None:
+    def __init__(self, model, factors: list[Factor], explicit: set[str] | None = None,
+                 note: str = "") -> None:
         if not factors:
             raise EngineError("no parameters to sample: give --params, or give constants a range")
         self.model = model
         self.factors = factors
+        # constants named on purpose (--params, [sample] include, a fit or a search): sampled even
+        # where a scenario sets them; the others (the default selection) are held at the scenario's value
+        self.explicit = {f.name for f in factors} if explicit is None else set(explicit)
+        self.note = note  # how the factors were chosen (for the summary line)
+
+    def held(self, overrides: Mapping | None) -> list[str]:
+        """Labels of the factors a scenario holds: set by ``overrides`` and not named explicitly."""
+        return [f.label for f in self.factors if f.name in (overrides or {}) and f.name not in self.explicit]
+
+    def overriding(self, overrides: Mapping | None) -> list[str]:
+        """Labels of the factors named explicitly that ``overrides`` sets: sampled anyway."""
+        return [f.label for f in self.factors if f.name in (overrides or {}) and f.name in self.explicit]
+
+    def summary(self, first: int = 6) -> str:
+        """"N constants: a, b, c, ..." (the factors, counted by constant)."""
+        names = list(dict.fromkeys(f.name for f in self.factors))
+        shown = ", ".join(names[:first]) + (f", ... (+{len(names) - first})" if len(names) > first else "")
+        elems = len(self.factors)
+        return (f"{len(names)} constant(s)" + (f" ({elems} factors)" if elems != len(names) else "")
+                + (f" {self.note}" if self.note else "") + f": {shown}")
 
     @property
     def labels(self) -> list[str]:
@@ -319,11 +340,17 @@ class ParamSpace:
         return np.array(out)
 
     def to_params(self, X: np.ndarray, overrides: Mapping | None = None) -> dict[str, np.ndarray]:
-        """(n, k) values -> params for ``CompiledModel.run``; unsampled elements keep their values."""
+        """(n, k) values -> params for ``CompiledModel.run``; unsampled elements keep their values
+        (the scenario's, where ``overrides`` sets them). A factor the scenario holds (see
+        :meth:`held`) is left out, so the scenario's value applies; every other sampled value
+        wins over ``overrides`` (see :func:`run_batch`)."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         n = X.shape[0]
         params: dict[str, np.ndarray] = {}
+        held = {f.name for f in self.factors if f.name in (overrides or {}) and f.name not in self.explicit}
         for j, f in enumerate(self.factors):
+            if f.name in held:
+                continue
             if f.index is None:
                 params[f.name] = X[:, j].copy()
                 continue
@@ -525,7 +552,8 @@ def output_columns(res, names: list[str]) -> dict[str, np.ndarray]:
 
 def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None, n: int, variables: list[str],
               **kw) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Run n samples (``params``: arrays of n values; ``overrides``: one value for all).
+    """Run n samples (``params``: arrays of n values; ``overrides``: one value for all, the
+    scenario's settings; a constant in both takes the sampled values).
 
     A run whose values become non-finite (the engine raises SimulationError for the whole
     batch) is isolated by halving the batch, and its outputs are NaN; returns
@@ -534,7 +562,7 @@ def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None
     from engine.errors import SimulationError
 
     try:
-        res = model.run(params={**params, **dict(overrides or {})}, variables=variables, n=n, **kw)
+        res = model.run(params={**dict(overrides or {}), **params}, variables=variables, n=n, **kw)
         return res.times, output_columns(res, variables), np.zeros(n, bool)
     except SimulationError:
         if n == 1:

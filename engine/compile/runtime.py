@@ -62,9 +62,10 @@ def step(t: float, height, start, dt: float):
 
 def ramp(t: float, slope, start, end=None):
     """Rises at ``slope`` per time unit from ``start`` to ``end`` (Vensim RAMP)."""
-    if end is None:
-        return np.where(t + _SMALL > start, slope * (t - np.asarray(start, dtype=float)), 0.0)
-    return slope * np.clip(t - np.asarray(start, dtype=float), 0.0, np.maximum(np.asarray(end) - start, 0.0))
+    # as PySD (the SDXorg oracle): (t > start) * slope * (MIN(t, end) - start); an end before the
+    # start gives slope * (end - start) from the start on
+    final = t if end is None else np.minimum(end, t)
+    return np.where(t + _SMALL > start, slope * (final - np.asarray(start, dtype=float)), 0.0)
 
 
 def pulse(t: float, dt: float, start, width=None):
