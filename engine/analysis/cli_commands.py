@@ -112,6 +112,19 @@ def _dist_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-units", action="store_true", help="skip the unit check when loading the model")
 
 
+def _first(labels: list[str], n: int = 6) -> str:
+    return ", ".join(labels[:n]) + (f", ... (+{len(labels) - n})" if len(labels) > n else "")
+
+
+def _say_overriding(space, runs) -> None:
+    """Say which explicitly named constants are sampled although a scenario sets them."""
+    for scen, overrides in runs.items():
+        over = space.overriding(overrides)
+        if over:
+            _say(f"note: {scen} sets {_first(over)}; sampled anyway over the range, because you named "
+                 f"{'it' if len(over) == 1 else 'them'}")
+
+
 # ---------------------------------------------------------------------------- calibrate
 @_guard
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -175,7 +188,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         raise EngineError(f"--chunk must be at least 1, got {args.chunk}")
     model, ref = _load(args)
     runs = build_runs(model, args.scenario, {}, [])
-    space = build_space(model, parse_param_list(args.params), args.dist)
+    sets = [set(o or {}) for o in runs.values()]
+    common = set.intersection(*sets) if sets else set()
+    space = build_space(model, parse_param_list(args.params), args.dist, exclude=common)
     targets = []
     tpath = _default_targets(args)
     if tpath and not args.no_targets:
@@ -185,11 +200,15 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                 _say(f"targets: {n}")
     variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
     years = _years(args.years, model)
-    _say(f"{args.samples} samples x {len(runs)} scenario(s) of {len(space.factors)} constants "
-         f"({args.design}, seed {args.seed})")
+    _say(f"{args.samples} samples x {len(runs)} scenario(s) ({args.design}, seed {args.seed}); "
+         f"sampled {space.summary()}")
+    _say_overriding(space, runs)
     with _executor(args) as ex:
         res = run_ensemble(model, ref, runs, space, args.samples, args.seed, args.design, variables, targets,
                            args.out, args.chunk, ex, keep=False, progress=_say if args.verbose else None)
+    for scen, labels in res.held.items():
+        _say(f"note: {scen} sets {_first(labels)}: held at its value there, not sampled "
+             f"(name them in --params to sample them anyway)")
     for scen, nf in res.failed.items():
         if nf:
             _say(f"note: {scen}: {nf} of {args.samples} runs gave non-finite values (some constants' ranges "
@@ -228,8 +247,10 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise EngineError(f"--samples must be at least 1, got {args.samples}")
     model, ref = _load(args)
-    _, overrides = _scenario(model, args.scenario)
+    sc, overrides = _scenario(model, args.scenario)
     space = build_space(model, parse_param_list(args.params), args.dist, exclude=set(overrides))
+    _say(f"sampled {space.summary()}")
+    _say_overriding(space, {sc.name if sc is not None else "the scenario": overrides})
     outputs = [o.strip() for o in parse_param_list(args.outputs)]
     years = _years(args.years, model)
     with _executor(args) as ex:
@@ -260,7 +281,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
-    space = build_space(model, parse_param_list(args.levers))
+    space = build_space(model, parse_param_list(args.levers))  # named levers win over the scenario's values
+    over = space.overriding(overrides)
+    if over:
+        _say(f"note: searching over {_first(over)} although {sc.name} sets it (the scenario sets the rest; "
+             f"its value is the search's base point)")
     objective = parse_objective(args.objective, model, "min" if args.minimize else "max")
     targets = []
     tpath = _default_targets(args)
@@ -374,7 +399,9 @@ def register(sub) -> None:
     e.add_argument("--samples", type=int, required=True, metavar="N")
     e.add_argument("--seed", type=int, required=True, metavar="S")
     e.add_argument("--design", choices=["random", "lhs", "sobol"], default="random")
-    e.add_argument("--params", help="constants to sample (default: every constant with a range)")
+    e.add_argument("--params", help="constants to sample, comma-separated: any constant with a range, sampled even "
+                   "where a scenario sets it (default: the constants of role uncertain that the scenario does "
+                   "not set)")
     e.add_argument("--dist", help="distributions file (TOML): [distributions.NAME] kind = ...; [sample]")
     e.add_argument("--vars", help="variables to report and save (default: the headline outputs)")
     e.add_argument("--years", help="years shown on screen (default 2020, 2025, 2030, 2035 and the ends)")
@@ -395,7 +422,8 @@ def register(sub) -> None:
     s.add_argument("--samples", type=int, default=1024, metavar="N",
                    help="Sobol base samples (N(k+2) runs) or Morris trajectories (N(k+1) runs)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--params", help="constants (default: every constant with a range)")
+    s.add_argument("--params", help="constants, comma-separated: any constant with a range, sampled even where the "
+                   "scenario sets it (default: the constants of role uncertain that the scenario does not set)")
     s.add_argument("--dist", help="distributions file")
     s.add_argument("--top", type=int, help="show the N highest-ranked per output and year")
     s.add_argument("--out", metavar="FILE.csv", help="the full ranked table")
@@ -406,7 +434,8 @@ def register(sub) -> None:
     o = sub.add_parser("optimize", help="lever settings that meet every binding target and optimise an objective")
     o.add_argument("model")
     o.add_argument("scenario", nargs="?", help="base scenario (e.g. scenarios/plan.toml)")
-    o.add_argument("--levers", required=True, help="constants to search over, comma-separated")
+    o.add_argument("--levers", required=True, help="constants to search over, comma-separated (they override the "
+                   "scenario's values; the scenario sets the rest)")
     o.add_argument("--objective", required=True, help="EXPR@YEAR (e.g. gdp_real@2025) or change")
     g = o.add_mutually_exclusive_group()
     g.add_argument("--maximize", action="store_true", help="(default)")

@@ -396,10 +396,22 @@ def parse_param_list(text: str | None) -> list[str] | None:
     return names
 
 
+DEFAULT_ROLES = ("uncertain",)
+
+
 def build_space(model, names: list[str] | None = None, dist_file: str | Path | None = None,
                 exclude: set[str] | None = None) -> ParamSpace:
-    """Factors for ``names`` (``name`` or ``name[element]``; default: every constant with a
-    range), with distributions from ``dist_file`` (TOML, optional)."""
+    """Factors for ``names`` (``name`` or ``name[element]``), with distributions from
+    ``dist_file`` (TOML, optional).
+
+    ``names`` (like the distributions file's ``[sample] include``) is an explicit request:
+    any constant with a range (or low/high in the distributions file) may be named, whatever
+    its role, and it is sampled even where a scenario sets it. Without ``names`` the default
+    is every constant of role ``uncertain`` with a range (``CompiledModel.role``: levers,
+    extreme-condition ``test`` switches and ``fixed`` constants are not sampled unless named),
+    plus the constants the distributions file describes, less ``exclude`` (e.g. the constants
+    a scenario sets) and the file's ``[sample] exclude``.
+    """
     dists: dict[str, dict] = {}
     include = exclude_file = None
     if dist_file:
@@ -443,14 +455,29 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
         if problems:
             raise ModelError(problems)
     consts = model.constants
-    if names is None:
-        names = list(include) if include else [n for n, v in consts.items() if v.range is not None]
-        names += [n for n in dists if n.split("[")[0] in consts and n not in names and not include]
-    drop = set(exclude_file or ()) | set(exclude or ())
+    role = getattr(model, "role", None)
+    note = ""
+    if names is not None:
+        explicit = {n.partition("[")[0].strip() for n in names}
+        drop: set[str] = set()
+        note = "named in --params"
+    elif include:
+        names = [str(n) for n in include]
+        explicit = {n.partition("[")[0].strip() for n in names}
+        drop = set(exclude_file or ())
+        note = f"named in {dist_file} [sample] include"
+    else:
+        names = [n for n, v in consts.items() if v.range is not None
+                 and (role is None or role(n) in DEFAULT_ROLES)]
+        names += [n for n in dists if n.split("[")[0] in consts and n not in names]
+        explicit = set()
+        drop = set(exclude_file or ()) | set(exclude or ())
+        note = "of role uncertain" + (f" or described in {dist_file}" if dists else "")
     factors: list[Factor] = []
     problems = []
     for item in names:
         base, _, sel = item.partition("[")
+        base = base.strip()
         if base in drop or item in drop:
             continue
         var = consts.get(base)
@@ -500,7 +527,11 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
         if f.label not in seen:
             seen.add(f.label)
             uniq.append(f)
-    return ParamSpace(model, uniq)
+    if not uniq and not explicit:
+        raise EngineError("no parameters to sample: no constant of role uncertain with a range"
+                          + (" that the scenario does not set" if exclude else "")
+                          + "; name constants with --params")
+    return ParamSpace(model, uniq, explicit, note)
 
 
 def uniforms(n: int, k: int, seed: int, design: str = "random") -> np.ndarray:
@@ -610,6 +641,7 @@ class EnsembleResult:
     complete: bool = True
     seconds: float = 0.0
     failed: dict[str, int] = field(default_factory=dict)  # scenario -> runs with non-finite values
+    held: dict[str, list[str]] = field(default_factory=dict)  # scenario -> factors it sets (not sampled there)
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -709,22 +741,28 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     unknown = [v for v in variables if v not in model.visible]
     if unknown:
         raise EngineError(f"{model.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
+    shown = set(variables)  # reported and written; the targets' variables are run too, for the probabilities
+    for t in targets or []:
+        variables += [v for v in t.expr.variables if v not in variables]
     saveper = annual_saveper(model)
     pieces = shards(n, chunk)
     writer = _Writer(out)
     manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
-                "scenarios": list(scenarios), "variables": variables}
+                "scenarios": list(scenarios), "variables": [v for v in variables if v in shown]}
     rows, prows = [], []
     failures: dict[str, int] = {}
+    held: dict[str, list[str]] = {}
     done = 0
     total = len(pieces) * len(scenarios)
     complete = False
     try:
         for scen, overrides in scenarios.items():
             writer.clear(scen)
-            fixed = [f.label for f in space.factors if f.name in (overrides or {})]
-            if fixed and progress:
-                progress(f"{scen}: fixed by the scenario, not sampled: {', '.join(fixed)}")
+            fixed = space.held(overrides)
+            if fixed:
+                held[scen] = fixed
+                if progress:
+                    progress(f"{scen}: fixed by the scenario, not sampled: {', '.join(fixed)}")
             payloads = []
             for a, b in pieces:
                 params = space.to_params(X[a:b], overrides)
@@ -741,7 +779,8 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                     if c not in cols:
                         cols[c] = np.empty((n, arr.shape[1]))
                     cols[c][a:b] = arr
-                writer.write(scen, i, a, times, r["columns"])
+                writer.write(scen, i, a, times, {c: v for c, v in r["columns"].items()
+                                                 if c.split("[")[0] in shown})
                 done += 1
                 if progress:
                     progress(f"{scen}: shard {i + 1}/{len(pieces)} done ({done}/{total})")
@@ -749,7 +788,8 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
             failures[scen] = nf
             if nf and progress is not None:
                 progress(f"{scen}: {nf} of {n} runs gave non-finite values; left out of the statistics")
-            rows.append(_percentiles(scen, times, cols, percentiles))
+            rows.append(_percentiles(scen, times, {c: v for c, v in cols.items() if c.split("[")[0] in shown},
+                                     percentiles))
             if targets:
                 prows.append(_probabilities(scen, times, cols, targets))
             del cols
@@ -767,7 +807,7 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     prob = pd.concat(prows, ignore_index=True) if prows else pd.DataFrame(
         columns=["scenario", "id", "name_zh", "kind", "target", "p_met", "median_margin"])
     return EnsembleResult(pct, prob, X if keep else np.empty((0, X.shape[1])), space.labels, writer.written,
-                          complete, _time.perf_counter() - t0, failures)
+                          complete, _time.perf_counter() - t0, failures, held)
 
 
 def _percentiles(scen, times, cols, percentiles) -> pd.DataFrame:

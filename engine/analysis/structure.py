@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.errors import EngineError
 from engine.ir import Model
-from engine.parse.expr import BinOp, Call, Node, Num, Ref, Unary, parse_expression
+from engine.parse.expr import BinOp, Call, Node, Num, Ref, Unary, parse_expression, references
 
 _INCREASING = {"MIN", "MAX", "ABS", "EXP", "LN", "LOG", "SQRT", "INTEGER", "INT", "SUM", "VMIN", "VMAX", "PROD",
                "SMOOTH", "SMOOTHI", "SMOOTH3", "SMOOTH3I", "SMOOTHN", "DELAY1", "DELAY1I", "DELAY3", "DELAY3I",
@@ -122,21 +123,9 @@ def links(model: Model) -> list[Link]:
         for text in var.equations.values():
             try:
                 asts.append(parse_expression(text))
-            except Exception:  # noqa: BLE001 - a model that does not parse has no structure to show
+            except EngineError:  # a model that does not parse has no structure to show
                 continue
-        sources: set[str] = set()
-        for ast in asts:
-            stack: list = [ast]
-            while stack:
-                n = stack.pop()
-                if isinstance(n, Ref) and n.name in model.variables:
-                    sources.add(n.name)
-                elif isinstance(n, Call):
-                    stack.extend(n.args)
-                elif isinstance(n, BinOp):
-                    stack.extend((n.left, n.right))
-                elif isinstance(n, Unary):
-                    stack.append(n.operand)
+        sources = {name for ast in asts for name in references(ast) if name in model.variables}
         for src in sorted(sources):
             if model.variables[src].kind == "lookup":
                 continue
