@@ -207,13 +207,33 @@ class Lever:
     step: float
 
 
+def role(bundle: Bundle, name: str) -> str:
+    """A constant's role (lever, uncertain, test, fixed; see ``CompiledModel.role``)."""
+    fn = getattr(bundle.model, "role", None)
+    if fn is not None:
+        return fn(name)
+    var = bundle.variables[name]
+    return getattr(var, "role", None) or ("uncertain" if var.range else "fixed")
+
+
+def more_constants(bundle: Bundle) -> list[str]:
+    """What the "more constants" picker offers: the ranged levers and uncertain constants
+    beyond the main levers (never the extreme-condition ``test`` switches or ``fixed`` data)."""
+    main = dict(LEVERS)
+    return [n for n, v in bundle.model.constants.items()
+            if v.range and n not in main and role(bundle, n) in ("lever", "uncertain")]
+
+
 def levers(bundle: Bundle, extra: list[str] | None = None) -> list[Lever]:
-    """The main levers the model has (with a range), then any ``extra`` ranged constants."""
+    """The main levers the model has (with a range), then any ``extra`` ranged constants;
+    a constant the model marks as an extreme-condition ``test`` switch is never a slider."""
     out = []
     wanted = list(LEVERS) + [(n, None) for n in (extra or []) if n not in dict(LEVERS)]
     for name, kind in wanted:
         var = bundle.variables.get(name)
         if var is None or var.kind != "constant" or not var.range:
+            continue
+        if role(bundle, name) == "test":
             continue
         lo, hi = float(var.range[0]), float(var.range[1])
         if var.dims:
@@ -322,15 +342,18 @@ def chart_variables(bundle: Bundle) -> list[str]:
 
 # ------------------------------------------------------------------ ensemble
 def uncertain_constants(bundle: Bundle, fixed: set[str]) -> list[str]:
-    """Constants drawn in the ensemble: every ranged one not set by a lever or the scenario,
-    except years and switches."""
+    """Constants drawn in the ensemble: those of role ``uncertain`` with a range, not set by a
+    lever or the scenario. Where a model declares no role (every ranged constant is then
+    "uncertain"), years and 0/1 switches are left out as well."""
     out = []
     for name, var in bundle.model.constants.items():
-        if not var.range or name in fixed:
+        if not var.range or name in fixed or role(bundle, name) != "uncertain":
             continue
-        lo, hi = var.range
-        if lo > 1900 or "switch" in name or (lo == 0 and hi == 1 and float(_flat_values(var.value)[0]) in (0.0, 1.0)):
-            continue
+        if not getattr(var, "role", None):
+            lo, hi = var.range
+            if lo > 1900 or "switch" in name or (lo == 0 and hi == 1
+                                                 and float(_flat_values(var.value)[0]) in (0.0, 1.0)):
+                continue
         out.append(name)
     return out
 

@@ -167,7 +167,7 @@ def sidebar(bundle: core.Bundle) -> Ctx:
     w = widget_key("base", lang, _default_base(bundle), lambda v: v if v in base_opts else _default_base(bundle))
     base = sb.selectbox(t("base", lang), base_opts, key=w, format_func=ctx_label)
     ss["base"] = base
-    more_opts = [n for n, v in bundle.model.constants.items() if v.range and n not in dict(core.LEVERS)]
+    more_opts = core.more_constants(bundle)
     w = widget_key("more", lang, [], lambda v: [m for m in v if m in more_opts])
     more = sb.multiselect(t("more_levers", lang), more_opts, key=w,
                           format_func=lambda n: core.var_label(bundle, n, lang))

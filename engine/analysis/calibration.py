@@ -88,6 +88,36 @@ def _read_mapping(path: str | Path | None) -> tuple[dict[str, str], set[str]]:
     return mapping, set(ignore)
 
 
+def unmapped_indicators(path: str | Path, model) -> list[str]:
+    """Indicators of a data file that are not outputs of ``model`` (empty if the file cannot be
+    read: :func:`load_data` then says why)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - load_data reports the problem
+        return []
+    df.columns = [c.strip() for c in df.columns]
+    if "indicator" not in df.columns:
+        return []
+    out = []
+    for ind in dict.fromkeys(df["indicator"]):
+        try:
+            if ind.strip() and check_columns(model, Expr(ind)):
+                out.append(ind)
+        except EngineError:
+            out.append(ind)
+    return out
+
+
+def find_mapping(data: str | Path, model_file: str | Path) -> Path | None:
+    """A mapping file beside the data: ``<data stem>_map.toml``, else ``<model stem>_map.toml``."""
+    data = Path(data)
+    for stem in (data.stem, Path(model_file).stem):
+        cand = data.with_name(f"{stem}_map.toml")
+        if cand.is_file():
+            return cand
+    return None
+
+
 def load_data(path: str | Path, model, mapping: str | Path | None = None, scope: str | None = None,
               indicators: list[str] | None = None, weights: Mapping[str, float] | None = None) -> list[Series]:
     """Read and check the actual data; one :class:`Series` per indicator (see the module doc)."""
@@ -479,15 +509,11 @@ def calibrate(model, ref: ModelRef, factors: list[Factor], series: list[Series],
 
 
 # ---------------------------------------------------------------------------- outputs
-def write_scenario(cal: Calibration, path: str | Path, name: str, model_file: str, data_file: str,
-                   base: str | None = None, extra: Mapping | None = None) -> Path:
-    """The calibrated scenario file (docs/model-format.md's scenario format), written atomically."""
+def scenario_text(cal: Calibration, name: str, model_file: str, data_file: str, base: str | None = None,
+                  extra: Mapping | None = None) -> str:
+    """The calibrated scenario as TOML text (docs/model-format.md's scenario format)."""
     import tomli_w
 
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise EngineError(f"{path}: folder {parent} does not exist")
     est = "; ".join(cal.lines())
     doc = (f"Calibrated by `lxsd calibrate {model_file} --data {data_file}`"
            + (f" --until {cal.until:g}" if cal.until is not None else "")
@@ -499,13 +525,22 @@ def write_scenario(cal: Calibration, path: str | Path, name: str, model_file: st
         meta["base"] = base
     settings = dict(extra or {})
     settings.update(cal.settings)
-    text = tomli_w.dumps({"scenario": meta, "set": settings})
+    head = "# Written by `lxsd calibrate`; the estimates and their 95% intervals:\n" \
+        + "".join(f"#   {line}\n" for line in cal.lines())
+    return head + tomli_w.dumps({"scenario": meta, "set": settings})
+
+
+def write_scenario(cal: Calibration, path: str | Path, name: str, model_file: str, data_file: str,
+                   base: str | None = None, extra: Mapping | None = None) -> Path:
+    """The calibrated scenario file (:func:`scenario_text`), written atomically."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise EngineError(f"{path}: folder {parent} does not exist")
+    text = scenario_text(cal, name, model_file, data_file, base, extra)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("# Written by `lxsd calibrate`; the estimates and their 95% intervals:\n")
-            for line in cal.lines():
-                fh.write(f"#   {line}\n")
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:

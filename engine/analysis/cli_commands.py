@@ -117,7 +117,11 @@ def _first(labels: list[str], n: int = 6) -> str:
 
 
 def _say_overriding(space, runs) -> None:
-    """Say which explicitly named constants are sampled although a scenario sets them."""
+    """Say which explicitly named constants are sampled although a scenario sets them, and
+    which default ones are not sampled because it sets them."""
+    if space.excluded:
+        _say(f"note: not sampled, set by the scenario: {_first(space.excluded)} (name them in --params to "
+             f"sample them anyway)")
     for scen, overrides in runs.items():
         over = space.overriding(overrides)
         if over:
@@ -128,14 +132,24 @@ def _say_overriding(space, runs) -> None:
 # ---------------------------------------------------------------------------- calibrate
 @_guard
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from engine.analysis.calibration import calibrate, load_data, parse_weights, plot_fit, write_scenario
+    from engine.analysis.calibration import (calibrate, find_mapping, load_data, parse_weights, plot_fit,
+                                             scenario_text, unmapped_indicators, write_scenario)
     from engine.analysis.ensemble import build_space, parse_param_list
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
     names = parse_param_list(args.params)
     space = build_space(model, names, args.dist)
-    series = load_data(args.data, model, mapping=args.map, scope=args.scope,
+    mapping = args.map
+    if mapping is None and Path(args.data).is_file():
+        unknown = unmapped_indicators(args.data, model)
+        guess = find_mapping(args.data, args.model) if unknown else None
+        if guess is not None:
+            mapping = str(guess)
+            _say(f"note: {', '.join(unknown[:4])}{', ...' if len(unknown) > 4 else ''} "
+                 f"{'is' if len(unknown) == 1 else 'are'} not a model output and no --map was given: "
+                 f"using the mapping file {guess} found beside the data")
+    series = load_data(args.data, model, mapping=mapping, scope=args.scope,
                        indicators=[i.strip() for i in args.indicators.split(",") if i.strip()]
                        if args.indicators else None, weights=parse_weights(args.weights))
     if args.until is not None and not all(np.any(s.years <= args.until) for s in series):
@@ -156,20 +170,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.stats:
         _write_csv(cal.stats, args.stats)
         _say(f"wrote {args.stats}")
-    out = Path(args.write) if args.write else (Path("scenarios") if Path("scenarios").is_dir() else Path(".")) \
-        / f"{args.name}.toml"
+    out = Path(args.write) if args.write else None
     base, extra = None, {}
     if sc is not None:
-        if Path(sc.file).resolve().parent == out.resolve().parent:
+        if out is not None and Path(sc.file).resolve().parent == out.resolve().parent:
             base = Path(sc.file).stem
         else:
             consts = model.constants
             extra = {k: v for k, v in overrides.items() if k in consts}
             if len(extra) < len(overrides):
-                _say(f"note: {out} is not beside {sc.file}, so it cannot name it as base; its constants are "
+                where = f"{out} is not beside {sc.file}" if out is not None else "the text below has no folder"
+                _say(f"note: {where}, so it cannot name {Path(sc.file).stem} as base; its constants are "
                      f"copied, its series are not")
-    write_scenario(cal, out, args.name, args.model, args.data, base=base, extra=extra)
-    _say(f"wrote the calibrated scenario {out}")
+    if out is not None:
+        write_scenario(cal, out, args.name, args.model, args.data, base=base, extra=extra)
+        _say(f"wrote the calibrated scenario {out}")
+    else:
+        print()
+        print("# ---- calibrated scenario (TOML; save it with --write FILE.toml) ----")
+        print(scenario_text(cal, args.name, args.model, args.data, base=base, extra=extra), end="")
     if args.plot:
         plot_fit(cal, model, args.plot)
         _say(f"wrote {args.plot}")
@@ -284,8 +303,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     space = build_space(model, parse_param_list(args.levers))  # named levers win over the scenario's values
     over = space.overriding(overrides)
     if over:
-        _say(f"note: searching over {_first(over)} although {sc.name} sets it (the scenario sets the rest; "
-             f"its value is the search's base point)")
+        _say(f"note: {sc.name} sets {_first(over)}; searched over anyway, because you named "
+             f"{'it' if len(over) == 1 else 'them'} (the scenario's value is the search's base point; it sets "
+             f"the rest)")
     objective = parse_objective(args.objective, model, "min" if args.minimize else "max")
     targets = []
     tpath = _default_targets(args)
@@ -317,11 +337,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                              ignore_index=True), args.out)
         _say(f"wrote {args.out}")
     if args.write:
-        _write_policy(args, res, sc, objective)
+        _write_policy(args, res, sc, objective, model)
     return 0
 
 
-def _write_policy(args, res, sc, objective) -> None:
+def _write_policy(args, res, sc, objective, model) -> None:
     import os
     import tempfile
 
@@ -334,11 +354,20 @@ def _write_policy(args, res, sc, objective) -> None:
     meta = {"name": out.stem, "label_zh": f"政策搜索（{out.stem}）", "label_en": f"Policy search ({out.stem})",
             "doc": f"Written by `lxsd optimize {args.model}`: objective {objective.text}, "
                    + ("every binding target met" if res.feasible else "targets missed")}
-    if sc is not None and Path(sc.file).resolve().parent == out.resolve().parent:
-        meta["base"] = Path(sc.file).stem
+    settings = dict(res.settings)
+    if sc is not None:
+        if Path(sc.file).resolve().parent == out.resolve().parent:
+            meta["base"] = Path(sc.file).stem
+        else:  # no base can be named: copy the scenario's constants (the levers found win)
+            consts = model.constants
+            extra = {k: v for k, v in sc.overrides.items() if k in consts}
+            if len(extra) < len(sc.overrides):
+                _say(f"note: {out} is not beside {sc.file}, so it cannot name it as base; its constants are "
+                     f"copied, its series are not")
+            settings = {**extra, **settings}
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(tomli_w.dumps({"scenario": meta, "set": res.settings}))
+        fh.write(tomli_w.dumps({"scenario": meta, "set": settings}))
     os.replace(tmp, out)
     _say(f"wrote {out}")
 
@@ -377,7 +406,9 @@ def register(sub) -> None:
     c.add_argument("model")
     c.add_argument("--data", required=True, help="long CSV: indicator, unit, year, value, source [, scope]")
     c.add_argument("--params", required=True, help="constants to fit, comma-separated (NAME or NAME[element])")
-    c.add_argument("--map", help="mapping file (TOML): [map] indicator = \"expression\"; ignore = [...]")
+    c.add_argument("--map", help="mapping file (TOML): [map] indicator = \"expression\"; ignore = [...] (default: "
+                   "DATA_map.toml or MODEL_map.toml beside the data, if the data has indicators the model "
+                   "lacks)")
     c.add_argument("--scope", help="rows of this scope only (when the file has a scope column)")
     c.add_argument("--indicators", help="only these indicators, comma-separated")
     c.add_argument("--weights", help="INDICATOR=W,... (default 1 each)")
@@ -387,7 +418,8 @@ def register(sub) -> None:
     c.add_argument("--restarts", type=int, default=1, help="fits from this many start points (default 1)")
     c.add_argument("--seed", type=int, default=0, help="seed of the restart points")
     c.add_argument("--name", default="calibrated", help="name of the calibrated scenario (default calibrated)")
-    c.add_argument("--write", metavar="FILE.toml", help="calibrated scenario file (default scenarios/NAME.toml)")
+    c.add_argument("--write", metavar="FILE.toml", help="write the calibrated scenario to FILE.toml (default: "
+                   "print it after the estimates; no file is written)")
     c.add_argument("--plot", metavar="FILE.png|.svg|.html", help="actual against simulated")
     c.add_argument("--stats", metavar="FILE.csv", help="per-series fit statistics")
     _dist_args(c)

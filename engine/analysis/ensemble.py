@@ -302,6 +302,7 @@ class ParamSpace:
         # where a scenario sets them; the others (the default selection) are held at the scenario's value
         self.explicit = {f.name for f in factors} if explicit is None else set(explicit)
         self.note = note  # how the factors were chosen (for the summary line)
+        self.excluded: list[str] = []  # default constants left out because the scenario sets them
 
     def held(self, overrides: Mapping | None) -> list[str]:
         """Labels of the factors a scenario holds: set by ``overrides`` and not named explicitly."""
@@ -475,10 +476,13 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
         note = "of role uncertain" + (f" or described in {dist_file}" if dists else "")
     factors: list[Factor] = []
     problems = []
+    excluded = []
     for item in names:
         base, _, sel = item.partition("[")
         base = base.strip()
         if base in drop or item in drop:
+            if not explicit and (base in (exclude or ()) or item in (exclude or ())):
+                excluded.append(item)
             continue
         var = consts.get(base)
         if var is None:
@@ -531,7 +535,9 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
         raise EngineError("no parameters to sample: no constant of role uncertain with a range"
                           + (" that the scenario does not set" if exclude else "")
                           + "; name constants with --params")
-    return ParamSpace(model, uniq, explicit, note)
+    space = ParamSpace(model, uniq, explicit, note)
+    space.excluded = excluded
+    return space
 
 
 def uniforms(n: int, k: int, seed: int, design: str = "random") -> np.ndarray:
