@@ -166,3 +166,17 @@ def stock_loops(bundle, max_len: int = 4, limit: int = 200) -> list[list[str]]:
         dfs(s, s, [s])
     loops.sort(key=lambda lp: (len(lp) == 1, len(lp)))   # loops through several stocks first
     return loops
+
+
+def feedback_loops(bundle) -> list:
+    """Feedback loops with polarity, read from the equations (engine.analysis.structure), cached."""
+    cached = getattr(bundle, "_feedback_loops", None)
+    if cached is None:
+        from engine.analysis.structure import feedback_loops as _loops
+
+        cached = _loops(bundle.model.model)
+        try:
+            bundle._feedback_loops = cached
+        except AttributeError:  # a frozen bundle: compute each time (cheap: milliseconds)
+            pass
+    return cached

@@ -319,11 +319,14 @@ def page_model(ctx) -> None:
     dot = diagram.dot(b, ctx.lang, None if focus == "—" else focus)
     st.graphviz_chart(dot, width="stretch")
     st.subheader(t("loops", ctx.lang))
-    loops = diagram.stock_loops(b)
+    loops = diagram.feedback_loops(b)
+    polarity = {1: t("loop_r", ctx.lang), -1: t("loop_b", ctx.lang), 0: t("loop_unknown", ctx.lang)}
     st.dataframe(pd.DataFrame({"#": range(1, len(loops) + 1),
-                               "loop": [" → ".join(core.var_label(b, n, ctx.lang) for n in lp + [lp[0]])
+                               t("loop_polarity", ctx.lang): [polarity[lp.polarity] for lp in loops],
+                               "loop": [" → ".join(core.var_label(b, n, ctx.lang)
+                                                   for n in list(lp.variables) + [lp.variables[0]])
                                         for lp in loops],
-                               "length": [len(lp) for lp in loops]}), hide_index=True, width="stretch")
+                               "length": [len(lp.variables) for lp in loops]}), hide_index=True, width="stretch")
 
 
 # ------------------------------------------------------------------ library

@@ -58,3 +58,16 @@ def test_lxsd_doc_writes_the_generated_section(tmp_path, capsys):
     assert text.startswith("# Title\n\nkept text") and "<!-- generated:start -->" in text and "balancing" in text
     assert main(["doc", str(ROOT / "tests" / "models" / "decay.toml"), "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8").count("<!-- generated:start -->") == 1  # replaced, not appended
+
+
+def test_linxiang_has_reinforcing_and_balancing_loops_and_the_app_shows_them():
+    from engine import load_model
+    from lxapp import diagram
+
+    class Bundle:  # the app's bundle holds the compiled model as .model
+        model = load_model(ROOT / "model" / "linxiang.toml")
+
+    loops = diagram.feedback_loops(Bundle())
+    kinds = {lp.polarity for lp in loops}
+    assert {1, -1} <= kinds
+    assert any(lp.variables == ("capital", "depreciation") and lp.polarity == -1 for lp in loops)
