@@ -74,6 +74,9 @@ class Model:
     dimensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subranges: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # name -> (parent, elements)
     variables: dict[str, Variable] = field(default_factory=dict)
+    # positional correspondences between dimensions of equal length (Vensim's "dim: ... -> other"),
+    # symmetric: mappings[a] holds b and mappings[b] holds a
+    mappings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unit_aliases: dict[str, str] = field(default_factory=dict)
     label_zh: str | None = None
     label_en: str | None = None
@@ -85,6 +88,10 @@ class Model:
         if dim in self.dimensions:
             return self.dimensions[dim]
         return self.subranges[dim][1]
+
+    def mapped(self, a: str, b: str) -> bool:
+        """Whether dimensions a and b correspond element by element, by position."""
+        return b in self.mappings.get(a, ())
 
     def parent_dim(self, dim: str) -> str:
         """The full dimension a subrange belongs to (a dimension is its own parent)."""

@@ -195,7 +195,8 @@ class ExprCompiler:
             if i in claimed or sub.endswith("!") or not (sub in self.model.dimensions or sub in self.model.subranges):
                 continue
             for h in ctx.dims:
-                if h not in claimed.values() and self.parent(h) == self.parent(sub):
+                if h not in claimed.values() and (self.parent(h) == self.parent(sub)
+                                                  or self.model.mapped(h, self.parent(sub))):
                     claimed[i] = h
                     break
         for i, (sub, xd) in enumerate(zip(subs, dims)):
@@ -203,10 +204,30 @@ class ExprCompiler:
             reduce = sub.endswith("!")
             s = sub[:-1] if reduce else sub
             if s in self.model.dimensions or s in self.model.subranges:
-                if self.parent(s) != self.parent(xd):
+                by_position = self.parent(s) != self.parent(xd) and self.model.mapped(s, xd)
+                if self.parent(s) != self.parent(xd) and not by_position:
                     raise DimensionError(f"{node.name}[{sub}]: {s!r} is not a subrange of {xd!r}, "
                                          f"the dimension of {node.name}")
                 host_dim = claimed.get(i)
+                if host_dim is not None and self.parent(host_dim) != self.parent(s):
+                    # a host dimension mapped onto the subscript's: element i goes with element i
+                    k = ctx.dims.index(host_dim)
+                    region = ctx.region[k] if ctx.region else None
+                    positions = list(range(len(self.elements(host_dim))) if region is None else region)
+                    if by_position or s == xd:
+                        label = host_dim
+                    else:
+                        raise DimensionError(f"{node.name}[{sub}]: cannot combine a mapping with a subrange here")
+                    int_index.append(":")
+                    if positions != list(range(len(x_elems))):
+                        takes.append((len(axes), positions))
+                    axes.append(label)
+                    continue
+                if by_position:
+                    label = f"{s}!" if reduce else s
+                    int_index.append(":")
+                    axes.append(label)
+                    continue
                 if host_dim is not None:
                     k = ctx.dims.index(host_dim)
                     h_elems = self.elements(host_dim)

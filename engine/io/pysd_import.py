@@ -448,6 +448,16 @@ class Converter:
                 subs_out[ident] = {"of": self.range_ident[top], "elements": elems}
             else:
                 dims_out[ident] = elems
+        # Vensim subscript mappings between whole ranges of equal length: positional correspondences
+        maps_out: dict[str, list[str]] = {}
+        for key, others in self.mapping.items():
+            for other in sorted(others):
+                if key in self.parent or other in self.parent or other not in self.ranges:
+                    continue
+                if len(self.ranges[key]) == len(self.ranges[other]):
+                    maps_out.setdefault(self.range_ident[key], []).append(self.range_ident[other])
+        if maps_out:
+            self.out["mappings"] = maps_out
         self.out["model"]["element_names"] = dict(self.element_original)
 
     def _is_copy(self, key):
@@ -1691,7 +1701,7 @@ def to_toml(d: dict, header: str = "") -> str:
     lines = []
     if header:
         lines += ["# " + h for h in header.splitlines()] + [""]
-    for section in ("model", "time", "dimensions", "subranges", "units"):
+    for section in ("model", "time", "dimensions", "subranges", "mappings", "units"):
         block = d.get(section)
         if not block:
             continue

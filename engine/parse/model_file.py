@@ -32,7 +32,7 @@ FIELDS = {
     "lookup": COMMON | {"x", "y", "extrapolation"},
     "data": COMMON | {"time", "values", "interpolation"},
 }
-TOP = {"model", "time", "dimensions", "subranges", "units"} | set(SECTIONS)
+TOP = {"model", "time", "dimensions", "subranges", "mappings", "units"} | set(SECTIONS)
 METHODS = ("euler", "rk2", "rk4", "adaptive")
 ROLES = ("lever", "uncertain", "test", "fixed")
 
@@ -129,6 +129,22 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(f"subranges.{name}", "is also a dimension name")
         subranges[name] = (parent, tuple(elems))
     element_names = {e for els in dims.values() for e in els}
+    mappings: dict[str, set[str]] = {}
+    for name, targets in (data.get("mappings") or {}).items():
+        targets = [targets] if isinstance(targets, str) else targets
+        if name not in dims or not isinstance(targets, list):
+            bad(f"mappings.{name}", "must map a dimension to a list of dimensions",
+                'e.g. company = ["scompany"]')
+            continue
+        for other in targets:
+            if other not in dims:
+                bad(f"mappings.{name}", f"{other!r} is not a dimension")
+            elif len(dims[other]) != len(dims[name]):
+                bad(f"mappings.{name}", f"{name!r} has {len(dims[name])} elements and {other!r} "
+                                        f"{len(dims[other])}: a positional mapping needs equal lengths")
+            else:
+                mappings.setdefault(name, set()).add(other)
+                mappings.setdefault(other, set()).add(name)
 
     variables: dict[str, Variable] = {}
     for section, kind in SECTIONS.items():
@@ -167,6 +183,7 @@ def model_from_dict(data: dict, source: str) -> Model:
         time=time,
         dimensions=dims,
         subranges=subranges,
+        mappings={k: tuple(sorted(v)) for k, v in mappings.items()},
         variables=variables,
         unit_aliases=dict(units),
         label_zh=meta.get("label_zh"),
