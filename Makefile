@@ -1,5 +1,7 @@
 # The README's two commands: `make run` and `make test` set everything up on a fresh
 # machine with Python 3.11 and make, then start the app / run the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,8 +27,8 @@ test: $(STAMP)
 
 bench: $(STAMP)  ## engine vs PySD and the numpy floor; analysis; app; conformance models
 	$(PY) benchmarks/run_benchmarks.py
-	$(PY) benchmarks/bench_analysis.py
-	$(PY) benchmarks/bench_app.py
+	$(PY) benchmarks/bench_analysis.py | tee docs/benchmarks-analysis.md
+	$(PY) benchmarks/bench_app.py 2>/dev/null | tee docs/benchmarks-app.md
 	$(PY) benchmarks/bench_conformance.py
 
 check: $(STAMP)
