@@ -12,7 +12,7 @@ from engine.analysis.calibration import calibrate, fit_stats, load_data, write_s
 from engine.analysis.distributed import ModelRef
 from engine.analysis.ensemble import build_space
 from engine.cli import main
-from engine.errors import EngineError, ModelError
+from engine.errors import ModelError
 from engine.scenarios import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,6 @@
 recurrence written out here in numpy."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -88,7 +88,6 @@ TOL = {"euler": 0.1, "rk2": 5e-3, "rk4": 1e-6}
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
 def test_fixed_step_matches_closed_form(name, method):
-    m = model(name)
     dt = 0.01 if method == "euler" else 0.05
     _, worst = final_error(name, method, dt)
     scale = {"decay": X0, "logistic": CAP, "oscillator": OMEGA}[name]

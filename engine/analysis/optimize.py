@@ -25,7 +25,7 @@ import pandas as pd
 from engine.analysis.calibration import values_at
 from engine.analysis.distributed import Executor, ModelRef, remember, shards
 from engine.analysis.ensemble import (DEFAULT_CHUNK, Expr, ParamSpace, Target, annual_saveper, check_columns,
-                                      output_columns, run_shard, uniforms)
+                                      run_shard, uniforms)
 from engine.errors import EngineError
 
 ACTIVE_TOL = 1e-3  # a normalised margin below this counts as binding (the constraint is active)

@@ -96,7 +96,7 @@ def _split_column(col: str) -> tuple[str, list[str]]:
 
 
 def _split_elems(text: str) -> list[str]:
-    out, depth, cur, quoted = [], 0, "", False
+    out, cur, quoted = [], "", False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -9,7 +9,6 @@ initial)``, lookups Vensim lookup tables, data series lookups of ``Time``.
 """
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from pathlib import Path
