@@ -8,11 +8,11 @@ and the key, with the allowed values.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ModelError, Problem
+from engine.parse.toml_file import read_toml
 
 _FIELDS = {"scenario", "set", "series"}
 _META = {"name", "label_zh", "label_en", "doc", "base", "author"}
@@ -42,16 +42,8 @@ def _bad(file: str, key: str | None, msg: str, hint: str | None = None) -> Model
 def load_scenario(path: str | Path, model, _seen: tuple[str, ...] = ()) -> Scenario:
     """Read and check a scenario file against a compiled model (engine.simulation.CompiledModel)."""
     path = Path(path)
-    file = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise _bad(file, None, "scenario file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _bad(file, None, f"cannot read the file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _bad(file, None, f"TOML syntax error: {exc}") from None
-    return scenario_from_dict(data, model, file, path.parent, _seen)
+    data = read_toml(path, "scenario file")
+    return scenario_from_dict(data, model, str(path), path.parent, _seen)
 
 
 def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,

@@ -27,7 +27,6 @@ import math
 import os
 import tempfile
 import time as _time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -38,6 +37,7 @@ import pandas as pd
 from engine.analysis.distributed import Executor, ModelRef, remember
 from engine.analysis.ensemble import (Expr, Factor, ParamSpace, annual_saveper, check_columns, output_columns,
                                       run_batch, uniforms)
+from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
 
 REQUIRED = ("indicator", "year", "value")
@@ -60,12 +60,7 @@ def _read_mapping(path: str | Path | None) -> tuple[dict[str, str], set[str]]:
     if not path:
         return {}, set()
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(Problem(str(path), None, "mapping file not found")) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}")) from None
+    data = read_toml(path, "mapping file")
     problems = []
     for key in data:
         if key not in ("map", "ignore"):

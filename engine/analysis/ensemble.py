@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
 
 DESIGNS = ("random", "lhs", "sobol")
@@ -417,12 +418,7 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
     include = exclude_file = None
     if dist_file:
         dist_file = Path(dist_file)
-        try:
-            data = tomllib.loads(dist_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(Problem(str(dist_file), None, "distributions file not found")) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ModelError(Problem(str(dist_file), None, f"TOML syntax error: {exc}")) from None
+        data = read_toml(dist_file, "distributions file")
         problems = []
         for key in data:
             if key not in ("distributions", "sample"):
