@@ -78,6 +78,8 @@ class Model:
     # symmetric: mappings[a] holds b and mappings[b] holds a
     mappings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unit_aliases: dict[str, str] = field(default_factory=dict)
+    # labels of dimensions, subranges and elements: name -> {"zh": ..., "en": ...}
+    element_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     label_zh: str | None = None
     label_en: str | None = None
     doc: str | None = None
@@ -88,6 +90,11 @@ class Model:
         if dim in self.dimensions:
             return self.dimensions[dim]
         return self.subranges[dim][1]
+
+    def element_label(self, name: str, lang: str = "zh") -> str:
+        """A dimension's, subrange's or element's label in a language, or its name."""
+        labels = self.element_labels.get(name, {})
+        return labels.get(lang) or labels.get("en") or labels.get("zh") or name
 
     def mapped(self, a: str, b: str) -> bool:
         """Whether dimensions a and b correspond element by element, by position."""

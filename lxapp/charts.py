@@ -114,7 +114,8 @@ def structure_figure(bundle: Bundle, df: pd.DataFrame, lang: str, labels: dict[s
             if not all(c in sub.columns for c in cols):
                 continue
             y = sub[cols].sum(axis=1).to_numpy() * 100
-            traces.append(dict(type="scatter", x=x, y=y, stackgroup=f"s{j}", name=gname, legendgroup=gname,
+            shown = m.element_label(gname, lang) if hasattr(m, "element_label") else gname
+            traces.append(dict(type="scatter", x=x, y=y, stackgroup=f"s{j}", name=shown, legendgroup=gname,
                                showlegend=(j == 0), mode="lines", xaxis=f"x{ax}", yaxis="y",
                                line=dict(width=0.5, color=SECTOR_COLORS[k % len(SECTOR_COLORS)])))
     layout["yaxis"] = dict(range=[0, 100], gridcolor="#eeeeee")

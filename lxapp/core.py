@@ -150,7 +150,12 @@ def var_label(bundle: Bundle, name: str, lang: str) -> str:
     if var is None:
         return name
     text = (var.label_zh if lang == "zh" else var.label_en) or var.label_en or var.label_zh or base
-    return f"{text}[{elem}]" if elem else text
+    if not elem:
+        return text
+    model = bundle.model.model
+    labels = [model.element_label(e.strip(), lang) if hasattr(model, "element_label") else e.strip()
+              for e in elem.split(",")]
+    return f"{text}[{', '.join(labels)}]"
 
 
 UNIT_NAMES = {  # how the model's units read to people: (zh, en)

@@ -41,3 +41,14 @@ def test_a_mapping_needs_equal_lengths():
     with pytest.raises(ModelError) as info:
         model_from_dict(d, "m.toml")
     assert "equal lengths" in str(info.value)
+
+
+def test_element_labels_are_read_and_checked():
+    d = build({"element_labels": {"c1": {"zh": "公司一", "en": "company one"}, "company": {"zh": "公司"}}})
+    m = model_from_dict(d, "m.toml")
+    assert m.element_label("c1", "zh") == "公司一" and m.element_label("c1", "en") == "company one"
+    assert m.element_label("company", "en") == "公司"  # falls back to the other language
+    assert m.element_label("c2", "zh") == "c2"
+    with pytest.raises(ModelError) as info:
+        model_from_dict(build({"element_labels": {"nope": {"zh": "x"}}}), "m.toml")
+    assert "element_labels.nope" in str(info.value)

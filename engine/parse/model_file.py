@@ -32,7 +32,7 @@ FIELDS = {
     "lookup": COMMON | {"x", "y", "extrapolation"},
     "data": COMMON | {"time", "values", "interpolation"},
 }
-TOP = {"model", "time", "dimensions", "subranges", "mappings", "units"} | set(SECTIONS)
+TOP = {"model", "time", "dimensions", "subranges", "mappings", "element_labels", "units"} | set(SECTIONS)
 METHODS = ("euler", "rk2", "rk4", "adaptive")
 ROLES = ("lever", "uncertain", "test", "fixed")
 
@@ -129,6 +129,14 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(f"subranges.{name}", "is also a dimension name")
         subranges[name] = (parent, tuple(elems))
     element_names = {e for els in dims.values() for e in els}
+    element_labels: dict[str, dict[str, str]] = {}
+    for name, spec in (data.get("element_labels") or {}).items():
+        if name not in element_names and name not in dims and name not in subranges:
+            bad(f"element_labels.{name}", "is not an element, dimension or subrange")
+        elif not (isinstance(spec, dict) and set(spec) <= {"zh", "en"} and all(isinstance(v, str) for v in spec.values())):
+            bad(f"element_labels.{name}", 'must be {zh = "...", en = "..."}')
+        else:
+            element_labels[name] = dict(spec)
     mappings: dict[str, set[str]] = {}
     for name, targets in (data.get("mappings") or {}).items():
         targets = [targets] if isinstance(targets, str) else targets
@@ -184,6 +192,7 @@ def model_from_dict(data: dict, source: str) -> Model:
         dimensions=dims,
         subranges=subranges,
         mappings={k: tuple(sorted(v)) for k, v in mappings.items()},
+        element_labels=element_labels,
         variables=variables,
         unit_aliases=dict(units),
         label_zh=meta.get("label_zh"),
