@@ -202,7 +202,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ts = model.time
     print(f"time {ts.start:g} to {ts.stop:g}, dt {ts.dt:g}, saveper {ts.saveper:g} ({ts.unit}); method {ts.method}")
     for d, els in model.dimensions.items():
-        print(f"dimension {d}: {', '.join(els)}")
+        shown = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
+                 for e in els]
+        print(f"dimension {d}: {', '.join(shown)}")
+    for d, (parent, els) in model.subranges.items():
+        print(f"subrange {d} of {parent}: {', '.join(els)}")
     for name, v in model.variables.items():
         if args.grep and args.grep.lower() not in " ".join(
                 str(x) for x in (name, v.label_zh, v.label_en, v.doc) if x).lower():
