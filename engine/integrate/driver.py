@@ -41,12 +41,17 @@ class Clock:
 class _Pipelines:
     """DELAY FIXED ring buffers: output at t is the input at t - delay (Vensim)."""
 
-    def __init__(self, D0: tuple, DT: tuple, dt: float, n: int) -> None:
+    def __init__(self, D0: tuple, DT: tuple, dt: float, n: int, n_steps: int, names: list[str]) -> None:
         self.bufs = []
         self.lags = []
-        for d0, T in zip(D0, DT):
-            # whole steps, half rounded up (as Vensim: a delay of 2.5 steps holds 3), at least one
-            lag = np.maximum(1, np.floor(np.asarray(T, dtype=float) / dt + 0.5 + 1e-9).astype(int))
+        for d0, T, name in zip(D0, DT, names):
+            T = np.asarray(T, dtype=float)
+            if not np.all(np.isfinite(T)):
+                raise SimulationError(f"{name}: the delay time of DELAY FIXED is not a finite number")
+            # whole steps, half rounded up (as Vensim: a delay of 2.5 steps holds 3), at least one; a
+            # delay longer than the run holds the initial value throughout, so no longer buffer is needed
+            steps = np.clip(np.floor(T / dt + 0.5 + 1e-9), 1, n_steps + 1)
+            lag = steps.astype(int)
             length = int(np.max(lag))
             shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
             buf = np.empty((length,) + shape)
@@ -113,7 +118,8 @@ def _simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
     times = clock.save_times()
     store = {o: np.empty((len(times), *sizes[o], n)) for o in outputs}
     nonneg = lay.non_negative
-    pipes = _Pipelines(D0, DT, dt, n) if lay.delay_fixed else None
+    pipes = _Pipelines(D0, DT, dt, n, clock.n_steps,
+                       [code.rvars[d].host or d for d in lay.delay_fixed]) if lay.delay_fixed else None
     D = pipes.outputs() if pipes else ()
 
     if method == "adaptive":
@@ -159,15 +165,26 @@ def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.nd
 
     nonneg = code.layout.non_negative
 
+    calls = [0]
+    limit = 200_000  # right-hand-side evaluations: past this the model is stiff or blowing up
+
     def fun(t, y):
+        calls[0] += 1
+        if calls[0] > limit or not np.all(np.isfinite(y)):
+            raise _AdaptiveGaveUp(t)
         state = y.reshape(rows, n)
         d = dyn(t, dt, t0, t1, sp, state, P, (), False)[0]
         for a, b in nonneg:  # an empty non-negative stock cannot be drained further
             d[a:b] = np.where((state[a:b] <= 0) & (d[a:b] < 0), 0.0, d[a:b])
         return d.ravel()
 
-    with np.errstate(all="ignore"):
-        sol = solve_ivp(fun, (t0, t1), S0.ravel(), method="RK45", t_eval=times, rtol=1e-8, atol=1e-10)
+    try:
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(fun, (t0, t1), S0.ravel(), method="RK45", t_eval=times, rtol=1e-8, atol=1e-10)
+    except _AdaptiveGaveUp as stop:
+        raise SimulationError(
+            f"{code.model.file}: the adaptive solver gave up at time {stop.t:g} (the state is not finite, or the "
+            f"model needs more than {limit} evaluations: stiff or growing without bound); use euler or rk4") from None
     if not sol.success:
         raise SimulationError(f"the adaptive solver failed: {sol.message}")
     with np.errstate(all="ignore"):
@@ -182,11 +199,19 @@ def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.nd
     return store
 
 
+class _AdaptiveGaveUp(Exception):
+    def __init__(self, t: float) -> None:
+        super().__init__(t)
+        self.t = t
+
+
 def _check_outputs(code: ModelCode, store: dict[str, np.ndarray], times: np.ndarray) -> None:
     """Report the first non-finite value: earliest time, then earliest in evaluation order."""
     bad_at: dict[str, int] = {}
     for name, arr in store.items():
-        if not np.isfinite(arr.sum()):
+        with np.errstate(all="ignore"):
+            total = arr.sum()
+        if not np.isfinite(total):
             bad = ~np.isfinite(arr)
             bad_at[name] = int(np.argmax(bad.reshape(len(times), -1).any(axis=1)))
     if not bad_at:

@@ -33,7 +33,6 @@ def var_deps(rv: RVar, rvars: dict[str, RVar], phase: str) -> set[str]:
         deps |= node_deps(p.ast, rvars)
     if phase == "init" and rv.kind == "delay_fixed" and rv.delay_time is not None:
         deps |= node_deps(rv.delay_time, rvars)
-    deps.discard(rv.name) if rv.kind not in STATE_KINDS else None
     return deps
 
 
