@@ -161,13 +161,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     model = read_model(args.model)
     compiled = compile_model(model, check_units=not args.no_units)
-    ts = model.time
+    ts = compiled.model.time
     n = {k: sum(1 for v in model.variables.values() if v.kind == k)
          for k in ("stock", "flow", "auxiliary", "constant", "lookup", "data")}
     internal = sum(1 for v in compiled.rvars.values() if v.internal and v.kind == "stock")
     print(f"{args.model}: OK: {len(model.variables)} variables ({', '.join(f'{v} {k}' for k, v in n.items() if v)}), "
           f"{internal} internal delay/smooth stocks, {len(model.dimensions)} dimension(s), "
-          f"time {ts.start:g}-{ts.stop:g} step {ts.dt:g} ({ts.unit})")
+          f"time {ts.start:g}-{ts.stop:g} step {ts.dt:g} ({ts.unit})"
+          + (f"; values at the start, {', '.join(ts.dynamic.values())} changing during the run" if ts.dynamic else ""))
     if args.scenario:
         from engine.errors import ModelError as _ME
         from engine.scenarios import load_scenario
@@ -200,7 +201,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"# {model.name}" + (f": {model.label_zh if lang == 'zh' else model.label_en}"
                                if (model.label_zh or model.label_en) else ""))
     ts = model.time
-    print(f"time {ts.start:g} to {ts.stop:g}, dt {ts.dt:g}, saveper {ts.saveper:g} ({ts.unit}); method {ts.method}")
+    shown = {f: (f"({ts.dynamic[f]} = {model.variables[ts.dynamic[f]].equations['']})" if f in ts.dynamic
+                 else f"{getattr(ts, f):g}")
+             for f in ("start", "stop", "dt", "saveper")}
+    print(f"time {shown['start']} to {shown['stop']}, dt {shown['dt']}, saveper {shown['saveper']} ({ts.unit}); "
+          f"method {ts.method}")
     for d, els in model.dimensions.items():
         shown = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
                  for e in els]

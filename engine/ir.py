@@ -22,6 +22,10 @@ class TimeSettings:
     saveper: float
     unit: str = "year"
     method: str = "euler"
+    # fields given as equations (Vensim lets FINAL TIME, TIME STEP, SAVEPER and INITIAL TIME change
+    # during the run): field -> the auxiliary that holds the equation. Their numbers above are the
+    # values at the start, filled in when the model is compiled.
+    dynamic: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """A compiled model and its ``run``: batches of scenarios or samples in one call."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Mapping
@@ -41,6 +42,21 @@ class CompiledModel:
                 problems.append(Problem(model.file, name, str(exc)))
         if problems:
             raise ModelError(problems)
+        if model.time.dynamic:
+            self.model = dataclasses.replace(model, time=self._time_at_start(model))
+
+    def _time_at_start(self, model: Model):
+        """[time] with the numbers of its equations filled in: their values at the start."""
+        from engine.integrate.dynamic_clock import start_values
+
+        ts = model.time
+        fixed = {f: getattr(ts, f) for f in ("start", "stop", "dt", "saveper") if f not in ts.dynamic}
+        P0 = [self._defaults[name] for name in self.code.layout.param_names]
+        try:
+            first = start_values(self.code, P0, 1, fixed)
+        except EngineError as exc:
+            raise ModelError(Problem(model.file, "[time]", str(exc))) from None
+        return dataclasses.replace(ts, **{f: first[f] for f in ts.dynamic})
 
     # -------------------------------------------------------------- introspection
     @property
@@ -193,16 +209,24 @@ class CompiledModel:
         method = (method or ts.method).lower()
         if method not in METHODS:
             raise EngineError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-        clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
-                      ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
-        self._check_clock(clock, dt is not None and saveper is None)
+        given = {"start": start, "stop": stop, "dt": dt, "saveper": saveper}
+        dynamic = [f for f in ts.dynamic if given[f] is None]
         outputs = tuple(variables) if variables is not None else tuple(self.visible)
         unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
                    or self.rvars[v].internal]
         if unknown:
             raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
         sizes = {o: self.rvars[o].sizes for o in outputs}
-        times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
+        if dynamic:
+            # some time settings are equations: the clock is read from the model as it runs
+            from engine.integrate.dynamic_clock import simulate_dynamic
+            fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
+            times, store = simulate_dynamic(self.code, P0, N, fixed, method, outputs, sizes)
+        else:
+            clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
+                          ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
+            self._check_clock(clock, dt is not None and saveper is None)
+            times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
         units = {o: self.model.variables[o].unit for o in outputs}
         return Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
 

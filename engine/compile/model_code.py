@@ -310,7 +310,8 @@ class ModelCode:
         extra = self._compute(want_names, exclude=done)
         body.append("if want:")
         body += ["    " + line for line in extra]
-        body.append(f"    return dS, X, ({', '.join(vname(o) for o in outputs)},)")
+        saved = "".join(vname(o) + ", " for o in outputs)
+        body.append(f"    return dS, X, ({saved})")
         body.append("return dS, X, None")
         src = "def _dyn(t, dt, t0, t1, saveper, S, P, D, want):\n" + "\n".join("    " + ln for ln in body) + "\n"
         fn = self._make("_dyn", src)

@@ -67,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out)
     d = load_dict(Path(args.model))
-    text = export_mdl(d) if args.to == "mdl" else export_xmile(d)
+    text = export_mdl(d) if args.to == "mdl" else export_xmile(d, source=str(args.model))
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)

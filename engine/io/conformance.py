@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.parse.model_file import CONTROL_VARIABLES
+
 from .pysd_import import display_name, import_model, name_key
 
 RTOL = 0.05
@@ -194,6 +196,28 @@ def _short(msg: str, n: int = 300) -> str:
     return msg if len(msg) <= n else msg[: n - 3] + "..."
 
 
+def _indices(times: np.ndarray, ct: np.ndarray) -> list[int]:
+    """Row of each canonical time in ours (-1 where absent), to 1e-9 relative."""
+    idx = []
+    for tt in ct:
+        j = np.searchsorted(times, tt - 1e-9 * max(1.0, abs(tt)))
+        ok = j < len(times) and abs(times[j] - tt) <= 1e-9 * max(1.0, abs(tt))
+        idx.append(int(j) if ok else -1)
+    return idx
+
+
+def _at_times(ours: pd.DataFrame, ident: str, times: np.ndarray, ct: np.ndarray) -> np.ndarray | None:
+    idx = _indices(times, ct)
+    if any(j < 0 for j in idx):
+        return None
+    return ours[ident].to_numpy(dtype=float)[idx]
+
+
+def _absent_time(times: np.ndarray, ct: np.ndarray) -> str:
+    absent = [tt for tt, j in zip(ct, _indices(times, ct)) if j < 0]
+    return f"time {absent[0]:g} of the canonical output is not in our output"
+
+
 def compare(ours: pd.DataFrame, canon: pd.DataFrame, d: dict) -> str:
     """'' when every canonical column is present and close; else the reason."""
     matcher = ColumnMatcher(d)
@@ -205,7 +229,17 @@ def compare(ours: pd.DataFrame, canon: pd.DataFrame, d: dict) -> str:
         name, k = _split_column(col)
         expected = canon[col].to_numpy(dtype=float)
         ct = np.asarray(canon.index, dtype=float)
-        if k_control := CONTROL_COLUMNS.get(re.sub(r"_+", "_", _key(name))):
+        k_control = CONTROL_COLUMNS.get(re.sub(r"_+", "_", _key(name)))
+        if k_control and isinstance(t.get(k_control), str):
+            # an equation in [time]: the engine saves it as a variable, compared as any other
+            ident = CONTROL_VARIABLES[k_control]
+            if ident not in ours.columns:
+                missing.append(str(col))
+                continue
+            actual = _at_times(ours, ident, times, ct)
+            if actual is None:
+                return _absent_time(times, ct)
+        elif k_control:
             if k_control == "saveper":
                 actual_full = np.full(len(ct), float(t.get("saveper", t.get("dt", np.nan))))
             else:
@@ -216,17 +250,9 @@ def compare(ours: pd.DataFrame, canon: pd.DataFrame, d: dict) -> str:
             if ident is None or ident not in ours.columns:
                 missing.append(str(col))
                 continue
-            idx = []
-            for tt in ct:
-                j = np.searchsorted(times, tt - 1e-9 * max(1.0, abs(tt)))
-                if j < len(times) and abs(times[j] - tt) <= 1e-9 * max(1.0, abs(tt)):
-                    idx.append(j)
-                else:
-                    idx.append(-1)
-            if any(j < 0 for j in idx):
-                absent = [tt for tt, j in zip(ct, idx) if j < 0]
-                return f"time {absent[0]:g} of the canonical output is not in our output"
-            actual = ours[ident].to_numpy(dtype=float)[idx]
+            actual = _at_times(ours, ident, times, ct)
+            if actual is None:
+                return _absent_time(times, ct)
         # Vensim writes :NA: as a blank cell; the importer gives it PySD's value -1e38
         na = np.isnan(expected) & (np.isnan(actual) | (actual <= NA_BELOW))
         ok = (np.abs(expected - actual) <= ATOL + RTOL * np.abs(actual)) | na

@@ -280,9 +280,13 @@ def export_mdl(model: str | Path | dict) -> str:
     lines += ["********************************************************", "\t.Control",
               "********************************************************~",
               "\t\tSimulation Control Parameters", "\t|", ""]
+
+    def setting(v) -> str:
+        # a number, or an equation that changes during the run (Vensim allows both)
+        return tr(v) if isinstance(v, str) else _num(v)
     for vname, key in (("FINAL TIME", "stop"), ("INITIAL TIME", "start"), ("TIME STEP", "dt")):
-        lines += [f"{vname}  = {_num(t[key])}", f"\t~\t{unit}", f"\t~\t{vname.title()}", "\t|", ""]
-    lines += [f"SAVEPER  = {_num(t.get('saveper', t['dt']))}", f"\t~\t{unit}",
+        lines += [f"{vname}  = {setting(t[key])}", f"\t~\t{unit}", f"\t~\t{vname.title()}", "\t|", ""]
+    lines += [f"SAVEPER  = {setting(t.get('saveper', t['dt']))}", f"\t~\t{unit}",
               "\t~\tThe frequency with which output is stored.", "\t|", ""]
     lines += ["\\\\\\---/// Sketch information - do not modify anything except names",
               "V300  Do not put anything below this section - it will be ignored",

@@ -7,6 +7,8 @@ Names are written with underscores, as XMILE allows; labels and docs go to ``<do
 """
 from __future__ import annotations
 
+from engine.errors import ModelError, Problem
+
 import re
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -110,12 +112,19 @@ def _gf(xs, ys, extrapolate=False) -> str:
             f"<ypts>{','.join(_num(y) for y in ys)}</ypts></gf>")
 
 
-def export_xmile(model: str | Path | dict) -> str:
+def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
+    """XMILE text of a model; ``source`` names the file in error messages."""
     d = load_dict(model)
     lookups = set(d.get("lookups") or {})
     t = d.get("time") or {}
     meta = d.get("model") or {}
     tr = lambda s: escape(translate_xmile(s, lookups))  # noqa: E731
+    for key, label in (("start", "INITIAL TIME"), ("stop", "FINAL TIME"), ("dt", "TIME STEP"), ("saveper", "SAVEPER")):
+        if isinstance(t.get(key), str):
+            where = source or (str(model) if not isinstance(model, dict) else "<model>")
+            raise ModelError(Problem(where, f"time.{key}",
+                                     f"{label} is an equation here, and XMILE's sim_specs hold numbers only",
+                                     "export to .mdl (Vensim allows equations for the time settings)"))
     L = ['<?xml version="1.0" encoding="utf-8"?>',
          '<xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">',
          "  <header>", f"    <name>{escape(str(meta.get('name', 'model')))}</name>",

@@ -573,12 +573,20 @@ class Converter:
                 raise _error(self.path, "circular time settings", variable=el.name)
             comp = el.components[0]
             try:
-                v = self._const_eval(comp.ast, lambda k: ev(k, depth + 1))
+                v = self._const_eval(comp.ast, lambda k: number(ev(k, depth + 1)))
             except _NotConstant:
-                raise _error(self.path, "time settings must be constant expressions; "
-                             "this one changes during the run", variable=el.name,
-                             hint="give INITIAL TIME, FINAL TIME, TIME STEP and SAVEPER numbers") from None
+                # it changes during the run (or depends on one that does): kept as an equation,
+                # which the engine evaluates every step (engine.integrate.dynamic_clock)
+                try:
+                    v = self.expr(comp.ast, _Ctx(el.name, self.ns))
+                except _NeedExpand:
+                    raise _error(self.path, "a time setting cannot be subscripted", variable=el.name) from None
             vals[key] = v
+            return v
+
+        def number(v):
+            if isinstance(v, str):
+                raise _NotConstant   # an equation: whatever uses it changes during the run too
             return v
 
         t = self.out["time"]
@@ -589,19 +597,25 @@ class Converter:
                 if key == "saveper":
                     continue
                 raise _error(self.path, f"the model has no {key.upper().replace('_', ' ')}")
-            t[field] = int(v) if float(v).is_integer() and abs(v) < 1e15 else float(v)
+            if isinstance(v, str):
+                t[field] = v
+            else:
+                t[field] = int(v) if float(v).is_integer() and abs(v) < 1e15 else float(v)
             el = controls[key]
             if not unit and el.units:
                 unit = el.units.strip()
-        if t["dt"] <= 0:
+        nums = {f: v for f, v in t.items() if f in ("start", "stop", "dt", "saveper") and not isinstance(v, str)}
+        if nums.get("dt", 1) <= 0:
             raise _error(self.path, "TIME STEP must be positive", variable="TIME STEP")
-        if t["stop"] < t["start"]:
+        if "stop" in nums and "start" in nums and nums["stop"] < nums["start"]:
             raise _error(self.path, "FINAL TIME is before INITIAL TIME", variable="FINAL TIME")
         if unit:
             t["unit"] = unit
         t["method"] = "euler"
         self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
                             "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
+        # an equation (changes during the run) cannot be folded into a number
+        self.time_values = {k: v for k, v in self.time_values.items() if not isinstance(v, str)}
 
     def _const_eval(self, ast, lookup):
         from pysd.translators.structures import abstract_expressions as ae
@@ -614,13 +628,13 @@ class Converter:
                 if v is None:
                     raise _NotConstant
                 return v
-            if k == "time" and getattr(self, "time_values", None):
+            if k == "time" and "initial_time" in (getattr(self, "time_values", None) or {}):
                 return self.time_values["initial_time"]
             el = self.elements_by_key.get(k)
             if el is not None and len(el.components) == 1 and not el.components[0].subscripts[0]:
                 return self._const_eval(el.components[0].ast, lookup)
             raise _NotConstant
-        if isinstance(ast, ae.CallStructure) and getattr(self, "time_values", None):
+        if isinstance(ast, ae.CallStructure) and "initial_time" in (getattr(self, "time_values", None) or {}):
             f = name_key(ast.function.reference)
             args = [self._const_eval(a, lookup) for a in ast.arguments]
             t = self.time_values["initial_time"]

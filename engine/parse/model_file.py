@@ -11,8 +11,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from engine.errors import ModelError, Problem
+from engine.errors import ExpressionSyntaxError, ModelError, Problem
 from engine.ir import Model, TimeSettings, Variable
+from engine.parse.expr import parse_expression
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECTIONS = {
@@ -72,35 +73,7 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(None, f"unknown section [{key}]", f"sections are {', '.join(sorted(TOP))}")
 
     meta = data.get("model", {}) or {}
-    time_raw = data.get("time")
-    time = TimeSettings(start=0.0, stop=1.0, dt=1.0, saveper=1.0)
-    if not isinstance(time_raw, dict):
-        bad("[time]", "missing [time] section with start, stop and dt")
-    else:
-        for f in ("start", "stop", "dt"):
-            if not _num(time_raw.get(f)):
-                bad(f"time.{f}", "must be a number", "e.g. dt = 0.25")
-        for f in time_raw:
-            if f not in ("start", "stop", "dt", "saveper", "unit", "method"):
-                bad(f"time.{f}", "unknown field", "fields are start, stop, dt, saveper, unit, method")
-        if all(_num(time_raw.get(f)) for f in ("start", "stop", "dt")):
-            dt = float(time_raw["dt"])
-            saveper = time_raw.get("saveper", dt)
-            if not _num(saveper) or saveper <= 0:
-                bad("time.saveper", "must be a positive number")
-                saveper = dt
-            method = str(time_raw.get("method", "euler")).lower()
-            if method not in METHODS:
-                bad("time.method", f"unknown method {method!r}", f"one of {', '.join(METHODS)}")
-            time = TimeSettings(float(time_raw["start"]), float(time_raw["stop"]), dt, float(saveper),
-                                str(time_raw.get("unit", "year")), method)
-            if dt <= 0:
-                bad("time.dt", "must be positive")
-            elif time.stop < time.start:
-                bad("time.stop", "is before time.start")
-            elif not math.isclose(time.saveper / dt, round(time.saveper / dt), rel_tol=1e-9, abs_tol=1e-9):
-                bad("time.saveper", f"must be a multiple of dt ({dt})")
-
+    time, dynamic_vars = _time_settings(data.get("time"), bad)
     dims: dict[str, tuple[str, ...]] = {}
     for name, elems in (data.get("dimensions") or {}).items():
         if not IDENT.match(name):
@@ -183,6 +156,12 @@ def model_from_dict(data: dict, source: str) -> Model:
         bad("[units]", "must map unit names to unit text")
         units = {}
 
+    for var in dynamic_vars:
+        if var.name in variables:
+            bad(var.name, f"is a time setting's name; [time] gives it an equation, so no variable may use it")
+        var.unit = var.unit or time.unit
+        variables[var.name] = var
+
     if problems:
         raise ModelError(problems)
     return Model(
@@ -200,6 +179,65 @@ def model_from_dict(data: dict, source: str) -> Model:
         doc=meta.get("doc"),
         original_names=dict(meta.get("names") or {}),
     )
+
+
+# a time setting given as an equation (Vensim's FINAL TIME = IF THEN ELSE(...)) becomes an
+# auxiliary of this name, evaluated every step like any other; the driver reads it (see
+# engine.integrate.dynamic_clock)
+CONTROL_VARIABLES = {"start": "INITIAL_TIME", "stop": "FINAL_TIME", "dt": "TIME_STEP", "saveper": "SAVEPER"}
+
+
+def _time_settings(time_raw: object, bad) -> tuple[TimeSettings, list[Variable]]:
+    """[time] as TimeSettings; fields given as equation text also come back as auxiliaries."""
+    time = TimeSettings(start=0.0, stop=1.0, dt=1.0, saveper=1.0)
+    if not isinstance(time_raw, dict):
+        bad("[time]", "missing [time] section with start, stop and dt")
+        return time, []
+    for f in time_raw:
+        if f not in ("start", "stop", "dt", "saveper", "unit", "method"):
+            bad(f"time.{f}", "unknown field", "fields are start, stop, dt, saveper, unit, method")
+    values: dict[str, float] = {}
+    dynamic: dict[str, str] = {}
+    extra: list[Variable] = []
+    for f in ("start", "stop", "dt", "saveper"):
+        v = time_raw.get(f)
+        if v is None and f == "saveper":
+            continue
+        if _num(v):
+            values[f] = float(v)
+        elif isinstance(v, str) and v.strip():
+            try:
+                parse_expression(v)
+            except ExpressionSyntaxError as exc:
+                bad(f"time.{f}", f"cannot parse the equation: {exc}")
+                continue
+            name = CONTROL_VARIABLES[f]
+            dynamic[f] = name
+            extra.append(Variable(name=name, kind="auxiliary", equations={"": v.strip()},
+                                  doc=f"[time] {f}, an equation evaluated every step"))
+            values[f] = math.nan   # known once the model is compiled: its value at the start
+        else:
+            bad(f"time.{f}", "must be a number or an equation (text)", "e.g. dt = 0.25")
+    if any(f not in values for f in ("start", "stop", "dt")):
+        return time, []
+    method = str(time_raw.get("method", "euler")).lower()
+    if method not in METHODS:
+        bad("time.method", f"unknown method {method!r}", f"one of {', '.join(METHODS)}")
+    dt = values["dt"]
+    saveper = values.get("saveper", dt)
+    time = TimeSettings(values["start"], values["stop"], dt, saveper,
+                        str(time_raw.get("unit", "year")), method, dynamic)
+    if dynamic:
+        return time, extra   # the numbers are checked when the run starts
+    if saveper <= 0:
+        bad("time.saveper", "must be a positive number")
+    elif dt <= 0:
+        bad("time.dt", "must be positive")
+    elif time.stop < time.start:
+        bad("time.stop", "is before time.start")
+    elif not math.isclose(saveper / dt, round(saveper / dt), rel_tol=1e-9, abs_tol=1e-9):
+        bad("time.saveper", f"must be a multiple of dt ({dt})")
+    return time, extra
 
 
 def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | None:

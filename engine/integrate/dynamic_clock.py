@@ -1,0 +1,211 @@
+"""The driver's loop for models whose time settings are equations.
+
+Vensim lets FINAL TIME, TIME STEP, SAVEPER (and INITIAL TIME) be equations that change
+during the run: a run that stops when a condition is met, a finer step once something
+starts to move fast. ``[time]`` holds such a field as an equation and the parser turns
+it into an auxiliary (``FINAL_TIME``, ``TIME_STEP``, ``SAVEPER``, ``INITIAL_TIME``),
+evaluated every step in the model's build-time order like any other.
+
+The rules (those of Vensim and PySD, checked against the SDXorg test-models
+``control_vars`` and ``dynamic_final_time``):
+
+- INITIAL TIME is read once, at the start (an equation of Time is solved for the time at
+  which it gives itself, from 0); later values are reported, not used.
+- A run goes on while ``Time + TIME STEP * 1e-5 < FINAL TIME``, FINAL TIME read at the
+  current time. FINAL TIME may differ between the runs of a batch: a run that has ended
+  keeps its state and its saved values are NaN from then on, while the others go on.
+- TIME STEP and SAVEPER are read every step and must be equal across the batch (one
+  clock drives one array operation per equation); a batch whose runs disagree is split
+  by the caller. The time stays exact: within a stretch of constant step,
+  ``t = t_s + (k - k_s) * dt``, restarting the count where the step changes.
+- A value is saved when ``Time - INITIAL TIME`` is a multiple of the current SAVEPER
+  (to 1e-5 of a step).
+
+Fixed-step methods only: the adaptive solver chooses its own steps.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.compile.model_code import ModelCode
+from engine.errors import SimulationError
+from engine.integrate.solvers import FIXED_STEP
+
+RPREC = 1e-5          # of a step: tolerance for reaching FINAL TIME and for save times (PySD's)
+MAX_STEPS = 1_000_000  # a FINAL TIME that keeps moving away would otherwise never end
+_LABEL = {"start": "INITIAL TIME", "stop": "FINAL TIME", "dt": "TIME STEP", "saveper": "SAVEPER"}
+
+
+def _uniform(code: ModelCode, field: str, value, t: float, positive: bool = True) -> float:
+    """One number for the whole batch, or a SimulationError naming the setting."""
+    v = np.asarray(value, dtype=float).ravel()
+    label = _LABEL[field]
+    if not np.all(np.isfinite(v)):
+        raise SimulationError(f"{code.model.file}: {label} is not a finite number at time {t:g}")
+    if np.any(v != v[0]):
+        raise SimulationError(
+            f"{code.model.file}: {label} differs between the runs of the batch at time {t:g} "
+            f"({v.min():g} to {v.max():g}); one clock drives a batch, so run groups with the same "
+            f"{label} separately")
+    if positive and v[0] <= 0:
+        raise SimulationError(f"{code.model.file}: {label} must be positive; it is {v[0]:g} at time {t:g}")
+    return float(v[0])
+
+
+class _Controls:
+    """Reads the dynamic time settings out of one evaluation of the step function."""
+
+    def __init__(self, code: ModelCode, fixed: dict[str, float]) -> None:
+        self.code = code
+        self.fields = {f: v for f, v in code.model.time.dynamic.items() if f not in fixed}
+        self.fixed = fixed          # settings given as numbers (or overridden for this run)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.fields.values())
+
+    def read(self, outs: tuple, t: float) -> tuple[float, float, np.ndarray | float]:
+        """(dt, saveper, final time: a number or one per run) at time t."""
+        got = dict(zip(self.fields, outs[len(outs) - len(self.fields):]))
+        dt = _uniform(self.code, "dt", got["dt"], t) if "dt" in got else self.fixed["dt"]
+        sp = _uniform(self.code, "saveper", got["saveper"], t) if "saveper" in got else self.fixed["saveper"]
+        if "stop" in got:
+            t1 = np.asarray(got["stop"], dtype=float)
+            if not np.all(np.isfinite(t1)):
+                raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
+        else:
+            t1 = self.fixed["stop"]
+        return dt, sp, t1
+
+
+def _start_outputs(D0: tuple) -> tuple:
+    # DELAY FIXED pipelines hold their initial value at the start
+    return tuple(D0)
+
+
+def start_values(code: ModelCode, P0: list, n: int, fixed: dict[str, float]) -> dict[str, float]:
+    """Every time setting's value at the start of a run, model time units.
+
+    ``fixed`` holds the settings given as numbers; the others are evaluated. FINAL TIME
+    may differ per run; its largest value is returned.
+    """
+    ctl = _Controls(code, fixed)
+    dyn = code.dynamic(ctl.names)
+    g = fixed.get("start", 0.0)
+    guess = {"dt": fixed.get("dt", 1.0), "stop": fixed.get("stop", g + 1.0), "saveper": fixed.get("saveper", 1.0)}
+    start_dynamic = "start" in ctl.fields
+    for _ in range(50):
+        with np.errstate(all="ignore"):
+            S, P, D0, _DT = code.init_fn(g, guess["dt"], g, guess["stop"], guess["saveper"], tuple(P0), n)
+            outs = dyn(g, guess["dt"], g, guess["stop"], guess["saveper"], S, P, _start_outputs(D0), True)[2]
+        got = dict(zip(ctl.fields, outs))
+        new = {"dt": guess["dt"], "stop": guess["stop"], "saveper": guess["saveper"]}
+        if "dt" in got:
+            new["dt"] = _uniform(code, "dt", got["dt"], g)
+        if "saveper" in got:
+            new["saveper"] = _uniform(code, "saveper", got["saveper"], g)
+        if "stop" in got:
+            stop = np.asarray(got["stop"], dtype=float)
+            if not np.all(np.isfinite(stop)):
+                raise SimulationError(f"{code.model.file}: FINAL TIME is not a finite number at the start")
+            new["stop"] = float(np.max(stop))
+        start = _uniform(code, "start", got["start"], g, positive=False) if start_dynamic else g
+        settled = new == guess and math.isclose(start, g, rel_tol=1e-12, abs_tol=1e-12)
+        guess, g = new, start
+        if settled:
+            return {"start": g, **guess}
+    raise SimulationError(
+        f"{code.model.file}: the time settings do not settle at the start (INITIAL TIME depends on Time, or "
+        f"the settings on each other, without a fixed point); give INITIAL TIME a number")
+
+
+def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float], method: str,
+                     outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run a batch whose clock is read from the model every step; as ``driver.simulate``."""
+    from engine.integrate.driver import _check_outputs, _raise_non_finite, Clock
+
+    if method not in FIXED_STEP:
+        raise SimulationError(f"{code.model.file}: the time settings are equations, which needs a fixed-step "
+                              f"method (euler, rk2 or rk4), not {method}")
+    ctl = _Controls(code, fixed)
+    first = start_values(code, P0, n, fixed)
+    if code.layout.delay_fixed and "dt" in ctl.fields:
+        raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP; this model's "
+                              f"TIME STEP is an equation")
+    t0, dt, sp = first["start"], first["dt"], first["saveper"]
+    extra = tuple(c for c in ctl.names)
+    dyn = code.dynamic(tuple(outputs) + extra)
+    dyn_rates = code.dynamic(())
+    with np.errstate(all="ignore"):
+        S, P, D0, DT = code.init_fn(t0, dt, t0, first["stop"], sp, tuple(P0), n)
+    pipes = None
+    if code.layout.delay_fixed:
+        from engine.integrate.driver import _Pipelines
+        horizon = int(math.ceil((first["stop"] - t0) / dt)) + 1
+        pipes = _Pipelines(D0, DT, dt, n, max(horizon, 1),
+                           [code.rvars[d].host or d for d in code.layout.delay_fixed])
+    D = pipes.outputs() if pipes else _start_outputs(D0)
+    solver = FIXED_STEP[method]()
+    nonneg = code.layout.non_negative
+    alive = np.ones(n, dtype=bool)
+    times: list[float] = []
+    rows: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+    ended_at_save: list[np.ndarray] = []
+    t_s, k_s, k = t0, 0, 0
+    t = t0
+    t1_now = first["stop"]
+
+    def f(tt: float, state: np.ndarray) -> np.ndarray:
+        return dyn_rates(tt, dt, t0, float(np.max(t1_now)), sp, state, P, D, False)[0]
+
+    with np.errstate(all="ignore"):
+        while True:
+            k1, X, outs = dyn(t, dt, t0, float(np.max(t1_now)), sp, S, P, D, True)
+            dt_now, sp, t1_now = ctl.read(outs, t)
+            since = t - t0
+            prec = dt_now * RPREC
+            if since % sp < prec or -since % sp < prec:
+                times.append(t)
+                ended_at_save.append(~alive)
+                for o, v in zip(outputs, outs):
+                    rows[o].append(np.array(np.broadcast_to(v, (*sizes[o], n))))
+            alive = alive & (t + prec < np.broadcast_to(t1_now, (n,)))
+            if not alive.any():
+                break
+            if k >= MAX_STEPS:
+                raise SimulationError(
+                    f"{code.model.file}: the run has not reached FINAL TIME after {MAX_STEPS} steps (time {t:g}); "
+                    f"check the equation of FINAL TIME")
+            if dt_now != dt:
+                if pipes:
+                    raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
+                t_s, k_s, dt = t, k, dt_now
+            S_new = solver.step(f, t, S, dt, k1)
+            for a, b in nonneg:
+                np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
+            if not alive.all():
+                S_new[:, ~alive] = S[:, ~alive]   # an ended run keeps its last state
+            if not math.isfinite(float(S_new.sum())):
+                clock = Clock(t0, float(np.max(t1_now)), dt, sp)
+                _raise_non_finite(code, S, P, D, clock, t, S_new)
+            if pipes:
+                pipes.push(X)
+                D = pipes.outputs()
+            S = S_new
+            k += 1
+            t = t_s + (k - k_s) * dt
+    times_arr = np.asarray(times)
+    store = {o: np.stack(rows[o]) if rows[o] else np.empty((0, *sizes[o], n)) for o in outputs}
+    if ended_at_save:
+        ended = np.stack(ended_at_save)            # (T, n): the run had ended before this save
+        checked = {o: np.where(ended.reshape((len(times),) + (1,) * len(sizes[o]) + (n,)), 0.0, a)
+                   for o, a in store.items()}
+        _check_outputs(code, checked, times_arr)
+        if ended.any():
+            for o, a in store.items():
+                mask = ended.reshape((len(times),) + (1,) * len(sizes[o]) + (n,))
+                a[np.broadcast_to(mask, a.shape)] = np.nan
+    return times_arr, store
