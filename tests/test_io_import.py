@@ -133,3 +133,26 @@ def test_unsupported_construct_is_named(tmp_path):
     with pytest.raises(ModelError) as info:
         import_model(mdl)
     assert "FORECAST" in str(info.value) and "y" in str(info.value)
+
+
+def test_unbalanced_parenthesis_names_the_variable(tmp_path):
+    mdl = tmp_path / "paren.mdl"
+    mdl.write_text("{UTF-8}\nx = (3 + 2\n\t~\t\t~\t\t|\nFINAL TIME = 10\n\t~\t\t~\t\t|\n"
+                   "INITIAL TIME = 0\n\t~\t\t~\t\t|\nTIME STEP = 1\n\t~\t\t~\t\t|\n", encoding="utf-8")
+    with pytest.raises(ModelError) as info:
+        import_model(mdl)
+    problem = info.value.problems[0]
+    assert problem.variable == "x" and "cannot parse the equation" in problem.message
+
+
+def test_undefined_xmile_equation_names_the_variable(tmp_path):
+    x = tmp_path / "undefined.xmile"
+    x.write_text("""<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0">
+<header><vendor>t</vendor><product lang="en">t</product></header>
+<sim_specs method="Euler"><start>0</start><stop>2</stop><dt>1</dt></sim_specs>
+<model><variables><aux name="Rate A"><eqn> ??? </eqn></aux>
+<aux name="b"><eqn>Rate_A * 2</eqn></aux></variables></model></xmile>""", encoding="utf-8")
+    with pytest.raises(ModelError) as info:
+        import_model(x)
+    problem = info.value.problems[0]
+    assert problem.variable == "Rate A" and "'???'" in problem.message

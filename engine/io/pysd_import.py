@@ -265,9 +265,30 @@ def parse_abstract_model(path: str | Path):
                 except expat.ExpatError as xexc:
                     raise _error(path, f"not well-formed XML: {xexc}",
                                  hint="the file may be truncated or damaged") from None
-            raise _error(path, "cannot parse the model: " + _parse_error_message(exc),
+            element = _failing_element(exc)
+            message = _parse_error_message(exc)
+            if element and "'???'" in message:
+                raise _error(path, "the equation is '???': left undefined (the tool that wrote the file "
+                             "could not translate it)", variable=element,
+                             hint="define the equation (the .mdl this file came from may have it)") from None
+            raise _error(path, "cannot parse the equation: " + message if element
+                         else "cannot parse the model: " + message, variable=element,
                          hint="check the equation near the position named above "
-                              "(unbalanced parentheses, unknown function, truncated file)") from None
+                              "(unbalanced parentheses, unknown function or macro, truncated file)") from None
+
+
+def _failing_element(exc: BaseException) -> str | None:
+    """Name of the model element PySD's parser was reading when it failed (from its frames)."""
+    name = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_filename.endswith(("vensim_element.py", "xmile_element.py")):
+            candidate = getattr(frame.f_locals.get("self"), "name", None)
+            if isinstance(candidate, str) and candidate:
+                name = candidate
+        tb = tb.tb_next
+    return name
 
 
 # ----------------------------------------------------------------------------------------
