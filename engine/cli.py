@@ -58,6 +58,19 @@ def _split_element(name: str) -> tuple[str, str | None]:
     return (m.group(1), m.group(2)) if m else (name, None)
 
 
+def _identifiers(model, names: list[str]) -> list[str]:
+    """Names as typed (an identifier, or an imported model's Vensim name such as 'growth rate',
+    with an optional [element]) -> identifier[element]."""
+    out = []
+    for name in names:
+        m = re.fullmatch(r"\s*([^\[\]]+?)\s*(\[[^\]]+\])?\s*", name)
+        if not m:
+            out.append(name)
+            continue
+        out.append(model.identifier(m.group(1)) + (m.group(2) or "").replace(" ", ""))
+    return out
+
+
 def _check_range(model, name: str, value: float, allow_outside: bool, what: str) -> None:
     var = model.model.variables[name]
     if var.range and not allow_outside and not (var.range[0] <= value <= var.range[1]):
@@ -94,6 +107,8 @@ def build_runs(model, scenario_files: list[str], sets: dict[str, float],
         base[sc.name] = dict(sc.overrides)
     if not base:
         base = {"base": {}}
+    sets = dict(zip(_identifiers(model, list(sets)), sets.values()))
+    sweeps = [(n, v) for n, (_, v) in zip(_identifiers(model, [s[0] for s in sweeps]), sweeps)]
     for name in list(sets) + [s[0] for s in sweeps]:
         plain, element = _split_element(name)
         model._check_settable(plain)
@@ -128,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, check_units=False if args.no_units else None)
     runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep), args.allow_outside_range)
-    wanted = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    wanted = _identifiers(model, [v.strip() for v in args.vars.split(",") if v.strip()]) if args.vars else None
     variables = list(dict.fromkeys(_split_element(v)[0] for v in wanted)) if wanted else None
     res = model.run(scenarios=runs, method=args.method, dt=args.dt, start=args.start, stop=args.stop,
                     saveper=args.saveper, variables=variables)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from typing import Mapping
 
 import numpy as np
@@ -15,6 +16,11 @@ from engine.integrate.solvers import METHODS
 from engine.ir import Model, Variable
 from engine.resolve.structure import RVar
 from engine.results import Results
+
+
+def _name_key(name: str) -> str:
+    # Vensim's rule: case, and spaces against underscores, do not matter in names
+    return re.sub(r"[\s_]+", "_", str(name).strip()).lower()
 
 
 class CompiledModel:
@@ -42,6 +48,7 @@ class CompiledModel:
                 problems.append(Problem(model.file, name, str(exc)))
         if problems:
             raise ModelError(problems)
+        self._name_index: dict[str, set[str]] = {}
         if model.time.dynamic:
             self.model = dataclasses.replace(model, time=self._time_at_start(model))
 
@@ -82,6 +89,24 @@ class CompiledModel:
     def visible(self) -> list[str]:
         """Variables that can be saved: every declared one except lookups."""
         return [n for n, v in self.model.variables.items() if v.kind != "lookup"]
+
+    def identifier(self, name: str) -> str:
+        """The variable a user's name means: its identifier, or (imported models) the Vensim/XMILE
+        name as written there, matched as Vensim does, ignoring case and spaces vs underscores.
+        A name that matches nothing comes back unchanged, for the caller's own error."""
+        if name in self.model.variables:
+            return name
+        key = _name_key(name)
+        if not self._name_index:
+            for ident in self.model.variables:
+                self._name_index.setdefault(_name_key(ident), set()).add(ident)
+            for ident, original in self.model.original_names.items():
+                if ident in self.model.variables:
+                    self._name_index.setdefault(_name_key(original), set()).add(ident)
+        found = self._name_index.get(key, set())
+        if len(found) > 1:
+            raise EngineError(f"{self.model.file}: {name!r} could mean {', '.join(sorted(found))}; use one of these")
+        return next(iter(found)) if found else name
 
     def elements(self, name: str) -> list[tuple[str, ...]]:
         dims = self.rvars[name].dims
@@ -185,6 +210,11 @@ class CompiledModel:
         method: euler (default), rk2, rk4 or adaptive; dt/start/stop/saveper override [time].
         variables: names to save (default: every variable except lookups).
         """
+        params = {self.identifier(k): v for k, v in (params or {}).items()}
+        if scenarios:
+            scenarios = {s: {self.identifier(k): v for k, v in o.items()} for s, o in scenarios.items()}
+        if variables is not None:
+            variables = [self.identifier(v) for v in variables]
         scen_names, overrides = self._batch(params, scenarios, n, names)
         N = len(scen_names)
         P0 = []

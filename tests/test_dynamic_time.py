@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import ModelError, SimulationError, compile_model, load_model
 from engine.integrate import dynamic_clock
@@ -194,3 +195,11 @@ V300  Do not put anything below this section - it will be ignored
     # Euler: 1.5^k; 1.5^6 = 11.4 > 10
     assert res.times[-1] == 6
     np.testing.assert_allclose(res["level"][0], 1.5 ** np.arange(7))
+
+
+def test_delay_fixed_longer_than_the_first_final_time():
+    # FINAL TIME moves from 5 to 20 during the run: a 12-step delay must not be cut at the first horizon
+    m = build({"stop": "IF_THEN_ELSE(TIME < 3, 5, 20)"}, aux={"y": "DELAY_FIXED(TIME, 12, -1)"})
+    res = m.run()
+    np.testing.assert_array_equal(res.times, np.arange(21))
+    np.testing.assert_array_equal(res["y"][0], [-1] * 12 + list(range(9)))

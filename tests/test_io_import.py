@@ -156,3 +156,25 @@ def test_undefined_xmile_equation_names_the_variable(tmp_path):
         import_model(x)
     problem = info.value.problems[0]
     assert problem.variable == "Rate A" and "'???'" in problem.message
+
+
+def test_vensim_names_work_wherever_identifiers_do(tmp_path, capsys):
+    """A Vensim user types 'growth rate' and 'Stock' as written in the .mdl (case and spaces free)."""
+    import numpy as np
+
+    from engine import load_model
+    from engine.cli import main
+
+    f = tmp_path / "small.mdl"
+    f.write_text(GOOD_MDL, encoding="utf-8")
+    m = load_model(f)
+    a = m.run(params={"Growth Rate": 0.2}, variables=["Stock"])
+    b = m.run(params={"growth_rate": 0.2}, variables=["stock"])
+    np.testing.assert_array_equal(a["stock"], b["stock"])
+    assert not np.array_equal(a["stock"], m.run(variables=["stock"])["stock"])
+    assert main(["run", str(f), "--set", "growth rate=0.2", "--vars", "Stock"]) == 0
+    by_vensim_name = capsys.readouterr().out
+    assert main(["run", str(f), "--set", "growth_rate=0.2", "--vars", "stock"]) == 0
+    assert capsys.readouterr().out == by_vensim_name
+    assert main(["run", str(f), "--set", "growth ratio=0.2"]) != 0
+    assert "did you mean growth_rate" in capsys.readouterr().err

@@ -70,6 +70,21 @@ def _scenario(model, path: str | None):
     return sc, dict(sc.overrides)
 
 
+def _param_names(model, text: str | None) -> list[str] | None:
+    """--params/--levers/--outputs: identifiers, or an imported model's Vensim names."""
+    from engine.analysis.ensemble import parse_param_list
+    from engine.cli import _identifiers
+
+    names = parse_param_list(text)
+    return None if names is None else _identifiers(model, names)
+
+
+def _identifiers(model, names: list[str]) -> list[str]:
+    from engine.cli import _identifiers as identifiers
+
+    return identifiers(model, names)
+
+
 def _years(text: str | None, model) -> list[float] | None:
     if not text:
         return None
@@ -132,13 +147,21 @@ def _say_overriding(space, runs) -> None:
 # ---------------------------------------------------------------------------- calibrate
 @_guard
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from engine.analysis.calibration import (calibrate, find_mapping, load_data, parse_weights, plot_fit,
-                                             scenario_text, unmapped_indicators, write_scenario)
-    from engine.analysis.ensemble import build_space, parse_param_list
+    from engine.analysis.calibration import (
+        calibrate,
+        find_mapping,
+        load_data,
+        parse_weights,
+        plot_fit,
+        scenario_text,
+        unmapped_indicators,
+        write_scenario,
+    )
+    from engine.analysis.ensemble import build_space
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
-    names = parse_param_list(args.params)
+    names = _param_names(model, args.params)
     space = build_space(model, names, args.dist)
     mapping = args.map
     if mapping is None and Path(args.data).is_file():
@@ -198,7 +221,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ensemble
 @_guard
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets, parse_param_list, run_ensemble
+    from engine.analysis.ensemble import build_space, load_targets, run_ensemble
     from engine.cli import build_runs
 
     if args.samples < 1:
@@ -209,7 +232,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     runs = build_runs(model, args.scenario, {}, [])
     sets = [set(o or {}) for o in runs.values()]
     common = set.intersection(*sets) if sets else set()
-    space = build_space(model, parse_param_list(args.params), args.dist, exclude=common)
+    space = build_space(model, _param_names(model, args.params), args.dist, exclude=common)
     targets = []
     tpath = _default_targets(args)
     if tpath and not args.no_targets:
@@ -217,7 +240,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         if notes and args.verbose:
             for n in notes:
                 _say(f"targets: {n}")
-    variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    variables = _identifiers(model, [v.strip() for v in args.vars.split(",") if v.strip()]) if args.vars else None
     years = _years(args.years, model)
     _say(f"{args.samples} samples x {len(runs)} scenario(s) ({args.design}, seed {args.seed}); "
          f"sampled {space.summary()}")
@@ -260,17 +283,17 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- sensitivity
 @_guard
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, parse_param_list
+    from engine.analysis.ensemble import build_space
     from engine.analysis.sensitivity import plot_sensitivity, sensitivity
 
     if args.samples < 1:
         raise EngineError(f"--samples must be at least 1, got {args.samples}")
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
-    space = build_space(model, parse_param_list(args.params), args.dist, exclude=set(overrides))
+    space = build_space(model, _param_names(model, args.params), args.dist, exclude=set(overrides))
     _say(f"sampled {space.summary()}")
     _say_overriding(space, {sc.name if sc is not None else "the scenario": overrides})
-    outputs = [o.strip() for o in parse_param_list(args.outputs)]
+    outputs = _param_names(model, args.outputs)
     years = _years(args.years, model)
     with _executor(args) as ex:
         res = sensitivity(model, ref, space, outputs, years, args.method, args.samples, args.seed, overrides, ex,
@@ -295,12 +318,12 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- optimize
 @_guard
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets, parse_param_list
+    from engine.analysis.ensemble import build_space, load_targets
     from engine.analysis.optimize import optimize, parse_objective
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
-    space = build_space(model, parse_param_list(args.levers))  # named levers win over the scenario's values
+    space = build_space(model, _param_names(model, args.levers))  # named levers win over the scenario's values
     over = space.overriding(overrides)
     if over:
         _say(f"note: {sc.name} sets {_first(over)}; searched over anyway, because you named "

@@ -38,6 +38,9 @@ class Clock:
         return self.t0 + k * self.dt
 
 
+MAX_PIPELINE_VALUES = 250_000_000   # 2 GiB of float64 for all DELAY FIXED buffers of one variable
+
+
 class _Pipelines:
     """DELAY FIXED ring buffers: output at t is the input at t - delay (Vensim)."""
 
@@ -54,6 +57,10 @@ class _Pipelines:
             lag = steps.astype(int)
             length = int(np.max(lag))
             shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
+            if length * math.prod(shape) > MAX_PIPELINE_VALUES:
+                raise SimulationError(f"{name}: DELAY FIXED of {length} steps over {math.prod(shape)} values needs "
+                                      f"a buffer of {length * math.prod(shape) * 8 / 2**30:.1f} GiB; use a shorter "
+                                      f"delay, a larger TIME STEP or a smaller batch")
             buf = np.empty((length,) + shape)
             buf[:] = np.broadcast_to(d0, shape)
             self.bufs.append(buf)

@@ -125,7 +125,7 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
                      outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run a batch whose clock is read from the model every step; as ``driver.simulate``."""
-    from engine.integrate.driver import _check_outputs, _raise_non_finite, Clock
+    from engine.integrate.driver import Clock, _check_outputs, _raise_non_finite
 
     if method not in FIXED_STEP:
         raise SimulationError(f"{code.model.file}: the time settings are equations, which needs a fixed-step "
@@ -144,7 +144,8 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
     pipes = None
     if code.layout.delay_fixed:
         from engine.integrate.driver import _Pipelines
-        horizon = int(math.ceil((first["stop"] - t0) / dt)) + 1
+        # with FINAL TIME an equation the run's length is unknown: delays are not capped at it
+        horizon = MAX_STEPS if "stop" in ctl.fields else round((first["stop"] - t0) / dt) + 1
         pipes = _Pipelines(D0, DT, dt, n, max(horizon, 1),
                            [code.rvars[d].host or d for d in code.layout.delay_fixed])
     D = pipes.outputs() if pipes else _start_outputs(D0)

@@ -7,11 +7,11 @@ Names are written with underscores, as XMILE allows; labels and docs go to ``<do
 """
 from __future__ import annotations
 
-from engine.errors import ModelError, Problem
-
 import re
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
+
+from engine.errors import ModelError, Problem
 
 from .export_mdl import TOKEN, _dim_elements, _element_entries, _num, load_dict
 

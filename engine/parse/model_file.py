@@ -158,7 +158,7 @@ def model_from_dict(data: dict, source: str) -> Model:
 
     for var in dynamic_vars:
         if var.name in variables:
-            bad(var.name, f"is a time setting's name; [time] gives it an equation, so no variable may use it")
+            bad(var.name, "is a time setting's name; [time] gives it an equation, so no variable may use it")
         var.unit = var.unit or time.unit
         variables[var.name] = var
 
