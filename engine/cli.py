@@ -160,6 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 keys = [",".join(e) for e in model.elements(plain)]
                 raise EngineError(f"--vars {v}: unknown element; elements of {plain}: {', '.join(keys)}")
         df = df[cols]
+    if args.names == "original":
+        df = df.rename(columns=lambda c: original_column(model.model, c))
     if args.out:
         out = Path(args.out)
         if out.suffix.lower() not in (".csv", ".parquet"):
@@ -169,6 +171,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         df.reset_index().to_csv(sys.stdout, index=False)
     return 0
+
+
+def original_column(model, column: str) -> str:
+    """'stock[entry_1]' -> 'Stock[Entry 1]': the names an imported model's file uses (Vensim's
+    and PySD's column format); names without an original stay as they are."""
+    name, element = _split_element(column)
+    head = model.original_names.get(name, name)
+    if element is None:
+        return head
+    elems = [model.original_element_names.get(e, e) for e in element.split(",")]
+    return f"{head}[{','.join(elems)}]"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -324,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--saveper", type=float)
     r.add_argument("--vars", help="comma-separated variables to save (default: all); name[element] for one column")
     r.add_argument("--out", help="FILE.csv or FILE.parquet")
+    r.add_argument("--names", choices=("identifier", "original"), default="identifier",
+                   help="column names: identifiers (default), or for an imported .mdl/.xmile the names as "
+                        "written there (Vensim's and PySD's columns)")
     r.add_argument("--no-units", action="store_true", help="skip the unit check (e.g. a converted Vensim model)")
     r.add_argument("--allow-outside-range", action="store_true",
                    help="accept --set/--sweep values outside a constant's declared range")

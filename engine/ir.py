@@ -88,6 +88,7 @@ class Model:
     label_en: str | None = None
     doc: str | None = None
     original_names: dict[str, str] = field(default_factory=dict)  # identifier -> name in an imported file
+    original_element_names: dict[str, str] = field(default_factory=dict)  # element identifier -> its name there
 
     def dim_elements(self, dim: str) -> tuple[str, ...]:
         """Elements of a dimension or a subrange."""

@@ -178,3 +178,27 @@ def test_vensim_names_work_wherever_identifiers_do(tmp_path, capsys):
     assert capsys.readouterr().out == by_vensim_name
     assert main(["run", str(f), "--set", "growth ratio=0.2"]) != 0
     assert "did you mean growth_rate" in capsys.readouterr().err
+
+
+def test_run_can_name_columns_as_the_vensim_file_does(tmp_path, capsys):
+    from engine.cli import main
+
+    f = tmp_path / "small.mdl"
+    f.write_text(GOOD_MDL, encoding="utf-8")
+    assert main(["run", str(f), "--vars", "stock,growth rate", "--names", "original"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "scenario,time,Stock,growth rate"
+
+
+@needs_suite
+def test_original_subscripted_columns_match_the_canonical_output(capsys):
+    from engine.cli import main
+    from engine.io.conformance import load_canonical
+
+    folder = TESTS / "subscript_2d_arrays"
+    assert main(["run", str(folder / "test_subscript_2d_arrays.mdl"), "--names", "original"]) == 0
+    import csv
+    ours = set(next(csv.reader(capsys.readouterr().out.splitlines()))[2:])
+    canon = {c for c in load_canonical(folder / "output.tab").columns if c not in ("FINAL TIME", "INITIAL TIME",
+                                                                                  "SAVEPER", "TIME STEP")}
+    assert canon <= ours, sorted(canon - ours)[:5]

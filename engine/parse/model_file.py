@@ -178,6 +178,7 @@ def model_from_dict(data: dict, source: str) -> Model:
         label_en=meta.get("label_en"),
         doc=meta.get("doc"),
         original_names=dict(meta.get("names") or {}),
+        original_element_names=dict(meta.get("element_names") or {}),
     )
 
 
