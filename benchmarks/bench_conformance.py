@@ -134,6 +134,34 @@ def main(argv=None):
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "benchmarks-conformance.md").write_text(text, encoding="utf-8")
+        update_summary(ROOT / "docs" / "benchmarks.md", rows, skipped, time.perf_counter() - start)
+
+
+def update_summary(doc: Path, rows, skipped, elapsed) -> None:
+    """The medians in docs/benchmarks.md (issue 3 §4 asks for them there), between markers."""
+    start, end = "<!-- conformance:start -->", "<!-- conformance:end -->"
+    one = [r[2] / r[1] for r in rows]
+    batch = [r[4] / r[3] for r in rows]
+    body = [start, "## PySD against our engine on the SDXorg test-models (issue 3 §4)", "",
+            f"`benchmarks/bench_conformance.py`: {len(rows)} models (every model we pass that PySD also runs"
+            + (f"; {skipped} not timed, the time budget spent" if skipped else "") + f"), {elapsed:.0f} s. "
+            "Full table: [benchmarks-conformance.md](benchmarks-conformance.md).", ""]
+    if rows:
+        body += ["| | ours (median) | PySD (median) | ratio PySD/ours (median over models) |",
+                 "|---|---:|---:|---:|",
+                 f"| one run | {_ms(statistics.median(r[1] for r in rows))} ms | "
+                 f"{_ms(statistics.median(r[2] for r in rows))} ms | {statistics.median(one):.1f}× |",
+                 f"| 1 000 runs, a constant varied | {_ms(statistics.median(r[3] for r in rows))} ms | "
+                 f"{_ms(statistics.median(r[4] for r in rows))} ms (10 runs × 100) | {statistics.median(batch):.0f}× |"]
+    body.append(end)
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[:text.index(start)] + "\n".join(body) + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(doc)
 
 
 def _ms(s):

@@ -515,7 +515,13 @@ def main(argv: list[str] | None = None) -> int:
                   lx_plan, lx_compile, lx, lx_note, notes)
     print(text)
     if not args.no_write:
-        Path(args.out).write_text(text, encoding="utf-8")
+        out = Path(args.out)
+        # keep the section benchmarks/bench_conformance.py maintains (issue 3 §4)
+        old = out.read_text(encoding="utf-8") if out.exists() else ""
+        start, end = "<!-- conformance:start -->", "<!-- conformance:end -->"
+        if start in old and end in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(start):old.index(end) + len(end)] + "\n"
+        out.write_text(text, encoding="utf-8")
         print(f"written to {args.out}", file=sys.stderr)
     return 0
 
