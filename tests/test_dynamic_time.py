@@ -203,3 +203,13 @@ def test_delay_fixed_longer_than_the_first_final_time():
     res = m.run()
     np.testing.assert_array_equal(res.times, np.arange(21))
     np.testing.assert_array_equal(res["y"][0], [-1] * 12 + list(range(9)))
+
+
+def test_runs_that_have_ended_do_not_constrain_the_clock():
+    # run 0 ends at 3; afterwards its TIME STEP would be 0.5 while run 1's is 1: no conflict
+    m = build({"stop": "IF_THEN_ELSE(TIME >= limit, TIME, 100)", "dt": "IF_THEN_ELSE(TIME > limit, 0.5, 1)"},
+              const={"limit": {"value": 3}}, aux={"y": "TIME"})
+    res = m.run(params={"limit": [3.0, 6.0]})
+    np.testing.assert_array_equal(res.times, np.arange(7))
+    np.testing.assert_array_equal(res["y"][0], [0, 1, 2, 3] + [np.nan] * 3)
+    np.testing.assert_array_equal(res["y"][1], np.arange(7))

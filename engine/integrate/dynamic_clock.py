@@ -38,20 +38,30 @@ MAX_STEPS = 1_000_000  # a FINAL TIME that keeps moving away would otherwise nev
 _LABEL = {"start": "INITIAL TIME", "stop": "FINAL TIME", "dt": "TIME STEP", "saveper": "SAVEPER"}
 
 
-def _uniform(code: ModelCode, field: str, value, t: float, positive: bool = True) -> float:
-    """One number for the whole batch, or a SimulationError naming the setting."""
-    v = np.asarray(value, dtype=float).ravel()
+def _uniform(code: ModelCode, field: str, value, t: float, positive: bool = True,
+             alive: np.ndarray | None = None) -> float:
+    """One number for the whole batch (the runs still going), or a SimulationError naming the setting."""
+    v = np.asarray(value, dtype=float)
     label = _LABEL[field]
-    if not np.all(np.isfinite(v)):
+    if v.size == 1:   # the usual case, kept cheap: it runs every step
+        x = float(v.reshape(-1)[0])
+    else:
+        v = v.reshape(-1)
+        if alive is not None and v.size == alive.size:
+            v = v[alive]
+        if not np.all(np.isfinite(v)):
+            raise SimulationError(f"{code.model.file}: {label} is not a finite number at time {t:g}")
+        if np.any(v != v[0]):
+            raise SimulationError(
+                f"{code.model.file}: {label} differs between the runs of the batch at time {t:g} "
+                f"({v.min():g} to {v.max():g}); one clock drives a batch, so run groups with the same "
+                f"{label} separately")
+        x = float(v[0])
+    if not math.isfinite(x):
         raise SimulationError(f"{code.model.file}: {label} is not a finite number at time {t:g}")
-    if np.any(v != v[0]):
-        raise SimulationError(
-            f"{code.model.file}: {label} differs between the runs of the batch at time {t:g} "
-            f"({v.min():g} to {v.max():g}); one clock drives a batch, so run groups with the same "
-            f"{label} separately")
-    if positive and v[0] <= 0:
-        raise SimulationError(f"{code.model.file}: {label} must be positive; it is {v[0]:g} at time {t:g}")
-    return float(v[0])
+    if positive and x <= 0:
+        raise SimulationError(f"{code.model.file}: {label} must be positive; it is {x:g} at time {t:g}")
+    return x
 
 
 class _Controls:
@@ -61,23 +71,31 @@ class _Controls:
         self.code = code
         self.fields = {f: v for f, v in code.model.time.dynamic.items() if f not in fixed}
         self.fixed = fixed          # settings given as numbers (or overridden for this run)
+        self.slots = {f: i - len(self.fields) for i, f in enumerate(self.fields)}  # from the end of outputs
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.fields.values())
 
-    def read(self, outs: tuple, t: float) -> tuple[float, float, np.ndarray | float]:
-        """(dt, saveper, final time: a number or one per run) at time t."""
-        got = dict(zip(self.fields, outs[len(outs) - len(self.fields):]))
-        dt = _uniform(self.code, "dt", got["dt"], t) if "dt" in got else self.fixed["dt"]
-        sp = _uniform(self.code, "saveper", got["saveper"], t) if "saveper" in got else self.fixed["saveper"]
-        if "stop" in got:
-            t1 = np.asarray(got["stop"], dtype=float)
-            if not np.all(np.isfinite(t1)):
-                raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
-        else:
+    def read(self, outs: tuple, t: float, alive: np.ndarray) -> tuple[float, float, np.ndarray | float, float]:
+        """(dt, saveper, final time: a number or one per run, the latest final time) at time t."""
+        slots = self.slots
+        dt = _uniform(self.code, "dt", outs[slots["dt"]], t, alive=alive) if "dt" in slots else self.fixed["dt"]
+        sp = (_uniform(self.code, "saveper", outs[slots["saveper"]], t, alive=alive) if "saveper" in slots
+              else self.fixed["saveper"])
+        if "stop" not in slots:
             t1 = self.fixed["stop"]
-        return dt, sp, t1
+            return dt, sp, t1, t1
+        t1 = np.asarray(outs[slots["stop"]], dtype=float)
+        if t1.size == 1:
+            t1 = float(t1.reshape(-1)[0])
+            if not math.isfinite(t1):
+                raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
+            return dt, sp, t1, t1
+        t1 = t1.reshape(-1)
+        if not np.all(np.isfinite(t1[alive] if t1.size == alive.size else t1)):
+            raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
+        return dt, sp, t1, float(np.max(t1))
 
 
 def _start_outputs(D0: tuple) -> tuple:
@@ -157,25 +175,31 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
     ended_at_save: list[np.ndarray] = []
     t_s, k_s, k = t0, 0, 0
     t = t0
-    t1_now = first["stop"]
+    t1_max = first["stop"]
+    all_alive = True
 
     def f(tt: float, state: np.ndarray) -> np.ndarray:
-        return dyn_rates(tt, dt, t0, float(np.max(t1_now)), sp, state, P, D, False)[0]
+        return dyn_rates(tt, dt, t0, t1_max, sp, state, P, D, False)[0]
 
     with np.errstate(all="ignore"):
         while True:
-            k1, X, outs = dyn(t, dt, t0, float(np.max(t1_now)), sp, S, P, D, True)
-            dt_now, sp, t1_now = ctl.read(outs, t)
+            k1, X, outs = dyn(t, dt, t0, t1_max, sp, S, P, D, True)
+            dt_now, sp, t1_now, t1_max = ctl.read(outs, t, alive)
             since = t - t0
             prec = dt_now * RPREC
             if since % sp < prec or -since % sp < prec:
                 times.append(t)
-                ended_at_save.append(~alive)
+                ended_at_save.append(None if all_alive else ~alive)
                 for o, v in zip(outputs, outs):
                     rows[o].append(np.array(np.broadcast_to(v, (*sizes[o], n))))
-            alive = alive & (t + prec < np.broadcast_to(t1_now, (n,)))
-            if not alive.any():
-                break
+            if isinstance(t1_now, float):
+                if not t + prec < t1_now:
+                    break           # every run ends together
+            else:
+                alive = alive & (t + prec < t1_now)
+                all_alive = bool(alive.all())
+                if not alive.any():
+                    break
             if k >= MAX_STEPS:
                 raise SimulationError(
                     f"{code.model.file}: the run has not reached FINAL TIME after {MAX_STEPS} steps (time {t:g}); "
@@ -187,10 +211,10 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
             S_new = solver.step(f, t, S, dt, k1)
             for a, b in nonneg:
                 np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
-            if not alive.all():
+            if not all_alive:
                 S_new[:, ~alive] = S[:, ~alive]   # an ended run keeps its last state
             if not math.isfinite(float(S_new.sum())):
-                clock = Clock(t0, float(np.max(t1_now)), dt, sp)
+                clock = Clock(t0, t1_max, dt, sp)
                 _raise_non_finite(code, S, P, D, clock, t, S_new)
             if pipes:
                 pipes.push(X)
@@ -201,7 +225,8 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
     times_arr = np.asarray(times)
     store = {o: np.stack(rows[o]) if rows[o] else np.empty((0, *sizes[o], n)) for o in outputs}
     if ended_at_save:
-        ended = np.stack(ended_at_save)            # (T, n): the run had ended before this save
+        no_run_ended = np.zeros(n, dtype=bool)
+        ended = np.stack([no_run_ended if e is None else e for e in ended_at_save])  # (T, n): ended before
         checked = {o: np.where(ended.reshape((len(times),) + (1,) * len(sizes[o]) + (n,)), 0.0, a)
                    for o, a in store.items()}
         _check_outputs(code, checked, times_arr)
