@@ -203,7 +203,9 @@ def _time_settings(time_raw: object, bad) -> tuple[TimeSettings, list[Variable]]
     for f in ("start", "stop", "dt", "saveper"):
         v = time_raw.get(f)
         if v is None and f == "saveper":
-            continue
+            if "dt" not in dynamic:
+                continue
+            v = "TIME_STEP"   # SAVEPER defaults to TIME STEP, which here changes during the run
         if _num(v):
             values[f] = float(v)
         elif isinstance(v, str) and v.strip():
