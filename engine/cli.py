@@ -177,6 +177,8 @@ def original_column(model, column: str) -> str:
     """'stock[entry_1]' -> 'Stock[Entry 1]': the names an imported model's file uses (Vensim's
     and PySD's column format); names without an original stay as they are."""
     name, element = _split_element(column)
+    if name in model.time.dynamic.values():   # FINAL_TIME -> FINAL TIME, as Vensim writes it
+        return name.replace("_", " ")
     head = model.original_names.get(name, name)
     if element is None:
         return head

@@ -247,11 +247,20 @@ class CompiledModel:
         if unknown:
             raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
         sizes = {o: self.rvars[o].sizes for o in outputs}
+        replaced = [f for f in ts.dynamic if given[f] is not None]
+        if replaced:
+            from engine.integrate.dynamic_clock import _LABEL
+            f = replaced[0]
+            raise EngineError(f"{self.model.file}: {_LABEL[f]} is an equation in this model "
+                              f"({ts.dynamic[f]} = {self.model.variables[ts.dynamic[f]].equations['']}); a number "
+                              f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
+                              f"change the equation or the constants it reads")
         if dynamic:
             # some time settings are equations: the clock is read from the model as it runs
+            from engine.integrate.driver import guarded
             from engine.integrate.dynamic_clock import simulate_dynamic
             fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
-            times, store = simulate_dynamic(self.code, P0, N, fixed, method, outputs, sizes)
+            times, store = guarded(self.code, simulate_dynamic, self.code, P0, N, fixed, method, outputs, sizes)
         else:
             clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))

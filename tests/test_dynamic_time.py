@@ -3,12 +3,15 @@ INITIAL TIME): engine.integrate.dynamic_clock. Oracles: the fixed clock (an equa
 a constant gives the same numbers bit for bit), closed forms, and the Vensim rules."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import ModelError, SimulationError, compile_model, load_model
+from engine import EngineError, ModelError, SimulationError, compile_model, load_model
 from engine.integrate import dynamic_clock
 from engine.parse import model_from_dict
 
@@ -144,7 +147,7 @@ def test_adaptive_method_is_refused():
 
 def test_delay_fixed_with_a_changing_step_is_refused():
     m = build({"dt": "IF_THEN_ELSE(TIME < 3, 1, 0.5)"}, aux={"y": "DELAY_FIXED(TIME, 2, 0)"})
-    with pytest.raises(SimulationError, match="DELAY FIXED needs a constant TIME STEP"):
+    with pytest.raises(SimulationError, match="y: DELAY FIXED.*needs a constant TIME STEP"):
         m.run()
 
 
@@ -167,10 +170,56 @@ def test_a_variable_may_not_take_a_time_setting_name():
         build({"stop": "10 + 0 * TIME"}, aux={"FINAL_TIME": "3"})
 
 
-def test_explicit_override_replaces_the_equation():
+def test_a_number_cannot_replace_a_setting_that_is_an_equation():
+    # equations that use FINAL_TIME would still see the equation's value: refused, not half-applied
     m = build({"stop": "IF_THEN_ELSE(TIME >= 6, TIME, 10)"}, aux={"y": "TIME"})
     assert m.run().times[-1] == 6
-    assert m.run(stop=3).times[-1] == 3
+    with pytest.raises(EngineError, match="FINAL TIME is an equation"):
+        m.run(stop=3)
+    assert m.run(dt=0.5).times[-1] == 6     # the settings that are numbers can still be given
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"saveper": 0}, "SAVEPER must be positive"),
+    ({"dt": 0}, "TIME STEP must be positive"),
+    ({"dt": float("nan")}, "TIME STEP must be a finite number"),
+    ({"dt": 0.25, "saveper": 0.3}, "must be a multiple of TIME STEP"),
+])
+def test_numbers_beside_equations_are_checked(given, message):
+    m = build({"stop": "IF_THEN_ELSE(TIME >= 6, TIME, 10)"}, aux={"y": "TIME"})
+    with pytest.raises(EngineError, match=message):
+        m.run(**given)
+
+
+def test_final_time_before_the_start_is_an_error():
+    m = build({"stop": "end"}, const={"end": {"value": 10}}, aux={"y": "TIME"})
+    with pytest.raises(EngineError, match=r"FINAL TIME \(10\) is before INITIAL TIME \(20\)"):
+        m.run(start=20)
+
+
+def test_step_sees_the_new_time_step_where_it_changes():
+    # PySD and Vensim: STEP switches where TIME + TIME_STEP/2 > its time, TIME_STEP read at that time
+    m = build({"stop": 5, "dt": "IF_THEN_ELSE(TIME < 4, 1, 0.1)", "saveper": "TIME_STEP"}, aux={"s": "STEP(1, 4.42)"})
+    res = m.run()
+    s = dict(zip(np.round(res.times, 9), res["s"][0]))
+    assert s[4.0] == 0 and s[4.3] == 0 and s[4.4] == 1 and s[5.0] == 1
+
+
+def test_numpy_errors_name_the_equation():
+    m = build({"stop": "5 + 0 * TIME"}, const={"a": {"value": 1}}, aux={"y": "LN(a - 1) * 0 + 1"},
+              stocks={"x": {"initial": "1", "inflows": ["g"]}}, flows={"g": {"equation": "y"}})
+    with pytest.raises(SimulationError, match="not finite"):
+        m.run()
+
+
+def test_non_finite_blames_a_run_still_going():
+    # w is -inf in run 0 once it has ended (its end is past); the real culprit is f in run 1
+    m = build({"stop": "end"}, const={"end": {"value": 3}, "k": {"value": 0}},
+              aux={"w": "LN(end - TIME + 1)"},
+              stocks={"x": {"initial": "10", "inflows": ["f"]}}, flows={"f": {"equation": "k * x * x * x + 0 * w"}})
+    with pytest.raises(SimulationError) as info:
+        m.run(params={"end": [3.0, 40.0], "k": [0.0, 1.0]})
+    assert "scenario #1" in str(info.value) and "w" not in str(info.value).split(":")[1]
 
 
 def test_imported_vensim_model_with_dynamic_final_time(tmp_path):
@@ -213,3 +262,57 @@ def test_runs_that_have_ended_do_not_constrain_the_clock():
     np.testing.assert_array_equal(res.times, np.arange(7))
     np.testing.assert_array_equal(res["y"][0], [0, 1, 2, 3] + [np.nan] * 3)
     np.testing.assert_array_equal(res["y"][1], np.arange(7))
+
+
+def test_imported_final_time_that_reads_a_constant_follows_it(tmp_path):
+    # FINAL TIME = final year: setting final year changes the run's length (as in Vensim and PySD)
+    mdl = tmp_path / "years.mdl"
+    mdl.write_text("""{UTF-8}
+final year = 10
+\t~\tMonth\t~\t\t|
+y = Time
+\t~\t\t~\t\t|
+FINAL TIME  = final year
+\t~\tMonth\t~\t\t|
+INITIAL TIME  = 0
+\t~\tMonth\t~\t\t|
+SAVEPER  = TIME STEP
+\t~\tMonth\t~\t\t|
+TIME STEP  = 1
+\t~\tMonth\t~\t\t|
+\\\\\\---/// Sketch information - do not modify anything except names
+V300  Do not put anything below this section - it will be ignored
+""", encoding="utf-8")
+    m = load_model(mdl)
+    assert m.time.stop == 10 and m.run().times[-1] == 10
+    assert m.run(params={"final year": 5}).times[-1] == 5
+    from engine.cli import original_column
+    assert original_column(m.model, "FINAL_TIME") == "FINAL TIME"
+
+
+SUITE = Path(os.environ.get("SD_TEST_MODELS", Path(__file__).resolve().parents[2] / "shared" / "sd-test-models"))
+TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
+
+
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("folder", ["control_vars", "dynamic_final_time"])
+def test_convert_then_export_round_trip_runs_the_same_in_pysd(folder, tmp_path):
+    """.mdl -> our TOML -> .mdl again: PySD runs the export as we run the TOML."""
+    import warnings
+
+    import pysd
+
+    from engine.cli import main
+
+    src = next((TESTS / folder).glob("*.mdl"))
+    toml, mdl = tmp_path / "m.toml", tmp_path / "m.mdl"
+    assert main(["convert", str(src), "--out", str(toml)]) == 0
+    assert main(["export", str(toml), "--to", "mdl", "--out", str(mdl)]) == 0
+    ours = load_model(toml).run()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = pysd.read_vensim(str(mdl)).run()
+    np.testing.assert_allclose(ours.times, theirs.index.to_numpy(dtype=float))
+    for ident in ("FINAL_TIME", "TIME_STEP", "SAVEPER"):
+        if ident in ours.variables:
+            np.testing.assert_allclose(ours[ident][0], theirs[ident.replace("_", " ")].to_numpy(dtype=float))

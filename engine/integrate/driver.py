@@ -88,11 +88,16 @@ class _Pipelines:
 def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
              outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run a batch of ``n``; returns (save times, {name: array of shape (T, *dims, n)})."""
+    return guarded(code, _simulate, code, P0, n, clock, method, outputs, sizes)
+
+
+def guarded(code: ModelCode, loop, *args):
+    """Call a driver loop; a numpy error inside the generated code becomes a SimulationError naming
+    the equation it came from, not a traceback."""
     try:
-        return _simulate(code, P0, n, clock, method, outputs, sizes)
+        return loop(*args)
     except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError,
             np.linalg.LinAlgError) as exc:
-        # A numpy error inside the generated code: name the equation it came from, not a traceback.
         where = _generated_line(code, exc)
         raise SimulationError(f"{code.model.file}: the run failed{where}: {type(exc).__name__}: {exc}") from None
 
@@ -154,7 +159,7 @@ def _simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
             S_new = solver.step(f, t, S, dt, k1)
             for a, b in nonneg:
                 np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
-            if not math.isfinite(float(S_new.sum())):
+            if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
                 _raise_non_finite(code, S, P, D, clock, t, S_new)
             if pipes:
                 pipes.push(X)
@@ -241,29 +246,42 @@ def _display(code: ModelCode, name: str) -> str:
     return name
 
 
-def _raise_non_finite(code, S, P, D, clock, t, S_new) -> None:
-    """Find the first variable, in evaluation order, that is not finite at time t."""
+def _raise_non_finite(code, S, P, D, clock, t, S_new, runs: np.ndarray | None = None) -> None:
+    """Find the first variable, in evaluation order, that is not finite at time t.
+
+    ``runs``: a mask of the runs to look at (those still going); None for all.
+    """
     t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
     names = tuple(n for n in code.rvars if code.phase.get(n) == "dynamic")
     try:
         outs = code.dynamic(names)(t, dt, t0, t1, sp, S, P, D, True)[2]
     except Exception:  # noqa: BLE001 - diagnostics only; fall back to the stock report
         outs = ()
+
+    def bad_runs(value) -> np.ndarray:
+        """Per run (last axis), whether any element is not finite; ignored runs are fine."""
+        arr = np.asarray(value, dtype=float)
+        flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+        bad = (~np.isfinite(flat)).any(axis=0)
+        if runs is not None and bad.size == runs.size:
+            bad = bad & runs
+        elif runs is not None and bad.size == 1 and not runs.any():
+            bad = bad & False
+        return bad
+
     order = code.evaluation_rank()
-    culprits = sorted((n for n, v in zip(names, outs) if not np.all(np.isfinite(v))), key=lambda n: order.get(n, -1))
+    culprits = sorted((n for n, v in zip(names, outs) if bad_runs(v).any()), key=lambda n: order.get(n, -1))
     if culprits:
         name = culprits[0]
-        arr = np.broadcast_to(outs[names.index(name)], np.shape(outs[names.index(name)]))
-        scen = int(np.argmax(~np.isfinite(arr.reshape(-1, arr.shape[-1] if arr.ndim else 1)).any(axis=0))) \
-            if arr.ndim else 0
+        scen = int(np.argmax(bad_runs(outs[names.index(name)])))
         raise SimulationError(
             f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time {t:g} "
             f"in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of non-positive numbers, "
             f"or growth that overflows")
     for s in code.layout.stocks:
         block = S_new[s.start:s.start + s.rows]
-        if not np.all(np.isfinite(block)):
-            scen = int(np.argmax(~np.isfinite(block).any(axis=0)))
+        if bad_runs(block).any():
+            scen = int(np.argmax(bad_runs(block)))
             raise SimulationError(
                 f"{code.model.file}: {_display(code, s.name)}: stock is not finite at time {t + dt:g} in scenario "
                 f"#{scen}; its net flow overflowed (a smaller dt or a bounded flow may help)")

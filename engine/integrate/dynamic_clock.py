@@ -14,10 +14,14 @@ The rules (those of Vensim and PySD, checked against the SDXorg test-models
 - A run goes on while ``Time + TIME STEP * 1e-5 < FINAL TIME``, FINAL TIME read at the
   current time. FINAL TIME may differ between the runs of a batch: a run that has ended
   keeps its state and its saved values are NaN from then on, while the others go on.
-- TIME STEP and SAVEPER are read every step and must be equal across the batch (one
-  clock drives one array operation per equation); a batch whose runs disagree is split
-  by the caller. The time stays exact: within a stretch of constant step,
-  ``t = t_s + (k - k_s) * dt``, restarting the count where the step changes.
+- TIME STEP and SAVEPER are read every step and must be equal across the runs still going
+  (one clock drives one array operation per equation); where they differ, an error says
+  so and the runs must be made in separate batches. The time stays exact: within a
+  stretch of constant step, ``t = t_s + (k - k_s) * dt``, restarting the count where the
+  step changes; STEP and PULSE see the new step from that time on.
+- Numbers given to ``run`` cannot replace a setting that is an equation (the equations
+  that use TIME STEP or FINAL TIME would still see the equation's value): change the
+  equation, or the constants it reads.
 - A value is saved when ``Time - INITIAL TIME`` is a multiple of the current SAVEPER
   (to 1e-5 of a step).
 
@@ -130,6 +134,8 @@ def start_values(code: ModelCode, P0: list, n: int, fixed: dict[str, float]) -> 
                 raise SimulationError(f"{code.model.file}: FINAL TIME is not a finite number at the start")
             new["stop"] = float(np.max(stop))
         start = _uniform(code, "start", got["start"], g, positive=False) if start_dynamic else g
+        if not math.isfinite(new["dt"] + new["saveper"] + start):
+            raise SimulationError(f"{code.model.file}: the time settings are not finite numbers at the start")
         settled = new == guess and math.isclose(start, g, rel_tol=1e-12, abs_tol=1e-12)
         guess, g = new, start
         if settled:
@@ -139,55 +145,87 @@ def start_values(code: ModelCode, P0: list, n: int, fixed: dict[str, float]) -> 
         f"the settings on each other, without a fixed point); give INITIAL TIME a number")
 
 
+def check_fixed(code: ModelCode, fixed: dict[str, float]) -> None:
+    """The settings given as numbers (in [time] or to ``run``), checked as the fixed clock checks them."""
+    file = code.model.file
+    for f, v in fixed.items():
+        if not math.isfinite(v):
+            raise SimulationError(f"{file}: {_LABEL[f]} must be a finite number, got {v}")
+    for f in ("dt", "saveper"):
+        if f in fixed and fixed[f] <= 0:
+            raise SimulationError(f"{file}: {_LABEL[f]} must be positive, got {fixed[f]:g}")
+    if "start" in fixed and "stop" in fixed and fixed["stop"] < fixed["start"]:
+        raise SimulationError(f"{file}: FINAL TIME ({fixed['stop']:g}) is before INITIAL TIME ({fixed['start']:g})")
+    if "dt" in fixed and "saveper" in fixed:
+        ratio = fixed["saveper"] / fixed["dt"]
+        if abs(ratio - round(ratio)) > 1e-6 or ratio < 1 - 1e-9:
+            raise SimulationError(f"{file}: SAVEPER ({fixed['saveper']:g}) must be a multiple of TIME STEP "
+                                  f"({fixed['dt']:g})")
+
+
 def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float], method: str,
                      outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run a batch whose clock is read from the model every step; as ``driver.simulate``."""
-    from engine.integrate.driver import Clock, _check_outputs, _raise_non_finite
+    from engine.integrate.driver import Clock, _check_outputs, _Pipelines, _raise_non_finite
 
     if method not in FIXED_STEP:
         raise SimulationError(f"{code.model.file}: the time settings are equations, which needs a fixed-step "
                               f"method (euler, rk2 or rk4), not {method}")
+    check_fixed(code, fixed)
     ctl = _Controls(code, fixed)
     first = start_values(code, P0, n, fixed)
     if code.layout.delay_fixed and "dt" in ctl.fields:
-        raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP; this model's "
-                              f"TIME STEP is an equation")
+        users = sorted({code.rvars[d].host or d for d in code.layout.delay_fixed})
+        raise SimulationError(f"{code.model.file}: {', '.join(users)}: DELAY FIXED (also inside SAMPLE IF TRUE, and "
+                              f"DELAY N with a changing delay) needs a constant TIME STEP; this model's TIME STEP "
+                              f"is an equation")
     t0, dt, sp = first["start"], first["dt"], first["saveper"]
-    extra = tuple(c for c in ctl.names)
-    dyn = code.dynamic(tuple(outputs) + extra)
+    if first["stop"] < t0:
+        raise SimulationError(f"{code.model.file}: FINAL TIME ({first['stop']:g}) is before INITIAL TIME ({t0:g}) "
+                              f"at the start")
+    stop_dynamic = "stop" in ctl.fields
+    # every step evaluates the flows and the time settings only; the saved variables only when saving
+    dyn_clock = code.dynamic(ctl.names)
+    dyn_save = code.dynamic(tuple(outputs) + ctl.names)
     dyn_rates = code.dynamic(())
     with np.errstate(all="ignore"):
         S, P, D0, DT = code.init_fn(t0, dt, t0, first["stop"], sp, tuple(P0), n)
     pipes = None
     if code.layout.delay_fixed:
-        from engine.integrate.driver import _Pipelines
         # with FINAL TIME an equation the run's length is unknown: delays are not capped at it
-        horizon = MAX_STEPS if "stop" in ctl.fields else round((first["stop"] - t0) / dt) + 1
+        horizon = MAX_STEPS if stop_dynamic else round((first["stop"] - t0) / dt) + 1
         pipes = _Pipelines(D0, DT, dt, n, max(horizon, 1),
                            [code.rvars[d].host or d for d in code.layout.delay_fixed])
     D = pipes.outputs() if pipes else _start_outputs(D0)
     solver = FIXED_STEP[method]()
     nonneg = code.layout.non_negative
     alive = np.ones(n, dtype=bool)
+    all_alive = True
     times: list[float] = []
     rows: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-    ended_at_save: list[np.ndarray] = []
+    ended_at_save: list[np.ndarray | None] = []
     t_s, k_s, k = t0, 0, 0
     t = t0
     t1_max = first["stop"]
-    all_alive = True
 
     def f(tt: float, state: np.ndarray) -> np.ndarray:
         return dyn_rates(tt, dt, t0, t1_max, sp, state, P, D, False)[0]
 
     with np.errstate(all="ignore"):
         while True:
-            k1, X, outs = dyn(t, dt, t0, t1_max, sp, S, P, D, True)
-            dt_now, sp, t1_now, t1_max = ctl.read(outs, t, alive)
+            k1, X, c_outs = dyn_clock(t, dt, t0, t1_max, sp, S, P, D, True)
+            dt_now, sp, t1_now, t1_max = ctl.read(c_outs, t, alive)
+            if dt_now != dt:
+                if pipes:
+                    raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
+                # the new step starts here: STEP and PULSE read it at this time already (as PySD)
+                t_s, k_s, dt = t, k, dt_now
+                k1, X, c_outs = dyn_clock(t, dt, t0, t1_max, sp, S, P, D, True)
             since = t - t0
-            prec = dt_now * RPREC
+            prec = dt * RPREC
             if since % sp < prec or -since % sp < prec:
+                k1, X, outs = dyn_save(t, dt, t0, t1_max, sp, S, P, D, True)
                 times.append(t)
                 ended_at_save.append(None if all_alive else ~alive)
                 for o, v in zip(outputs, outs):
@@ -200,22 +238,18 @@ def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float],
                 all_alive = bool(alive.all())
                 if not alive.any():
                     break
-            if k >= MAX_STEPS:
+            if stop_dynamic and k >= MAX_STEPS:
                 raise SimulationError(
                     f"{code.model.file}: the run has not reached FINAL TIME after {MAX_STEPS} steps (time {t:g}); "
                     f"check the equation of FINAL TIME")
-            if dt_now != dt:
-                if pipes:
-                    raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
-                t_s, k_s, dt = t, k, dt_now
             S_new = solver.step(f, t, S, dt, k1)
             for a, b in nonneg:
                 np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
             if not all_alive:
                 S_new[:, ~alive] = S[:, ~alive]   # an ended run keeps its last state
-            if not math.isfinite(float(S_new.sum())):
-                clock = Clock(t0, t1_max, dt, sp)
-                _raise_non_finite(code, S, P, D, clock, t, S_new)
+            if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
+                _raise_non_finite(code, S, P, D, Clock(t0, t1_max, dt, sp), t, S_new,
+                                  runs=None if all_alive else alive)
             if pipes:
                 pipes.push(X)
                 D = pipes.outputs()

@@ -594,7 +594,7 @@ class Converter:
                 raise _error(self.path, "circular time settings", variable=el.name)
             comp = el.components[0]
             try:
-                v = self._const_eval(comp.ast, lambda k: number(ev(k, depth + 1)))
+                v = self._const_eval(comp.ast, lambda k: number(ev(k, depth + 1)), fold_refs=False)
             except _NotConstant:
                 # it changes during the run (or depends on one that does): kept as an equation,
                 # which the engine evaluates every step (engine.integrate.dynamic_clock)
@@ -638,7 +638,9 @@ class Converter:
         # an equation (changes during the run) cannot be folded into a number
         self.time_values = {k: v for k, v in self.time_values.items() if not isinstance(v, str)}
 
-    def _const_eval(self, ast, lookup):
+    def _const_eval(self, ast, lookup, fold_refs: bool = True):
+        """A number, or _NotConstant. ``fold_refs=False``: a reference to a model variable is not
+        folded (a time setting that reads a constant must follow it when the constant is set)."""
         from pysd.translators.structures import abstract_expressions as ae
         if _is_number(ast):
             return float(ast)
@@ -652,12 +654,12 @@ class Converter:
             if k == "time" and "initial_time" in (getattr(self, "time_values", None) or {}):
                 return self.time_values["initial_time"]
             el = self.elements_by_key.get(k)
-            if el is not None and len(el.components) == 1 and not el.components[0].subscripts[0]:
-                return self._const_eval(el.components[0].ast, lookup)
+            if fold_refs and el is not None and len(el.components) == 1 and not el.components[0].subscripts[0]:
+                return self._const_eval(el.components[0].ast, lookup, fold_refs)
             raise _NotConstant
         if isinstance(ast, ae.CallStructure) and "initial_time" in (getattr(self, "time_values", None) or {}):
             f = name_key(ast.function.reference)
-            args = [self._const_eval(a, lookup) for a in ast.arguments]
+            args = [self._const_eval(a, lookup, fold_refs) for a in ast.arguments]
             t = self.time_values["initial_time"]
             fns = {"step": lambda h, t0: h if t >= t0 else 0.0,
                    "min": min, "max": max, "abs": abs, "integer": lambda x: float(int(x)),
@@ -666,7 +668,7 @@ class Converter:
                 return float(fns[f](*args))
             raise _NotConstant
         if isinstance(ast, ae.ArithmeticStructure):
-            args = [self._const_eval(a, lookup) for a in ast.arguments]
+            args = [self._const_eval(a, lookup, fold_refs) for a in ast.arguments]
             if ast.operators == ["negative"]:
                 return -args[0]
             v = args[0]
