@@ -222,24 +222,17 @@ def test_non_finite_blames_a_run_still_going():
     assert "scenario #1" in str(info.value) and "w" not in str(info.value).split(":")[1]
 
 
+def vensim(*equations: str) -> str:
+    """A small .mdl: the equations given (no units), INITIAL TIME 0 and TIME STEP 1."""
+    body = "".join(f"{eq}\n\t~\t\t~\t\t|\n" for eq in equations)
+    return ("{UTF-8}\n" + body + "INITIAL TIME  = 0\n\t~\t\t~\t\t|\nSAVEPER  = TIME STEP\n\t~\t\t~\t\t|\n"
+            "TIME STEP  = 1\n\t~\t\t~\t\t|\n\\\\\\---/// Sketch information - do not modify anything except names\n")
+
+
 def test_imported_vensim_model_with_dynamic_final_time(tmp_path):
     mdl = tmp_path / "dyn.mdl"
-    mdl.write_text("""{UTF-8}
-level= INTEG (growth, 1)
-\t~\t\t~\t\t|
-growth= level * 0.5
-\t~\t\t~\t\t|
-FINAL TIME  = IF THEN ELSE(level > 10, Time, 100)
-\t~\tMonth\t~\t\t|
-INITIAL TIME  = 0
-\t~\tMonth\t~\t\t|
-SAVEPER  = TIME STEP
-\t~\tMonth\t~\t\t|
-TIME STEP  = 1
-\t~\tMonth\t~\t\t|
-\\\\\\---/// Sketch information - do not modify anything except names
-V300  Do not put anything below this section - it will be ignored
-""", encoding="utf-8")
+    mdl.write_text(vensim("level= INTEG (growth, 1)", "growth= level * 0.5",
+                          "FINAL TIME  = IF THEN ELSE(level > 10, Time, 100)"), encoding="utf-8")
     res = load_model(mdl).run()
     # Euler: 1.5^k; 1.5^6 = 11.4 > 10
     assert res.times[-1] == 6
@@ -267,22 +260,7 @@ def test_runs_that_have_ended_do_not_constrain_the_clock():
 def test_imported_final_time_that_reads_a_constant_follows_it(tmp_path):
     # FINAL TIME = final year: setting final year changes the run's length (as in Vensim and PySD)
     mdl = tmp_path / "years.mdl"
-    mdl.write_text("""{UTF-8}
-final year = 10
-\t~\tMonth\t~\t\t|
-y = Time
-\t~\t\t~\t\t|
-FINAL TIME  = final year
-\t~\tMonth\t~\t\t|
-INITIAL TIME  = 0
-\t~\tMonth\t~\t\t|
-SAVEPER  = TIME STEP
-\t~\tMonth\t~\t\t|
-TIME STEP  = 1
-\t~\tMonth\t~\t\t|
-\\\\\\---/// Sketch information - do not modify anything except names
-V300  Do not put anything below this section - it will be ignored
-""", encoding="utf-8")
+    mdl.write_text(vensim("final year = 10", "y = Time", "FINAL TIME  = final year"), encoding="utf-8")
     m = load_model(mdl)
     assert m.time.stop == 10 and m.run().times[-1] == 10
     assert m.run(params={"final year": 5}).times[-1] == 5
