@@ -192,10 +192,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     model = read_model(args.model)
     compiled = compile_model(model, check_units=not args.no_units)
     ts = compiled.model.time
-    n = {k: sum(1 for v in model.variables.values() if v.kind == k)
+    declared = [v for v in model.variables.values() if v.name not in ts.dynamic.values()]  # not [time]'s
+    n = {k: sum(1 for v in declared if v.kind == k)
          for k in ("stock", "flow", "auxiliary", "constant", "lookup", "data")}
     internal = sum(1 for v in compiled.rvars.values() if v.internal and v.kind == "stock")
-    print(f"{args.model}: OK: {len(model.variables)} variables ({', '.join(f'{v} {k}' for k, v in n.items() if v)}), "
+    print(f"{args.model}: OK: {len(declared)} variables ({', '.join(f'{v} {k}' for k, v in n.items() if v)}), "
           f"{internal} internal delay/smooth stocks, {len(model.dimensions)} dimension(s), "
           f"time {ts.start:g}-{ts.stop:g} step {ts.dt:g} ({ts.unit})"
           + (f"; values at the start, {', '.join(ts.dynamic.values())} changing during the run" if ts.dynamic else ""))

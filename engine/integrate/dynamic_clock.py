@@ -42,11 +42,13 @@ MAX_STEPS = 1_000_000  # a FINAL TIME that keeps moving away would otherwise nev
 _LABEL = {"start": "INITIAL TIME", "stop": "FINAL TIME", "dt": "TIME STEP", "saveper": "SAVEPER"}
 
 
-def _uniform(code: ModelCode, field: str, value, t: float, positive: bool = True,
+def _uniform(code: ModelCode, field: str, value, t: float | None, positive: bool = True,
              alive: np.ndarray | None = None) -> float:
-    """One number for the whole batch (the runs still going), or a SimulationError naming the setting."""
+    """One number for the whole batch (the runs still going), or a SimulationError naming the setting.
+    ``t``: the time, for messages (None: at the start)."""
     v = np.asarray(value, dtype=float)
     label = _LABEL[field]
+    when = "at the start" if t is None else f"at time {t:g}"
     if v.size == 1:   # the usual case, kept cheap: it runs every step
         x = float(v.reshape(-1)[0])
     else:
@@ -54,17 +56,17 @@ def _uniform(code: ModelCode, field: str, value, t: float, positive: bool = True
         if alive is not None and v.size == alive.size:
             v = v[alive]
         if not np.all(np.isfinite(v)):
-            raise SimulationError(f"{code.model.file}: {label} is not a finite number at time {t:g}")
+            raise SimulationError(f"{code.model.file}: {label} is not a finite number {when}")
         if np.any(v != v[0]):
             raise SimulationError(
-                f"{code.model.file}: {label} differs between the runs of the batch at time {t:g} "
+                f"{code.model.file}: {label} differs between the runs of the batch {when} "
                 f"({v.min():g} to {v.max():g}); one clock drives a batch, so run groups with the same "
                 f"{label} separately")
         x = float(v[0])
     if not math.isfinite(x):
-        raise SimulationError(f"{code.model.file}: {label} is not a finite number at time {t:g}")
+        raise SimulationError(f"{code.model.file}: {label} is not a finite number {when}")
     if positive and x <= 0:
-        raise SimulationError(f"{code.model.file}: {label} must be positive; it is {x:g} at time {t:g}")
+        raise SimulationError(f"{code.model.file}: {label} must be positive; it is {x:g} {when}")
     return x
 
 
@@ -125,15 +127,15 @@ def start_values(code: ModelCode, P0: list, n: int, fixed: dict[str, float]) -> 
         got = dict(zip(ctl.fields, outs))
         new = {"dt": guess["dt"], "stop": guess["stop"], "saveper": guess["saveper"]}
         if "dt" in got:
-            new["dt"] = _uniform(code, "dt", got["dt"], g)
+            new["dt"] = _uniform(code, "dt", got["dt"], None)
         if "saveper" in got:
-            new["saveper"] = _uniform(code, "saveper", got["saveper"], g)
+            new["saveper"] = _uniform(code, "saveper", got["saveper"], None)
         if "stop" in got:
             stop = np.asarray(got["stop"], dtype=float)
             if not np.all(np.isfinite(stop)):
                 raise SimulationError(f"{code.model.file}: FINAL TIME is not a finite number at the start")
             new["stop"] = float(np.max(stop))
-        start = _uniform(code, "start", got["start"], g, positive=False) if start_dynamic else g
+        start = _uniform(code, "start", got["start"], None, positive=False) if start_dynamic else g
         if not math.isfinite(new["dt"] + new["saveper"] + start):
             raise SimulationError(f"{code.model.file}: the time settings are not finite numbers at the start")
         settled = new == guess and math.isclose(start, g, rel_tol=1e-12, abs_tol=1e-12)
