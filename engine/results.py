@@ -1,13 +1,44 @@
-"""Results of a batch run: arrays per variable, a tidy DataFrame, CSV and Parquet writers."""
+"""Results of a batch run: arrays per variable, a status per run, a tidy DataFrame, CSV and Parquet writers."""
 from __future__ import annotations
 
+import enum
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import EngineError
+
+
+class RunStatus(enum.IntEnum):
+    """Outcome of one run of a batch (as diffrax's ``RESULTS``): 0 is success, anything else a failure.
+
+    A failed run's saved values stop at the failure: NaN from the failure time on.
+    """
+
+    SUCCESS = 0
+    NON_FINITE = 1       # a variable's value became NaN or infinite (division by zero, LN of 0, overflow)
+    STOCK_OVERFLOW = 2   # a stock became infinite: its net flow overflowed
+    GUARD = 3            # a check inside the run stopped it (a builtin's rule, a numpy error, the adaptive solver)
+    NEGATIVE_STOCK = 4   # a non-negative stock starts below zero (it is clipped at 0 only after it has started)
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why one run of a batch stopped: the run's index and scenario label, the variable, the time
+    (model time units) and the cause, in words."""
+
+    run: int
+    label: str
+    variable: str
+    time: float
+    cause: str
+    status: RunStatus = RunStatus.NON_FINITE
+
+    def message(self) -> str:
+        return f"run {self.label!r} (#{self.run}): {self.variable}: {self.cause} at time {self.time:g}"
 
 
 class Results:
@@ -25,6 +56,25 @@ class Results:
         self._data = data  # name -> (T, *dims, N)
         self._elements = elements  # name -> element tuples in C order
         self.units = units
+        self.status = np.zeros(len(scenarios), dtype=np.int8)   # RunStatus per run
+        self.failures: list[RunFailure] = []
+
+    def _set_failures(self, failures: list[RunFailure]) -> None:
+        self.failures = sorted(failures, key=lambda f: f.run)
+        for f in self.failures:
+            self.status[f.run] = int(f.status)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Bool per run: True where the run reached its end."""
+        return self.status == RunStatus.SUCCESS
+
+    def message(self, i: int) -> str:
+        """One line on run i: 'ok', or the variable, time and cause of its failure."""
+        for f in self.failures:
+            if f.run == i:
+                return f.message()
+        return f"run {self.scenarios[i]!r} (#{i}): ok"
 
     @property
     def variables(self) -> list[str]:

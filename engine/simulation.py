@@ -5,14 +5,14 @@ import dataclasses
 import itertools
 import math
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from engine.compile.model_code import ModelCode
 from engine.errors import EngineError, ModelError, Problem
 from engine.integrate.driver import Clock, simulate
-from engine.integrate.solvers import METHODS
+from engine.integrate.solvers import METHODS, solver_for
 from engine.ir import Model, Variable
 from engine.resolve.structure import RVar
 from engine.results import Results
@@ -199,7 +199,7 @@ class CompiledModel:
             n: int | None = None, method: str | None = None, dt: float | None = None,
             start: float | None = None, stop: float | None = None, saveper: float | None = None,
             variables: list[str] | tuple[str, ...] | None = None,
-            names: list[str] | None = None) -> Results:
+            names: list[str] | None = None, throw: bool = True) -> Results:
         """Integrate a batch and return the saved values.
 
         params: constant name -> a number (all runs), or an array of N values (one a run),
@@ -209,6 +209,10 @@ class CompiledModel:
         n: batch size when no array fixes it (N copies of the same run).
         method: euler (default), rk2, rk4 or adaptive; dt/start/stop/saveper override [time].
         variables: names to save (default: every variable except lookups).
+        throw: raise SimulationError at the first run that fails (a non-finite value, a guard, a
+            non-negative stock starting below zero). With throw=False a failing run stops alone:
+            its values are NaN from the failure time on, and ``Results.status`` / ``ok`` /
+            ``failures`` / ``message(i)`` say which runs failed, where, when and why.
         """
         params = {self.identifier(k): v for k, v in (params or {}).items()}
         if scenarios:
@@ -255,19 +259,21 @@ class CompiledModel:
                               f"({ts.dynamic[f]} = {self.model.variables[ts.dynamic[f]].equations['']}); a number "
                               f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
                               f"change the equation or the constants it reads")
+        solver = solver_for(method)
         if dynamic:
-            # some time settings are equations: the clock is read from the model as it runs
-            from engine.integrate.driver import guarded
-            from engine.integrate.dynamic_clock import simulate_dynamic
+            # some time settings are equations: the clock reads them from the model as it runs
+            from engine.integrate.dynamic_clock import DynamicClock
             fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
-            times, store = guarded(self.code, simulate_dynamic, self.code, P0, N, fixed, method, outputs, sizes)
+            clock = DynamicClock(self.code, fixed)
         else:
             clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
             self._check_clock(clock, dt is not None and saveper is None)
-            times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
+        times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw, scen_names)
         units = {o: self.model.variables[o].unit for o in outputs}
-        return Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
+        res = Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
+        res._set_failures(failures)
+        return res
 
     def _check_clock(self, c: Clock, dt_only: bool) -> None:
         if not (c.dt > 0 and math.isfinite(c.dt)):
