@@ -162,14 +162,22 @@ def test_batch_sizes_that_are_padded_or_chunked(monkeypatch):
         assert_same(mn.run(params={"k": k}), mj.run(params={"k": k}))
 
 
-def test_compilation_cache_is_on_disk_and_keyed_by_version():
+def test_compilation_cache_is_on_disk_and_keyed_by_content():
     from engine.compile import jax_backend
 
     m = build("jax", name="cached", **BUILTINS)
-    m.run()
-    folder = jax.config.jax_compilation_cache_dir
-    assert folder and Path(folder) == jax_backend.cache_dir() and any(Path(folder).iterdir())
+    m.run(stop=7.5)
+    folder = jax_backend.cache_dir()
+    files = sorted(Path(folder).glob("cached-*.xla"))
+    assert files
     assert jax.__version__ in jax_backend.version()
+    # the same model in a fresh object finds the exported program; a changed constant array does not
+    again = build("jax", name="cached", **BUILTINS)
+    assert again._jax.fingerprint(("x",)) == m._jax.fingerprint(("x",))
+    changed = {**BUILTINS, "lookups": {**BUILTINS["lookups"], "tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 7]}}}
+    assert build("jax", name="cached", **changed)._jax.fingerprint(("x",)) != m._jax.fingerprint(("x",))
+    assert_same(build("numpy", name="cached", **BUILTINS).run(stop=7.5), again.run(stop=7.5))
+    assert sorted(Path(folder).glob("cached-*.xla")) == files   # nothing new written, the file was read
 
 
 @pytest.mark.gpu

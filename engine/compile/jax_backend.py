@@ -10,16 +10,21 @@ DELAY FIXED, time settings that are equations, the adaptive method, and builtins
 JAX version. A batch in which a run fails is re-run on numpy, so that errors and per-run status
 are the numpy backend's.
 
-Compiled programs are cached on disk by JAX's persistent compilation cache, whose key is the
-XLA program (the model's equations and constants, the batch shape, the clock) and the
-jax/jaxlib versions: a second process skips XLA compilation (it still traces the step, well
-under a second). The folder is ``$LXSD_CACHE_DIR/jax`` (default ``~/.cache/linxiang-sd/jax``).
+Compilation is cached on disk in ``$LXSD_CACHE_DIR/jax`` (default ``~/.cache/linxiang-sd/jax``):
+the XLA executable (``jax.experimental.serialize_executable``) under a key made of the model's
+content (the generated step's source and every constant array it reads), the clock, the method,
+the argument shapes and the jax/jaxlib versions. A second process neither traces the Python
+step nor runs XLA's compiler: it loads the executable. (The file is a pickle written by this
+engine into the user's own cache folder; a file that does not load is ignored and rebuilt.)
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
 import re
+import tempfile
 import types
 from pathlib import Path
 
@@ -30,7 +35,6 @@ from engine.compile.model_code import ModelCode
 
 NAME = "jax"
 CHUNK = 8192   # runs per compiled call; smaller batches are padded to a power of two
-_cache_ready = False
 
 
 def version() -> str:
@@ -45,23 +49,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "jax"
 
 
-def _enable_cache() -> None:
-    global _cache_ready
-    if _cache_ready:
-        return
-    import jax
-
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(folder))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    except OSError:
-        pass   # no writable cache folder: compile in every process
-    _cache_ready = True
-
-
 class JaxProgram:
     """One model on the compiled backend: step functions per output set, loops per clock."""
 
@@ -71,6 +58,7 @@ class JaxProgram:
         self._steps: dict[tuple, types.FunctionType] = {}
         self._loops: dict[tuple, object] = {}
         self.broken: str | None = None   # why tracing failed once: not tried again
+        self.cache_note: str | None = None   # why the last compiled program could not be cached
 
     # ---------------------------------------------------------------- what is covered
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
@@ -121,15 +109,47 @@ class JaxProgram:
             self._steps[outputs] = types.FunctionType(fn_code, self._jax_globals(), "_dynj")
         return self._steps[outputs]
 
-    def loop(self, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]):
-        from engine.integrate.jax_loop import make_loop
+    def loop(self, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]], S0, P):
+        """The compiled loop for this clock, method, output set and argument shapes: from memory, from
+        the disk cache (the serialized XLA executable), or traced, compiled and stored now."""
+        from jax.experimental import serialize_executable
 
-        key = (outputs, solver.name, clock.t0, clock.t1, clock.dt, clock.saveper)
-        if key not in self._loops:
-            _enable_cache()
-            self._loops[key] = make_loop(self.step(outputs), self.step(()), solver, clock,
-                                         self.code.layout.non_negative, [sizes[o] for o in outputs])
-        return self._loops[key]
+        shapes = (np.shape(S0), tuple((np.shape(p), np.asarray(p).dtype.str) for p in P))
+        key = (outputs, solver.name, clock.t0, clock.t1, clock.dt, clock.saveper, shapes)
+        if key in self._loops:
+            return self._loops[key]
+        digest = hashlib.sha256(repr((key, version(), self.fingerprint(outputs))).encode()).hexdigest()[:32]
+        file = cache_dir() / f"{self.code.model.name[:40]}-{digest}.xla"
+        compiled = None
+        if file.is_file():
+            try:
+                blob, in_tree, out_tree = pickle.loads(file.read_bytes())
+                compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+            except Exception:  # noqa: BLE001 - a damaged or foreign cache file: compile again
+                compiled = None
+        if compiled is None:
+            from engine.integrate.jax_loop import make_loop
+
+            fn = make_loop(self.step(outputs), self.step(()), solver, clock, self.code.layout.non_negative,
+                           [sizes[o] for o in outputs])
+            compiled = fn.lower(S0, P).compile()
+            try:
+                blob, in_tree, out_tree = serialize_executable.serialize(compiled)
+                _write_atomic(file, pickle.dumps((bytes(blob), in_tree, out_tree)))
+            except (TypeError, ValueError, RuntimeError, pickle.PicklingError) as exc:
+                self.cache_note = f"the compiled program was not cached: {type(exc).__name__}: {exc}"
+        self._loops[key] = compiled
+        return compiled
+
+    def fingerprint(self, outputs: tuple[str, ...]) -> str:
+        """The model's content as the compiled program sees it: the step's source and every constant
+        it reads (tables, index arrays, lookups)."""
+        h = hashlib.sha256(self.code.dynamic_source(outputs, functional=True).encode())
+        h.update(self.code.dynamic_source((), functional=True).encode())
+        for name in sorted(self.code.globals):
+            if not name.startswith("__"):
+                _feed(h, name, self.code.globals[name])
+        return h.hexdigest()
 
     # ---------------------------------------------------------------- running
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
@@ -162,7 +182,8 @@ class JaxProgram:
             S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
         if not np.isfinite(S0).all() or self._negative_start(S0):
             return None
-        loop = self.loop(clock, solver, outputs, sizes)
+        P = tuple(p if isinstance(p, np.ndarray) else np.asarray(p, dtype=float) for p in P)
+        loop = self.loop(clock, solver, outputs, sizes, S0, P)
         outs, bad = loop(S0, P)
         if bool(np.asarray(bad).any()):
             return None
@@ -189,3 +210,34 @@ def _pad_runs(P0: list, m: int, padded: int) -> list:
             return np.concatenate([a, extra], axis=-1)
         return a
     return [(p[0], pad(p[1])) if isinstance(p, tuple) else pad(p) for p in P0]
+
+
+def _feed(h, name: str, value) -> None:
+    """Add a global of the generated code to a hash (arrays by their bytes)."""
+    h.update(name.encode())
+    if isinstance(value, np.ndarray):
+        h.update(f"{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, functools.partial):
+        h.update(getattr(value.func, "__name__", "").encode())
+        for k in sorted(value.keywords):
+            _feed(h, k, value.keywords[k])
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _feed(h, str(i), v)
+    elif isinstance(value, (types.ModuleType, types.FunctionType)):
+        h.update(getattr(value, "__name__", "").encode())
+    else:
+        h.update(repr(value).encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a cache file through a temporary file and a rename; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
