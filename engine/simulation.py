@@ -40,6 +40,7 @@ class CompiledModel:
         self.backend = backend   # "numpy" or "jax" (engine.backends)
         self._say_fallback = say_fallback   # one line on stderr when a run falls back to numpy
         self._jax = None
+        self._meta_cache: dict[str, tuple] | None = None
         if backend == "jax":
             if jax_installed():
                 from engine.compile.jax_backend import JaxProgram
@@ -316,14 +317,24 @@ class CompiledModel:
             failures = []
         else:
             times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw, scen_names)
-        units = {o: self.model.variables[o].unit for o in outputs}
-        labels = {o: {k: getattr(self.model.variables[o], k) for k in ("label_en", "label_zh", "doc")
-                      if getattr(self.model.variables[o], k, None)} for o in outputs}
-        res = Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units,
-                      dims={o: self.rvars[o].dims for o in outputs}, labels=labels, time_unit=ts.unit,
-                      backend="jax" if compiled is not None else "numpy")
+        meta = self._meta()
+        res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
+                      dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
+                      time_unit=ts.unit, backend="jax" if compiled is not None else "numpy")
         res._set_failures(failures)
         return res
+
+    def _meta(self) -> dict[str, tuple]:
+        """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
+        if self._meta_cache is None:
+            self._meta_cache = {}
+            for o in self.visible:
+                var = self.model.variables[o]
+                labels = {k: getattr(var, k) for k in ("label_en", "label_zh", "doc") if getattr(var, k, None)}
+                dims = self.rvars[o].dims
+                els = list(itertools.product(*[self.model.dim_elements(d) for d in dims]))
+                self._meta_cache[o] = (els, var.unit, dims, labels)
+        return self._meta_cache
 
     def _run_compiled(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
         """The batch on the compiled backend, or None: not covered (said in one line) or a run failed

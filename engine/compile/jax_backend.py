@@ -114,7 +114,7 @@ class JaxProgram:
         the disk cache (the serialized XLA executable), or traced, compiled and stored now."""
         from jax.experimental import serialize_executable
 
-        shapes = (np.shape(S0), tuple((np.shape(p), np.asarray(p).dtype.str) for p in P))
+        shapes = (S0.shape, tuple((p.shape, p.dtype.char) for p in P))
         key = (outputs, solver.name, clock.t0, clock.t1, clock.dt, clock.saveper, shapes)
         if key in self._loops:
             return self._loops[key]
@@ -158,15 +158,18 @@ class JaxProgram:
         re-runs the batch on numpy for the exact error and status). Raises jax_runtime.Unsupported
         (or another exception from tracing) when the step cannot be compiled.
 
-        Batches are padded to a power of two (repeating the last run) and split into chunks of
-        CHUNK runs, so that a model compiles a handful of programs, not one per batch size."""
+        Batches of more than CHUNK runs are split into equal chunks; a chunk is padded (repeating its
+        last run) to a power of two up to 1 024 runs, then to a multiple of 1 024, so that a model
+        compiles a handful of programs, not one per batch size."""
         from engine.integrate.driver import _take_runs
 
+        k = -(-n // CHUNK)              # chunks of equal size, each padded to the same bucket
+        size = -(-n // k)
+        padded = _bucket(size)
         parts = []
-        for lo in range(0, n, CHUNK):
-            m = min(CHUNK, n - lo)
+        for lo in range(0, n, size):
+            m = min(size, n - lo)
             P = P0 if m == n else _take_runs(P0, slice(lo, lo + m), n)
-            padded = _bucket(m)
             if padded != m:
                 P = _pad_runs(P, m, padded)
             got = self._run_padded(P, padded, clock, solver, outputs, sizes)
@@ -198,8 +201,10 @@ class JaxProgram:
 
 
 def _bucket(m: int) -> int:
-    """The padded batch size: the next power of two (1, 2, 4, ... CHUNK)."""
-    return 1 << (m - 1).bit_length()
+    """The padded batch size: the next power of two up to 1 024, then the next multiple of 1 024."""
+    if m <= 1024:
+        return 1 << (m - 1).bit_length()
+    return -(-m // 1024) * 1024
 
 
 def _pad_runs(P0: list, m: int, padded: int) -> list:
