@@ -42,7 +42,7 @@ def version() -> str:
     import jax
     import jaxlib
 
-    return f"jax-{jax.__version__}-jaxlib-{jaxlib.__version__}"
+    return f"jax-{jax.__version__}-jaxlib-{jaxlib.__version__}-{os.environ.get('XLA_FLAGS', '')}"
 
 
 def cache_dir() -> Path:

@@ -11,7 +11,16 @@ builtins added to ``runtime`` therefore fall back until they are added here.
 """
 from __future__ import annotations
 
-import jax
+import os
+
+# XLA's CPU compiler contracts a + b*c into a fused multiply-add, which rounds once where numpy rounds
+# twice: 1-ulp differences that a discontinuity (INTEGER, a comparison) turns into whole units. Capping
+# the instruction set at AVX (no FMA) makes the arithmetic numpy's, operation for operation. It must be
+# set before JAX starts its CPU backend; set XLA_FLAGS yourself (any xla_cpu_max_isa) to choose otherwise.
+if "xla_cpu_max_isa" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX").strip()
+
+import jax  # after XLA_FLAGS
 import jax.numpy as jnp
 import numpy as np
 
