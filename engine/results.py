@@ -143,7 +143,7 @@ class Results:
 
         n, t = len(self.scenarios), len(self.times)
         blocks = []
-        for name, arr in self._data.items():
+        for arr in self._data.values():
             flat = arr.reshape(t, -1, n)  # (T, elements, N)
             blocks.append(np.transpose(flat, (2, 0, 1)).reshape(n * t, -1))
         values = np.concatenate(blocks, axis=1) if blocks else np.empty((n * t, 0))

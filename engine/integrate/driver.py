@@ -38,11 +38,11 @@ class Clock:
 
     @property
     def n_steps(self) -> int:
-        return int(round((self.t1 - self.t0) / self.dt))
+        return round((self.t1 - self.t0) / self.dt)
 
     @property
     def save_every(self) -> int:
-        return max(1, int(round(self.saveper / self.dt)))
+        return max(1, round(self.saveper / self.dt))
 
     def save_times(self) -> np.ndarray:
         k = np.arange(0, self.n_steps + 1, self.save_every)
