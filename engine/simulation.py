@@ -344,7 +344,9 @@ class CompiledModel:
         reason = self._jax.unsupported(solver.name, dynamic)
         if reason is None:
             try:
-                return self._jax.run(P0, N, clock, solver, outputs, sizes)
+                every = tuple(self.visible)
+                return self._jax.run(P0, N, clock, solver, outputs, sizes, every,
+                                     {o: self.rvars[o].sizes for o in every})
             except Unsupported as exc:
                 reason = self._jax.broken = str(exc)
             except Exception as exc:  # noqa: BLE001 - anything tracing cannot do falls back, said once

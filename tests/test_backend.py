@@ -213,3 +213,11 @@ def test_cli_backend_option(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
                           env=env, cwd=ROOT, check=False)
     assert "backend jax" in done.stdout
+
+
+def test_small_batches_share_one_program_whatever_they_save():
+    mj = build("jax", name="shared", **BUILTINS)
+    mn = build("numpy", name="shared", **BUILTINS)
+    for variables in (["x"], ["vs", "tot"], None):
+        assert_same(mn.run(variables=variables), mj.run(variables=variables))
+    assert len(mj._jax._loops) == 1

@@ -35,6 +35,7 @@ from engine.compile.model_code import ModelCode
 
 NAME = "jax"
 CHUNK = 8192   # runs per compiled call; smaller batches are padded to a power of two
+SAVE_ALL = 1024   # batches up to this size compile one program saving every variable
 
 
 def version() -> str:
@@ -152,7 +153,8 @@ class JaxProgram:
         return h.hexdigest()
 
     # ---------------------------------------------------------------- running
-    def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
+    def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]],
+            every: tuple[str, ...] | None = None, every_sizes: dict[str, tuple[int, ...]] | None = None
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch, as the numpy loop returns them; None when a run failed (the caller
         re-runs the batch on numpy for the exact error and status). Raises jax_runtime.Unsupported
@@ -160,12 +162,17 @@ class JaxProgram:
 
         Batches of more than CHUNK runs are split into equal chunks; a chunk is padded (repeating its
         last run) to a power of two up to 1 024 runs, then to a multiple of 1 024, so that a model
-        compiles a handful of programs, not one per batch size."""
+        compiles a handful of programs, not one per batch size. Batches of up to SAVE_ALL runs save
+        ``every`` variable (sizes ``every_sizes``) and hand back those asked for, so that small runs
+        with different variable lists (the app, the CLI) share one compiled program."""
         from engine.integrate.driver import _take_runs
 
         k = -(-n // CHUNK)              # chunks of equal size, each padded to the same bucket
         size = -(-n // k)
         padded = _bucket(size)
+        asked = outputs
+        if every is not None and padded <= SAVE_ALL and set(outputs) <= set(every):
+            outputs, sizes = every, every_sizes
         parts = []
         for lo in range(0, n, size):
             m = min(size, n - lo)
@@ -175,11 +182,15 @@ class JaxProgram:
             got = self._run_padded(P, padded, clock, solver, outputs, sizes)
             if got is None:
                 return None
-            parts.append({o: v[..., :m] for o, v in got.items()} if padded != m else got)
-        store = parts[0] if len(parts) == 1 else {o: np.concatenate([p[o] for p in parts], axis=-1) for o in outputs}
+            part = {o: np.array(got[o][..., :m] if padded != m else got[o]) for o in asked}
+            if not all(np.isfinite(v.sum()) for v in part.values()):
+                return None   # a saved value is not finite: the numpy loop names it
+            parts.append(part)
+        store = parts[0] if len(parts) == 1 else {o: np.concatenate([p[o] for p in parts], axis=-1) for o in asked}
         return clock.save_times(), store
 
-    def _run_padded(self, P0, n, clock, solver, outputs, sizes) -> dict[str, np.ndarray] | None:
+    def _run_padded(self, P0, n, clock, solver, outputs, sizes) -> dict | None:
+        """Saved values (JAX arrays, padded batch) of one chunk; None when a run's state failed."""
         t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
         with np.errstate(all="ignore"):
             S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
@@ -190,11 +201,7 @@ class JaxProgram:
         outs, bad = loop(S0, P)
         if bool(np.asarray(bad).any()):
             return None
-        store = {o: np.array(v) for o, v in zip(outputs, outs)}
-        for v in store.values():
-            if not np.isfinite(v.sum()):
-                return None
-        return store
+        return dict(zip(outputs, outs))
 
     def _negative_start(self, S0: np.ndarray) -> bool:
         return any((S0[a:b] < 0).any() for a, b in self.code.layout.non_negative)
