@@ -1,7 +1,10 @@
 """Which backend runs a model: ``numpy`` (the reference) or ``jax`` (compiled with XLA).
 
-The default is the compiled backend when JAX is installed, numpy otherwise
-(``LXSD_BACKEND`` overrides it). A run the compiled backend does not cover runs on numpy; when
+The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax). Decided at integration (issue 12):
+the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
+36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
+every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
+compile time and batch speed meet the issue's targets. A run the compiled backend does not cover runs on numpy; when
 the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend jax``,
 ``LXSD_BACKEND=jax``) one line on stderr says why, once per model and reason; under the
 default it falls back silently (``lxsd describe`` names the default).
@@ -23,11 +26,11 @@ def jax_installed() -> bool:
 
 
 def default_backend() -> str:
-    """``$LXSD_BACKEND`` if set, else jax when installed, else numpy."""
+    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax)."""
     env = os.environ.get("LXSD_BACKEND")
     if env:
         return check_backend(env)
-    return "jax" if jax_installed() else "numpy"
+    return "numpy"
 
 
 def explicit(name: str | None) -> bool:

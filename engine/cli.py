@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
     r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
     r.add_argument("--backend", choices=["numpy", "jax"], default=None,
-                   help="numpy (the reference) or jax (compiled); default: jax when installed")
+                   help="numpy (the reference, the default) or jax (compiled: fast single runs after a slow first compilation)")
     r.add_argument("--dt", type=float)
     r.add_argument("--start", type=float)
     r.add_argument("--stop", type=float)

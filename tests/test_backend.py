@@ -116,13 +116,21 @@ def test_unsupported_construct_falls_back_with_one_line(capsys):
     assert capsys.readouterr().err == ""     # said once
 
 
-def test_default_backend_falls_back_silently(monkeypatch, capsys):
+def test_default_backend_is_numpy(monkeypatch):
+    """numpy stays the default until the compiled backend's compile time and batch speed meet issue 12's
+    targets (engine/backends.py says why)."""
     monkeypatch.delenv("LXSD_BACKEND", raising=False)
     m = compile_model(model_from_dict({"model": {"name": "q"}, "time": {"start": 0, "stop": 3, "dt": 1},
-                                       "auxiliaries": {"y": {"equation": "DELAY_FIXED(TIME, 1, 0)"}}}, "q.toml"))
-    assert m.backend == "jax"
+                                       "auxiliaries": {"y": {"equation": "TIME"}}}, "q.toml"))
+    assert m.backend == "numpy"
+
+
+def test_jax_by_environment_falls_back_with_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LXSD_BACKEND", "jax")
+    m = compile_model(model_from_dict({"model": {"name": "q2"}, "time": {"start": 0, "stop": 3, "dt": 1},
+                                       "auxiliaries": {"y": {"equation": "DELAY_FIXED(TIME, 1, 0)"}}}, "q2.toml"))
     m.run()
-    assert capsys.readouterr().err == ""
+    assert "numpy" in capsys.readouterr().err
 
 
 def test_unknown_backend_is_an_error():
