@@ -220,6 +220,9 @@ def test_cli_backend_option(tmp_path):
         assert done.returncode == 0, done.stderr
     done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
                           env=env, cwd=ROOT, check=False)
+    assert "backend numpy" in done.stdout          # the default (engine/backends.py)
+    done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
+                          env={**env, "LXSD_BACKEND": "jax"}, cwd=ROOT, check=False)
     assert "backend jax" in done.stdout
 
 
