@@ -116,7 +116,7 @@ def cards(ctx) -> None:
             dtext = (f"{d:+.2f} " + t("pp", ctx.lang)) if frac else f"{d:+,.3g} {unit}"
             if abs(d) < 1e-9 * max(1.0, abs(v)):
                 dtext = "±0"
-            box.metric(f"{ctx.vlabel(col)} {y}", f"{fmt(v)} {unit}", dtext,
+            box.metric(f"{ctx.vlabel(col)} {y} ({unit})", fmt(v), dtext,
                        delta_color="off" if dtext == "±0" else ("inverse" if col.startswith("co2") else "normal"))
 
 

@@ -308,7 +308,7 @@ def copy_link(lang: str) -> None:
     st.iframe(f"""
 <div style="font-family: sans-serif; font-size: 13px">
 <button id="b" style="padding:4px 10px; border:1px solid #bbb; border-radius:6px; background:#fff; cursor:pointer">
-🔗 {label}</button> <span id="m" style="color:#229954"></span>
+{label}</button> <span id="m" style="color:#229954"></span>
 <input id="u" readonly style="width:100%; margin-top:4px; font-size:11px; border:1px solid #ddd" />
 </div>
 <script>
