@@ -148,17 +148,18 @@ def page_overview(ctx) -> None:
 
 
 # ------------------------------------------------------------------ compare
-def line(ctx, col: str, df: pd.DataFrame | None = None, labels: dict | None = None):
+def line(ctx, col: str, df: pd.DataFrame | None = None, labels: dict | None = None, fast: bool = True):
     """A chart of one column with the plan's path, actuals, history and, where both are drawn,
-    the base dashed under the current settings."""
+    the base dashed under the current settings (``fast``: a ``charts.Prebuilt`` for st.plotly_chart)."""
     df = ctx.df.loc[list(dict.fromkeys(ctx.selected))] if df is None else df
     run = ctx.df.xs(ctx.base, level="scenario")
     shown = set(df.index.get_level_values("scenario"))
     dashed = (ctx.base,) if CURRENT in shown and ctx.base in shown else ()
-    return charts.line_figure(ctx.bundle, df, col, ctx.lang, labels or ctx.labels, bands=ctx.bands,
-                              actuals=ctx.bundle.actuals, targets=core.target_markers(ctx.bundle),
-                              plan=core.plan_paths(ctx.bundle, run).get(col), dashed=dashed,
-                              history_end=history_end(ctx.bundle))
+    spec = charts.line_spec(ctx.bundle, df, col, ctx.lang, labels or ctx.labels, bands=ctx.bands,
+                            actuals=ctx.bundle.actuals, targets=core.target_markers(ctx.bundle),
+                            plan=core.plan_paths(ctx.bundle, run).get(col), dashed=dashed,
+                            history_end=history_end(ctx.bundle))
+    return charts.Prebuilt(spec) if fast else charts.go.Figure(spec)
 
 
 def page_compare(ctx) -> None:
@@ -431,7 +432,7 @@ def _scorecard_or_none(ctx):
 def build_report(ctx, score=None) -> str:
     from lxapp import report
     cols = default_charts(ctx.bundle, ctx.df.columns)
-    figs = [line(ctx, c) for c in cols]
+    figs = [line(ctx, c, fast=False) for c in cols]
     figs.append(charts.structure_figure(ctx.bundle, ctx.df.loc[ctx.selected], ctx.lang, ctx.labels))
     others = [s for s in ctx.selected if s != ctx.reference]
     lm = None
