@@ -9,8 +9,9 @@ measures, after one warm-up session (the model compiles once per process):
    (time to its first chart), then a slider moves ``--moves`` times: the time from sending the
    new value to the end of the fragment's rerun (every chart sent);
 2. ``--users`` users at once, each its own websocket session, each moving a random lever to a
-   random value (seeded: 42) every 0.5-2 s (a person's pace) ``--moves`` times; the whole load
-   is bounded by ``--seconds``;
+   random value (seeded: 42 + user) ``--moves`` times, waiting ``--think`` seconds (uniform,
+   default 2-5 s: a person reads the charts between moves) before each move; the whole load is
+   bounded by ``--seconds``;
 3. one user in Chromium (Playwright, Debian's /usr/bin/chromium; skipped when absent): lever →
    the chart's line redrawn with new data ("settled"), and the first chart after the page opens.
 
@@ -129,13 +130,16 @@ def on_grid(lo: float, hi: float, step: float, rng: random.Random) -> float:
     return round(lo + k * step, 10)
 
 
+THINK = (2.0, 5.0)
+
+
 async def user(port: int, i: int, moves: int, deadline: float, out: list, loads: list) -> None:
     rng = random.Random(42 + i)
     async with Session(port, "page=levers&lang=" + ("zh" if i % 2 else "en")) as s:
         total, first = await s.load()
         loads.append(first if first is not None else total)
         for _ in range(moves):
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            await asyncio.sleep(rng.uniform(*THINK))
             if time.perf_counter() > deadline:
                 return
             lever = rng.choice([lv for lv in VALUE_LEVERS if lv in s.sliders])
@@ -220,8 +224,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--moves", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=150)
+    ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
     ap.add_argument("--no-browser", action="store_true")
     a = ap.parse_args()
+    global THINK
+    THINK = tuple(float(x) for x in a.think.split(","))
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(port, str(Path(tmp) / "bench.sqlite"))
@@ -250,7 +257,8 @@ def main() -> None:
         load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         load_avg = "?"
-    print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves}`; "
+    print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves} "
+          f"--think {a.think}`; "
           f"{os.cpu_count()} CPUs, load average {load_avg} at the end; {len(load)} lever moves by "
           f"{a.users} users in {wall:.0f} s\n")
     print("| measurement | median ms | p95 ms | max ms | target ms | n |")

@@ -10,6 +10,8 @@ applied (``st.session_state["lv"]``), so an untouched slider never changes a val
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import streamlit as st
 
@@ -32,16 +34,17 @@ def lever_screen(ctx) -> None:
     from lxapp import ui
     ss = st.session_state
     ctx.moved = dict(ss.get("lv", {}))
-    if CURRENT not in ctx.selected:      # the screen is about the current settings, whatever is compared
-        ctx.selected = [CURRENT] + ctx.selected
-    ui.compute(ctx)
+    # the screen is about the current settings against their base, whatever else is compared
+    view = replace(ctx, selected=list(dict.fromkeys([CURRENT, ctx.base])), reference=ctx.base)
+    shown = {core.split_column(c)[0] for c in ctx.bundle.presentation.get("cards", [])}
+    ui.compute(view, tuple(sorted(n for n in shown if n in ctx.bundle.model.visible)) or None)
     left, right = st.columns([1, 2.4], gap="medium")
     with left:
-        sliders(ctx)
+        sliders(view)
     with right:
-        cards(ctx)
-        charts_grid(ctx)
-    ui.write_url(ctx)
+        cards(view)
+        charts_grid(view)
+    ui.write_url(ctx)          # the URL keeps the sidebar's scenarios and reference
 
 
 def sliders(ctx) -> None:

@@ -209,3 +209,11 @@ def test_scorecard_is_a_localised_matrix(monkeypatch):
     assert any(c.startswith("✔") for c in cells) and any(c.startswith("✘") for c in cells)
     summary = at.dataframe[1].value
     assert list(summary.columns) == ["情景", "达标数", "约束性指标达标数"]
+
+
+def test_lever_screen_keeps_the_comparison_in_the_url(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en", sc="current,plan,rongyue_fast", ref="plan")
+    at.slider(key="lv_rongyue_pace_en").set_value(2.0).run()
+    assert not at.exception
+    assert qp(at, "sc") == "current,plan,rongyue_fast" and qp(at, "ref") == "plan"
