@@ -202,10 +202,10 @@ UNIT_NAMES = {  # how the model's units read to people: (zh, en); a flow per yea
     "1/year": ("每年", "per year"), "year": ("年", "years"), "mu": ("亩", "mu"), "ug/m3": ("微克/立方米", "µg/m³"),
 }
 # token by token, for units the table does not name (longest first)
-UNIT_TOKENS_ZH = [("1e8 yuan", "亿元"), ("1e4 tCO2", "万吨CO₂"), ("1e4 tce", "万吨标准煤"), ("1e4 person", "万人"),
-                  ("1e4 USD", "万美元"), ("1e4 yuan", "万元"), ("1e4 t", "万吨"), ("tCO2", "吨CO₂"), ("tce", "吨标准煤"),
-                  ("yuan", "元"), ("person", "人"), ("year", "年"), ("ha", "公顷"), ("mu", "亩"), ("ug/m3", "微克/立方米"),
-                  ("dmnl", "比值"), ("t", "吨")]
+UNIT_TOKENS_ZH = [("1e8 yuan", "亿元"), ("1e4 tCO2", "万吨CO₂"), ("1e4 tce", "万吨标准煤"),
+                  ("1e4 person", "万人"), ("1e4 USD", "万美元"), ("1e4 yuan", "万元"), ("1e4 t", "万吨"),
+                  ("tCO2", "吨CO₂"), ("tce", "吨标准煤"), ("yuan", "元"), ("person", "人"), ("year", "年"),
+                  ("ha", "公顷"), ("mu", "亩"), ("ug/m3", "微克/立方米"), ("dmnl", "比值"), ("t", "吨")]
 UNIT_TOKENS_EN = [("1e8 yuan", "CNY 100m"), ("1e4 yuan", "CNY 10k"), ("1e4 USD", "USD 10k"), ("1e4", "10k"),
                   ("dmnl", "ratio")]
 

@@ -38,62 +38,79 @@ def render(ctx) -> None:
             _act(lambda: lib.restore(undo["id"]), ctx, "success", f"{t('restored', ctx.lang)} {undo['name']}")
             ss.pop("_lib_undo", None)
             st.rerun()
+    entries = _save_form(ctx, lib) or entries
+    st.subheader(t("saved_list", ctx.lang))
+    if not entries:
+        st.info(t("none_saved", ctx.lang))
+    for e in entries:
+        _entry(ctx, lib, e)
+    if deleted:
+        _deleted_list(ctx, lib, deleted)
+    st.subheader(t("upload", ctx.lang))
+    up = st.file_uploader(t("upload", ctx.lang), type=["toml"], key="upload", label_visibility="collapsed")
+    if up is not None:
+        handle_upload(ctx, up.name, up.getvalue())
+
+
+def _save_form(ctx, lib) -> list[dict] | None:
+    """The save form; returns the new list after a save."""
     st.subheader(t("save_title", ctx.lang))
     with st.form("save_form", clear_on_submit=True):
         name = st.text_input(t("name", ctx.lang), key="save_name", max_chars=MAX_NAME)
         author = st.text_input(t("author", ctx.lang), key="save_author", max_chars=MAX_AUTHOR)
         note = st.text_area(t("note", ctx.lang), key="save_note", max_chars=MAX_NOTE)
         submitted = st.form_submit_button(t("save", ctx.lang))
-    if submitted:
-        if not name.strip():
-            st.error(t("need_name", ctx.lang))
-        else:
-            try:
-                sid = lib.save(name[:MAX_NAME], dict(ctx.moved), ctx.overrides.get(core.CURRENT, {}), ctx.base,
-                               author[:MAX_AUTHOR], note[:MAX_NOTE])
-                st.success(f"{t('saved', ctx.lang)} {name} (#{sid})")
-                entries = lib.list()
-            except (ValueError, LibraryError) as exc:
-                st.error(f"{t('db_error', ctx.lang)} {exc}")
-    st.subheader(t("saved_list", ctx.lang))
-    if not entries:
-        st.info(t("none_saved", ctx.lang))
+    if not submitted:
+        return None
+    if not name.strip():
+        st.error(t("need_name", ctx.lang))
+        return None
+    try:
+        sid = lib.save(name[:MAX_NAME], dict(ctx.moved), ctx.overrides.get(core.CURRENT, {}), ctx.base,
+                       author[:MAX_AUTHOR], note[:MAX_NOTE])
+        st.success(f"{t('saved', ctx.lang)} {name} (#{sid})")
+        return lib.list()
+    except (ValueError, LibraryError) as exc:
+        st.error(f"{t('db_error', ctx.lang)} {exc}")
+        return None
+
+
+def _entry(ctx, lib, e: dict) -> None:
+    """One saved scenario: load, add to the comparison, delete (asks first), export."""
     from lxapp.library import _stem, to_toml
-    for e in entries:
-        with st.container(border=True):
-            c = st.columns([4, 1, 1, 1, 1])
-            when = _dt.datetime.fromtimestamp(e["created"]).strftime("%Y-%m-%d %H:%M")
-            c[0].markdown(f"**{_esc(e['name'])}** · {_esc(e['author']) or '—'} · {when}  \n{_esc(e['note'])}")
-            if c[1].button(t("load", ctx.lang), key=f"lib_load_{e['id']}"):
-                _load_into_levers(ctx, e)
-            if c[2].button(t("add_compare", ctx.lang), key=f"lib_add_{e['id']}"):
-                key = f"lib:{e['id']}"
-                ss.setdefault("extra", {})[key] = {"label": e["name"], "overrides": e["overrides"]}
-                ss["sc"] = list(dict.fromkeys(list(ss.get("sc", [])) + [key]))
+    ss = st.session_state
+    with st.container(border=True):
+        c = st.columns([4, 1, 1, 1, 1])
+        when = _dt.datetime.fromtimestamp(e["created"]).strftime("%Y-%m-%d %H:%M")
+        c[0].markdown(f"**{_esc(e['name'])}** · {_esc(e['author']) or '—'} · {when}  \n{_esc(e['note'])}")
+        if c[1].button(t("load", ctx.lang), key=f"lib_load_{e['id']}"):
+            _load_into_levers(ctx, e)
+        if c[2].button(t("add_compare", ctx.lang), key=f"lib_add_{e['id']}"):
+            key = f"lib:{e['id']}"
+            ss.setdefault("extra", {})[key] = {"label": e["name"], "overrides": e["overrides"]}
+            ss["sc"] = list(dict.fromkeys(list(ss.get("sc", [])) + [key]))
+            st.rerun()
+        if ss.get("_lib_confirm") == e["id"]:
+            if c[3].button("✔ " + t("confirm_delete", ctx.lang), key=f"lib_del_ok_{e['id']}", type="primary"):
+                _delete(ctx, lib, e)
+            if c[3].button(t("cancel", ctx.lang), key=f"lib_del_no_{e['id']}"):
+                ss.pop("_lib_confirm", None)
                 st.rerun()
-            if ss.get("_lib_confirm") == e["id"]:
-                if c[3].button("✔ " + t("confirm_delete", ctx.lang), key=f"lib_del_ok_{e['id']}", type="primary"):
-                    _delete(ctx, lib, e)
-                if c[3].button(t("cancel", ctx.lang), key=f"lib_del_no_{e['id']}"):
-                    ss.pop("_lib_confirm", None)
-                    st.rerun()
-            elif c[3].button(t("delete", ctx.lang), key=f"lib_del_{e['id']}"):
-                ss["_lib_confirm"] = e["id"]
+        elif c[3].button(t("delete", ctx.lang), key=f"lib_del_{e['id']}"):
+            ss["_lib_confirm"] = e["id"]
+            st.rerun()
+        c[4].download_button("TOML", to_toml(e, ctx.bundle.variables), f"{_stem(e['name'])}.toml",
+                             "application/toml", key=f"lib_exp_{e['id']}", help=t("export_file", ctx.lang))
+
+
+def _deleted_list(ctx, lib, deleted: list[dict]) -> None:
+    with st.expander(t("deleted_list", ctx.lang) + f" ({len(deleted)})"):
+        for e in deleted[:50]:
+            c = st.columns([5, 1])
+            c[0].markdown(f"~~{_esc(e['name'])}~~ · {_esc(e['author']) or '—'}")
+            if c[1].button(t("restore", ctx.lang), key=f"lib_restore_{e['id']}"):
+                _act(lambda e=e: lib.restore(e["id"]), ctx, "success", f"{t('restored', ctx.lang)} {e['name']}")
                 st.rerun()
-            c[4].download_button("TOML", to_toml(e, ctx.bundle.variables), f"{_stem(e['name'])}.toml",
-                                 "application/toml", key=f"lib_exp_{e['id']}", help=t("export_file", ctx.lang))
-    if deleted:
-        with st.expander(t("deleted_list", ctx.lang) + f" ({len(deleted)})"):
-            for e in deleted[:50]:
-                c = st.columns([5, 1])
-                c[0].markdown(f"~~{_esc(e['name'])}~~ · {_esc(e['author']) or '—'}")
-                if c[1].button(t("restore", ctx.lang), key=f"lib_restore_{e['id']}"):
-                    _act(lambda e=e: lib.restore(e["id"]), ctx, "success", f"{t('restored', ctx.lang)} {e['name']}")
-                    st.rerun()
-    st.subheader(t("upload", ctx.lang))
-    up = st.file_uploader(t("upload", ctx.lang), type=["toml"], key="upload", label_visibility="collapsed")
-    if up is not None:
-        handle_upload(ctx, up.name, up.getvalue())
 
 
 def _esc(text: str) -> str:

@@ -227,7 +227,8 @@ def differences(ctx, cols: list[str]) -> pd.DataFrame:
             if s == ctx.reference:
                 continue
             v = _series(ctx, s, col)
-            row = {t("indicator", ctx.lang): ctx.vlabel(col), t("unit", ctx.lang): core.unit_label(ctx.bundle, col, ctx.lang),
+            row = {t("indicator", ctx.lang): ctx.vlabel(col),
+                   t("unit", ctx.lang): core.unit_label(ctx.bundle, col, ctx.lang),
                    t("scenario", ctx.lang): ctx.label(s)}
             for y in _years(ctx):
                 a, b = _at(v, y), _at(r, y)
@@ -439,8 +440,8 @@ def build_report(ctx, score=None) -> str:
     if others and lmdi.available(ctx.df):
         eff = lmdi.decompose_frame(ctx.df, ctx.reference, others[0])
         y = 2030.0 if 2030.0 in eff.index else float(eff.index[-1])
-        figs.append(charts.lmdi_figure(eff.loc[y].to_dict(), ctx.lang,
-                                       f"{t('lmdi', ctx.lang)}: {ctx.label(others[0])} − {ctx.label(ctx.reference)}, {int(y)}"))
+        title = f"{t('lmdi', ctx.lang)}: {ctx.label(others[0])} − {ctx.label(ctx.reference)}, {int(y)}"
+        figs.append(charts.lmdi_figure(eff.loc[y].to_dict(), ctx.lang, title))
         lm = eff.reset_index()
         lm["time"] = lm["time"].astype(int)
         lm = lm.rename(columns={"time": t("year", ctx.lang)} | {f: t(f, ctx.lang) for f in lmdi.FACTORS}

@@ -23,7 +23,8 @@ def labelled_results(bundle, df: pd.DataFrame, lang: str, label) -> pd.DataFrame
         if core.is_fraction(bundle, c):
             out[c] = out[c] * 100
         unit = core.unit_label(bundle, c, lang)
-        cols[c] = f"{core.var_label(bundle, c, lang)} ({unit}) [{c}]" if unit else f"{core.var_label(bundle, c, lang)} [{c}]"
+        label = core.var_label(bundle, c, lang)
+        cols[c] = f"{label} ({unit}) [{c}]" if unit else f"{label} [{c}]"
     out = out.rename(columns=cols).reset_index()
     out["scenario"] = out["scenario"].map(label)
     out["time"] = out["time"].round().astype(int) if (out["time"] % 1 == 0).all() else out["time"]
@@ -96,7 +97,7 @@ h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 1.4em; }}
     for fig in figures:
         if fig is None:
             continue
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first,
                                  config={"displaylogo": False}))
         first = False
     for heading, table in tables:

@@ -61,21 +61,31 @@ def decode(q: dict) -> tuple[dict, list[str]]:
         if q.get(k):
             view[k] = q[k]
     if q.get("lv"):
-        lv = {}
-        for part in q["lv"].split(";"):
-            if not part:
-                continue
-            name, sep, val = part.partition(":")
-            try:
-                x = float(val)
-            except ValueError:
-                problems.append(f"lv={part}: {'no value' if not sep else repr(val) + ' is not a number'}")
-                continue
-            if not math.isfinite(x):
-                problems.append(f"lv={part}: {val!r} is not a finite number")
-                continue
-            lv[name] = x
-        view["lv"] = lv
+        view["lv"] = _levers(q["lv"], problems)
+    _rest(q, view, problems)
+    return view, problems
+
+
+def _levers(text: str, problems: list[str]) -> dict[str, float]:
+    """"name:value;..." -> {name: value}; NaN, infinities and non-numbers are problems."""
+    lv = {}
+    for part in text.split(";"):
+        if not part:
+            continue
+        name, sep, val = part.partition(":")
+        try:
+            x = float(val)
+        except ValueError:
+            problems.append(f"lv={part}: {'no value' if not sep else repr(val) + ' is not a number'}")
+            continue
+        if not math.isfinite(x):
+            problems.append(f"lv={part}: {val!r} is not a finite number")
+            continue
+        lv[name] = x
+    return lv
+
+
+def _rest(q: dict, view: dict, problems: list[str]) -> None:
     if "unc" in q:
         view["unc"] = q["unc"] in ("1", "true")
     if q.get("more"):
@@ -92,7 +102,6 @@ def decode(q: dict) -> tuple[dict, list[str]]:
             view["ly"] = int(q["ly"])
         except ValueError:
             problems.append(f"ly={q['ly']}: not a year")
-    return view, problems
 
 
 def _num(v: float) -> str:

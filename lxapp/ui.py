@@ -141,7 +141,7 @@ def _init_state(bundle: core.Bundle) -> None:
         return
     ss["_init_done"] = True
     try:
-        raw = {k: st.query_params.get(k) for k in st.query_params.keys()}
+        raw = {k: st.query_params.get(k) for k in st.query_params}
     except Exception:  # noqa: BLE001 - an unreadable query string is an empty one
         raw = {}
     view, problems = state.decode(raw)

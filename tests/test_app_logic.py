@@ -94,7 +94,7 @@ def test_untouched_levers_keep_every_scenario_value():
             v = core.scenario_value(b, name, lv)
             if lv.kind in ("value", "year"):
                 assert core.fit(lv, v) == pytest.approx(v, abs=1e-12), (lv.name, name, v, lv.step)
-    for name, sc in b.scenarios.items():
+    for sc in b.scenarios.values():
         assert core.current_overrides(b, dict(sc.overrides), {}) == dict(sc.overrides)
 
 

@@ -43,7 +43,7 @@ def server(tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, LXSD_DB=str(tmp_path_factory.mktemp("db") / "workshop.sqlite"),
                PYTHONPATH=str(ROOT))
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.headless", "true", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",

@@ -58,45 +58,52 @@ def parse_presentation(raw: object, source: str) -> tuple[dict, list[Problem]]:
         else:
             out["card_years"] = list(yrs)
     if "lever_groups" in raw:
-        groups = raw["lever_groups"]
-        if not isinstance(groups, list):
-            bad("lever_groups", "must be a list of {name, label_zh, label_en, levers}")
-        else:
-            out["lever_groups"] = []
-            for i, g in enumerate(groups):
-                where = f"lever_groups[{i}]"
-                if not isinstance(g, dict) or not isinstance(g.get("levers"), list) \
-                        or not all(isinstance(v, str) for v in g["levers"]):
-                    bad(where, "must be {name = \"...\", label_zh = \"...\", label_en = \"...\", levers = [...]}")
-                    continue
-                extra = set(g) - {"name", "label_zh", "label_en", "levers"}
-                if extra:
-                    bad(where, f"unknown field(s) {sorted(extra)}")
-                    continue
-                if not all(isinstance(g.get(k, ""), str) for k in ("name", "label_zh", "label_en")):
-                    bad(where, "name and labels must be text")
-                    continue
-                out["lever_groups"].append({"name": g.get("name") or f"group{i + 1}",
-                                            "label_zh": g.get("label_zh", ""), "label_en": g.get("label_en", ""),
-                                            "levers": list(g["levers"])})
+        out["lever_groups"] = _lever_groups(raw["lever_groups"], bad)
     if "actuals" in raw:
-        acts = raw["actuals"]
-        if not isinstance(acts, dict):
-            bad("actuals", "must map data indicators to {column = \"...\", factor = number}")
-        else:
-            out["actuals"] = {}
-            for ind, spec in acts.items():
-                if not isinstance(spec, dict) or not isinstance(spec.get("column"), str) \
-                        or not COLUMN.match(spec["column"]) or set(spec) - {"column", "factor"}:
-                    bad(f"actuals.{ind}", "must be {column = \"name or name[element]\", factor = number}")
-                    continue
-                factor = spec.get("factor", 1.0)
-                if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) \
-                        or factor == 0:
-                    bad(f"actuals.{ind}", "factor must be a finite non-zero number (data unit -> model unit)")
-                    continue
-                out["actuals"][str(ind)] = {"column": spec["column"], "factor": float(factor)}
+        out["actuals"] = _actuals(raw["actuals"], bad)
     return out, problems
+
+
+def _lever_groups(groups: object, bad) -> list[dict]:
+    if not isinstance(groups, list):
+        bad("lever_groups", "must be a list of {name, label_zh, label_en, levers}")
+        return []
+    out = []
+    for i, g in enumerate(groups):
+        where = f"lever_groups[{i}]"
+        if not isinstance(g, dict) or not isinstance(g.get("levers"), list) \
+                or not all(isinstance(v, str) for v in g["levers"]):
+            bad(where, "must be {name = \"...\", label_zh = \"...\", label_en = \"...\", levers = [...]}")
+            continue
+        extra = set(g) - {"name", "label_zh", "label_en", "levers"}
+        if extra:
+            bad(where, f"unknown field(s) {sorted(extra)}")
+            continue
+        if not all(isinstance(g.get(k, ""), str) for k in ("name", "label_zh", "label_en")):
+            bad(where, "name and labels must be text")
+            continue
+        out.append({"name": g.get("name") or f"group{i + 1}", "label_zh": g.get("label_zh", ""),
+                    "label_en": g.get("label_en", ""), "levers": list(g["levers"])})
+    return out
+
+
+def _actuals(acts: object, bad) -> dict:
+    if not isinstance(acts, dict):
+        bad("actuals", "must map data indicators to {column = \"...\", factor = number}")
+        return {}
+    out = {}
+    for ind, spec in acts.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("column"), str) \
+                or not COLUMN.match(spec["column"]) or set(spec) - {"column", "factor"}:
+            bad(f"actuals.{ind}", "must be {column = \"name or name[element]\", factor = number}")
+            continue
+        factor = spec.get("factor", 1.0)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) \
+                or factor == 0:
+            bad(f"actuals.{ind}", "factor must be a finite non-zero number (data unit -> model unit)")
+            continue
+        out[str(ind)] = {"column": spec["column"], "factor": float(factor)}
+    return out
 
 
 def check_names(presentation: dict, variables: dict, source: str) -> list[Problem]:
