@@ -23,8 +23,8 @@ def labelled_results(bundle, df: pd.DataFrame, lang: str, label) -> pd.DataFrame
         if core.is_fraction(bundle, c):
             out[c] = out[c] * 100
         unit = core.unit_label(bundle, c, lang)
-        label = core.var_label(bundle, c, lang)
-        cols[c] = f"{label} ({unit}) [{c}]" if unit else f"{label} [{c}]"
+        vl = core.var_label(bundle, c, lang)
+        cols[c] = f"{vl} ({unit}) [{c}]" if unit else f"{vl} [{c}]"
     out = out.rename(columns=cols).reset_index()
     out["scenario"] = out["scenario"].map(label)
     out["time"] = out["time"].round().astype(int) if (out["time"] % 1 == 0).all() else out["time"]
