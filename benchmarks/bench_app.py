@@ -190,7 +190,7 @@ def browser_user(port: int, moves: int) -> tuple[list[float], list[float]] | Non
             page = ctx.new_page()
             t0 = time.perf_counter()
             page.goto(url, wait_until="commit")
-            page.wait_for_function(f"({CHART_DATA})() !== null", timeout=60_000, polling=20)
+            page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000, polling=20)
             first.append((time.perf_counter() - t0) * 1000)
             ctx.close()
         ctx = b.new_context(viewport={"width": 1500, "height": 1000})
@@ -230,6 +230,7 @@ def main() -> None:
     global THINK
     THINK = tuple(float(x) for x in a.think.split(","))
     port = free_port()
+    browser_error = ""
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(port, str(Path(tmp) / "bench.sqlite"))
         try:
@@ -237,7 +238,12 @@ def main() -> None:
             single, _ = asyncio.run(one_user(port, 15))
             firsts = [asyncio.run(one_user(port, 0))[1] for _ in range(5)]
             load, loads, wall = asyncio.run(many_users(port, a.users, a.moves, a.seconds))
-            browser = None if a.no_browser else browser_user(port, 10)
+            browser = None
+            if not a.no_browser:
+                try:
+                    browser = browser_user(port, 10)
+                except Exception as exc:  # noqa: BLE001 - a timeout in the browser is a result to report
+                    browser_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
         finally:
             proc.terminate()
             try:
@@ -253,6 +259,9 @@ def main() -> None:
                      len(browser[0])))
         rows.append(("one user in Chromium: page open → first chart drawn", *stats(browser[1], 1), "≤ 2000",
                      len(browser[1])))
+    if browser_error:
+        rows.append((f"one user in Chromium: did not finish ({browser_error})", float("nan"), float("nan"),
+                     float("nan"), "", 0))
     try:
         load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:

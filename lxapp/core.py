@@ -200,6 +200,11 @@ UNIT_NAMES = {  # how the model's units read to people: (zh, en); a flow per yea
     "1e4 tCO2/(1e8 yuan)": ("吨CO₂/万元", "t CO₂ per CNY 10k"), "ha": ("公顷", "ha"),
     "dmnl": ("比值", "ratio"), "1": ("比值", "ratio"), "yuan/person/year": ("元/人", "CNY per person"),
     "1/year": ("每年", "per year"), "year": ("年", "years"), "mu": ("亩", "mu"), "ug/m3": ("微克/立方米", "µg/m³"),
+    # the units of model/targets.toml
+    "%/year": ("%/年", "%/year"), "patents/10k persons": ("件/万人", "patents per 10k persons"),
+    "per 10 000 (‱)": ("‱", "per 10 000 (‱)"), "per 1000 elderly": ("每千名老人", "per 1000 elderly"),
+    "per 1000 persons": ("每千人", "per 1000 persons"), "person": ("人", "persons"), "ratio": ("比值", "ratio"),
+    "yuan": ("元", "CNY"),
 }
 # token by token, for units the table does not name (longest first)
 UNIT_TOKENS_ZH = [("1e8 yuan", "亿元"), ("1e4 tCO2", "万吨CO₂"), ("1e4 tce", "万吨标准煤"),

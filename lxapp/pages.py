@@ -405,19 +405,24 @@ def page_export(ctx) -> None:
         base = "http://localhost:8501/"
     st.code(base + "?" + urlencode(state.encode(current_view(ctx))), language=None, wrap_lines=True)
     df = ctx.df.loc[ctx.selected]
-    score = _scorecard_or_none(ctx)
-    head = report.headline_sheet(ctx, df)
-    labelled = report.labelled_results(ctx.bundle, df, ctx.lang, ctx.label)
+    levers = lever_table(ctx)       # here: the files are built later, in a thread without the session
+
+    def labelled():
+        return report.labelled_results(ctx.bundle, df, ctx.lang, ctx.label)
+
+    def excel() -> bytes:
+        sheets = {t("headline", ctx.lang): report.headline_sheet(ctx, df),
+                  t("scorecard", ctx.lang): _scorecard_or_none(ctx), t("lever_settings", ctx.lang): levers}
+        return report.results_excel(labelled(), sheets, results_name=t("results", ctx.lang))
+
     c1, c2, c3 = st.columns(3)
-    c1.download_button(t("download_csv", ctx.lang), report.results_csv(labelled), "linxiang_results.csv", "text/csv")
-    c2.download_button(t("download_xlsx", ctx.lang),
-                       report.results_excel(labelled, {t("headline", ctx.lang): head,
-                                                       t("scorecard", ctx.lang): score,
-                                                       t("lever_settings", ctx.lang): lever_table(ctx)},
-                                            results_name=t("results", ctx.lang)),
-                       "linxiang_results.xlsx",
+    # the files are built only when someone clicks (the HTML report embeds plotly.js, ~4 MB)
+    c1.download_button(t("download_csv", ctx.lang), lambda: report.results_csv(labelled()), "linxiang_results.csv",
+                       "text/csv")
+    c2.download_button(t("download_xlsx", ctx.lang), excel, "linxiang_results.xlsx",
                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    c3.download_button(t("download_html", ctx.lang), build_report(ctx, score).encode("utf-8"),
+    c3.download_button(t("download_html", ctx.lang),
+                       lambda: build_report(ctx, _scorecard_or_none(ctx), levers).encode("utf-8"),
                        "linxiang_report.html", "text/html")
 
 
@@ -430,7 +435,7 @@ def _scorecard_or_none(ctx):
         return None
 
 
-def build_report(ctx, score=None) -> str:
+def build_report(ctx, score=None, levers=None) -> str:
     from lxapp import report
     cols = default_charts(ctx.bundle, ctx.df.columns)
     figs = [line(ctx, c, fast=False) for c in cols]
@@ -454,4 +459,4 @@ def build_report(ctx, score=None) -> str:
     notes = [ctx.bundle.load_error and (t("demo_warning", ctx.lang) + " " + ctx.bundle.load_error[:300]) or "",
              f"{t('reference', ctx.lang)}: {ctx.label(ctx.reference)}; {t('base', ctx.lang)}: {ctx.label(ctx.base)}"]
     return report.html_report(t("report_title", ctx.lang), ctx.lang, [ctx.label(s) for s in ctx.selected],
-                              lever_table(ctx), tables, figs, [n for n in notes if n])
+                              lever_table(ctx) if levers is None else levers, tables, figs, [n for n in notes if n])

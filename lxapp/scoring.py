@@ -41,6 +41,10 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.3g}"
 
 
+def _signed(x: float) -> str:
+    return ("+" if x >= 0 else "−") + _num(abs(x))
+
+
 def matrix(long: pd.DataFrame, scenarios: list[str], reference: str, lang: str, label,
            prob: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Indicator × scenario: "✔ value (margin)" or "✘ ...", the ensemble's probability for the
@@ -50,10 +54,16 @@ def matrix(long: pd.DataFrame, scenarios: list[str], reference: str, lang: str, 
     ids = list(dict.fromkeys(long["id"]))
     first = long.drop_duplicates("id").set_index("id")
     p = prob.set_index("id")["p_met"] if prob is not None and len(prob) else None
+    cols: dict[str, str] = {}
+    for s_ in scenarios:     # column headers: the scenarios' labels, made unique
+        lab = label(s_)
+        cols[s_] = lab if lab not in cols.values() else f"{lab} ({s_})"
     rows, status = [], []
     for i in ids:
         info = first.loc[i]
-        row = {t("indicator", lang): info[name_col] or info["name_en"], t("unit", lang): info["unit"],
+        from lxapp.core import translate_unit
+        row = {t("indicator", lang): info[name_col] or info["name_en"],
+               t("unit", lang): translate_unit(str(info["unit"] or ""), lang),
                t("kind", lang): t("binding" if info["kind"] == "binding" else "expected", lang),
                t("target", lang) + " 2025": _num(info["target_2025"])}
         srow = {k: "" for k in row}
@@ -61,14 +71,14 @@ def matrix(long: pd.DataFrame, scenarios: list[str], reference: str, lang: str, 
         ref_met = ref["met"].iloc[0] if len(ref) else None
         for s in scenarios:
             r = long[(long["id"] == i) & (long["scenario"] == s)]
-            col = label(s)
+            col = cols[s]
             if not len(r) or r["met"].iloc[0] is None:
                 row[col] = t("not_modelled", lang)
                 srow[col] = ""
                 continue
             met = bool(r["met"].iloc[0])
             text = ("✔ " if met else "✘ ") + f"{_num(r['value_2025'].iloc[0])} ({t('margin', lang)} " \
-                f"{r['margin'].iloc[0]:+,.3g})"
+                f"{_signed(float(r['margin'].iloc[0]))})"
             if p is not None and s == "current" and i in p.index and not math.isnan(p[i]):
                 text += f" · P={p[i]:.0%}"
             changed = s != reference and ref_met is not None and met != bool(ref_met)

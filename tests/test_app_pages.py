@@ -207,6 +207,8 @@ def test_scorecard_is_a_localised_matrix(monkeypatch):
     cells = m.drop(columns=["指标", "单位", "类型", "目标 2025"]).astype(str).to_numpy().ravel()
     assert not any(c in ("None", "nan") for c in cells)
     assert any(c.startswith("✔") for c in cells) and any(c.startswith("✘") for c in cells)
+    import re
+    assert not [u for u in m["单位"] if re.search(r"[a-z]{2,}", u)], list(m["单位"])    # units in Chinese
     summary = at.dataframe[1].value
     assert list(summary.columns) == ["情景", "达标数", "约束性指标达标数"]
 
@@ -217,3 +219,26 @@ def test_lever_screen_keeps_the_comparison_in_the_url(monkeypatch):
     at.slider(key="lv_rongyue_pace_en").set_value(2.0).run()
     assert not at.exception
     assert qp(at, "sc") == "current,plan,rongyue_fast" and qp(at, "ref") == "plan"
+
+
+def _report_script():
+    import streamlit as st
+
+    from lxapp import core, pages, ui
+    bundle = ui.get_bundle(core.bundle_key())
+    ctx = ui.Ctx(bundle, "zh", "export", [core.CURRENT, "actual_trend", "plan"], "actual_trend", "actual_trend",
+                 {"rongyue_pace": 2.0}, False)
+    ui.compute(ctx)
+    html = pages.build_report(ctx, pages._scorecard_or_none(ctx))
+    st.session_state["html"] = html
+
+
+def test_html_report(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = AppTest.from_function(_report_script, default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    html = at.session_state["html"]
+    assert "Noto Sans CJK SC" in html and "情景比较报告" in html and "目标记分卡" in html
+    import re
+    text = re.sub(r"<script.*?</script>", "", html, flags=re.S)     # the tables and headings, not plotly.js
+    assert "2,02" not in text and "e+0" not in text and "None" not in text   # plain years, no exponents
