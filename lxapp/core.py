@@ -14,11 +14,15 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lxapp import ROOT
+
+if TYPE_CHECKING:
+    from engine.simulation import CompiledModel
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL = DEMO_DIR / "demo_model.toml"
@@ -42,7 +46,7 @@ def env_path(var: str, default: Path) -> Path:
 class Bundle:
     """The compiled model with its scenarios, targets and actuals."""
 
-    model: object                      # engine.simulation.CompiledModel
+    model: CompiledModel
     path: str
     key: str                           # identifies model + scenario files, for caches
     is_demo: bool = False
