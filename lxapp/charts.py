@@ -85,7 +85,11 @@ def line_spec(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels: 
         if mark_year is not None and x_all[0] <= mark_year <= x_all[-1]:
             shapes.append(dict(type="line", xref="x", yref="paper", x0=mark_year, x1=mark_year, y0=0, y1=1,
                                line=dict(color="#d4ac0d", width=1, dash="dot")))
-    for i, sc in enumerate(scenarios):
+    # the current settings are drawn last (on top, thicker): a scenario with the same values
+    # must not hide them; colours stay with the scenario's place in the comparison
+    order = sorted(range(len(scenarios)), key=lambda k: scenarios[k] == "current")
+    for i in order:
+        sc = scenarios[i]
         if column not in df.columns:
             break
         sub = df.xs(sc, level="scenario")[column]
@@ -101,7 +105,8 @@ def line_spec(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels: 
                                    hoverinfo="skip", name=f"{labels.get(sc, sc)} {tag}",
                                    legendgroup=sc, showlegend=False))
         traces.append(dict(type="scatter", x=x, y=sub.to_numpy() * scale, mode="lines", name=labels.get(sc, sc),
-                           line=dict(color=c, width=2 if is_dashed else 2.5, dash="dash" if is_dashed else "solid"),
+                           line=dict(color=c, width=2 if is_dashed else (3 if sc == "current" else 2),
+                                     dash="dash" if is_dashed else "solid"),
                            legendgroup=sc, hovertemplate="%{y:,.4~g}"))
     if plan is not None:
         name = plan["name_zh"] if lang == "zh" else plan["name_en"]

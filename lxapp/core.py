@@ -189,6 +189,8 @@ def var_label(bundle: Bundle, name: str, lang: str) -> str:
     if var is None:
         return name
     text = (var.label_zh if lang == "zh" else var.label_en) or var.label_en or var.label_zh or base
+    if is_fraction(bundle, base):   # shown as a percentage: a "(0-1)" in the label would mislead
+        text = re.sub(r"\s*[(（]0\s*[-–~]\s*1[)）]", "", text)
     if not elem:
         return text
     model = bundle.model.model
