@@ -545,7 +545,15 @@ def simple_expression(expr: str) -> tuple[str | None, float]:
 
 
 def target_markers(bundle: Bundle) -> pd.DataFrame:
-    """Plan targets that a chart can show as markers: column, year, value (model unit)."""
+    """Plan targets that a chart can show as markers: column, year, value (model unit);
+    computed once per bundle (the targets do not change while it lives)."""
+    cached = bundle.__dict__.get("_markers")
+    if cached is None:
+        cached = bundle.__dict__["_markers"] = _target_markers(bundle)
+    return cached
+
+
+def _target_markers(bundle: Bundle) -> pd.DataFrame:
     rows = []
     for t in bundle.targets:
         col, factor = simple_expression(t.get("expression", ""))

@@ -28,7 +28,13 @@ def _years(ctx) -> list[int]:
 
 
 def history_end(bundle) -> float | None:
-    """The last year with a published actual: the end of history on the charts."""
+    """The last year with a published actual: the end of history on the charts (once per bundle)."""
+    if "_history_end" not in bundle.__dict__:
+        bundle.__dict__["_history_end"] = _history_end(bundle)
+    return bundle.__dict__["_history_end"]
+
+
+def _history_end(bundle) -> float | None:
     a = bundle.actuals
     if a is None or not len(a):
         return None
