@@ -197,7 +197,8 @@ def test_diagram_and_loops(bundle):
     dot = diagram.dot(bundle, "zh")
     assert dot.startswith("digraph") and "capacity" in dot
     assert "gdp_real" in diagram.dot(bundle, "en", "gdp_real")
-    loops = diagram.stock_loops(bundle)
-    assert any(lp == ["capacity"] for lp in loops)       # capacity grows from itself
+    loops = diagram.feedback_loops(bundle)                 # the engine's loops (engine.analysis.structure)
+    assert any(lp.variables == ("capacity", "capacity_growth") for lp in loops)   # capacity grows from itself
+    assert any(lp.polarity == -1 for lp in loops) and any(lp.polarity == 1 for lp in loops)
     table = diagram.variable_table(bundle, "zh")
     assert {"name", "equation", "unit", "source"} <= set(table.columns)
