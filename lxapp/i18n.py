@@ -110,6 +110,7 @@ TEXT = {
                   "The levers start from this scenario's values; choosing another resets them."),
     "moved_levers": ("已调整的杠杆", "Levers moved"),
     "copy_link": ("复制链接", "Copy link"),
+    "share_page": ("此链接打开“{page}”页面(您来此之前所在的页面)。", "This link opens the “{page}” page (where you were before)."),
     "copied": ("已复制", "Copied"),
     "bad_link": ("链接中的部分设置无法使用,已忽略:", "Some settings in the link could not be used and were ignored:"),
     "run_failed": ("模型运行失败:", "The model run failed:"),

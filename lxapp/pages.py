@@ -409,7 +409,9 @@ def page_export(ctx) -> None:
         base = st.context.url or "http://localhost:8501/"
     except Exception:  # noqa: BLE001
         base = "http://localhost:8501/"
-    st.code(base + "?" + urlencode(state.encode(current_view(ctx))), language=None, wrap_lines=True)
+    view = current_view(ctx) | {"page": st.session_state.get("_view_page", "overview")}
+    st.caption(t("share_page", ctx.lang).format(page=t(view["page"], ctx.lang)))
+    st.code(base + "?" + urlencode(state.encode(view)), language=None, wrap_lines=True)
     df = ctx.df.loc[ctx.selected]
     levers = lever_table(ctx)       # here: the files are built later, in a thread without the session
 

@@ -263,6 +263,8 @@ def sidebar(bundle: core.Bundle) -> Ctx:
     pages = list(state.PAGES)
     page = sb.radio(t("page", lang), pages, format_func=lambda p: t(p, lang),
                     **bind("page", lang, lambda v: v if v in pages else pages[0]))
+    if page != "export":
+        ss["_view_page"] = page       # the page a link from the export page opens
     extra = ss.setdefault("extra", {})
     options = _scenario_options(bundle) + [k for k in extra if k not in bundle.scenarios]
     ctx_label = lambda s: core.scenario_label(bundle, s, lang, extra)  # noqa: E731

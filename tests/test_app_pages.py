@@ -242,3 +242,12 @@ def test_html_report(monkeypatch):
     import re
     text = re.sub(r"<script.*?</script>", "", html, flags=re.S)     # the tables and headings, not plotly.js
     assert "2,02" not in text and "e+0" not in text and "None" not in text   # plain years, no exponents
+
+
+def test_export_link_opens_the_page_before(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("compare", "en", sc="current,plan", lv="rongyue_pace:2")
+    at.sidebar.radio(key="w_page_en").set_value("export").run()
+    assert not at.exception
+    link = at.code[0].value
+    assert link.startswith("http") and "page=compare" in link and "rongyue_pace%3A2" in link and "ch=" in link
