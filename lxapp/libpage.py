@@ -147,10 +147,11 @@ def handle_upload(ctx, filename: str, data: bytes) -> str | None:
     from engine.errors import EngineError
     from engine.scenarios import scenario_from_dict
 
-    from lxapp.uploads import UploadError, read_scenario_toml
+    from lxapp.uploads import UploadError, check_base, read_scenario_toml
 
     try:
         parsed = read_scenario_toml(filename, data)
+        check_base(filename, parsed, list(ctx.bundle.scenarios))
         sc = scenario_from_dict(parsed, ctx.bundle.model, filename, ctx.bundle.scenario_dir)
     except UploadError as exc:
         st.error(t("upload_bad", ctx.lang) + f" {exc}")

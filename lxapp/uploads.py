@@ -55,6 +55,18 @@ def read_scenario_toml(name: str, data: bytes) -> dict:
     return parsed
 
 
+def check_base(name: str, parsed: dict, scenarios: list[str]) -> None:
+    """An uploaded scenario's ``base`` must name one of the app's scenarios: never a path, so an
+    upload cannot make the server read (or reveal the existence of) any other file."""
+    meta = parsed.get("scenario")
+    base = meta.get("base") if isinstance(meta, dict) else None
+    if base is None:
+        return
+    if not isinstance(base, str) or base not in scenarios or base in ("", "default"):
+        known = ", ".join(s for s in scenarios if s != "default")
+        raise UploadError(f"{name}: scenario.base must name one of the app's scenarios ({known})")
+
+
 def read_actuals(bundle, name: str, data: bytes) -> pd.DataFrame:
     """Actuals in data/'s long format (scope, indicator, unit, year, value, source), CSV or XLSX:
     checked row by row (a number in year and value, finite), then mapped onto model columns by

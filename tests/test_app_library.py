@@ -202,6 +202,8 @@ def _upload_script(data: bytes, filename: str):
     (b"\xff\xfe\x00bad", "UTF-8"),
     (b"[set]\n" + b"".join(b"k%d = 1\n" % i for i in range(300_000)), "bytes; the limit"),   # 4 MB
     (b"[scenario]\nlabel_en = 'x'\n[set]\nrongyue_pace = [" + b"1," * 3000 + b"1]\n", "more than 2,000 keys"),
+    (b"[scenario]\nbase = '/etc/passwd'\n[set]\nrongyue_pace = 2\n", "must name one of the app's scenarios"),
+    (b"[scenario]\nbase = '../model/linxiang'\n[set]\nrongyue_pace = 2\n", "must name one of the app's scenarios"),
 ])
 def test_bad_upload_shows_an_error(content, needle):
     from streamlit.testing.v1 import AppTest
@@ -219,3 +221,12 @@ def test_good_upload_is_added():
     at = AppTest.from_function(_upload_script, args=(good, "mine.toml"), default_timeout=60).run()
     assert not at.exception
     assert "upload:mine" in at.session_state["extra"]
+
+
+def test_upload_with_a_known_base_is_accepted():
+    from streamlit.testing.v1 import AppTest
+
+    good = b"[scenario]\nlabel_en = 'On plan'\nbase = 'plan'\n[set]\nrongyue_pace = 2.0\n"
+    at = AppTest.from_function(_upload_script, args=(good, "onplan.toml"), default_timeout=60).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "upload:onplan" in at.session_state["extra"]
