@@ -145,8 +145,9 @@ def page_overview(ctx) -> None:
         s, r = _series(ctx, chosen, col), _series(ctx, ctx.reference, col)
         v, d = _at(s, y0), _at(s, y0) - _at(r, y0)
         unit = core.unit_label(ctx.bundle, col, ctx.lang)
-        c.metric(f"{ctx.vlabel(col)} {y0} ({unit})", fmt(v), f"{d:+,.3g}",
-                 delta_color="inverse" if col.startswith("co2") else "normal")
+        zero = abs(d) < 1e-9 * max(1.0, abs(v))
+        c.metric(f"{ctx.vlabel(col)} {y0} ({unit})", fmt(v), "±0" if zero else f"{d:+,.3g}",
+                 delta_color="off" if zero else ("inverse" if col.startswith("co2") else "normal"))
     st.subheader(t("headline", ctx.lang))
     table = headline_table(ctx, chosen)
     text = [t("indicator", ctx.lang), t("unit", ctx.lang), t("actual", ctx.lang), t("plan_target", ctx.lang) + " 2025"]

@@ -38,6 +38,8 @@ def scorecard_table(bundle, df: pd.DataFrame) -> pd.DataFrame:
 def _num(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
+    if abs(x) < 1e-9:           # rounding noise of a value exactly at its target
+        return "0"
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.3g}"
 
 

@@ -202,3 +202,18 @@ def test_diagram_and_loops(bundle):
     assert any(lp.polarity == -1 for lp in loops) and any(lp.polarity == 1 for lp in loops)
     table = diagram.variable_table(bundle, "zh")
     assert {"name", "equation", "unit", "source"} <= set(table.columns)
+
+
+def test_scorecard_numbers_have_no_exponents():
+    import pandas as pd
+
+    from lxapp import scoring
+    long = pd.DataFrame([{"scenario": "a", "id": "x", "name_zh": "指标", "name_en": "x", "kind": "expected",
+                          "unit": "%", "target_2025": 2.8, "value_2025": 2.8 + 4.44e-16, "met": True,
+                          "margin": 4.44e-16},
+                         {"scenario": "a", "id": "y", "name_zh": "就业", "name_en": "y", "kind": "binding",
+                          "unit": "person", "target_2025": 18000.0, "value_2025": -3000.0, "met": False,
+                          "margin": -21000.0}])
+    m, status = scoring.matrix(long, ["a"], "a", "zh", lambda s: "甲")
+    assert m["甲"].tolist() == ["✔ 2.8 (余量 +0)", "✘ -3,000 (余量 −21,000)"]
+    assert m["单位"].tolist() == ["%", "人"] and status["甲"].tolist() == ["met", "missed"]
