@@ -110,6 +110,7 @@ TEXT = {
                   "The levers start from this scenario's values; choosing another resets them."),
     "moved_levers": ("已调整的杠杆", "Levers moved"),
     "copy_link": ("复制链接", "Copy link"),
+    "plan_2020": ("规划2020年基数", "plan's 2020 value"),
     "share_page": ("此链接打开“{page}”页面(您来此之前所在的页面)。",
                    "This link opens the “{page}” page (where you were before)."),
     "copied": ("已复制", "Copied"),

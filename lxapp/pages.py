@@ -320,7 +320,8 @@ def page_calibration(ctx) -> None:
     show = pd.DataFrame({t("indicator", ctx.lang): [ctx.vlabel(c) for c in table["column"]],
                          t("unit", ctx.lang): [core.unit_label(b, c, ctx.lang) for c in table["column"]],
                          t("year", ctx.lang): table["year"].astype(str),
-                         t("kind", ctx.lang): table["kind"],
+                         t("kind", ctx.lang): [t("actual", ctx.lang) if k == "actual" else t("plan_2020", ctx.lang)
+                                               for k in table["kind"]],
                          t("actual", ctx.lang): [v * (100 if is_fraction(b, c) else 1)
                                                  for v, c in zip(table["actual"], table["column"], strict=True)],
                          t("model_value", ctx.lang): [v * (100 if is_fraction(b, c) else 1)
