@@ -110,7 +110,7 @@ def test_lever_screen_and_language(server):
         page.goto(server + "/?page=levers&lang=zh", wait_until="domcontentloaded")
         page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=90_000)
         _settle(page)
-        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=60_000)
+        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000)
         before = page.evaluate(CHART_DATA)
         page.screenshot(path=str(ARTIFACTS / "app_zh_levers.png"), full_page=False)
         assert not page.locator('[data-testid="stException"]').count()
@@ -124,9 +124,9 @@ def test_lever_screen_and_language(server):
         slider.press("End")
         page.wait_for_function(f"(b) => {{ const c = ({CHART_DATA})(); "
                                "return c && c.length === b.length && c.some((v, i) => Math.abs(v - b[i]) > 1e-6); }",
-                               arg=before, timeout=60_000)
+                               arg=before, timeout=120_000)
         assert page.evaluate(CHART_DATA) != before
-        page.wait_for_function("location.href.includes('rongyue_pace')", timeout=30_000)   # the URL holds it
+        page.wait_for_function("location.href.includes('rongyue_pace')", timeout=90_000)   # the URL holds it
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "app_zh_lever_moved.png"), full_page=False)
 
@@ -134,18 +134,18 @@ def test_lever_screen_and_language(server):
         toggle = page.locator('[data-testid="stSidebar"]').get_by_text("English", exact=True)
         for i in range(3):
             toggle.click()
-            page.get_by_text("Linxiang 14th Five-Year Plan scenario lab").wait_for(timeout=60_000)
-            page.get_by_role("heading", name="Levers").wait_for(timeout=60_000)
+            page.get_by_text("Linxiang 14th Five-Year Plan scenario lab").wait_for(timeout=120_000)
+            page.get_by_role("heading", name="Levers").wait_for(timeout=120_000)
             page.wait_for_function("location.href.includes('lang=en') && location.href.includes('page=levers')",
-                                   timeout=30_000)
+                                   timeout=90_000)
             if i == 0:
                 _settle(page)
                 page.screenshot(path=str(ARTIFACTS / "app_en_levers.png"), full_page=False)
             toggle.click()
-            page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=60_000)
-            page.get_by_role("heading", name="政策杠杆").wait_for(timeout=60_000)
+            page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=120_000)
+            page.get_by_role("heading", name="政策杠杆").wait_for(timeout=120_000)
             page.wait_for_function("location.href.includes('lang=zh') && location.href.includes('page=levers')",
-                                   timeout=30_000)
+                                   timeout=90_000)
         assert "rongyue_pace" in page.url                      # the moved lever survived the switches
         assert not page.locator('[data-testid="stException"]').count()
         browser.close()
@@ -164,7 +164,7 @@ def test_shared_link_restores_every_chart(server):
         page.goto(link, wait_until="domcontentloaded")
         _settle(page, 5 + 2)                                   # five charts, structure, LMDI
         page.get_by_text("All seven sectors").click()          # change the grouping: into the URL too
-        page.wait_for_function("location.href.includes('grp=7')", timeout=30_000)
+        page.wait_for_function("location.href.includes('grp=7')", timeout=90_000)
         _settle(page, 7)
         titles = page.evaluate(CHART_TITLES)
         shared = page.url
