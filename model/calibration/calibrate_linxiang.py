@@ -159,7 +159,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--max-nfev", type=int, default=80)
+    ap.add_argument("--plan", action="store_true", help="only solve the plan scenario's levers for the plan's targets")
     args = ap.parse_args()
+    if args.plan:
+        solve_plan(args.write)
+        return
     m = load_model(ROOT / "model" / "linxiang.toml")
     base_plan = load_scenario(ROOT / "scenarios" / "plan.toml", m).overrides
     base_act = load_scenario(ROOT / "scenarios" / "actual_trend.toml", m).overrides
@@ -291,6 +295,63 @@ def write(m, x) -> None:
     st = re.sub(r"^gdp_level_revision = .*$", line, st, count=1, flags=re.M)
     sp.write_text(st, encoding="utf-8")
     print("wrote", path, "and", sp)
+
+
+
+# ---------------------------------------------------------------------------- the plan's levers
+PLAN_LEVERS = [  # (lever, target description, residual function of the plan run)
+    ("investment_rate_future", "GDP growth 10.4%/yr 2021-2025 (plan 专栏1 row 1)",
+     lambda res: (growth(res, "gdp_real", 0, 2020, 2025) - 0.104) * 10),
+    ("urbanization_policy", "urbanization 65% in 2025 (plan 专栏1 row 7)",
+     lambda res: at(res, "urbanization_rate", 0, 2025) / 0.65 - 1),
+    ("afforestation_policy", "forest cover 57% in 2025 (plan 专栏1 row 20)",
+     lambda res: at(res, "forest_cover", 0, 2025) / 0.57 - 1),
+    ("rural_revitalization_rate", "urban/rural income ratio 1.6 in 2025 (plan 专栏1 row 12)",
+     lambda res: at(res, "income_ratio", 0, 2025) / 1.6 - 1),
+]
+
+
+def solve_plan(write_file: bool) -> None:
+    """The lever values that the plan's own targets imply, within the levers' declared ranges."""
+    m = load_model(ROOT / "model" / "linxiang.toml")
+    base = load_scenario(ROOT / "scenarios" / "plan.toml", m).overrides
+    names = [n for n, *_ in PLAN_LEVERS]
+    lo = np.asarray([m.model.variables[n].range[0] for n in names], float)
+    hi = np.asarray([m.model.variables[n].range[1] for n in names], float)
+    x0 = np.clip(np.asarray([float(np.asarray(base.get(n, default(m, n)))) for n in names]), lo, hi)
+    out = ["gdp_real", "urbanization_rate", "forest_cover", "income_ratio"]
+
+    def fun(x):
+        sc = dict(base)
+        sc.update({n: float(v) for n, v in zip(names, x, strict=True)})
+        res = m.run(scenarios={"plan": sc}, variables=out)
+        return np.asarray([f(res) for *_, f in PLAN_LEVERS], float)
+
+    x = x0.copy()
+    for _ in range(3):   # one lever for one target, in turn (each target mainly moves with its own lever)
+        for i in range(len(names)):
+            def one(v, i=i):
+                xx = x.copy()
+                xx[i] = v[0]
+                return fun(xx)[i:i + 1]
+            x[i] = least_squares(one, x[i:i + 1], bounds=(lo[i:i + 1], hi[i:i + 1]), diff_step=1e-4).x[0]
+
+    class sol:  # noqa: N801 - a record of the result
+        pass
+    sol.x, sol.fun = x, fun(x)
+    for (n, what, _f), v, r, a, b in zip(PLAN_LEVERS, sol.x, sol.fun, lo, hi, strict=True):
+        bound = " (AT ITS BOUND: the target is out of the lever's reach)" if min(v - a, b - v) < 1e-6 * (b - a) else ""
+        print(f"plan: {n} = {v:.6g} for {what}; residual {r:+.4f}{bound}")
+    if write_file:
+        sp = ROOT / "scenarios" / "plan.toml"
+        st = sp.read_text(encoding="utf-8")
+        for n, v in zip(names, sol.x, strict=True):
+            line = f"{n} = {v:.6g}"
+            st, k = re.subn(r"^" + n + r" = .*$", line, st, count=1, flags=re.M)
+            if k == 0:
+                st = st.rstrip("\n") + "\n" + line + "\n"
+        sp.write_text(st, encoding="utf-8")
+        print("wrote", sp)
 
 
 if __name__ == "__main__":
