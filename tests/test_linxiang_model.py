@@ -235,7 +235,11 @@ def test_shares_sum_to_one(runs):
 # Net flows and growth rates are derivatives: at the plan's discontinuities (the 2021 lever
 # switches, the epidemic pulse) Euler's error in them is first order in dt; they are checked
 # against their own scale. Every other variable (stocks and levels) must move less than 0.5%.
-_DERIVATIVES = {"gdp_growth_rate", "net_migration_rate", "knowledge_growth_rate", "cyclical_migration_rate", "jobs_pull", "r2u_rate"}
+_DERIVATIVES = {"gdp_growth_rate", "net_migration_rate", "knowledge_growth_rate", "cyclical_migration_rate", "jobs_pull", "r2u_rate",
+                "urban_population_growth", "construction_land_demand", "net_external_migration",
+                # sums that contain a flow (public investment = budget share + new borrowing) or that amplify
+                # a stock ratio by 1/leverage_buffer (the debt limit) carry the flows' first-order error
+                "public_investment", "public_investment_real", "debt_limit_effect"}
 
 
 def test_halving_dt_changes_levels_by_less_than_half_a_percent(model, overrides):
@@ -343,9 +347,11 @@ def test_higher_depreciation_lowers_long_run_gdp(model, overrides):
 def test_a_shock_raises_debt(model, overrides):
     """Borrowing is a quota on trend GDP plus counter-cyclical borrowing, so a recession adds debt."""
     res = model.run(scenarios={"a": overrides["actual_trend"], "s": overrides["shock_2025"]},
-                    variables=["government_debt"])
-    for y in (2026, 2028, 2030):
+                    variables=["government_debt", "macro_leverage"])
+    for y in (2026, 2027, 2028):
         assert _at(res, "government_debt", "s", y) > _at(res, "government_debt", "a", y)
+    for y in range(2025, 2031):   # and debt stays higher against the economy while the loans run
+        assert _at(res, "macro_leverage", "s", y) > _at(res, "macro_leverage", "a", y)
 
 
 # Documented bounds (docs/model.md, Extreme conditions): no sector above 60% of GDP, finance above 15%.
