@@ -369,3 +369,25 @@ def test_no_sector_share_above_its_bound_over_the_uncertain_ranges(model):
     share = res["industry_share"]
     for i, s in enumerate(SECTORS):
         assert share[..., i].max() <= SHARE_BOUND.get(s, 0.6), f"{s} reaches {share[..., i].max():.0%}"
+
+
+def test_every_assumption_gives_its_reason():
+    """A source that says "assumption" must say why (issue 10: 54 of 114 gave no reason)."""
+    raw = tomllib.loads(MODEL.read_text(encoding="utf-8"))
+    bare = [name for section in ("constants", "data") for name, c in raw.get(section, {}).items()
+            if c["source"].strip().lower().startswith("assumption")
+            and len(c["source"].split(":", 1)[-1].strip()) < 15]
+    assert not bare, f"assumptions without a reason: {bare}"
+
+
+def test_every_monetary_output_names_its_price_base():
+    raw = tomllib.loads(MODEL.read_text(encoding="utf-8"))
+    missing = []
+    for section in ("auxiliaries", "flows", "stocks"):
+        for name, v in raw.get(section, {}).items():
+            if "yuan" in v.get("unit", "") and name in HEADLINE + ["investment_total_nominal", "income_urban",
+                                                                   "income_rural", "retail_sales_nominal"]:
+                label = v.get("label_en", "")
+                if "2020 prices" not in label and "current prices" not in label:
+                    missing.append(name)
+    assert not missing, missing
