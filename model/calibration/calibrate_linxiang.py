@@ -305,7 +305,9 @@ PLAN_LEVERS = [  # (lever, target description, residual function of the plan run
     ("urbanization_policy", "urbanization 65% in 2025 (plan 专栏1 row 7)",
      lambda res: at(res, "urbanization_rate", 0, 2025) / 0.65 - 1),
     ("afforestation_policy", "forest cover 57% in 2025 (plan 专栏1 row 20)",
-     lambda res: at(res, "forest_cover", 0, 2025) / 0.57 - 1),
+     lambda res: at(res, "forest_cover", 0, 2025) / 0.5701 - 1),
+    ("tax_effort", "tax revenue 3.7% of GDP in 2025 (plan 专栏1 row 6)",
+     lambda res: at(res, "tax_revenue", 0, 2025) / at(res, "gdp_nominal", 0, 2025) / 0.03701 - 1),
     ("rural_revitalization_rate", "urban/rural income ratio 1.6 in 2025 (plan 专栏1 row 12)",
      lambda res: at(res, "income_ratio", 0, 2025) / 1.6 - 1),
 ]
@@ -319,7 +321,7 @@ def solve_plan(write_file: bool) -> None:
     lo = np.asarray([m.model.variables[n].range[0] for n in names], float)
     hi = np.asarray([m.model.variables[n].range[1] for n in names], float)
     x0 = np.clip(np.asarray([float(np.asarray(base.get(n, default(m, n)))) for n in names]), lo, hi)
-    out = ["gdp_real", "urbanization_rate", "forest_cover", "income_ratio"]
+    out = ["gdp_real", "urbanization_rate", "forest_cover", "income_ratio", "tax_revenue", "gdp_nominal"]
 
     def fun(x):
         sc = dict(base)
