@@ -27,7 +27,7 @@ DEFAULT = "default"          # the model's own defaults, no overrides
 
 HEADLINE = ["gdp_real", "gdp_nominal", "value_added", "industry_share", "population_resident",
             "population_urban", "urbanization_rate", "energy_consumption", "energy_intensity",
-            "co2_emissions", "co2_intensity", "budget_revenue", "fiscal_revenue_total",
+            "co2_emissions", "co2_intensity", "budget_revenue", "investment_total_nominal",
             "government_debt", "forest_cover"]
 
 # The main levers of issue 6, in display order. A lever shows only if the model has the

@@ -13,9 +13,9 @@ from lxapp.ui import widget_key
 YEARS = (2025, 2030, 2035)
 OVERVIEW_ROWS = ["gdp_nominal", "gdp_real", "_growth", "industry_share[primary]", "industry_share[secondary]",
                  "industry_share[tertiary]", "urbanization_rate", "population_resident", "energy_intensity",
-                 "co2_intensity", "co2_emissions", "budget_revenue", "fiscal_revenue_total", "government_debt",
+                 "co2_intensity", "co2_emissions", "budget_revenue", "investment_total_nominal", "government_debt",
                  "forest_cover"]
-DEFAULT_CHARTS = ["gdp_real", "urbanization_rate", "co2_emissions", "energy_intensity", "fiscal_revenue_total",
+DEFAULT_CHARTS = ["gdp_real", "urbanization_rate", "co2_emissions", "energy_intensity", "budget_revenue",
                   "gdp_nominal"]
 
 
@@ -101,7 +101,7 @@ def page_overview(ctx) -> None:
     years = _years(ctx)
     y0 = years[0] if years else int(ctx.bundle.model.time.stop)
     cols = st.columns(4)
-    for c, col in zip(cols, ["gdp_nominal", "urbanization_rate", "co2_emissions", "fiscal_revenue_total"]):
+    for c, col in zip(cols, ["gdp_nominal", "urbanization_rate", "co2_emissions", "budget_revenue"]):
         s, r = _series(ctx, chosen, col), _series(ctx, ctx.reference, col)
         if s is None:
             continue
@@ -202,7 +202,7 @@ def page_levers(ctx) -> None:
     b = ctx.bundle
     if ctx.unc:
         st.caption(t("fan_note", ctx.lang))
-    cols = [c for c in ("gdp_real", "co2_emissions", "urbanization_rate", "fiscal_revenue_total") if c in ctx.df.columns]
+    cols = [c for c in ("gdp_real", "co2_emissions", "urbanization_rate", "budget_revenue") if c in ctx.df.columns]
     sub = ctx.df.loc[[s for s in ctx.selected if s in (CURRENT, ctx.base)] or ctx.selected[:1]]
     labels = ctx.labels | {ctx.base: ctx.label(ctx.base)}
     grid = st.columns(2)
