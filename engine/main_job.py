@@ -57,7 +57,7 @@ def summary() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     df = res.to_dataframe()
-    cols = [c for c in ("gdp_real", "gdp_nominal", "urbanization_rate", "co2_emissions", "fiscal_revenue_total")
+    cols = [c for c in ("gdp_real", "gdp_nominal", "urbanization_rate", "co2_emissions", "budget_revenue")
             if c in df.columns] or list(df.columns[:5])
     years = [t for t in (2020, 2025, 2030, 2035) if t in set(res.times)] or [res.times[-1]]
     print(f"{path.name}: {len(res.scenarios)} scenario(s)")

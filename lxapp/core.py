@@ -30,9 +30,8 @@ CURRENT = "current"          # the scenario made of the base scenario and the le
 DEFAULT = "default"          # the model's own defaults, no overrides
 
 # Headline variables, lever groups and the actuals mapping come from the model file's
-# [presentation] table (engine/parse/presentation.py), else from model/presentation.toml
-# (the same table in a file of its own); see presentation().
-PRESENTATION_FILE = ROOT / "model" / "presentation.toml"
+# [presentation] table (engine/parse/presentation.py), else from the file $LXSD_PRESENTATION names
+# (the same table in a file of its own, for a model without one); see presentation().
 MAX_CHARTS = 12             # charts drawn at once (a workshop's laptops and the shared server)
 
 
@@ -140,13 +139,15 @@ def load_bundle(model_path: str | Path | None = None) -> Bundle:
 
 
 def presentation(model) -> tuple[dict, list[str]]:
-    """The model's [presentation] table, else model/presentation.toml (env LXSD_PRESENTATION),
+    """The model's [presentation] table, else the file $LXSD_PRESENTATION names,
     less names the model lacks (each named in the notes): what the app shows first."""
     from engine.parse.presentation import check_names, parse_presentation
 
     if model.presentation:
         return dict(model.presentation), []
-    path = env_path("LXSD_PRESENTATION", PRESENTATION_FILE)
+    if not os.environ.get("LXSD_PRESENTATION"):
+        return {}, []
+    path = Path(os.environ["LXSD_PRESENTATION"])
     if not path.exists():
         return {}, []
     try:

@@ -166,5 +166,8 @@ def test_app_prefers_the_model_table(tmp_path, monkeypatch):
     assert b.presentation == {"headline": ["y"]} and core.headline(b) == ["y"]
     plain = tmp_path / "n.toml"
     plain.write_text(MODEL, encoding="utf-8")
-    b2 = core.load_bundle(plain)        # no table: model/presentation.toml, names the model lacks dropped
+    pres = tmp_path / "p.toml"
+    pres.write_text('[presentation]\nheadline = ["gdp_real"]\n', encoding="utf-8")
+    monkeypatch.setenv("LXSD_PRESENTATION", str(pres))
+    b2 = core.load_bundle(plain)        # no table: $LXSD_PRESENTATION's, names the model lacks dropped
     assert b2.presentation["headline"] == [] and any("gdp_real" in n for n in b2.presentation_notes)
