@@ -511,3 +511,7 @@ def register(sub) -> None:
     sc.add_argument("--out", metavar="FILE.csv", help="one row per indicator per scenario")
     sc.add_argument("--no-units", action="store_true")
     sc.set_defaults(func=cmd_scorecard)
+
+    from engine.analysis import posterior_cli
+
+    posterior_cli.register(sub)
