@@ -725,13 +725,20 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                  targets: list[Target] | None = None, out: str | Path | None = None,
                  chunk: int = DEFAULT_CHUNK, executor: Executor | None = None,
                  percentiles: tuple[int, ...] = PERCENTILES, keep: bool = True,
-                 progress: Callable[[str], None] | None = None) -> EnsembleResult:
+                 progress: Callable[[str], None] | None = None, posterior=None,
+                 base: tuple[str, Mapping] | None = None) -> EnsembleResult:
     """Run ``n`` samples of ``space`` under each scenario; see the module doc.
 
     All samples are drawn here, up front, and cut into shards of ``chunk``; each shard is
     one ``CompiledModel.run``. On an error, the shards already written stay on disk and
     the error says how many; ``keep=False`` keeps nothing in memory but what the
     percentiles and target probabilities need.
+
+    ``posterior`` (:class:`engine.analysis.posterior.PosteriorDraws`): the factors it holds
+    are drawn jointly from its draws (seeded), the others from their distributions.
+    ``base`` = (name, overrides): every scenario is reported as its difference from this
+    scenario, sample by sample with the same constants (common random numbers); the
+    statistics, the written paths and no target probabilities are of the differences.
     """
     t0 = _time.perf_counter()
     if n < 1:
@@ -739,6 +746,11 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     executor = executor or Executor()
     remember(ref, model)
     X = draw(space, n, seed, design)
+    if posterior is not None:
+        P = posterior.sample(n, seed)
+        for j, lab in enumerate(space.labels):
+            if lab in posterior.labels:
+                X[:, j] = P[:, posterior.labels.index(lab)]
     variables = list(variables or default_variables(model, targets))
     unknown = [v for v in variables if v not in model.visible]
     if unknown:
@@ -750,7 +762,22 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     pieces = shards(n, chunk)
     writer = _Writer(out)
     manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
-                "scenarios": list(scenarios), "variables": [v for v in variables if v in shown]}
+                "scenarios": list(scenarios), "variables": [v for v in variables if v in shown],
+                "draws": f"posterior {posterior.path}" if posterior is not None else "prior"}
+    base_cols: dict[str, np.ndarray] | None = None
+    if base is not None:
+        manifest["difference_from"] = base[0]
+        targets = None
+        base_cols = {}
+        payloads = [{"params": space.to_params(X[a:b], base[1]), "overrides": dict(base[1] or {}),
+                     "variables": variables, "saveper": saveper, "n": b - a} for a, b in pieces]
+        for i, r in executor.imap(run_shard, ref, payloads):
+            a, b = pieces[i]
+            for c, arr in r["columns"].items():
+                base_cols.setdefault(c, np.full((n, arr.shape[1]), np.nan))[a:b] = \
+                    np.where(r["failed"][:, None], np.nan, arr)
+        if progress:
+            progress(f"{base[0]} (the base of the differences): {len(pieces)} shard(s) done")
     rows, prows = [], []
     failures: dict[str, int] = {}
     held: dict[str, list[str]] = {}
@@ -759,6 +786,8 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     complete = False
     try:
         for scen, overrides in scenarios.items():
+            if base is not None:
+                scen = f"{scen}-minus-{base[0]}"
             writer.clear(scen)
             fixed = space.held(overrides)
             if fixed:
@@ -777,6 +806,9 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                 a, b = pieces[i]
                 times = r["times"]
                 failed[a:b] = r["failed"]
+                if base_cols is not None:  # the same samples' base values: common random numbers
+                    r["columns"] = {c: arr - base_cols[c][a:b] for c, arr in r["columns"].items()}
+                    failed[a:b] |= ~np.isfinite(base_cols[next(iter(base_cols))][a:b, -1])
                 for c, arr in r["columns"].items():
                     if c not in cols:
                         cols[c] = np.empty((n, arr.shape[1]))
