@@ -221,7 +221,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ensemble
 @_guard
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets, run_ensemble
+    from engine.analysis.ensemble import run_ensemble
+    from engine.analysis.targets import load_targets
     from engine.cli import build_runs
 
     if args.samples < 1:
@@ -367,8 +368,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- optimize
 @_guard
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets
+    from engine.analysis.ensemble import build_space
     from engine.analysis.optimize import optimize, parse_objective
+    from engine.analysis.targets import load_targets
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
@@ -447,12 +449,7 @@ def _write_policy(args, res, sc, objective, model) -> None:
 # ---------------------------------------------------------------------------- scorecard
 @_guard
 def cmd_scorecard(args: argparse.Namespace) -> int:
-    try:
-        from engine.scorecard import scorecard
-    except ModuleNotFoundError as exc:
-        if exc.name and "engine.scorecard".startswith(exc.name):
-            raise EngineError("the scorecard (engine/scorecard.py) is not available in this installation") from None
-        raise
+    from engine.analysis.targets import scorecard
     from engine.cli import build_runs
 
     model, ref = _load(args)
@@ -478,8 +475,9 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def _target_probabilities(args, model, ref, runs, tpath) -> pd.DataFrame | None:
     """P(target met) per scenario and target from an ensemble: posterior draws when there is a posterior
     (--posterior, or the model's shipped one), prior draws with --prior; None when neither."""
-    from engine.analysis.ensemble import load_targets, run_ensemble
+    from engine.analysis.ensemble import run_ensemble
     from engine.analysis.posterior import default_posterior
+    from engine.analysis.targets import load_targets
 
     if args.samples < 1:
         raise EngineError(f"--samples must be at least 1, got {args.samples}")

@@ -10,12 +10,11 @@
   and year, the probability of meeting each scorecard target, and (optionally) every
   sample's path written to Parquet partitioned by scenario (``OUT/scenario=NAME/part-*.parquet``)
   or to CSV, shard by shard, so a 100 000-sample ensemble never sits in memory whole.
-* :class:`Expr` and :func:`load_targets`: the expressions of ``model/targets.toml``,
-  evaluated on arrays of N runs at once.
+* Targets and expressions (:class:`Expr`, :func:`load_targets`) live in
+  :mod:`engine.analysis.targets` and are re-exported here.
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -23,7 +22,6 @@ import re
 import shutil
 import tempfile
 import time as _time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,212 +43,7 @@ HEADLINE = ("gdp_real", "gdp_nominal", "value_added", "industry_share", "populat
 DEFAULT_CHUNK = 10_000
 
 
-# ---------------------------------------------------------------------------- expressions
-_FUNCS: dict[str, Callable] = {"MIN": np.minimum, "MAX": np.maximum, "ABS": np.abs, "SQRT": np.sqrt,
-                               "EXP": np.exp, "LN": np.log}
-_REF = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*([^\]]+?)\s*\]")
-
-
-class Expr:
-    """An expression over a model's outputs (names, ``name[element]``, numbers, + - * / ^,
-    parentheses, MIN MAX ABS SQRT EXP LN), evaluated on arrays of N runs.
-
-    >>> e = Expr("value_added[primary] / gdp_real * 100")
-    >>> e.columns
-    ['value_added[primary]', 'gdp_real']
-    >>> float(e.evaluate({"value_added[primary]": 2.0, "gdp_real": 8.0}.__getitem__))
-    25.0
-    """
-
-    def __init__(self, text: str, where: str = "expression") -> None:
-        self.text = str(text)
-        self.where = where
-        refs: dict[str, str] = {}
-
-        def sub(m: re.Match) -> str:
-            col = f"{m.group(1)}[{','.join(p.strip() for p in m.group(2).split(','))}]"
-            key = f"__c{len(refs)}"
-            refs[key] = col
-            return key
-
-        src = _REF.sub(sub, self.text).replace("^", "**")
-        try:
-            tree = ast.parse(src, mode="eval")
-        except SyntaxError as exc:
-            raise EngineError(f"{where}: cannot parse {self.text!r}: {exc.msg}") from None
-        self._tree = tree
-        self._refs = refs
-        found: list[tuple[int, str]] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                if node.id not in _FUNCS:
-                    found.append((node.col_offset, refs.get(node.id, node.id)))
-            elif isinstance(node, ast.Call):
-                if not (isinstance(node.func, ast.Name) and node.func.id.upper() in _FUNCS) or node.keywords:
-                    raise EngineError(f"{where}: {self.text!r}: only MIN MAX ABS SQRT EXP LN may be called")
-            elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
-                                       ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)):
-                raise EngineError(f"{where}: {self.text!r}: {node.__class__.__name__} is not allowed")
-        cols = list(dict.fromkeys(c for _, c in sorted(found)))  # in the order they are written
-        self.columns = [c for c in cols if c.upper() not in _FUNCS]  # call names are Name nodes too
-        self.variables = sorted({c.split("[")[0] for c in self.columns})
-
-    def evaluate(self, get: Callable[[str], np.ndarray]):
-        def ev(node):
-            if isinstance(node, ast.Expression):
-                return ev(node.body)
-            if isinstance(node, ast.Constant):
-                if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                    raise EngineError(f"{self.where}: {self.text!r}: {node.value!r} is not a number")
-                return float(node.value)
-            if isinstance(node, ast.Name):
-                return get(self._refs.get(node.id, node.id))
-            if isinstance(node, ast.UnaryOp):
-                v = ev(node.operand)
-                return -v if isinstance(node.op, ast.USub) else v
-            if isinstance(node, ast.BinOp):
-                a, b = ev(node.left), ev(node.right)
-                op = node.op
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    if isinstance(op, ast.Add):
-                        return a + b
-                    if isinstance(op, ast.Sub):
-                        return a - b
-                    if isinstance(op, ast.Mult):
-                        return a * b
-                    if isinstance(op, ast.Div):
-                        return np.divide(a, b)
-                    return np.power(a, b)
-            if isinstance(node, ast.Call):
-                args = [ev(a) for a in node.args]
-                fn = _FUNCS[node.func.id.upper()]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    if fn in (np.minimum, np.maximum):
-                        out = args[0]
-                        for a in args[1:]:
-                            out = fn(out, a)
-                        return out
-                    return fn(*args)
-            raise EngineError(f"{self.where}: {self.text!r}: cannot evaluate")  # pragma: no cover
-
-        return ev(self._tree)
-
-
-def check_columns(model, expr: Expr) -> list[str]:
-    """Names in ``expr`` that are not saved outputs of ``model`` (empty when all are)."""
-    bad = []
-    for col in expr.columns:
-        name = col.split("[")[0]
-        rv = model.rvars.get(name)
-        if rv is None or rv.kind == "lookup" or rv.internal:
-            bad.append(col)
-            continue
-        if "[" in col:
-            elems = tuple(col[len(name) + 1:-1].split(","))
-            if elems not in model.elements(name):
-                bad.append(col)
-        elif rv.dims:
-            bad.append(col)
-    return bad
-
-
-# ---------------------------------------------------------------------------- targets
-@dataclass
-class Target:
-    """One modelled indicator of model/targets.toml."""
-
-    id: str
-    name_zh: str
-    name_en: str
-    kind: str
-    direction: str
-    target: float
-    expr: Expr
-    measure: str = "level"
-    compare_to_year: float | None = None
-    target_year: float = 2025
-    unit: str = ""
-
-    @property
-    def binding(self) -> bool:
-        return self.kind == "binding"
-
-    def years(self) -> list[float]:
-        return [self.target_year] + ([self.compare_to_year] if self.compare_to_year is not None else [])
-
-    def value(self, at: Callable[[str, float], np.ndarray], year: float | None = None):
-        """The measure in ``year`` (default target_year); ``at(column, year)`` gives N values."""
-        y = self.target_year if year is None else year
-        cur = self.expr.evaluate(lambda c: at(c, y))
-        if self.measure == "level":
-            return cur
-        base = self.expr.evaluate(lambda c: at(c, self.compare_to_year))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.measure == "reduction_pct":
-                return 100.0 * (1.0 - cur / base)
-            if self.measure == "cagr_pct":
-                return 100.0 * (np.power(cur / base, 1.0 / (y - self.compare_to_year)) - 1.0)
-            return cur - base  # change
-
-    def margin(self, value):
-        """Positive = met with room to spare (value - target, or target - value for "max")."""
-        return self.target - value if self.direction == "max" else value - self.target
-
-
-def load_targets(path: str | Path, model=None, binding_only: bool = False) -> tuple[list[Target], list[str]]:
-    """The modelled targets of a targets file, and notes on the rows skipped (and why)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(Problem(str(path), None, "targets file not found")) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}")) from None
-    rows = data.get("indicator")
-    if not isinstance(rows, list):
-        raise ModelError(Problem(str(path), "indicator", "expected [[indicator]] tables"))
-    targets, notes, problems = [], [], []
-    for i, row in enumerate(rows):
-        rid = str(row.get("id", f"#{i + 1}"))
-        if row.get("modelled", True) is False or not row.get("expression"):
-            notes.append(f"{rid}: not modelled" + (f" ({row['reason']})" if row.get("reason") else ""))
-            continue
-        if binding_only and row.get("kind") != "binding":
-            continue
-        if row.get("target_2025") is None:
-            notes.append(f"{rid}: no numeric target")
-            continue
-        measure = row.get("measure", "level")
-        direction = row.get("direction", "min")
-        if measure not in ("level", "reduction_pct", "cagr_pct", "change"):
-            problems.append(Problem(str(path), f"{rid}.measure", f"unknown measure {measure!r}",
-                                    "level, reduction_pct, cagr_pct or change"))
-            continue
-        if direction not in ("min", "max", "reduction"):
-            problems.append(Problem(str(path), f"{rid}.direction", f"unknown direction {direction!r}",
-                                    "min, max or reduction"))
-            continue
-        if measure != "level" and row.get("compare_to_year") is None:
-            problems.append(Problem(str(path), f"{rid}.compare_to_year", f"measure {measure} needs compare_to_year"))
-            continue
-        try:
-            expr = Expr(row["expression"], f"{path}: {rid}.expression")
-            target = float(row["target_2025"])
-        except (EngineError, TypeError, ValueError) as exc:
-            problems.append(Problem(str(path), rid, str(exc)))
-            continue
-        if model is not None:
-            bad = check_columns(model, expr)
-            if bad:
-                notes.append(f"{rid}: skipped, the model has no output {', '.join(bad)}")
-                continue
-        targets.append(Target(rid, str(row.get("name_zh", "")), str(row.get("name_en", "")),
-                              str(row.get("kind", "expected")), direction, target, expr, measure,
-                              None if row.get("compare_to_year") is None else float(row["compare_to_year"]),
-                              float(row.get("target_year", 2025)), str(row.get("unit", ""))))
-    if problems:
-        raise ModelError(problems)
-    return targets, notes
+from engine.analysis.targets import Expr, Target, check_columns, load_targets  # noqa: F401 - re-exported
 
 
 # ---------------------------------------------------------------------------- parameters

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.analysis.ensemble import Expr, ParamSpace, annual_saveper, check_columns, run_batch
+from engine.analysis.ensemble import ParamSpace, annual_saveper, run_batch
+from engine.analysis.targets import Expr, check_columns
 from engine.errors import EngineError, ModelError, Problem
 from engine.parse.toml_file import read_toml
 
