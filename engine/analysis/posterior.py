@@ -177,21 +177,85 @@ def _arviz():
     return arviz
 
 
-def sample_posterior(model, ref: ModelRef, like: Likelihood, *, samples: int = 2000, steps: int = 1000,
-                     burn: int | None = None, walkers: int | None = None, seed: int = 0, moves: str = "stretch",
-                     executor: Executor | None = None, chunk: int | None = None,
-                     progress: Progress | bool | None = None, meta: dict | None = None) -> Posterior:
+SAMPLERS = ("smc", "emcee")
+
+
+def sample_posterior(model, ref: ModelRef, like: Likelihood, *, samples: int = 2000, sampler: str = "smc",
+                     replicas: int = 4, steps: int = 1000, burn: int | None = None, walkers: int | None = None,
+                     seed: int = 0, moves: str = "stretch", executor: Executor | None = None,
+                     chunk: int | None = None, progress: Progress | bool | None = None,
+                     meta: dict | None = None) -> Posterior:
     """Sample the posterior of ``like.space``'s factors given ``like``'s observations.
 
-    ``steps`` per walker, the first ``burn`` (default half) discarded; the rest thinned so
-    that about ``samples`` draws (walkers x kept steps) are kept. The same seed gives the
-    same draws.
+    ``sampler="smc"`` (default): tempered sequential Monte Carlo (:mod:`engine.analysis.smc`)
+    with ``samples`` particles in ``replicas`` independent runs (the chains of the diagnostics).
+    ``sampler="emcee"``: ``steps`` per walker, the first ``burn`` (default half) discarded, the
+    rest thinned to about ``samples`` draws. The same seed gives the same draws.
     """
-    import emcee
-
     t0 = _time.perf_counter()
+    if samples < 1:
+        raise EngineError(f"--samples must be at least 1, got {samples}")
+    if sampler not in SAMPLERS:
+        raise EngineError(f"unknown --sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
     space = like.space
     k = len(space.factors)
+    ev = Evaluator(model, ref, like, executor, chunk)
+    if sampler == "smc":
+        X, lp, info, stats, full = _run_smc(ev, k, samples, replicas, seed, progress)
+    else:
+        X, lp, info, stats, full = _run_emcee(ev, k, samples, steps, burn, walkers, seed, moves, progress)
+    # the posterior predictive of every data row: one batch over the kept draws
+    flat = X.transpose(1, 0, 2).reshape(-1, k)                    # chain-major, as ArviZ stores it
+    pred = ev.run(flat, keep=True)
+    rng = np.random.default_rng(seed + 1)
+    noisy = like.noisy(pred["sims"], rng)
+    notes = []
+    if pred["failed"].any():
+        notes.append(f"{int(pred['failed'].sum())} of {len(flat)} posterior draws failed when re-run")
+    idata = _inference_data(space, like, X, lp, pred["sims"], noisy, stats,
+                            dict(meta or {}, seed=seed, sampler=sampler, **info))
+    summary = summarise(idata, space.labels, full)
+    idata.posterior.attrs["lxsd_summary"] = summary.to_json(orient="records")
+    if (summary["r_hat"] > 1.05).any():
+        bad = summary.loc[summary["r_hat"] > 1.05, "label"].tolist()
+        more = "--samples" if sampler == "smc" else "--steps"
+        notes.append(f"R-hat above 1.05 for {len(bad)} constant(s) ({', '.join(bad[:5])}"
+                     f"{', ...' if len(bad) > 5 else ''}): run more {more}")
+    return Posterior(idata, space.labels, summary, _time.perf_counter() - t0, ev.runs,
+                     float(info.get("acceptance", float("nan"))), notes)
+
+
+def _run_smc(ev: Evaluator, k: int, samples: int, replicas: int, seed: int, progress):
+    """Tempered SMC in the prior's normal coordinates; (draws, chains, k) values, lp and stats."""
+    from scipy.special import ndtr
+
+    from engine.analysis.smc import tempered_smc
+
+    if replicas < 2:
+        raise EngineError(f"--replicas must be at least 2 (R-hat compares them), got {replicas}")
+    n = max(2 * k + 2, math.ceil(samples / replicas))
+    bar = progress if isinstance(progress, Progress) else (Progress(1000, "tempering") if progress else None)
+
+    def tell(beta, text):
+        if bar is not None:
+            bar.update(round(beta * bar.total), text)
+
+    res = tempered_smc(lambda Z: ev(ndtr(Z)), k, n, replicas, seed, progress=tell)
+    U = ndtr(res.z)                                               # (R, n, k)
+    X = ev.x_of(U.reshape(-1, k)).reshape(replicas, n, k).transpose(1, 0, 2)
+    lp = res.loglik.T                                             # (draws, chains)
+    stages = [len(b) - 1 for b in res.betas]
+    info = {"replicas": replicas, "particles": n, "stages": stages, "evaluations": res.evaluations,
+            "acceptance": float(np.mean(res.acceptance)) if res.acceptance else float("nan"),
+            "log_evidence": [float(v) for v in res.log_evidence]}
+    stats = {"lp": lp.T.copy()}
+    return X, lp, info, stats, X
+
+
+def _run_emcee(ev: Evaluator, k: int, samples: int, steps: int, burn: int | None, walkers: int | None, seed: int,
+               moves: str, progress):
+    import emcee
+
     walkers = walkers or default_walkers(k)
     if walkers < 2 * k or walkers % 2:
         raise EngineError(f"--walkers must be even and at least twice the number of parameters ({2 * k}), "
@@ -201,16 +265,13 @@ def sample_posterior(model, ref: ModelRef, like: Likelihood, *, samples: int = 2
     burn = steps // 2 if burn is None else burn
     if not 0 <= burn < steps:
         raise EngineError(f"--burn must be in [0, {steps}), got {burn}")
-    if samples < 1:
-        raise EngineError(f"--samples must be at least 1, got {samples}")
     if moves not in MOVES:
         raise EngineError(f"unknown --moves {moves!r}; one of {', '.join(MOVES)}")
-    ev = Evaluator(model, ref, like, executor, chunk)
     p0 = initial_points(ev, walkers, seed)
     mv = None if moves == "stretch" else [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
     sampler = emcee.EnsembleSampler(walkers, k, ev, vectorize=True, moves=mv)
     sampler.random_state = np.random.RandomState(seed).get_state()
-    bar = progress if isinstance(progress, Progress) else (Progress(steps, "posterior") if progress else None)
+    bar = progress if isinstance(progress, Progress) else (Progress(steps, "sampling") if progress else None)
     for i, _ in enumerate(sampler.sample(p0, iterations=steps), start=1):
         if bar is not None:
             bar.update(i, f"acceptance {np.mean(sampler.acceptance_fraction):.2f}")
@@ -220,26 +281,13 @@ def sample_posterior(model, ref: ModelRef, like: Likelihood, *, samples: int = 2
     lp = sampler.get_log_prob(discard=burn, thin=thin)            # (draws, walkers)
     draws = chain_u.shape[0]
     X = ev.x_of(chain_u.reshape(-1, k)).reshape(draws, walkers, k)
-    # the posterior predictive of every data row: one batch over the kept draws
-    flat = X.transpose(1, 0, 2).reshape(-1, k)                    # chain-major, as ArviZ stores it
-    pred = ev.run(flat, keep=True)
-    rng = np.random.default_rng(seed + 1)
-    noisy = like.noisy(pred["sims"], rng)
-    notes = []
-    if pred["failed"].any():
-        notes.append(f"{int(pred['failed'].sum())} of {len(flat)} posterior draws failed when re-run")
-    idata = _inference_data(space, like, X, lp, pred["sims"], noisy, sampler, dict(meta or {}, seed=seed,
-                            walkers=walkers, steps=steps, burn=burn, thin=thin, moves=moves))
     # diagnostics on every kept step (not only the thinned draws that are saved)
     full = ev.x_of(sampler.get_chain(discard=burn).reshape(-1, k)).reshape(kept, walkers, k)
-    summary = summarise(idata, space.labels, full)
-    idata.posterior.attrs["lxsd_summary"] = summary.to_json(orient="records")
-    if (summary["r_hat"] > 1.05).any():
-        bad = summary.loc[summary["r_hat"] > 1.05, "label"].tolist()
-        notes.append(f"R-hat above 1.05 for {len(bad)} constant(s) ({', '.join(bad[:5])}"
-                     f"{', ...' if len(bad) > 5 else ''}): run more --steps")
-    return Posterior(idata, space.labels, summary, _time.perf_counter() - t0, ev.runs,
-                     float(np.mean(sampler.acceptance_fraction)), notes)
+    acc = sampler.acceptance_fraction
+    info = {"walkers": walkers, "steps": steps, "burn": burn, "thin": thin, "moves": moves,
+            "acceptance": float(np.mean(acc))}
+    stats = {"lp": lp.T.copy(), "acceptance_rate": np.broadcast_to(acc[:, None], (walkers, draws)).copy()}
+    return X, lp, info, stats, full
 
 
 def _split_label(label: str) -> tuple[str, str | None]:
@@ -247,7 +295,7 @@ def _split_label(label: str) -> tuple[str, str | None]:
     return base, (rest[:-1] if rest else None)
 
 
-def _inference_data(space: ParamSpace, like: Likelihood, X, lp, sims, noisy, sampler, meta: dict):
+def _inference_data(space: ParamSpace, like: Likelihood, X, lp, sims, noisy, stats: dict, meta: dict):
     """Build the InferenceData: subscripted constants become one variable with an element axis."""
     az = _arviz()
 
@@ -287,8 +335,7 @@ def _inference_data(space: ParamSpace, like: Likelihood, X, lp, sims, noisy, sam
         posterior=post,
         posterior_predictive={"observation": pp, "simulated": sim},
         observed_data={"observation": obs, "fit_row": fit.astype(np.int8)},
-        sample_stats={"lp": lp.T, "acceptance_rate": np.broadcast_to(sampler.acceptance_fraction[:, None],
-                                                                     (walkers, draws)).copy()},
+        sample_stats=stats,
         coords=coords,
         dims={**dims, "observation": ["row"], "simulated": ["row"], "fit_row": ["row"]},
         )

@@ -67,10 +67,12 @@ def _sample(args, model, ref, like, meta):
     from engine.analysis.posterior import Progress, sample_posterior
 
     with _executor(args) as ex:
-        return sample_posterior(model, ref, like, samples=args.samples, steps=args.steps, burn=args.burn,
-                                walkers=args.walkers, seed=args.seed, moves=args.moves, executor=ex,
-                                chunk=args.chunk if ex.kind != "in-process" else None,
-                                progress=None if args.quiet else Progress(args.steps, "sampling"), meta=meta)
+        bar = None if args.quiet else (Progress(1000, "tempering") if args.sampler == "smc"
+                                       else Progress(args.steps, "sampling"))
+        return sample_posterior(model, ref, like, samples=args.samples, sampler=args.sampler,
+                                replicas=args.replicas, steps=args.steps, burn=args.burn, walkers=args.walkers,
+                                seed=args.seed, moves=args.moves, executor=ex,
+                                chunk=args.chunk if ex.kind != "in-process" else None, progress=bar, meta=meta)
 
 
 def _print_posterior(post) -> None:
@@ -144,12 +146,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dist", help="distributions file: the priors (default: uniform over each range)")
     p.add_argument("--scope", help="rows of this scope only (default: the data map's scope)")
     p.add_argument("--indicators", help="only these indicators, comma-separated")
-    p.add_argument("--samples", type=int, default=2000, metavar="N", help="posterior draws kept (default 2000)")
-    p.add_argument("--steps", type=int, default=2000, metavar="S", help="steps per walker (default 2000)")
-    p.add_argument("--burn", type=int, metavar="B", help="steps discarded first (default: half of --steps)")
-    p.add_argument("--walkers", type=int, metavar="W", help="walkers (default max(32, 2k+2) for k parameters)")
+    p.add_argument("--samples", type=int, default=2000, metavar="N", help="posterior draws kept (default 2000; "
+                   "with smc, the particles of all replicas)")
+    p.add_argument("--sampler", choices=["smc", "emcee"], default="smc",
+                   help="tempered sequential Monte Carlo (default) or emcee's ensemble sampler (docs/architecture.md)")
+    p.add_argument("--replicas", type=int, default=4, metavar="R",
+                   help="smc: independent runs, the chains of R-hat (default 4)")
+    p.add_argument("--steps", type=int, default=2000, metavar="S", help="emcee: steps per walker (default 2000)")
+    p.add_argument("--burn", type=int, metavar="B", help="emcee: steps discarded first (default: half of --steps)")
+    p.add_argument("--walkers", type=int, metavar="W", help="emcee: walkers (default max(32, 2k+2) for k parameters)")
     p.add_argument("--moves", choices=["stretch", "de"], default="stretch",
-                   help="emcee moves: the affine-invariant stretch move (default) or differential evolution")
+                   help="emcee: the affine-invariant stretch move (default) or differential evolution")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", metavar="FILE.png|.html", help="traces, pairs and the posterior predictive")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
