@@ -310,9 +310,7 @@ class Fit:
         times, cols, failed = run_batch(self.model, params, self.overrides, X.shape[0], self.variables,
                                         stop=self.stop, saveper=self.saveper)
         self.runs += X.shape[0]
-        self.batches += 1
-        if times is None:  # every run failed: residuals become large (see residuals())
-            return [np.full((X.shape[0], len(s.years)), np.nan) for s in self.series]
+        self.batches += 1  # a failed run's values are NaN: its residuals become large (see residuals())
         out = []
         for s in self.series:
             sim = s.expr.evaluate(lambda c: values_at(times, cols[c], s.years))

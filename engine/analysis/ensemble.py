@@ -381,30 +381,17 @@ def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None
     """Run n samples (``params``: arrays of n values; ``overrides``: one value for all, the
     scenario's settings; a constant in both takes the sampled values).
 
-    A run whose values become non-finite (the engine raises SimulationError for the whole
-    batch) is isolated by halving the batch, and its outputs are NaN; returns
+    One batch call with ``throw=False``: a run that fails (a non-finite value, a guard, a
+    stock below zero) stops alone (``Results.status``) and the others are unchanged. A failed
+    run's outputs are NaN for the whole run, so statistics leave it out; returns
     (times, {column: (n, T)}, failed mask).
     """
-    from engine.errors import SimulationError
-
-    try:
-        res = model.run(params={**dict(overrides or {}), **params}, variables=variables, n=n, **kw)
-        return res.times, output_columns(res, variables), np.zeros(n, bool)
-    except SimulationError:
-        if n == 1:
-            return None, None, np.ones(1, bool)
-    h = n // 2
-    parts = [run_batch(model, {k: v[sl] for k, v in params.items()}, overrides, m, variables, **kw)
-             for sl, m in ((slice(0, h), h), (slice(h, n), n - h))]
-    times = next((t for t, _, _ in parts if t is not None), None)
-    if times is None:
-        return None, None, np.ones(n, bool)
-    cols0 = next(c for _, c, _ in parts if c is not None)
-    cols = {}
-    for c, ref in cols0.items():
-        blocks = [p[1][c] if p[1] is not None else np.full((len(p[2]), ref.shape[1]), np.nan) for p in parts]
-        cols[c] = np.concatenate(blocks, axis=0)
-    return times, cols, np.concatenate([p[2] for p in parts])
+    res = model.run(params={**dict(overrides or {}), **params}, variables=variables, n=n, throw=False, **kw)
+    failed = ~np.asarray(res.ok, bool)
+    cols = output_columns(res, variables)
+    if failed.any():
+        cols = {c: np.where(failed[:, None], np.nan, a) for c, a in cols.items()}
+    return res.times, cols, failed
 
 
 def run_shard(ref: ModelRef, payload: dict) -> dict:
@@ -412,8 +399,6 @@ def run_shard(ref: ModelRef, payload: dict) -> dict:
     model = ref.load()
     times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
                                     payload["variables"], saveper=payload.get("saveper"))
-    if times is None:
-        raise EngineError(f"every one of the {payload['n']} runs of this shard gave non-finite values")
     return {"times": times, "columns": cols, "failed": failed}
 
 

@@ -342,8 +342,6 @@ class Likelihood:
         params = self.space.to_params(X, self.overrides)
         times, cols, failed = run_batch(model, params, self.overrides, n, self.variables,
                                         stop=self.stop, saveper=self.saveper)
-        if times is None:
-            return [np.full((n, len(o.end)), np.nan) for o in self.observations], np.ones(n, bool)
         out = [np.broadcast_to(measured(o, lambda c, yrs: values_at(times, cols[c], yrs)), (n, len(o.end)))
                for o in self.observations]
         return out, np.asarray(failed, bool)
