@@ -98,21 +98,23 @@ class Evaluator:
 
 # ---------------------------------------------------------------------------- progress
 class Progress:
-    """A one-line progress bar on stderr (rewritten in place on a terminal, every 10 % otherwise)."""
+    """A one-line progress bar on stderr (rewritten in place on a terminal; otherwise a line every
+    10 % or 10 s)."""
 
     def __init__(self, total: int, label: str = "", stream=None, width: int = 30) -> None:
         self.total, self.label, self.width = max(1, total), label, width
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = _time.perf_counter()
+        self.t0 = self.printed = _time.perf_counter()
         self.last = -1
 
     def update(self, done: int, extra: str = "") -> None:
         frac = done / self.total
         tenth = int(frac * 10)
-        if not self.tty and tenth == self.last and done != self.total:
+        now = _time.perf_counter()
+        if not self.tty and tenth == self.last and done != self.total and now - self.printed < 10:
             return
-        self.last = tenth
+        self.last, self.printed = tenth, now
         bar = "#" * int(frac * self.width) + "." * (self.width - int(frac * self.width))
         el = _time.perf_counter() - self.t0
         eta = el / frac * (1 - frac) if frac > 0 else float("nan")
