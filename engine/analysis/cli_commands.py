@@ -475,21 +475,20 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def _target_probabilities(args, model, ref, runs, tpath) -> pd.DataFrame | None:
     """P(target met) per scenario and target from an ensemble: posterior draws when there is a posterior
     (--posterior, or the model's shipped one), prior draws with --prior; None when neither."""
-    from engine.analysis.ensemble import run_ensemble
-    from engine.analysis.posterior import default_posterior
+    from engine.analysis.posterior import default_posterior, target_probabilities
     from engine.analysis.targets import load_targets
 
     if args.samples < 1:
         raise EngineError(f"--samples must be at least 1, got {args.samples}")
+    if args.posterior and args.prior:
+        raise EngineError("give either --posterior FILE or --prior, not both")
     if not (args.posterior or args.prior or default_posterior(args.model)):
         return None
-    args.params, args.dist = None, None
-    post, space = _draws_space(args, model, set.intersection(*[set(o or {}) for o in runs.values()]))
     targets, _ = load_targets(tpath, model)
-    res = run_ensemble(model, ref, runs, space, args.samples, args.seed, targets=targets, keep=False)
-    label = f"posterior {Path(post.path).name}" if post is not None else "prior"
+    prob, label = target_probabilities(model, ref, runs, targets, args.samples, args.seed, args.posterior,
+                                       args.prior, args.model)
     _say(f"p_met: share of {args.samples} samples meeting each target ({label}; seed {args.seed})")
-    prob = res.probabilities[["scenario", "id", "p_met"]].copy()
+    prob = prob[["scenario", "id", "p_met"]].copy()
     prob["p_met_from"] = label
     return prob
 

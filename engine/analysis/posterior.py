@@ -460,6 +460,36 @@ def default_posterior(model_file: str | Path) -> Path | None:
     return cand if cand.is_file() else None
 
 
+def target_probabilities(model, ref: ModelRef, runs: dict, targets: list, n: int = 1000, seed: int = 0,
+                         posterior: str | Path | None = None, prior: bool = False,
+                         model_file: str | Path | None = None) -> tuple[pd.DataFrame, str]:
+    """P(target met) per scenario and target, and where it comes from (for the CLI and the app).
+
+    Draws from ``posterior``, else from the posterior shipped beside ``model_file`` (unless
+    ``prior``), else from the priors (the constants of role uncertain the scenarios do not set).
+    Returns (DataFrame scenario, id, name_zh, kind, target, p_met, median_margin; a label:
+    ``posterior NAME.nc`` or ``prior``).
+    """
+    from engine.analysis.ensemble import build_space, run_ensemble
+
+    path = posterior or (None if prior else default_posterior(model_file or ref.path))
+    common = set.intersection(*[set(o or {}) for o in runs.values()]) if runs else set()
+    post = None
+    if path is not None:
+        post = read_posterior(path)
+        pspace = posterior_space(model, post)
+        try:
+            rest = [lab for lab in build_space(model, exclude=common).labels if lab not in post.labels]
+        except EngineError:
+            rest = []
+        space = build_space(model, list(post.labels) + rest)
+        space.explicit = {f.name for f in pspace.factors}
+    else:
+        space = build_space(model, exclude=common)
+    res = run_ensemble(model, ref, runs, space, n, seed, targets=targets, keep=False, posterior=post)
+    return res.probabilities, (f"posterior {Path(path).name}" if path is not None else "prior")
+
+
 def default_params(model) -> list[str]:
     """The constants a posterior conditions by default: role uncertain or calibrated, with a range."""
     role = model.role
