@@ -301,3 +301,7 @@ def test_write_is_atomic(logistic, tmp_path):
         write_posterior(post, tmp_path / "no" / "p.nc")
     write_posterior(post, tmp_path / "p.nc")
     assert [p.name for p in tmp_path.glob("*.nc")] == ["p.nc"]
+    from engine.analysis.posterior import plot_posterior
+
+    plot_posterior(post, Likelihood(logistic, build_space(logistic, ["r"]), obs), tmp_path / "p.html")
+    assert "plotly" in (tmp_path / "p.html").read_text(encoding="utf-8")[:5000].lower()

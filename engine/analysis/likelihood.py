@@ -24,6 +24,7 @@
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -335,8 +336,19 @@ class Likelihood:
             raise EngineError("no data rows" + (f" at or before --until {until:g}" if until is not None else "")
                               + ": nothing to condition on")
 
+    def __getstate__(self) -> dict:
+        # sent to Dask workers without the compiled model (generated code does not pickle);
+        # simulate() binds the worker's own copy
+        state = self.__dict__.copy()
+        space = copy.copy(self.space)
+        space.model = None
+        state["space"] = space
+        return state
+
     def simulate(self, model, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """(B, k) parameter vectors -> (per observation (B, rows) simulated values, failed mask (B,))."""
+        if self.space.model is None:
+            self.space.model = model
         X = np.atleast_2d(np.asarray(X, dtype=float))
         n = X.shape[0]
         params = self.space.to_params(X, self.overrides)

@@ -66,13 +66,16 @@ def _setup(args, until: float | None, stop: float | None = None):
 def _sample(args, model, ref, like, meta):
     from engine.analysis.posterior import Progress, sample_posterior
 
+    chunk = args.chunk
+    if args.workers and chunk == 10_000:  # the default: one shard per worker for each step's batch
+        chunk = max(1, -(-args.samples // args.workers))
     with _executor(args) as ex:
         bar = None if args.quiet else (Progress(1000, "tempering") if args.sampler == "smc"
                                        else Progress(args.steps, "sampling"))
         return sample_posterior(model, ref, like, samples=args.samples, sampler=args.sampler,
                                 replicas=args.replicas, steps=args.steps, burn=args.burn, walkers=args.walkers,
                                 seed=args.seed, moves=args.moves, executor=ex,
-                                chunk=args.chunk if ex.kind != "in-process" else None, progress=bar, meta=meta)
+                                chunk=chunk if ex.kind != "in-process" else None, progress=bar, meta=meta)
 
 
 def _print_posterior(post) -> None:
