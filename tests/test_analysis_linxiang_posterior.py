@@ -53,11 +53,10 @@ def test_posterior_matches_the_model(ensemble):
     assert (post.values >= lo - 1e-12).all() and (post.values <= hi + 1e-12).all()
 
 
-def test_posterior_ensemble_reproduces_2023(ensemble, tmp_path):
+def test_posterior_ensemble_reproduces_2023(ensemble):
     """At least 90 % of the samples reproduce each of the 2023 bulletin's GDP, resident population,
     urbanization and budget revenue within 3 %; none explodes (finite, real GDP 2035 under 5x 2020)."""
     model, post, res, variables = ensemble
-    out = tmp_path / "paths.csv"
     # the per-sample paths: re-run the same draws (the ensemble keeps only percentiles)
     X = res.samples
     space = posterior_space(model, post)
@@ -71,8 +70,8 @@ def test_posterior_ensemble_reproduces_2023(ensemble, tmp_path):
     for ind, (var, factor) in CHECKED.items():
         sim = runs[var][:, t.index(2023.0)] * factor
         share[ind] = float(np.mean(np.abs(sim / actual[ind] - 1) <= 0.03))
-    out.write_text(repr(share), encoding="utf-8")
-    assert all(s >= 0.9 for s in share.values()), share
     g = runs["gdp_real"]
     ratio = g[:, t.index(2035.0)] / g[:, t.index(2020.0)]
+    print("share within 3 %:", share, "largest real GDP 2035/2020:", ratio.max())
+    assert all(s >= 0.9 for s in share.values()), share
     assert np.isfinite(g).all() and ratio.max() < 5.0, ratio.max()

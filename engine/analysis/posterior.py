@@ -390,6 +390,9 @@ def write_posterior(post: Posterior, path: str | Path) -> Path:
     os.close(fd)
     try:
         post.idata.to_netcdf(tmp, engine="h5netcdf")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shipped file private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
