@@ -44,7 +44,7 @@ def ensemble():
 
 
 def test_posterior_matches_the_model(ensemble):
-    model, post, _, _ = ensemble
+    _, post, _, _ = ensemble
     meta = post.meta
     assert meta.get("scenario", "").endswith("actual_trend.toml")
     assert len(post.labels) >= 15
