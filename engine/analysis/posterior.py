@@ -500,16 +500,20 @@ def default_params(model) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- plot
-def plot_posterior(post: Posterior, like: Likelihood, path: str | Path, top: int = 12) -> Path:
-    """Traces and marginals, a pairs plot of the first constants, and the posterior predictive
-    (5-95 % band and median) against the data; ``.png``/``.svg``/``.pdf`` or ``.html``."""
+def plot_posterior(post: Posterior, like: Likelihood, path: str | Path, top: int = 8) -> Path:
+    """For the ``top`` constants the data narrowed most (smallest 90 % interval against the prior
+    range): traces (emcee: per walker; SMC: each replica's marginal, which should agree) and
+    marginals over the prior range; pairs of the first 4; the posterior predictive (5-95 % and
+    median, as a ratio to the observed value) of every data row. ``.png``/``.svg``/``.pdf`` or ``.html``."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise EngineError(f"{path}: folder {parent} does not exist")
     idata = post.idata
-    labels = post.labels[:top]
+    order = np.argsort(interval_width_ratio(post.summary).fillna(1.0).to_numpy(), kind="stable")
+    labels = [post.labels[j] for j in order[:top]]
     factors = {f["label"]: f for f in json.loads(idata.posterior.attrs["lxsd_factors"])}
+    smc = json.loads(idata.posterior.attrs.get("lxsd_meta", "{}")).get("sampler") == "smc"
 
     def chains(label):
         base, el = _split_label(label)
@@ -549,12 +553,17 @@ def plot_posterior(post: Posterior, like: Likelihood, path: str | Path, top: int
         raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
     npair = min(4, len(labels))
     nrow = len(labels) + 1 + npair
-    fig = plt.figure(figsize=(10, 1.9 * nrow))
+    fig = plt.figure(figsize=(10, 2.2 * nrow))
     gs = fig.add_gridspec(nrow, max(2, npair))
     for i, lab in enumerate(labels):
         c = chains(lab)
         ax = fig.add_subplot(gs[i, :max(2, npair) - 1])
-        ax.plot(c.T, lw=0.3, alpha=0.5)
+        if smc:  # particles have no order: compare the replicas' marginals instead of a trace
+            for rep in c:
+                ax.hist(rep, bins=30, histtype="step", density=True)
+            ax.set_title("replicas", fontsize=6, loc="left")
+        else:
+            ax.plot(c.T, lw=0.3, alpha=0.5)
         ax.set_ylabel(lab, fontsize=7)
         ax.tick_params(labelsize=6)
         ax2 = fig.add_subplot(gs[i, max(2, npair) - 1])
