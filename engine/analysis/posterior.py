@@ -410,7 +410,12 @@ class PosteriorDraws:
     factors: list[dict]
     values: np.ndarray            # (draws, k), chains stacked
     meta: dict
-    idata: object
+    posterior: object             # the xarray Dataset of the posterior group
+
+    @property
+    def idata(self):
+        """The whole file as ArviZ InferenceData (imports ArviZ: only when asked)."""
+        return _arviz().from_netcdf(self.path, engine="h5netcdf")
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """n joint draws (rows of ``values``, with replacement when n exceeds the draws), seeded."""
@@ -421,18 +426,19 @@ class PosteriorDraws:
 
 
 def read_posterior(path: str | Path) -> PosteriorDraws:
-    """Read a posterior written by :func:`write_posterior`; errors name the file."""
-    az = _arviz()
+    """Read a posterior written by :func:`write_posterior` (its posterior group, with xarray: ArviZ
+    is not imported, so an ensemble starts fast); errors name the file."""
+    import xarray as xr
 
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"{path}: posterior file not found (write one with `lxsd posterior ... --out {path}`)")
     try:
-        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        with xr.open_dataset(str(path), group="posterior", engine="h5netcdf") as ds:
+            post = ds.load()
     except Exception as exc:  # noqa: BLE001 - h5py/xarray raise many kinds
         raise EngineError(f"{path}: cannot read the posterior: {exc.__class__.__name__}: {exc}") from None
-    post = getattr(idata, "posterior", None)
-    if post is None or post.attrs.get("lxsd_format") != FORMAT:
+    if post.attrs.get("lxsd_format") != FORMAT:
         raise EngineError(f"{path}: not a posterior written by `lxsd posterior` (no {FORMAT} posterior group)")
     factors = json.loads(post.attrs["lxsd_factors"])
     cols = []
@@ -441,10 +447,10 @@ def read_posterior(path: str | Path) -> PosteriorDraws:
         da = post[base]
         if el is not None:
             da = da.sel({f"{base}_element": el})
-        cols.append(np.asarray(da.values, dtype=float).reshape(-1))
+        cols.append(np.asarray(da.transpose("chain", "draw").values, dtype=float).reshape(-1))
     values = np.column_stack(cols) if cols else np.empty((0, 0))
     return PosteriorDraws(str(path), [f["label"] for f in factors], factors, values,
-                          json.loads(post.attrs.get("lxsd_meta", "{}")), idata)
+                          json.loads(post.attrs.get("lxsd_meta", "{}")), post)
 
 
 def posterior_space(model, draws: PosteriorDraws) -> ParamSpace:
