@@ -305,3 +305,17 @@ def test_write_is_atomic(logistic, tmp_path):
 
     plot_posterior(post, Likelihood(logistic, build_space(logistic, ["r"]), obs), tmp_path / "p.html")
     assert "plotly" in (tmp_path / "p.html").read_text(encoding="utf-8")[:5000].lower()
+
+
+def test_calibrate_reads_a_data_map(tmp_path):
+    """The likelihood's keys (scope, sigma, growth_sigma) and growth rows do not upset calibrate:
+    it fits the levels and leaves the growth rates out."""
+    from engine.analysis.calibration import load_data
+
+    model = load_model(_write(tmp_path / "g.toml", GROWTH), check_units=False)
+    data = _write(tmp_path / "d.csv", "indicator,unit,year,value,source\n"
+                                      "x_growth,%/yr avg,2016-2020,5.0,t\nx,u,2020,128.4,t\n")
+    dm = _write(tmp_path / "m.toml", 'sigma = 0.03\ngrowth_sigma = 0.5\n'
+                                     '[map]\nx_growth = { expression = "x", measure = "growth" }\n')
+    series = load_data(data, model, mapping=dm)
+    assert [s.indicator for s in series] == ["x"]
