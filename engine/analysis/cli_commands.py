@@ -140,8 +140,9 @@ def _say_overriding(space, runs) -> None:
     for scen, overrides in runs.items():
         over = space.overriding(overrides)
         if over:
-            _say(f"note: {scen} sets {_first(over)}; sampled anyway over the range, because you named "
-                 f"{'it' if len(over) == 1 else 'them'}")
+            why = ("the posterior holds " + ("it" if len(over) == 1 else "them")) if "posterior" in space.note \
+                else f"you named {'it' if len(over) == 1 else 'them'}"
+            _say(f"note: {scen} sets {_first(over)}; sampled anyway, because {why}")
 
 
 # ---------------------------------------------------------------------------- calibrate
