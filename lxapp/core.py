@@ -478,12 +478,28 @@ def ensemble(bundle: Bundle, overrides: dict, variables: list[str], n: int = 500
 
     Returns (bands, prob, kind): bands[column] = array (5, T) of the percentiles 5/25/50/75/95;
     prob = the engine's probability of meeting each target (id, p_met, median_margin); kind =
-    "prior" or "posterior", as the engine's parameter space reports it (prior when it says nothing).
+    "posterior" when the model ships one (``MODEL_posterior.nc``: its constants drawn jointly from
+    it, the others from their priors), else "prior".
     """
     from engine.analysis import ensemble as ens
+    from engine.analysis.posterior import default_posterior, read_posterior
 
-    space = ens.build_space(bundle.model, exclude=set(overrides) | set(main_levers(bundle)))
+    exclude = set(overrides) | set(main_levers(bundle))
+    space = ens.build_space(bundle.model, exclude=exclude)
     X = ens.draw(space, n, seed)
+    kind = "prior"
+    path = default_posterior(bundle.path) if bundle.path else None
+    if path is not None:   # the posterior shipped beside the model: its constants drawn jointly from it
+        post = read_posterior(path)
+        labels = [lab for lab in post.labels if lab.split("[", 1)[0] not in exclude]
+        rest = [lab for lab in space.labels if lab not in post.labels]
+        space = ens.build_space(bundle.model, labels + rest)
+        X = ens.draw(space, n, seed)
+        P = post.sample(n, seed)
+        for j, lab in enumerate(space.labels):
+            if lab in post.labels:
+                X[:, j] = P[:, post.labels.index(lab)]
+        kind = "posterior"
     params = space.to_params(X, overrides)
     times, cols, _failed = ens.run_batch(bundle.model, params, overrides, n, variables)
     if times is None:
@@ -492,7 +508,6 @@ def ensemble(bundle: Bundle, overrides: dict, variables: list[str], n: int = 500
     bands = {c: g[[f"p{p}" for p in PERCENTILES]].to_numpy().T for c, g in pct.groupby("variable", sort=False)}
     prob = ens._probabilities("current", times, cols, targets) if targets else pd.DataFrame()
     prob = prob.reindex(columns=["id", "p_met", "median_margin"])
-    kind = str(getattr(space, "kind", "") or "prior")
     return bands, prob, kind
 
 
