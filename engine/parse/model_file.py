@@ -15,7 +15,15 @@ from engine.errors import ExpressionSyntaxError, ModelError, Problem
 from engine.ir import Model, TimeSettings, Variable
 from engine.parse.expr import parse_expression
 
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "k\n" pass as a name
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+MAX_NAME = 255
+# Generated names must never meet a user's name (issue 15): the resolver names its internal variables
+# "_<tag>_<host>_<n>" and the compiler keeps a data input D's series in "D__t"/"D__v". So a name may
+# not start with "_" and a letter or "_" (an imported name may start "_<digit>"), may not be D__t or
+# D__v for a data input D, and may not be a time name or "scenario" (the results' columns).
+_INTERNAL_PREFIX = re.compile(r"^_[A-Za-z_]")
+RESERVED_NAMES = {"time", "time_step", "initial_time", "final_time", "saveper", "scenario"}
 SECTIONS = {
     "constants": "constant",
     "stocks": "stock",
@@ -46,7 +54,7 @@ def load_model_file(path: str | Path) -> Model:
     except OSError as exc:
         raise ModelError(Problem(str(path), None, f"cannot read the file: {exc.strerror or exc}")) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM (Windows editors) is accepted
     except UnicodeDecodeError:
         raise ModelError(Problem(str(path), None, "not a UTF-8 text file")) from None
     except tomllib.TOMLDecodeError as exc:
@@ -57,6 +65,34 @@ def load_model_file(path: str | Path) -> Model:
 
 def _num(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return _num(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _table(data: dict, section: str, bad) -> dict:
+    """A top-level section that must be a table ({} when absent or, after an error, malformed)."""
+    block = data.get(section)
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        bad(f"[{section}]", f"must be a table, not {type(block).__name__}")
+        return {}
+    return block
+
+
+def _reserved(name: str, data: dict) -> str | None:
+    """Why ``name`` cannot be a variable's name (it could meet a generated name), or None."""
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long; names have at most {MAX_NAME}"
+    if name.lower() in RESERVED_NAMES:
+        return "is a reserved name (time settings and the results' 'time' and 'scenario' columns use it)"
+    if _INTERNAL_PREFIX.match(name):
+        return "starts with '_' and a letter: such names are reserved for the engine's internal variables"
+    if name[-3:] in ("__t", "__v") and isinstance(data.get("data"), dict) and name[:-3] in data["data"]:
+        return f"is reserved for the series of data input {name[:-3]!r}"
+    return None
 
 
 def model_from_dict(data: dict, source: str) -> Model:
@@ -73,9 +109,21 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(None, f"unknown section [{key}]", f"sections are {', '.join(sorted(TOP))}")
 
     meta = data.get("model", {}) or {}
+    if not isinstance(meta, dict):
+        bad("[model]", f"must be a table (name = ..., label_zh = ...), not {type(meta).__name__}")
+        meta = {}
+    for key in ("names", "element_names"):
+        table = meta.get(key)
+        if table is not None and not (isinstance(table, dict) and all(isinstance(v, str) for v in table.values())):
+            bad(f"model.{key}", "must be a table of identifier = \"original name\"")
+            meta = {k: v for k, v in meta.items() if k != key}
+    for key in ("name", "label_zh", "label_en", "doc"):
+        if key in meta and not isinstance(meta[key], str):
+            bad(f"model.{key}", "must be text")
+            meta = {k: v for k, v in meta.items() if k != key}
     time, dynamic_vars = _time_settings(data.get("time"), bad)
     dims: dict[str, tuple[str, ...]] = {}
-    for name, elems in (data.get("dimensions") or {}).items():
+    for name, elems in _table(data, "dimensions", bad).items():
         if not IDENT.match(name):
             bad(f"dimensions.{name}", "is not a valid name")
         if not isinstance(elems, list) or not elems or not all(isinstance(e, str) and IDENT.match(e) for e in elems):
@@ -85,16 +133,23 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(f"dimensions.{name}", "lists an element twice")
         dims[name] = tuple(elems)
     subranges: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for name, spec in (data.get("subranges") or {}).items():
+    for name, spec in _table(data, "subranges", bad).items():
         if not isinstance(spec, dict) or "of" not in spec or "elements" not in spec:
             bad(f"subranges.{name}", "must be {of = \"dimension\", elements = [...]}")
             continue
         parent = spec["of"]
+        if not isinstance(parent, str):
+            bad(f"subranges.{name}", f"'of' must be the name of one dimension (text), not {type(parent).__name__}",
+                'e.g. of = "sector"')
+            continue
         if parent not in dims:
             bad(f"subranges.{name}", f"'of' names unknown dimension {parent!r}", f"one of {', '.join(dims)}")
             continue
         elems = spec["elements"]
-        unknown = [e for e in elems if e not in dims[parent]] if isinstance(elems, list) else ["?"]
+        if not isinstance(elems, list) or not all(isinstance(e, str) for e in elems):
+            bad(f"subranges.{name}", "'elements' must be a list of element names (text)")
+            continue
+        unknown = [e for e in elems if e not in dims[parent]]
         if unknown:
             bad(f"subranges.{name}", f"elements {unknown} are not in dimension {parent!r}")
             continue
@@ -103,7 +158,7 @@ def model_from_dict(data: dict, source: str) -> Model:
         subranges[name] = (parent, tuple(elems))
     element_names = {e for els in dims.values() for e in els}
     element_labels: dict[str, dict[str, str]] = {}
-    for name, spec in (data.get("element_labels") or {}).items():
+    for name, spec in _table(data, "element_labels", bad).items():
         if name not in element_names and name not in dims and name not in subranges:
             bad(f"element_labels.{name}", "is not an element, dimension or subrange")
         elif not (isinstance(spec, dict) and set(spec) <= {"zh", "en"} and all(isinstance(v, str) for v in spec.values())):
@@ -111,9 +166,9 @@ def model_from_dict(data: dict, source: str) -> Model:
         else:
             element_labels[name] = dict(spec)
     mappings: dict[str, set[str]] = {}
-    for name, targets in (data.get("mappings") or {}).items():
+    for name, targets in _table(data, "mappings", bad).items():
         targets = [targets] if isinstance(targets, str) else targets
-        if name not in dims or not isinstance(targets, list):
+        if name not in dims or not isinstance(targets, list) or not all(isinstance(o, str) for o in targets):
             bad(f"mappings.{name}", "must map a dimension to a list of dimensions",
                 'e.g. company = ["scompany"]')
             continue
@@ -136,7 +191,11 @@ def model_from_dict(data: dict, source: str) -> Model:
         for name, spec in block.items():
             label = f"{section}.{name}"
             if not IDENT.match(name):
-                bad(label, "is not a valid name", "use letters, digits and _ (not starting with a digit)")
+                bad(f"{section}.{name!r}", "is not a valid name", "use letters, digits and _ (not starting with a digit)")
+                continue
+            reserved = _reserved(name, data)
+            if reserved:
+                bad(label, reserved, "rename it")
                 continue
             if name in variables:
                 bad(name, f"is defined twice (as {variables[name].kind} and as {kind})", "keep one definition")
@@ -206,6 +265,9 @@ def _time_settings(time_raw: object, bad) -> tuple[TimeSettings, list[Variable]]
             if "dt" not in dynamic:
                 continue
             v = "TIME_STEP"   # SAVEPER defaults to TIME STEP, which here changes during the run
+        if _num(v) and not _finite(v):
+            bad(f"time.{f}", f"must be a finite number, not {v}", "e.g. stop = 2035")
+            continue
         if _num(v):
             values[f] = float(v)
         elif isinstance(v, str) and v.strip():
@@ -264,7 +326,7 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
                 setattr(var, f, spec[f])
     if "range" in spec:
         r = spec["range"]
-        if not (isinstance(r, list) and len(r) == 2 and all(_num(x) for x in r) and r[0] <= r[1]):
+        if not (isinstance(r, list) and len(r) == 2 and all(_num(x) and x == x for x in r) and r[0] <= r[1]):
             bad(name, "'range' must be [low, high] with low <= high")
             ok = False
         else:
@@ -276,7 +338,7 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
             return None
         var.value = spec["value"]
         if not _valid_value(var.value):
-            bad(name, "'value' must be a number, or a table/list of numbers over the dims")
+            bad(name, "'value' must be a finite number, or a table/list of finite numbers over the dims")
             ok = False
         if "role" in spec:
             if spec["role"] not in ROLES:
@@ -286,6 +348,9 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
                 var.role = spec["role"]
     elif kind == "stock":
         init = spec.get("initial")
+        if _num(init) and not _finite(init):
+            bad(name, f"'initial' must be a finite number or an equation, not {init}")
+            return None
         if _num(init):
             init = repr(float(init))
         if not isinstance(init, str):
@@ -347,6 +412,14 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
         if any(b <= a for a, b in zip(ts, ts[1:])):
             bad(name, "data 'time' values must be strictly increasing")
             ok = False
+        if not all(_finite(t) for t in ts):
+            bad(name, "data 'time' values must be finite numbers")
+            return None
+        shape = _rectangular(vs)
+        if shape is None:
+            bad(name, "data 'values' must be finite numbers (or, for subscripted data, equal-length lists of "
+                      "finite numbers), one entry per time")
+            return None
         var.times, var.values = tuple(map(float, ts)), tuple(vs)
         var.interpolation = str(spec.get("interpolation", "linear"))
         if var.interpolation not in ("linear", "step"):
@@ -370,14 +443,26 @@ def _lookup_tables(xs, ys):
         return None
     for tx, ty in rows:
         if not (isinstance(tx, list) and isinstance(ty, list) and len(tx) == len(ty) >= 1
-                and all(_num(v) for v in tx + ty)):
+                and all(_finite(v) for v in tx + ty)):
             return None
     return rows
 
 
+def _rectangular(v: object) -> tuple[int, ...] | None:
+    """The shape of nested lists of finite numbers, or None if a leaf is not one or the lists are ragged."""
+    if _finite(v):
+        return ()
+    if not isinstance(v, list) or not v:
+        return None
+    shapes = {_rectangular(x) for x in v}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    return (len(v), *shapes.pop())  # type: ignore[misc]
+
+
 def _valid_value(v: object) -> bool:
     if _num(v):
-        return True
+        return _finite(v)
     if isinstance(v, dict):
         return bool(v) and all(_valid_value(x) for x in v.values())
     if isinstance(v, list):
