@@ -223,18 +223,18 @@ class _Parser:
         return node
 
     def p_add(self) -> Node:
-        node = self.p_mul()
+        terms = [("+", self.p_mul())]
         while self.is_op("+", "-"):
             op = self.take().text
-            node = BinOp(op, node, self.p_mul())
-        return node
+            terms.append((op, self.p_mul()))
+        return _chain(terms, "+", "-")
 
     def p_mul(self) -> Node:
-        node = self.p_unary()
+        terms = [("*", self.p_unary())]
         while self.is_op("*", "/"):
             op = self.take().text
-            node = BinOp(op, node, self.p_unary())
-        return node
+            terms.append((op, self.p_unary()))
+        return _chain(terms, "*", "/")
 
     def p_unary(self) -> Node:
         if self.is_op("-", "+"):
@@ -362,6 +362,38 @@ class _Parser:
         if tok.kind != "num":
             raise self.error("expected a number in the lookup table", tok)
         return sign * float(tok.text)
+
+
+# A chain of more operands than this is built as a balanced tree (depth log2 n), not left-nested
+# (depth n): a flat sum of 1 000 terms would otherwise exceed the recursion limits of the resolver
+# and the compiler. Shorter chains keep Vensim's left-to-right order, so their rounding is unchanged;
+# a longer one is summed pairwise (as numpy does), equal up to rounding.
+BALANCE_ABOVE = 64
+
+
+def _chain(terms: list[tuple[str, Node]], same: str, inverse: str) -> Node:
+    """Fold ``[(op, operand), ...]`` (the first op is ``same``) into BinOps."""
+    if len(terms) <= BALANCE_ABOVE:
+        node = terms[0][1]
+        for op, operand in terms[1:]:
+            node = BinOp(op, node, operand)
+        return node
+    return _balanced(terms, same, inverse)
+
+
+def _balanced(terms: list[tuple[str, Node]], same: str, inverse: str) -> Node:
+    # a0 op1 a1 ... = (left half) same/inverse (right half with its first op made `same`):
+    # a - b + c = a - (b - c), a / b * c = a / (b / c)
+    if len(terms) == 1:
+        return terms[0][1]
+    mid = len(terms) // 2
+    left = _balanced(terms[:mid], same, inverse)
+    right_terms = terms[mid:]
+    op = right_terms[0][0]
+    if op == inverse:
+        right_terms = [(inverse if o == same else same, t) for o, t in right_terms]
+    right_terms[0] = (same, right_terms[0][1])
+    return BinOp(op, left, _balanced(right_terms, same, inverse))
 
 
 def parse_expression(text: str) -> Node:
