@@ -43,6 +43,9 @@ def compile_model(model: Model, check_units: bool = True):
     from engine.resolve.resolver import resolve
     from engine.simulation import CompiledModel
 
+    from engine.limits import check_dimensions
+
+    check_dimensions(model.dimensions, model.file)   # before the compile time that grows with their square
     problems: list[Problem] = []
     rvars = None
     try:

@@ -1,16 +1,17 @@
 """A compiled model and its ``run``: batches of scenarios or samples in one call."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import re
-from typing import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from engine.compile.model_code import ModelCode
-from engine.errors import EngineError, ModelError, Problem
+from engine.errors import EngineError, ModelError, Problem, SimulationError
 from engine.integrate.driver import Clock, simulate
 from engine.integrate.solvers import METHODS
 from engine.ir import Model, Variable
@@ -21,6 +22,21 @@ from engine.results import Results
 def _name_key(name: str) -> str:
     # Vensim's rule: case, and spaces against underscores, do not matter in names
     return re.sub(r"[\s_]+", "_", str(name).strip()).lower()
+
+
+@contextlib.contextmanager
+def _run_labels(labels: list[str]) -> Iterator[None]:
+    """The integrator names a failing run by its position ("scenario #3"); say its label instead."""
+    try:
+        yield
+    except SimulationError as exc:
+        def label(m: re.Match) -> str:
+            i = int(m.group(1))
+            return f"run {labels[i]!r}" if 0 <= i < len(labels) else m.group(0)
+        text = re.sub(r"scenario #(\d+)", label, str(exc))
+        if text == str(exc):
+            raise
+        raise SimulationError(text) from None
 
 
 class CompiledModel:
@@ -255,19 +271,39 @@ class CompiledModel:
                               f"({ts.dynamic[f]} = {self.model.variables[ts.dynamic[f]].equations['']}); a number "
                               f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
                               f"change the equation or the constants it reads")
+        from engine import limits
+        limits.check_inputs(list(self.code.layout.param_names), P0, scen_names, self.model.file)
         if dynamic:
             # some time settings are equations: the clock is read from the model as it runs
             from engine.integrate.driver import guarded
             from engine.integrate.dynamic_clock import simulate_dynamic
             fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
-            times, store = guarded(self.code, simulate_dynamic, self.code, P0, N, fixed, method, outputs, sizes)
+            at_start = {f: fixed.get(f, getattr(ts, f)) for f in ("start", "stop", "dt", "saveper")}
+            if all(math.isfinite(v) for v in at_start.values()) and at_start["dt"] > 0 and at_start["saveper"] > 0:
+                # (settings that are not usable numbers are reported by the dynamic clock, in its words)
+                self._estimate(at_start["start"], at_start["stop"], at_start["dt"], at_start["saveper"], N, sizes)
+            with _run_labels(scen_names):
+                times, store = guarded(self.code, simulate_dynamic, self.code, P0, N, fixed, method, outputs, sizes)
         else:
             clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
+            self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
             self._check_clock(clock, dt is not None and saveper is None)
-            times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
+            with _run_labels(scen_names):
+                times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
         units = {o: self.model.variables[o].unit for o in outputs}
         return Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
+
+    def _estimate(self, start: float, stop: float, dt: float, saveper: float, n_runs: int,
+                  saved: dict[str, tuple[int, ...]]) -> None:
+        """Refuse, before allocating anything, a run past the limits of engine.limits (unless forced)."""
+        from engine import limits
+
+        steps = limits.check_clock(start, stop, dt, saveper, self.model.file)
+        cells = sum(math.prod(rv.sizes) for rv in self.rvars.values() if rv.kind != "lookup")
+        saved_cells = sum(math.prod(s) for s in saved.values())
+        every = max(1, round(saveper / dt)) if saveper >= dt else 1
+        limits.check_run(steps, n_runs, cells, saved_cells, steps // every + 1, self.model.file)
 
     def _check_clock(self, c: Clock, dt_only: bool) -> None:
         if not (c.dt > 0 and math.isfinite(c.dt)):

@@ -74,13 +74,16 @@ class UnitError(Exception):
     pass
 
 
+MAX_ALIAS_CHAIN = 100
+
+
 class UnitParser:
     """Parses unit text, expanding aliases declared in the model's [units] table."""
 
     def __init__(self, aliases: dict[str, str]) -> None:
         self.aliases = aliases
         self.cache: dict[str, Unit] = {}
-        self._depth = 0
+        self._chain: tuple[str, ...] = ()   # the aliases being expanded, outermost first
 
     def parse(self, text: str) -> Unit:
         text = text.strip()
@@ -145,17 +148,21 @@ class UnitParser:
             if val.lower() in _DIMENSIONLESS:
                 return DMNL
             if val in self.aliases:
-                if self._depth > 10:
-                    raise UnitError(f"unit alias {val!r} refers to itself")
-                self._depth += 1
+                # a loop is a name met again on the chain; a long chain without one is fine
+                # (the cap only keeps Python's recursion limit away)
+                if val in self._chain:
+                    loop = self._chain[self._chain.index(val):] + (val,)
+                    raise UnitError(f"unit alias {val!r} refers to itself: {' -> '.join(loop)}")
+                if len(self._chain) >= MAX_ALIAS_CHAIN:
+                    raise UnitError(f"unit alias chain {self._chain[0]!r} -> ... is longer than "
+                                    f"{MAX_ALIAS_CHAIN} aliases; define {val!r} more directly")
                 saved = (self._toks, self._i)
                 try:
                     sub = UnitParser(self.aliases)
-                    sub._depth = self._depth
+                    sub._chain = (*self._chain, val)
                     return sub.parse(self.aliases[val])
                 finally:
                     self._toks, self._i = saved
-                    self._depth -= 1
             sym = _TIME_PLURALS.get(val.lower(), val.lower() if val.isascii() else val)
             return Unit(1.0, ((sym, 1),))
         if kind == "op" and val == "(":
