@@ -196,3 +196,32 @@ def test_a_scheduler_without_workers_is_an_error():
             DaskExecutor(scheduler=cluster.scheduler_address, timeout=1.0)
     finally:
         cluster.close()
+
+
+# ---------------------------------------------------------------- item 5: calibration data units
+LOGISTIC = "tests/models/logistic.toml"
+
+
+def _obs(tmp_path, unit: str, value: float = 12.0):
+    p = tmp_path / "obs.csv"
+    p.write_text(f"indicator,unit,year,value,source\nx,{unit},2016,{value},test\n", encoding="utf-8")
+    return p
+
+
+def test_calibration_data_in_kt_are_converted_to_the_models_t(tmp_path):
+    from engine import load_model
+    from engine.analysis.calibration import load_data
+
+    m = load_model(LOGISTIC)
+    assert load_data(_obs(tmp_path, "t"), m)[0].values.tolist() == [12.0]
+    s = load_data(_obs(tmp_path, "kt", 0.012), m)[0]
+    assert s.values.tolist() == pytest.approx([12.0]) and s.unit == "t"
+
+
+@pytest.mark.parametrize("unit", ["banana", "t/year", "yuan"])
+def test_calibration_refuses_an_incompatible_unit_naming_the_indicator(tmp_path, unit):
+    from engine import load_model
+    from engine.analysis.calibration import load_data
+
+    with pytest.raises(ModelError, match=r"obs.csv: x: the data's unit .* cannot be converted to x's unit 't'"):
+        load_data(_obs(tmp_path, unit), load_model(LOGISTIC))

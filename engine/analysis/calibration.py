@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import math
+import re
 import os
 import tempfile
 import time as _time
@@ -41,6 +42,17 @@ from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
 
 REQUIRED = ("indicator", "year", "value")
+
+# Units a statistics file uses that a model seldom declares; the model's own [units] win. A data unit is
+# compared with the unit of the model variable it is fitted to: the same dimension is converted (kt -> t,
+# 亿元 -> 1e8 yuan, % -> a fraction), another dimension ("banana" against t) is refused.
+DATA_UNITS = {
+    "%": "0.01", "percent": "0.01", "‰": "0.001",
+    "kg": "1e-3 t", "kt": "1e3 t", "Mt": "1e6 t", "Gt": "1e9 t", "吨": "t", "万吨": "1e4 t", "亿吨": "1e8 t",
+    "元": "yuan", "万元": "1e4 yuan", "亿元": "1e8 yuan",
+    "人": "person", "万人": "1e4 person",
+}
+_PLAIN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\])?\s*")
 
 
 @dataclass
@@ -218,7 +230,10 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
             continue
         seen[key] = row
         rows.setdefault(ind, []).append((year, value))
-        units.setdefault(ind, r.get("unit", ""))
+        unit = str(r.get("unit", "")).strip()
+        if units.setdefault(ind, unit) != unit:
+            problems.append(Problem(file, f"row {row}", f"{ind}: unit {unit!r} differs from {units[ind]!r} on the "
+                                    f"indicator's earlier rows", "give every row of an indicator the same unit"))
     weights = dict(weights or {})
     bad_w = [w for w in weights if w not in exprs]
     if bad_w:
@@ -231,9 +246,49 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
     out = []
     for ind, pts in rows.items():
         pts.sort()
-        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]),
-                          units.get(ind, ""), float(weights.get(ind, 1.0))))
+        factor, unit, why = unit_factor(model, exprs[ind].text, units.get(ind, ""))
+        if why:
+            problems.append(Problem(file, ind, why, "correct the unit column, or map the indicator to an expression "
+                                                    "in the model's unit in a mapping file (--map)"))
+            continue
+        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]) * factor,
+                          unit, float(weights.get(ind, 1.0))))
+    if problems:
+        raise ModelError(problems)
     return out
+
+
+def unit_factor(model, expr_text: str, data_unit: str) -> tuple[float, str, str | None]:
+    """(factor, unit, problem): data values times ``factor`` are in the model's unit ``unit``.
+
+    Checked only when both sides say something: the data's unit column is not empty and the indicator is
+    fitted to one model variable that declares a unit. An expression (``x * 100``) is taken as written,
+    its unit not inferred: the mapping file converts it. ``problem`` says why the units cannot agree.
+    """
+    from engine.resolve.units import UnitError, UnitParser
+
+    m = _PLAIN.fullmatch(expr_text)
+    var = model.model.variables.get(m.group(1)) if m else None
+    model_unit = (var.unit or "").strip() if var is not None else ""
+    if not data_unit or not model_unit:
+        return 1.0, data_unit or model_unit, None
+    aliases = {**DATA_UNITS, **model.model.unit_aliases}
+    try:
+        have = UnitParser(aliases).parse(data_unit)
+    except UnitError as exc:
+        return 1.0, data_unit, f"cannot read the data's unit {data_unit!r}: {exc}"
+    try:
+        want = UnitParser(aliases).parse(model_unit)
+    except UnitError:
+        return 1.0, data_unit, None   # the model's own unit check reports it
+    if have.powers != want.powers:
+        # statistics give a year's flow without "/year" (GDP in 亿元): read it as per the model's time unit
+        per_time = have / UnitParser(aliases).parse(model.model.time.unit or "year")
+        if per_time.powers == want.powers and (model.model.time.unit or "year").lower() in ("year", "years"):
+            return per_time.scale / want.scale, model_unit, None
+        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to {var.name}'s unit "
+                                f"{model_unit!r} ({want})")
+    return have.scale / want.scale, model_unit, None
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
