@@ -418,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
         if not any("--force" in a.option_strings for a in command._actions):
             command.add_argument("--force", action="store_true",
                                  help="run past the step, run-count, memory and size limits (docs/security.md)")
+        if not any("--allow-data-outside" in a.option_strings for a in command._actions):
+            command.add_argument("--allow-data-outside", action="store_true",
+                                 help="let an imported .mdl's GET DIRECT/GET XLS read files outside its folder")
     return p
 
 
@@ -427,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine import limits
 
     limits.set_force(bool(getattr(args, "force", False)))
+    if getattr(args, "allow_data_outside", False):
+        os.environ["LXSD_ALLOW_DATA_OUTSIDE"] = "1"   # read by engine.io.pysd_import (and inherited by workers)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

@@ -225,3 +225,44 @@ def test_calibration_refuses_an_incompatible_unit_naming_the_indicator(tmp_path,
 
     with pytest.raises(ModelError, match=r"obs.csv: x: the data's unit .* cannot be converted to x's unit 't'"):
         load_data(_obs(tmp_path, unit), load_model(LOGISTIC))
+
+
+# ---------------------------------------------------------------- item 9: GET DIRECT confined
+def _get_direct_model(folder, file_text: str):
+    mdl = folder / "m.mdl"
+    mdl.write_text("{UTF-8}\n"
+                   f"direct constants := GET DIRECT CONSTANTS('{file_text}', ',', 'A1')\n\t~\t\t~\t\t|\n"
+                   "FINAL TIME  = 2\n\t~\t\t~\t\t|\nINITIAL TIME  = 0\n\t~\t\t~\t\t|\n"
+                   "SAVEPER  = 1\n\t~\t\t~\t\t|\nTIME STEP  = 1\n\t~\t\t~\t\t|\n"
+                   "\\\\\\---/// Sketch information - do not modify anything except names\n", encoding="utf-8")
+    return mdl
+
+
+def test_get_direct_reads_inside_the_models_folder_only(tmp_path, monkeypatch):
+    from engine import load_model
+
+    monkeypatch.delenv("LXSD_ALLOW_DATA_OUTSIDE", raising=False)
+    (tmp_path / "outside.csv").write_text("42\n")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "inside.csv").write_text("7\n")
+    assert load_model(_get_direct_model(folder, "inside.csv")).run()["direct_constants"][0, 0] == 7
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        load_model(_get_direct_model(folder, "../outside.csv"))
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        load_model(_get_direct_model(folder, str(tmp_path / "outside.csv")))
+    monkeypatch.setenv("LXSD_ALLOW_DATA_OUTSIDE", "1")   # what --allow-data-outside sets
+    assert load_model(_get_direct_model(folder, "../outside.csv")).run()["direct_constants"][0, 0] == 42
+
+
+def test_cli_allow_data_outside_flag(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    monkeypatch.setenv("LXSD_ALLOW_DATA_OUTSIDE", "0")   # main() sets it: monkeypatch restores it after
+    (tmp_path / "outside.csv").write_text("42\n")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    mdl = _get_direct_model(folder, "../outside.csv")
+    assert main(["run", str(mdl)]) == 2
+    assert "--allow-data-outside" in capsys.readouterr().err
+    assert main(["run", str(mdl), "--allow-data-outside"]) == 0
