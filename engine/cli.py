@@ -140,8 +140,8 @@ def build_runs(model, scenario_files: list[str], sets: dict[str, float],
         base[sc.name] = dict(sc.overrides)
     if not base:
         base = {"base": {}}
-    sets = dict(zip(_identifiers(model, list(sets)), sets.values()))
-    sweeps = [(n, v) for n, (_, v) in zip(_identifiers(model, [s[0] for s in sweeps]), sweeps)]
+    sets = dict(zip(_identifiers(model, list(sets)), sets.values(), strict=True))
+    sweeps = [(n, v) for n, (_, v) in zip(_identifiers(model, [s[0] for s in sweeps]), sweeps, strict=True)]
     for name in list(sets) + [s[0] for s in sweeps]:
         plain, element = _split_element(name)
         model._check_settable(plain)

@@ -3,9 +3,9 @@
 A scenario may name a ``base`` (another file stem in the same folder); the base's
 settings apply first. A base is confined to the scenario's folder (or a folder in
 ``allowed``): an absolute path, ``..`` or a link leading out is an error, so a scenario
-(an upload, say) cannot read values from, or probe for, other files. Every key is checked against the model: an unknown variable,
-a value outside the constant's range or a wrong type is an error naming the file
-and the key, with the allowed values.
+(an upload, say) cannot read values from, or probe for, other files. Every key is
+checked against the model: an unknown variable, a value outside the constant's range
+or a wrong type is an error naming the file and the key, with the allowed values.
 """
 from __future__ import annotations
 
@@ -79,6 +79,24 @@ def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,
     """Check a scenario given as a dict (the TOML's shape); ``folder`` finds its base (confined to
     ``folder`` and the ``allowed`` folders; ``_seen`` holds the resolved paths already on the chain)."""
     problems: list[Problem] = []
+    meta = _check_sections(data, file, problems)
+    name = str(meta.get("name") or Path(file).stem)
+    sc = Scenario(name=name, file=file, label_zh=str(meta.get("label_zh", "")),
+                  label_en=str(meta.get("label_en", "")), doc=str(meta.get("doc", "")),
+                  base=meta.get("base"), author=meta.get("author"))
+    if sc.base is not None and sc.base != "":
+        problem = _apply_base(sc, model, file, folder, _seen, allowed)
+        if problem:
+            problems.append(problem)
+    _check_set(data.get("set") or {}, model, file, sc, problems)
+    _check_series(data.get("series") or {}, model, file, sc, problems)
+    if problems:
+        raise ModelError(problems)
+    return sc
+
+
+def _check_sections(data: object, file: str, problems: list[Problem]) -> dict:
+    """The [scenario] table, after checking the file's sections and their types."""
     if not isinstance(data, dict):
         raise _bad(file, None, "a scenario must be a table of sections", "sections are [scenario], [set], [series]")
     for section in ("set", "series"):
@@ -95,16 +113,12 @@ def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,
     for key in meta:
         if key not in _META:
             problems.append(Problem(file, f"scenario.{key}", "unknown field", f"fields are {', '.join(sorted(_META))}"))
-    name = str(meta.get("name") or Path(file).stem)
-    sc = Scenario(name=name, file=file, label_zh=str(meta.get("label_zh", "")),
-                  label_en=str(meta.get("label_en", "")), doc=str(meta.get("doc", "")),
-                  base=meta.get("base"), author=meta.get("author"))
-    if sc.base is not None and sc.base != "":
-        problem = _apply_base(sc, model, file, folder, _seen, allowed)
-        if problem:
-            problems.append(problem)
+    return meta
+
+
+def _check_set(table: dict, model, file: str, sc: Scenario, problems: list[Problem]) -> None:
     variables = model.model.variables
-    for key, value in (data.get("set") or {}).items():
+    for key, value in table.items():
         var = variables.get(key)
         if var is None or var.kind != "constant":
             pool = [n for n, v in variables.items() if v.kind == "constant"]
@@ -118,7 +132,11 @@ def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,
             problems.append(Problem(file, f"set.{key}", err[0], err[1]))
             continue
         sc.overrides[key] = value
-    for key, spec in (data.get("series") or {}).items():
+
+
+def _check_series(table: dict, model, file: str, sc: Scenario, problems: list[Problem]) -> None:
+    variables = model.model.variables
+    for key, spec in table.items():
         var = variables.get(key)
         if var is None or var.kind != "data":
             pool = [n for n, v in variables.items() if v.kind == "data"]
@@ -128,10 +146,29 @@ def scenario_from_dict(data: dict, model, file: str, folder: Path | None = None,
         if not (isinstance(spec, dict) and set(spec) == {"time", "values"}):
             problems.append(Problem(file, f"series.{key}", "must be {time = [...], values = [...]}"))
             continue
+        why = _series_problem(spec["time"], spec["values"])
+        if why:
+            problems.append(Problem(file, f"series.{key}", why, "time = [2020, 2025], values = [1.0, 2.0]"))
+            continue
         sc.overrides[key] = {"time": spec["time"], "values": spec["values"]}
-    if problems:
-        raise ModelError(problems)
-    return sc
+
+
+def _series_problem(time: object, values: object) -> str | None:
+    """Why a series override cannot be used, or None."""
+    import numpy as np
+
+    try:
+        t = np.asarray(time, dtype=float)
+        v = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return "time and values must be lists of numbers (values: one entry, or one list of numbers, per time)"
+    if t.ndim != 1 or len(t) == 0 or v.shape[:1] != t.shape:
+        return f"time has {t.size} entries and values {v.shape[0] if v.ndim else 0}: give one value per time"
+    if not (np.isfinite(t).all() and np.isfinite(v).all()):
+        return "time and values must be finite numbers"
+    if np.any(np.diff(t) <= 0):
+        return "time must be strictly increasing"
+    return None
 
 
 def _apply_base(sc: Scenario, model, file: str, folder: Path | None, seen: tuple[str, ...],

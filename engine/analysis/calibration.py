@@ -30,7 +30,7 @@ import tempfile
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -342,7 +342,7 @@ class Fit:
         self.lo, self.width = lo, np.where(hi > lo, hi - lo, 1.0)
         self.fit_mask = [np.ones(len(s.years), bool) if until is None else s.years <= until for s in series]
         self.scale = []
-        for s, m in zip(series, self.fit_mask):
+        for s, m in zip(series, self.fit_mask, strict=True):
             obs = s.values[m] if m.any() else s.values
             sc = float(np.mean(np.abs(obs))) if len(obs) else 1.0
             self.scale.append(sc if sc > 0 else 1.0)
@@ -370,14 +370,14 @@ class Fit:
             return [np.full((X.shape[0], len(s.years)), np.nan) for s in self.series]
         out = []
         for s in self.series:
-            sim = s.expr.evaluate(lambda c: values_at(times, cols[c], s.years))
+            sim = s.expr.evaluate(lambda c, years=s.years: values_at(times, cols[c], years))
             out.append(np.broadcast_to(sim, (X.shape[0], len(s.years))))
         return out
 
     def residuals(self, sims: list[np.ndarray]) -> np.ndarray:
         """(B, m) weighted, scaled residuals over the fit rows."""
         parts = []
-        for s, sim, m, sc in zip(self.series, sims, self.fit_mask, self.scale):
+        for s, sim, m, sc in zip(self.series, sims, self.fit_mask, self.scale, strict=True):
             if not m.any():
                 continue
             f = math.sqrt(s.weight / m.sum()) / sc
@@ -473,7 +473,7 @@ class Calibration:
 
     def lines(self) -> list[str]:
         out = []
-        for lab, v, lo, hi in zip(self.labels, self.estimates, self.low, self.high):
+        for lab, v, lo, hi in zip(self.labels, self.estimates, self.low, self.high, strict=True):
             out.append(f"{lab} = {v:.6g} [{lo:.6g}, {hi:.6g}]")
         return out
 
@@ -547,7 +547,7 @@ def calibrate(model, ref: ModelRef, factors: list[Factor], series: list[Series],
     rows = []
     fitted = []
     centre = [s_[0] for s_ in sims]
-    for s, sim, mask in zip(series, centre, prob.fit_mask):
+    for s, sim, mask in zip(series, centre, prob.fit_mask, strict=True):
         fitted.append((s, sim))
         rows.append({"indicator": s.indicator, "period": "fit", **fit_stats(s.values[mask], sim[mask])})
         if until is not None and (~mask).any():
@@ -619,7 +619,8 @@ def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
 
         fig = make_subplots(rows=len(curves), cols=1, subplot_titles=[s.indicator for s, _ in curves])
         for i, (s, y) in enumerate(curves, start=1):
-            fig.add_trace(go.Scatter(x=res.times, y=np.broadcast_to(y, res.times.shape), name=f"{s.indicator} simulated"),
+            fig.add_trace(go.Scatter(x=res.times, y=np.broadcast_to(y, res.times.shape),
+                                     name=f"{s.indicator} simulated"),
                           row=i, col=1)
             fig.add_trace(go.Scatter(x=s.years, y=s.values, mode="markers", name=f"{s.indicator} actual"),
                           row=i, col=1)
@@ -634,7 +635,7 @@ def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
     except ImportError:
         raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
     fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.6 * len(curves)), squeeze=False)
-    for ax, (s, y) in zip(axes[:, 0], curves):
+    for ax, (s, y) in zip(axes[:, 0], curves, strict=True):
         ax.plot(res.times, np.broadcast_to(y, res.times.shape), label="simulated")
         ax.plot(s.years, s.values, "o", label="actual")
         if cal.until is not None:

@@ -16,9 +16,11 @@ process, cached in :data:`_MODEL_CACHE`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from engine.errors import EngineError
 
@@ -65,7 +67,7 @@ class Executor:
 
     kind = "in-process"
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -153,10 +155,8 @@ class DaskExecutor(Executor):
     def close(self) -> None:
         for obj in (self.client, self.cluster):
             if obj is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing is best effort
                     obj.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
         self.client = self.cluster = None
 
     def imap(self, fn: Callable, ref: ModelRef, payloads: Iterable) -> Iterator[tuple[int, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import pairwise
 from dataclasses import dataclass
 
 from engine.errors import ExpressionSyntaxError
@@ -138,7 +139,7 @@ def _join_multiword(toks: list[_Tok]) -> list[_Tok]:
             for words, canon in candidates:
                 n = len(words)
                 if i + n <= n_toks and all(t.kind == "name" and t.text.upper() == w
-                                           for t, w in zip(toks[i + 1:i + n], words[1:])):
+                                           for t, w in zip(toks[i + 1:i + n], words[1:], strict=True)):
                     out.append(_Tok("name", canon, tok.pos))
                     i += n
                     break
@@ -349,7 +350,7 @@ class _Parser:
                 continue
             break
         self.expect(")")
-        if any(b < a for a, b in zip(xs, xs[1:])):
+        if any(b < a for a, b in pairwise(xs)):
             raise self.error("lookup x values must be increasing")
         return Table(tuple(xs), tuple(ys))
 
@@ -434,7 +435,7 @@ def _unparse(node: Node, ctx: int) -> str:
     if isinstance(node, Ref):
         return node.name if node.subs is None else f"{node.name}[{', '.join(node.subs)}]"
     if isinstance(node, Table):
-        pts = ", ".join(f"({_fmt_num(x)}, {_fmt_num(y)})" for x, y in zip(node.xs, node.ys))
+        pts = ", ".join(f"({_fmt_num(x)}, {_fmt_num(y)})" for x, y in zip(node.xs, node.ys, strict=True))
         return f"({pts})"
     if isinstance(node, Call):
         subs = f"[{', '.join(node.subs)}]" if node.subs else ""

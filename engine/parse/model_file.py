@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 import tomllib
 from pathlib import Path
 
@@ -161,7 +162,8 @@ def model_from_dict(data: dict, source: str) -> Model:
     for name, spec in _table(data, "element_labels", bad).items():
         if name not in element_names and name not in dims and name not in subranges:
             bad(f"element_labels.{name}", "is not an element, dimension or subrange")
-        elif not (isinstance(spec, dict) and set(spec) <= {"zh", "en"} and all(isinstance(v, str) for v in spec.values())):
+        elif not (isinstance(spec, dict) and set(spec) <= {"zh", "en"}
+                  and all(isinstance(v, str) for v in spec.values())):
             bad(f"element_labels.{name}", 'must be {zh = "...", en = "..."}')
         else:
             element_labels[name] = dict(spec)
@@ -191,7 +193,8 @@ def model_from_dict(data: dict, source: str) -> Model:
         for name, spec in block.items():
             label = f"{section}.{name}"
             if not IDENT.match(name):
-                bad(f"{section}.{name!r}", "is not a valid name", "use letters, digits and _ (not starting with a digit)")
+                bad(f"{section}.{name!r}", "is not a valid name",
+                    "use letters, digits and _ (not starting with a digit)")
                 continue
             reserved = _reserved(name, data)
             if reserved:
@@ -392,7 +395,7 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
             bad(name, "a lookup needs 'x' and 'y': lists of numbers of the same length, or (for a "
                       "subscripted lookup) lists of such lists, one per element")
             return None
-        if any(any(b < a for a, b in zip(tx, tx[1:])) for tx, _ in tables):
+        if any(any(b < a for a, b in pairwise(tx)) for tx, _ in tables):
             bad(name, "lookup 'x' values must be increasing")
             ok = False
         if isinstance(xs[0], list) or isinstance(ys[0], list):
@@ -409,7 +412,7 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
         if not (isinstance(ts, list) and isinstance(vs, list) and len(ts) == len(vs) >= 1 and all(_num(t) for t in ts)):
             bad(name, "a data series needs 'time' and 'values', lists of the same length")
             return None
-        if any(b <= a for a, b in zip(ts, ts[1:])):
+        if any(b <= a for a, b in pairwise(ts)):
             bad(name, "data 'time' values must be strictly increasing")
             ok = False
         if not all(_finite(t) for t in ts):
@@ -438,7 +441,7 @@ def _lookup_tables(xs, ys):
     elif nested_y and not nested_x:
         rows = [(xs, y) for y in ys]
     elif nested_x and nested_y and len(xs) == len(ys):
-        rows = list(zip(xs, ys))
+        rows = list(zip(xs, ys, strict=True))
     else:
         return None
     for tx, ty in rows:

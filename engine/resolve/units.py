@@ -27,16 +27,16 @@ class Unit:
     scale: float
     powers: tuple[tuple[str, int], ...]  # sorted symbol powers
 
-    def __mul__(self, other: "Unit") -> "Unit":
+    def __mul__(self, other: Unit) -> Unit:
         return _make(self.scale * other.scale, _combine(self.powers, other.powers, 1))
 
-    def __truediv__(self, other: "Unit") -> "Unit":
+    def __truediv__(self, other: Unit) -> Unit:
         return _make(self.scale / other.scale, _combine(self.powers, other.powers, -1))
 
-    def __pow__(self, n: int) -> "Unit":
+    def __pow__(self, n: int) -> Unit:
         return _make(self.scale ** n, tuple((s, p * n) for s, p in self.powers))
 
-    def same(self, other: "Unit") -> bool:
+    def same(self, other: Unit) -> bool:
         return self.powers == other.powers and math.isclose(self.scale, other.scale, rel_tol=1e-9)
 
     def __str__(self) -> str:
@@ -200,7 +200,8 @@ class _Checker:
             try:
                 self.units[name] = self.parser.parse(var.unit)
             except UnitError as exc:
-                self.problems.append(Problem(model.file, name, f"{exc}", "write e.g. '1e8 yuan/year', '1/year', 'dmnl'"))
+                self.problems.append(Problem(model.file, name, f"{exc}",
+                                             "write e.g. '1e8 yuan/year', '1/year', 'dmnl'"))
                 self.units[name] = UNKNOWN
 
     def run(self) -> None:
