@@ -22,7 +22,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m engine.main_job
 
-test: $(STAMP)
+test: $(STAMP)  ## lint (ruff), types (mypy on engine/), then the test suite
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## engine vs PySD and the numpy floor; analysis; app; conformance models

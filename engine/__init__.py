@@ -59,7 +59,7 @@ def compile_model(model: Model, check_units: bool = True):
             _check(model, rvars)
         except ModelError as exc:  # listed with the other problems, not instead of them
             problems += exc.problems
-    if problems:
+    if problems or rvars is None:
         raise ModelError(problems)
     return CompiledModel(model, rvars, ModelCode(model, rvars))
 

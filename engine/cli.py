@@ -273,9 +273,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"time {shown['start']} to {shown['stop']}, dt {shown['dt']}, saveper {shown['saveper']} ({ts.unit}); "
           f"method {ts.method}")
     for d, els in model.dimensions.items():
-        shown = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
-                 for e in els]
-        print(f"dimension {d}: {', '.join(shown)}")
+        labelled = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
+                    for e in els]
+        print(f"dimension {d}: {', '.join(labelled)}")
     for d, (parent, els) in model.subranges.items():
         print(f"subrange {d} of {parent}: {', '.join(els)}")
     for name, v in model.variables.items():

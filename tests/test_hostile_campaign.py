@@ -137,7 +137,6 @@ cells = st.sampled_from(["", "x", "2016", "2015.5", "nan", "inf", "-1e308", "1,0
 @given(rows=st.lists(st.tuples(cells, cells, cells, cells), min_size=0, max_size=6),
        header=st.sampled_from(["indicator,unit,year,value", "indicator,year,value", "a,b", ""]))
 def test_hostile_calibration_data(tmp_path_factory, rows, header):
-    from engine import load_model
     from engine.analysis.calibration import load_data
 
     folder = tmp_path_factory.mktemp("d")

@@ -286,7 +286,7 @@ def unit_factor(model, expr_text: str, data_unit: str) -> tuple[float, str, str 
         per_time = have / UnitParser(aliases).parse(model.model.time.unit or "year")
         if per_time.powers == want.powers and (model.model.time.unit or "year").lower() in ("year", "years"):
             return per_time.scale / want.scale, model_unit, None
-        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to {var.name}'s unit "
+        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to {expr_text.strip()}'s unit "
                                 f"{model_unit!r} ({want})")
     return have.scale / want.scale, model_unit, None
 
@@ -370,7 +370,9 @@ class Fit:
             return [np.full((X.shape[0], len(s.years)), np.nan) for s in self.series]
         out = []
         for s in self.series:
-            sim = s.expr.evaluate(lambda c, years=s.years: values_at(times, cols[c], years))
+            def column(c: str, years: np.ndarray = s.years) -> np.ndarray:
+                return values_at(times, cols[c], years)
+            sim = s.expr.evaluate(column)
             out.append(np.broadcast_to(sim, (X.shape[0], len(s.years))))
         return out
 
@@ -463,7 +465,7 @@ class Calibration:
     fitted: list[tuple[Series, np.ndarray]]  # each series and the simulated values at its years
     settings: dict[str, object]    # scenario-file settings of the estimates
     cost: float
-    restarts: list[dict] = field(default_factory=list)
+    restarts: list[dict | None] = field(default_factory=list)   # None: a restart that did not finish
     runs: int = 0
     seconds: float = 0.0
     until: float | None = None

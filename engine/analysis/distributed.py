@@ -138,6 +138,7 @@ class DaskExecutor(Executor):
         """A scheduler without workers would hold the shards forever: wait ``timeout`` for one, else say so."""
         import sys
 
+        assert self.client is not None
         try:
             if self.client.scheduler_info().get("workers"):
                 return
@@ -163,6 +164,7 @@ class DaskExecutor(Executor):
         from dask.distributed import as_completed
 
         payloads = list(payloads)
+        assert self.client is not None, "the executor is closed"
         futures = [self.client.submit(fn, ref, p, pure=False, key=f"lxsd-{fn.__name__}-{i}-{os.urandom(4).hex()}")
                    for i, p in enumerate(payloads)]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -36,21 +36,21 @@ class Ref:
 @dataclass(frozen=True)
 class Call:
     func: str  # as written; multi-word builtins joined by underscores
-    args: tuple
+    args: tuple[Node, ...]
     subs: tuple[str, ...] | None = None  # a subscripted lookup: table[sector](x)
 
 
 @dataclass(frozen=True)
 class BinOp:
     op: str  # + - * / ^ = <> < <= > >= and or
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str  # - + not
-    operand: object
+    operand: Node
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def _tokenize(text: str) -> list[_Tok]:
         if kind == "vlogic":
             toks.append(_Tok("name", value.strip(":").lower(), pos))
         elif kind != "ws":
-            toks.append(_Tok(kind, value, pos))
+            toks.append(_Tok(kind or "", value, pos))
         pos = m.end()
     toks.append(_Tok("end", "", len(text)))
     return _join_multiword(toks)
@@ -280,7 +280,7 @@ class _Parser:
             raise self.error("equation ends too early")
         raise self.error(f"unexpected {tok.text!r}")
 
-    def p_call(self, name_tok: _Tok) -> Node:
+    def p_call(self, name_tok: _Tok) -> Call:
         self.expect("(")
         args: list[Node] = []
         if not self.is_op(")"):

@@ -11,6 +11,7 @@ import re
 from itertools import pairwise
 import tomllib
 from pathlib import Path
+from typing import TypeGuard
 
 from engine.errors import ExpressionSyntaxError, ModelError, Problem
 from engine.ir import Model, TimeSettings, Variable
@@ -64,7 +65,7 @@ def load_model_file(path: str | Path) -> Model:
     return model_from_dict(data, str(path))
 
 
-def _num(value: object) -> bool:
+def _num(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -108,7 +109,46 @@ def model_from_dict(data: dict, source: str) -> Model:
     for key in data:
         if key not in TOP:
             bad(None, f"unknown section [{key}]", f"sections are {', '.join(sorted(TOP))}")
+    meta = _meta(data, bad)
+    time, dynamic_vars = _time_settings(data.get("time"), bad)
+    dims = _dimensions(data, bad)
+    subranges = _subranges(data, dims, bad)
+    element_names = {e for els in dims.values() for e in els}
+    element_labels = _element_labels(data, dims, subranges, element_names, bad)
+    mappings = _mappings(data, dims, bad)
+    variables = _variables(data, dims, subranges, element_names, bad)
+    units = data.get("units") or {}
+    if not isinstance(units, dict) or not all(isinstance(v, str) for v in units.values()):
+        bad("[units]", "must map unit names to unit text")
+        units = {}
+    for var in dynamic_vars:
+        if var.name in variables:
+            bad(var.name, "is a time setting's name; [time] gives it an equation, so no variable may use it")
+        var.unit = var.unit or time.unit
+        variables[var.name] = var
 
+    if problems:
+        raise ModelError(problems)
+    return Model(
+        name=str(meta.get("name") or Path(source).stem),
+        file=source,
+        time=time,
+        dimensions=dims,
+        subranges=subranges,
+        mappings={k: tuple(sorted(v)) for k, v in mappings.items()},
+        element_labels=element_labels,
+        variables=variables,
+        unit_aliases=dict(units),
+        label_zh=meta.get("label_zh"),
+        label_en=meta.get("label_en"),
+        doc=meta.get("doc"),
+        original_names=dict(meta.get("names") or {}),
+        original_element_names=dict(meta.get("element_names") or {}),
+    )
+
+
+def _meta(data: dict, bad) -> dict:
+    """[model]: checked, with malformed entries dropped (after a problem is noted)."""
     meta = data.get("model", {}) or {}
     if not isinstance(meta, dict):
         bad("[model]", f"must be a table (name = ..., label_zh = ...), not {type(meta).__name__}")
@@ -122,7 +162,10 @@ def model_from_dict(data: dict, source: str) -> Model:
         if key in meta and not isinstance(meta[key], str):
             bad(f"model.{key}", "must be text")
             meta = {k: v for k, v in meta.items() if k != key}
-    time, dynamic_vars = _time_settings(data.get("time"), bad)
+    return meta
+
+
+def _dimensions(data: dict, bad) -> dict[str, tuple[str, ...]]:
     dims: dict[str, tuple[str, ...]] = {}
     for name, elems in _table(data, "dimensions", bad).items():
         if not IDENT.match(name):
@@ -133,6 +176,10 @@ def model_from_dict(data: dict, source: str) -> Model:
         if len(set(elems)) != len(elems):
             bad(f"dimensions.{name}", "lists an element twice")
         dims[name] = tuple(elems)
+    return dims
+
+
+def _subranges(data: dict, dims: dict[str, tuple[str, ...]], bad) -> dict[str, tuple[str, tuple[str, ...]]]:
     subranges: dict[str, tuple[str, tuple[str, ...]]] = {}
     for name, spec in _table(data, "subranges", bad).items():
         if not isinstance(spec, dict) or "of" not in spec or "elements" not in spec:
@@ -157,7 +204,11 @@ def model_from_dict(data: dict, source: str) -> Model:
         if name in dims:
             bad(f"subranges.{name}", "is also a dimension name")
         subranges[name] = (parent, tuple(elems))
-    element_names = {e for els in dims.values() for e in els}
+    return subranges
+
+
+def _element_labels(data: dict, dims: dict, subranges: dict, element_names: set[str],
+                    bad) -> dict[str, dict[str, str]]:
     element_labels: dict[str, dict[str, str]] = {}
     for name, spec in _table(data, "element_labels", bad).items():
         if name not in element_names and name not in dims and name not in subranges:
@@ -167,6 +218,10 @@ def model_from_dict(data: dict, source: str) -> Model:
             bad(f"element_labels.{name}", 'must be {zh = "...", en = "..."}')
         else:
             element_labels[name] = dict(spec)
+    return element_labels
+
+
+def _mappings(data: dict, dims: dict[str, tuple[str, ...]], bad) -> dict[str, set[str]]:
     mappings: dict[str, set[str]] = {}
     for name, targets in _table(data, "mappings", bad).items():
         targets = [targets] if isinstance(targets, str) else targets
@@ -183,7 +238,10 @@ def model_from_dict(data: dict, source: str) -> Model:
             else:
                 mappings.setdefault(name, set()).add(other)
                 mappings.setdefault(other, set()).add(name)
+    return mappings
 
+
+def _variables(data: dict, dims: dict, subranges: dict, element_names: set[str], bad) -> dict[str, Variable]:
     variables: dict[str, Variable] = {}
     for section, kind in SECTIONS.items():
         block = data.get(section) or {}
@@ -212,36 +270,7 @@ def model_from_dict(data: dict, source: str) -> Model:
             var = _variable(name, kind, spec, label, bad)
             if var is not None:
                 variables[name] = var
-
-    units = data.get("units") or {}
-    if not isinstance(units, dict) or not all(isinstance(v, str) for v in units.values()):
-        bad("[units]", "must map unit names to unit text")
-        units = {}
-
-    for var in dynamic_vars:
-        if var.name in variables:
-            bad(var.name, "is a time setting's name; [time] gives it an equation, so no variable may use it")
-        var.unit = var.unit or time.unit
-        variables[var.name] = var
-
-    if problems:
-        raise ModelError(problems)
-    return Model(
-        name=str(meta.get("name") or Path(source).stem),
-        file=source,
-        time=time,
-        dimensions=dims,
-        subranges=subranges,
-        mappings={k: tuple(sorted(v)) for k, v in mappings.items()},
-        element_labels=element_labels,
-        variables=variables,
-        unit_aliases=dict(units),
-        label_zh=meta.get("label_zh"),
-        label_en=meta.get("label_en"),
-        doc=meta.get("doc"),
-        original_names=dict(meta.get("names") or {}),
-        original_element_names=dict(meta.get("element_names") or {}),
-    )
+    return variables
 
 
 # a time setting given as an equation (Vensim's FINAL TIME = IF THEN ELSE(...)) becomes an
@@ -295,17 +324,22 @@ def _time_settings(time_raw: object, bad) -> tuple[TimeSettings, list[Variable]]
     saveper = values.get("saveper", dt)
     time = TimeSettings(values["start"], values["stop"], dt, saveper,
                         str(time_raw.get("unit", "year")), method, dynamic)
-    if dynamic:
-        return time, extra   # the numbers are checked when the run starts
-    if saveper <= 0:
+    if not dynamic:   # (equations are checked when the run starts)
+        _check_fixed_time(time, bad)
+    return time, extra
+
+
+def _check_fixed_time(time: TimeSettings, bad) -> None:
+    if time.saveper <= 0:
         bad("time.saveper", "must be a positive number")
-    elif dt <= 0:
+    elif time.dt <= 0:
         bad("time.dt", "must be positive")
     elif time.stop < time.start:
         bad("time.stop", "is before time.start")
-    elif not math.isclose(saveper / dt, round(saveper / dt), rel_tol=1e-9, abs_tol=1e-9):
-        bad("time.saveper", f"must be a multiple of dt ({dt})")
-    return time, extra
+    elif not math.isfinite(time.saveper / time.dt) or not math.isfinite((time.stop - time.start) / time.dt):
+        bad("time.dt", f"{time.dt:g} is too small for the run's length and saveper (the number of steps overflows)")
+    elif not math.isclose(time.saveper / time.dt, round(time.saveper / time.dt), rel_tol=1e-9, abs_tol=1e-9):
+        bad("time.saveper", f"must be a multiple of dt ({time.dt})")
 
 
 def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | None:
@@ -334,101 +368,131 @@ def _variable(name: str, kind: str, spec: dict, label: str, bad) -> Variable | N
             ok = False
         else:
             var.range = (float(r[0]), float(r[1]))
+    fill = {"constant": _constant_fields, "stock": _stock_fields, "flow": _equations_fields,
+            "auxiliary": _equations_fields, "lookup": _lookup_fields, "data": _data_fields}[kind]
+    filled = fill(var, spec, bad)
+    if filled is None:
+        return None
+    return var if ok and filled else None
 
-    if kind == "constant":
-        if "value" not in spec:
-            bad(name, "a constant needs 'value'")
-            return None
-        var.value = spec["value"]
-        if not _valid_value(var.value):
-            bad(name, "'value' must be a finite number, or a table/list of finite numbers over the dims")
+
+def _constant_fields(var: Variable, spec: dict, bad) -> bool | None:
+    """Fill a constant fields: True if fine, False after a problem, None to drop it."""
+    ok = True
+    if "value" not in spec:
+        bad(var.name, "a constant needs 'value'")
+        return None
+    var.value = spec["value"]
+    if not _valid_value(var.value):
+        bad(var.name, "'value' must be a finite number, or a table/list of finite numbers over the dims")
+        ok = False
+    if "role" in spec:
+        if spec["role"] not in ROLES:
+            bad(var.name, f"unknown role {spec['role']!r}", f"one of {', '.join(ROLES)}")
             ok = False
-        if "role" in spec:
-            if spec["role"] not in ROLES:
-                bad(name, f"unknown role {spec['role']!r}", f"one of {', '.join(ROLES)}")
-                ok = False
-            else:
-                var.role = spec["role"]
-    elif kind == "stock":
-        init = spec.get("initial")
-        if _num(init) and not _finite(init):
-            bad(name, f"'initial' must be a finite number or an equation, not {init}")
-            return None
-        if _num(init):
-            init = repr(float(init))
-        if not isinstance(init, str):
-            bad(name, "a stock needs 'initial' (a number or an equation)")
-            return None
-        var.initial = init
-        for f in ("inflows", "outflows"):
-            flows = spec.get(f, [])
-            if isinstance(flows, str):
-                flows = [flows]
-            if not isinstance(flows, list) or not all(isinstance(x, str) for x in flows):
-                bad(name, f"'{f}' must be a list of flow names")
-                ok = False
-            else:
-                setattr(var, f, tuple(flows))
-        nn = spec.get("non_negative", False)
-        if not isinstance(nn, bool):
-            bad(name, "'non_negative' must be true or false")
-            ok = False
-        var.non_negative = bool(nn)
-    elif kind in ("flow", "auxiliary"):
-        eq, eqs = spec.get("equation"), spec.get("equations")
-        if _num(eq):
-            eq = repr(float(eq))
-        if eq is not None and eqs is not None:
-            bad(name, "give 'equation' or 'equations', not both")
-            return None
-        if isinstance(eq, str):
-            var.equations = {"": eq}
-        elif isinstance(eqs, dict) and eqs and all(isinstance(v, (str, int, float)) for v in eqs.values()):
-            var.equations = {k: (v if isinstance(v, str) else repr(float(v))) for k, v in eqs.items()}
         else:
-            bad(name, "needs 'equation' (text) or 'equations' (a table selector = text)")
-            return None
-    elif kind == "lookup":
-        xs, ys = spec.get("x"), spec.get("y")
-        tables = _lookup_tables(xs, ys)
-        if tables is None:
-            bad(name, "a lookup needs 'x' and 'y': lists of numbers of the same length, or (for a "
-                      "subscripted lookup) lists of such lists, one per element")
-            return None
-        if any(any(b < a for a, b in pairwise(tx)) for tx, _ in tables):
-            bad(name, "lookup 'x' values must be increasing")
+            var.role = spec["role"]
+    return ok
+
+
+def _stock_fields(var: Variable, spec: dict, bad) -> bool | None:
+    """Fill a stock fields: True if fine, False after a problem, None to drop it."""
+    ok = True
+    init = spec.get("initial")
+    if _num(init) and not _finite(init):
+        bad(var.name, f"'initial' must be a finite number or an equation, not {init}")
+        return None
+    if _num(init):
+        init = repr(float(init))
+    if not isinstance(init, str):
+        bad(var.name, "a stock needs 'initial' (a number or an equation)")
+        return None
+    var.initial = init
+    for f in ("inflows", "outflows"):
+        flows = spec.get(f, [])
+        if isinstance(flows, str):
+            flows = [flows]
+        if not isinstance(flows, list) or not all(isinstance(x, str) for x in flows):
+            bad(var.name, f"'{f}' must be a list of flow names")
             ok = False
-        if isinstance(xs[0], list) or isinstance(ys[0], list):
-            var.xs = tuple(tuple(map(float, tx)) for tx, _ in tables)
-            var.ys = tuple(tuple(map(float, ty)) for _, ty in tables)
         else:
-            var.xs, var.ys = tuple(map(float, xs)), tuple(map(float, ys))
-        var.extrapolation = str(spec.get("extrapolation", "clamp"))
-        if var.extrapolation not in ("clamp", "linear"):
-            bad(name, f"unknown extrapolation {var.extrapolation!r}", "clamp or linear")
-            ok = False
-    elif kind == "data":
-        ts, vs = spec.get("time"), spec.get("values")
-        if not (isinstance(ts, list) and isinstance(vs, list) and len(ts) == len(vs) >= 1 and all(_num(t) for t in ts)):
-            bad(name, "a data series needs 'time' and 'values', lists of the same length")
-            return None
-        if any(b <= a for a, b in pairwise(ts)):
-            bad(name, "data 'time' values must be strictly increasing")
-            ok = False
-        if not all(_finite(t) for t in ts):
-            bad(name, "data 'time' values must be finite numbers")
-            return None
-        shape = _rectangular(vs)
-        if shape is None:
-            bad(name, "data 'values' must be finite numbers (or, for subscripted data, equal-length lists of "
-                      "finite numbers), one entry per time")
-            return None
-        var.times, var.values = tuple(map(float, ts)), tuple(vs)
-        var.interpolation = str(spec.get("interpolation", "linear"))
-        if var.interpolation not in ("linear", "step"):
-            bad(name, f"unknown interpolation {var.interpolation!r}", "linear or step")
-            ok = False
-    return var if ok else None
+            setattr(var, f, tuple(flows))
+    nn = spec.get("non_negative", False)
+    if not isinstance(nn, bool):
+        bad(var.name, "'non_negative' must be true or false")
+        ok = False
+    var.non_negative = bool(nn)
+    return ok
+
+
+def _equations_fields(var: Variable, spec: dict, bad) -> bool | None:
+    """Fill a flow's or auxiliary's fields: True if fine, False after a problem, None to drop it."""
+    ok = True
+    eq, eqs = spec.get("equation"), spec.get("equations")
+    if _num(eq):
+        eq = repr(float(eq))
+    if eq is not None and eqs is not None:
+        bad(var.name, "give 'equation' or 'equations', not both")
+        return None
+    if isinstance(eq, str):
+        var.equations = {"": eq}
+    elif isinstance(eqs, dict) and eqs and all(isinstance(v, (str, int, float)) for v in eqs.values()):
+        var.equations = {k: (v if isinstance(v, str) else repr(float(v))) for k, v in eqs.items()}
+    else:
+        bad(var.name, "needs 'equation' (text) or 'equations' (a table selector = text)")
+        return None
+    return ok
+
+
+def _lookup_fields(var: Variable, spec: dict, bad) -> bool | None:
+    """Fill a lookup fields: True if fine, False after a problem, None to drop it."""
+    ok = True
+    xs, ys = spec.get("x"), spec.get("y")
+    tables = _lookup_tables(xs, ys)
+    if tables is None:
+        bad(var.name, "a lookup needs 'x' and 'y': lists of numbers of the same length, or (for a "
+                  "subscripted lookup) lists of such lists, one per element")
+        return None
+    if any(any(b < a for a, b in pairwise(tx)) for tx, _ in tables):
+        bad(var.name, "lookup 'x' values must be increasing")
+        ok = False
+    assert isinstance(xs, list) and isinstance(ys, list)   # _lookup_tables checked them
+    if isinstance(xs[0], list) or isinstance(ys[0], list):
+        var.xs = tuple(tuple(map(float, tx)) for tx, _ in tables)
+        var.ys = tuple(tuple(map(float, ty)) for _, ty in tables)
+    else:
+        var.xs, var.ys = tuple(map(float, xs)), tuple(map(float, ys))
+    var.extrapolation = str(spec.get("extrapolation", "clamp"))
+    if var.extrapolation not in ("clamp", "linear"):
+        bad(var.name, f"unknown extrapolation {var.extrapolation!r}", "clamp or linear")
+        ok = False
+    return ok
+
+
+def _data_fields(var: Variable, spec: dict, bad) -> bool | None:
+    """Fill a data fields: True if fine, False after a problem, None to drop it."""
+    ok = True
+    ts, vs = spec.get("time"), spec.get("values")
+    if not (isinstance(ts, list) and isinstance(vs, list) and len(ts) == len(vs) >= 1 and all(_num(t) for t in ts)):
+        bad(var.name, "a data series needs 'time' and 'values', lists of the same length")
+        return None
+    if any(b <= a for a, b in pairwise(ts)):
+        bad(var.name, "data 'time' values must be strictly increasing")
+        ok = False
+    if not all(_finite(t) for t in ts):
+        bad(var.name, "data 'time' values must be finite numbers")
+        return None
+    shape = _rectangular(vs)
+    if shape is None:
+        bad(var.name, "data 'values' must be finite numbers (or, for subscripted data, equal-length lists of "
+                  "finite numbers), one entry per time")
+        return None
+    var.times, var.values = tuple(map(float, ts)), tuple(vs)
+    var.interpolation = str(spec.get("interpolation", "linear"))
+    if var.interpolation not in ("linear", "step"):
+        bad(var.name, f"unknown interpolation {var.interpolation!r}", "linear or step")
+        ok = False
+    return ok
 
 
 def _lookup_tables(xs, ys):
