@@ -266,3 +266,12 @@ def test_cli_allow_data_outside_flag(tmp_path, monkeypatch, capsys):
     assert main(["run", str(mdl)]) == 2
     assert "--allow-data-outside" in capsys.readouterr().err
     assert main(["run", str(mdl), "--allow-data-outside"]) == 0
+
+
+def test_calibration_data_with_a_bom_is_read(tmp_path):
+    from engine import load_model
+    from engine.analysis.calibration import load_data
+
+    p = tmp_path / "obs.csv"
+    p.write_bytes("\ufeffindicator,unit,year,value,source\nx,t,2016,12.0,test\n".encode())
+    assert load_data(p, load_model(LOGISTIC))[0].values.tolist() == [12.0]

@@ -99,7 +99,7 @@ def unmapped_indicators(path: str | Path, model) -> list[str]:
     """Indicators of a data file that are not outputs of ``model`` (empty if the file cannot be
     read: :func:`load_data` then says why)."""
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a BOM is accepted
     except Exception:  # noqa: BLE001 - load_data reports the problem
         return []
     df.columns = [c.strip() for c in df.columns]
@@ -127,11 +127,48 @@ def find_mapping(data: str | Path, model_file: str | Path) -> Path | None:
 
 def load_data(path: str | Path, model, mapping: str | Path | None = None, scope: str | None = None,
               indicators: list[str] | None = None, weights: Mapping[str, float] | None = None) -> list[Series]:
-    """Read and check the actual data; one :class:`Series` per indicator (see the module doc)."""
-    path = Path(path)
+    """Read and check the actual data; one :class:`Series` per indicator (see the module doc).
+
+    Values come back in the unit of the model variable each indicator is fitted to (see
+    :func:`unit_factor`)."""
+    file = str(path)
+    df = _read_frame(Path(path), scope, indicators)
+    mapmap, ignore = _read_mapping(mapping)
+    df = df[~df["indicator"].isin(ignore)]
+    problems: list[Problem] = []
+    exprs = _expressions(df, model, file, mapping, mapmap, problems)
+    rows, units = _rows(df, model, file, exprs, problems)
+    weights = dict(weights or {})
+    bad_w = [w for w in weights if w not in exprs]
+    if bad_w:
+        problems.append(Problem(file, "--weights", f"no series named {', '.join(bad_w)}",
+                                f"series: {', '.join(exprs)}"))
+    if problems:
+        raise ModelError(problems)
+    if not rows:
+        raise ModelError(Problem(file, None, "no usable rows: nothing to fit"))
+    out = []
+    for ind, pts in rows.items():
+        pts.sort()
+        factor, unit, why = unit_factor(model, exprs[ind].text, units.get(ind, ""))
+        if why:
+            problems.append(Problem(file, ind, why, "correct the unit column, or map the indicator to an expression "
+                                                    "in the model's unit in a mapping file (--map)"))
+            continue
+        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]) * factor,
+                          unit, float(weights.get(ind, 1.0))))
+    if problems:
+        raise ModelError(problems)
+    return out
+
+
+
+
+def _read_frame(path: Path, scope: str | None, indicators: list[str] | None) -> pd.DataFrame:
+    """The CSV's rows of the scope and indicators asked for, with their line numbers in ``_row``."""
     file = str(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a BOM is accepted
     except FileNotFoundError:
         raise ModelError(Problem(file, None, "data file not found")) from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -160,9 +197,12 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
             raise ModelError(Problem(file, None, f"no rows for indicator(s) {', '.join(absent)}",
                                      f"indicators in the file: {', '.join(sorted(present))}"))
         df = df[df["indicator"].isin(indicators)]
-    mapmap, ignore = _read_mapping(mapping)
-    df = df[~df["indicator"].isin(ignore)]
-    problems: list[Problem] = []
+    return df
+
+
+def _expressions(df: pd.DataFrame, model, file: str, mapping, mapmap: dict[str, str],
+                 problems: list[Problem]) -> dict[str, Expr]:
+    """Indicator -> the model expression it is fitted to (its mapping, or an output of the same name)."""
     exprs: dict[str, Expr] = {}
     unknown = []
     for ind in dict.fromkeys(df["indicator"]):
@@ -189,6 +229,12 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
                                 f"the model and not in the mapping file",
                                 "map them in a mapping file ([map] NAME = \"expression\"), list them under "
                                 "`ignore`, or choose indicators with --indicators"))
+    return exprs
+
+
+def _rows(df: pd.DataFrame, model, file: str, exprs: dict[str, Expr],
+          problems: list[Problem]) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
+    """(indicator -> [(year, value)], indicator -> unit) from the usable rows; problems for the others."""
     ts = model.time
     seen: dict[tuple[str, float], int] = {}
     rows: dict[str, list[tuple[float, float]]] = {}
@@ -234,28 +280,7 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
         if units.setdefault(ind, unit) != unit:
             problems.append(Problem(file, f"row {row}", f"{ind}: unit {unit!r} differs from {units[ind]!r} on the "
                                     f"indicator's earlier rows", "give every row of an indicator the same unit"))
-    weights = dict(weights or {})
-    bad_w = [w for w in weights if w not in exprs]
-    if bad_w:
-        problems.append(Problem(file, "--weights", f"no series named {', '.join(bad_w)}",
-                                f"series: {', '.join(exprs)}"))
-    if problems:
-        raise ModelError(problems)
-    if not rows:
-        raise ModelError(Problem(file, None, "no usable rows: nothing to fit"))
-    out = []
-    for ind, pts in rows.items():
-        pts.sort()
-        factor, unit, why = unit_factor(model, exprs[ind].text, units.get(ind, ""))
-        if why:
-            problems.append(Problem(file, ind, why, "correct the unit column, or map the indicator to an expression "
-                                                    "in the model's unit in a mapping file (--map)"))
-            continue
-        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]) * factor,
-                          unit, float(weights.get(ind, 1.0))))
-    if problems:
-        raise ModelError(problems)
-    return out
+    return rows, units
 
 
 def unit_factor(model, expr_text: str, data_unit: str) -> tuple[float, str, str | None]:
@@ -286,8 +311,8 @@ def unit_factor(model, expr_text: str, data_unit: str) -> tuple[float, str, str 
         per_time = have / UnitParser(aliases).parse(model.model.time.unit or "year")
         if per_time.powers == want.powers and (model.model.time.unit or "year").lower() in ("year", "years"):
             return per_time.scale / want.scale, model_unit, None
-        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to {expr_text.strip()}'s unit "
-                                f"{model_unit!r} ({want})")
+        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to "
+                                f"{expr_text.strip()}'s unit {model_unit!r} ({want})")
     return have.scale / want.scale, model_unit, None
 
 
