@@ -440,9 +440,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """--samples/--restarts past the run limit are refused before anything is drawn (engine.limits)."""
+    from engine.limits import check_runs
+
+    for option in ("samples", "restarts"):
+        value = getattr(args, option, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            check_runs(value, f"--{option}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every error becomes one message (a traceback only with LXSD_DEBUG=1)."""
     try:
+        _check_counts(args)
         return int(args.func(args) or 0)
     except ModelError as exc:
         print(f"lxsd {args.command}: {len(exc.problems)} problem(s):", file=sys.stderr)
