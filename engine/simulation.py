@@ -347,6 +347,8 @@ class CompiledModel:
             raise EngineError(f"n={n} but the arrays in params have {N} values")
         if N < 1:
             raise EngineError("the batch size must be at least 1")
+        from engine.limits import check_runs
+        check_runs(N)   # before a label is made for each run
         labels = list(names) if names is not None else [str(i) for i in range(N)]
         if len(labels) != N:
             raise EngineError(f"{len(labels)} names for {N} runs")

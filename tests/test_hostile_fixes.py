@@ -141,14 +141,22 @@ def test_base_through_a_link_out_of_the_folder_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- items 3-4: limits
-def test_limits_refuse_and_force_runs():
+def test_limits_refuse_and_force_runs(monkeypatch):
+    from engine import limits
+
     m = build(constants={"k": {"value": 1.0}}, auxiliaries={"a": {"equation": "k"}})
-    with pytest.raises(LimitError, match="over the limit of 1e\\+07"):
+    with pytest.raises(LimitError, match="takes 2e\\+07 time steps"):
         m.run(stop=2e7)
-    with pytest.raises(LimitError, match="of memory"):
+    with pytest.raises(LimitError, match="1e\\+09 runs in one call"):
         m.run(n=10**9, variables=["a"])
+    with pytest.raises(LimitError, match="value updates"):
+        m.run(n=10**4, stop=5e6, variables=["a"])
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**20)   # 1 MiB: a batch of 10 000 needs more
+    with pytest.raises(LimitError, match="of memory .* save fewer variables"):
+        m.run(n=10**4, variables=["a"])
     with forced():
         assert m.run(stop=20).times[-1] == 20
+        assert m.run(n=10**4, variables=["a"])["a"].shape == (10**4, 3)
 
 
 def test_a_huge_dimension_is_refused_before_compiling():
