@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(PY) -m engine.main_job
+PORT ?= 8501
+
+run: $(STAMP)  ## the app on one fixed port (make run PORT=8600 for another); a clear error when it is busy
+	LXSD_PORT=$(PORT) $(PY) -m engine.main_job
 
 test: $(STAMP)  ## lint (ruff), types (mypy on engine/), then the test suite
 	$(PY) -m ruff check .

@@ -1,123 +1,297 @@
-"""Server time of the app after a lever moves: re-run + figure building, medians.
+"""The app under load: simulated users moving levers against a real `streamlit run app.py`.
 
-    python benchmarks/bench_app.py [--repeat 15] [--no-apptest]
+    python benchmarks/bench_app.py [--users 20] [--moves 8] [--seconds 150] [--no-browser]
 
-Measures, with the configured model (model/linxiang.toml; the demo model if it cannot load):
-  1. 5 scenarios: the lever's scenario re-run (uncached) + 4 cached scenarios (unpickled, as
-     st.cache_data returns them) + the Compare page's figures (4 line charts, the structure
-     panel, the LMDI waterfall) serialised to JSON as Streamlit sends them;
-  2. the same with the 500-sample ensemble of the lever's settings (uncached) and fan charts;
-  3. the whole Streamlit script re-run after a slider move (streamlit.testing AppTest), which
-     adds Streamlit's own work (widgets, protobuf) to the above.
-Prints a markdown table; targets: 1. <= 300 ms, 2. <= 1500 ms.
+Starts the app on a free localhost port (its own scenario library in a temporary folder) and
+measures, after one warm-up session (the model compiles once per process):
+
+1. one user, Streamlit's websocket protocol (what the browser sends): the lever screen loads
+   (time to its first chart), then a slider moves ``--moves`` times: the time from sending the
+   new value to the end of the fragment's rerun (every chart sent);
+2. ``--users`` users at once, each its own websocket session, each moving a random lever to a
+   random value (seeded: 42 + user) ``--moves`` times, waiting ``--think`` seconds (uniform,
+   default 2-5 s: a person reads the charts between moves) before each move; the whole load is
+   bounded by ``--seconds``;
+3. one user in Chromium (Playwright, Debian's /usr/bin/chromium; skipped when absent): lever →
+   the chart's line redrawn with new data ("settled"), and the first chart after the page opens.
+
+Prints a markdown table (median, 95th percentile, max, target) for docs/benchmarks-app.md.
+Targets (issue 13): 20 users median ≤ 1 s and p95 ≤ 2 s; one user lever → charts ≤ 300 ms
+median; first chart after load ≤ 2 s.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import pickle
+import random
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from lxapp import charts, core, lmdi  # noqa: E402
-
-SCENARIOS = ["plan", "actual_trend", "ethylene_delay_2y", "rongyue_fast"]
-CHARTS = ["gdp_real", "urbanization_rate", "co2_emissions", "energy_intensity"]
+VALUE_LEVERS = ("rongyue_pace", "ethylene_scale", "carbon_policy_strength", "shock_size")
+CHROMIUM = os.environ.get("LXSD_CHROMIUM", "/usr/bin/chromium")
 
 
-def figures(bundle, df, labels, bands=None):
-    figs = [charts.line_figure(bundle, df, c, "zh", labels, bands=bands, actuals=bundle.actuals,
-                               targets=core.target_markers(bundle)) for c in CHARTS if c in df.columns]
-    figs.append(charts.structure_figure(bundle, df, "zh", labels))
-    if lmdi.available(df):
-        eff = lmdi.decompose_frame(df, "plan" if "plan" in labels else list(labels)[1], "current")
-        figs.append(charts.lmdi_figure(eff.iloc[-1].to_dict(), "zh", "LMDI"))
-    return [f.to_json() for f in figs if f is not None]   # what st.plotly_chart sends
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def rerun(bundle, cache, lever, value, with_ensemble):
-    base = dict(bundle.scenarios[SCENARIOS[1]].overrides) if SCENARIOS[1] in bundle.scenarios else {}
-    cur = core.current_overrides(bundle, base, {lever: value})
-    runs = {"current": core.run_one(bundle, cur)}
-    for s in SCENARIOS:
-        runs[s] = pickle.loads(cache[s])
-    df = core.add_aggregates(bundle, core.combine(runs))
-    bands = None
-    if with_ensemble:
-        b, _ = core.ensemble(bundle, cur, [v for v in core.HEADLINE if v in bundle.model.visible], n=500)
-        bands = {"current": b}
-    labels = {s: core.scenario_label(bundle, s, "zh") for s in runs}
-    figures(bundle, df, labels, bands)
+def start_server(port: int, db: str) -> subprocess.Popen:
+    env = dict(os.environ, LXSD_DB=db, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("the app did not start within 90 s")
 
 
-def median_ms(fn, repeat):
-    out = []
-    for i in range(repeat):
+class Session:
+    """One browser tab's websocket session, speaking Streamlit's protobuf messages."""
+
+    def __init__(self, port: int, query: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/_stcore/stream"
+        self.query = query
+        self.sliders: dict[str, tuple[str, float, float, float]] = {}   # lever -> (id, min, max, step)
+        self.fragment = ""
+        self.page_hash = ""
+
+    async def __aenter__(self):
+        import websockets
+        self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.ws.close()
+
+    async def _run(self, widget=None, fragment: str = "") -> tuple[float, float | None]:
+        """Send a rerun; returns (seconds to the end of the run, seconds to the first chart)."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        bm = BackMsg()
+        cs = bm.rerun_script
+        cs.query_string = self.query
+        cs.page_script_hash = self.page_hash
+        cs.widget_states.SetInParent()
+        if widget is not None:
+            w = cs.widget_states.widgets.add()
+            w.id = widget[0]
+            w.double_array_value.data.append(widget[1])
+        if fragment:
+            cs.fragment_id = fragment
         t0 = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(out), min(out), max(out)
+        await self.ws.send(bm.SerializeToString())
+        first = None
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await self.ws.recv())
+            kind = fm.WhichOneof("type")
+            if kind == "new_session":
+                self.page_hash = fm.new_session.page_script_hash or fm.new_session.main_script_hash
+            elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                el = fm.delta.new_element
+                et = el.WhichOneof("type")
+                if et == "plotly_chart" and first is None:
+                    first = time.perf_counter() - t0
+                if et == "slider":
+                    name = el.slider.id.rsplit("-", 1)[-1].removeprefix("lv_").rsplit("_", 1)[0]
+                    self.sliders[name] = (el.slider.id, el.slider.min, el.slider.max, el.slider.step)
+                    self.fragment = fm.delta.fragment_id or self.fragment
+            elif kind == "script_finished":
+                return time.perf_counter() - t0, first
+
+    async def load(self) -> tuple[float, float | None]:
+        return await self._run()
+
+    async def move(self, lever: str, value: float) -> float:
+        sid = self.sliders[lever][0]
+        return (await self._run((sid, value), self.fragment))[0]
 
 
-def apptest_ms(repeat, unc):
-    from streamlit.testing.v1 import AppTest
-    os.environ.setdefault("LXSD_DB", str(Path("/tmp") / "lxsd_bench.sqlite"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params["page"] = "compare"
-    at.query_params["sc"] = ",".join(["current"] + SCENARIOS)
-    at.query_params["ref"] = "plan"
-    if unc:
-        at.query_params["unc"] = "1"
-    at.run()
-    slider = "lv_rongyue_pace"
-    lo = float(at.sidebar.slider(key=slider).min)
-    times = []
-    for i in range(repeat):
-        at.sidebar.slider(key=slider).set_value(round(lo + 0.05 * (i + 1), 2))
-        t0 = time.perf_counter()
-        at.run()
-        times.append((time.perf_counter() - t0) * 1000)
-        assert not at.exception, [e.value for e in at.exception]
-    return statistics.median(times), min(times), max(times)
+def on_grid(lo: float, hi: float, step: float, rng: random.Random) -> float:
+    k = rng.randint(0, int(round((hi - lo) / step)))
+    return round(lo + k * step, 10)
+
+
+THINK = (2.0, 5.0)
+
+
+async def user(port: int, i: int, moves: int, deadline: float, out: list, loads: list) -> None:
+    rng = random.Random(42 + i)
+    async with Session(port, "page=levers&lang=" + ("zh" if i % 2 else "en")) as s:
+        total, first = await s.load()
+        loads.append(first if first is not None else total)
+        for _ in range(moves):
+            await asyncio.sleep(rng.uniform(*THINK))
+            if time.perf_counter() > deadline:
+                return
+            lever = rng.choice([lv for lv in VALUE_LEVERS if lv in s.sliders])
+            _sid, lo, hi, step = s.sliders[lever]
+            out.append(await s.move(lever, on_grid(lo, hi, step, rng)))
+
+
+async def one_user(port: int, moves: int) -> tuple[list[float], float]:
+    rng = random.Random(7)
+    async with Session(port, "page=levers&lang=zh") as s:
+        total, first = await s.load()
+        times = []
+        for _ in range(moves):
+            lever = rng.choice([lv for lv in VALUE_LEVERS if lv in s.sliders])
+            _sid, lo, hi, step = s.sliders[lever]
+            times.append(await s.move(lever, on_grid(lo, hi, step, rng)))
+        return times, first if first is not None else total
+
+
+async def many_users(port: int, n: int, moves: int, seconds: float) -> tuple[list[float], list[float], float]:
+    out: list[float] = []
+    loads: list[float] = []
+    t0 = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(user(port, i, moves, t0 + seconds, out, loads) for i in range(n))),
+                           timeout=seconds + 120)
+    return out, loads, time.perf_counter() - t0
+
+
+CHART_DATA = """() => { const g = document.querySelector('.js-plotly-plot'); const d = g && (g._fullData || g.data);
+  if (!d) return null; const t = d.find(x => x.mode === 'lines' && x.line && x.line.dash !== 'dash');
+  return t ? Array.from(t.y).map(Number) : null; }"""
+
+
+def browser_user(port: int, moves: int) -> tuple[list[float], list[float]] | None:
+    """Chromium: lever → chart redrawn; and page open → first chart, in ms (wall clock)."""
+    if not Path(CHROMIUM).exists():
+        return None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    url = f"http://127.0.0.1:{port}/?page=levers&lang=zh"
+    settle, first = [], []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        for _ in range(3):
+            ctx = b.new_context(viewport={"width": 1500, "height": 1000})
+            page = ctx.new_page()
+            t0 = time.perf_counter()
+            page.goto(url, wait_until="commit")
+            page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000, polling=20)
+            first.append((time.perf_counter() - t0) * 1000)
+            ctx.close()
+        ctx = b.new_context(viewport={"width": 1500, "height": 1000})
+        page = ctx.new_page()
+        page.goto(url)
+        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=60_000)
+        page.wait_for_timeout(1500)
+        slider = page.locator('[data-testid="stSlider"]').filter(has_text="融岳").locator('input[type="range"]').first
+        for k in range(moves):
+            before = page.evaluate(CHART_DATA)
+            slider.focus()
+            t0 = time.perf_counter()
+            slider.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
+            page.wait_for_function(f"(b) => {{ const c = ({CHART_DATA})(); "
+                                   "return c && c.some((v, i) => Math.abs(v - b[i]) > 1e-9); }",
+                                   arg=before, timeout=30_000, polling=10)
+            settle.append((time.perf_counter() - t0) * 1000)
+            page.wait_for_timeout(300)
+        b.close()
+    return settle, first
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stats(xs: list[float], scale: float = 1000.0) -> tuple[float, float, float]:
+    ys = sorted(x * scale for x in xs)
+    p95 = ys[min(len(ys) - 1, int(round(0.95 * (len(ys) - 1))))]
+    return statistics.median(ys), p95, ys[-1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--no-apptest", action="store_true")
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--moves", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=150)
+    ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
+    ap.add_argument("--no-browser", action="store_true")
     a = ap.parse_args()
-    t0 = time.perf_counter()
-    bundle = core.load_bundle()
-    compile_ms = (time.perf_counter() - t0) * 1000
-    global SCENARIOS
-    SCENARIOS = [s for s in SCENARIOS if s in bundle.scenarios] or [core.DEFAULT]
-    while len(SCENARIOS) < 4:
-        SCENARIOS.append(list(bundle.scenarios)[len(SCENARIOS) % len(bundle.scenarios)])
-    cache = {s: pickle.dumps(core.run_one(bundle, dict(bundle.scenarios[s].overrides))) for s in SCENARIOS}
-    lever = next(lv for lv in core.levers(bundle) if lv.kind == "value")
-    vals = [lever.low + (lever.high - lever.low) * (i + 1) / (a.repeat + 3) for i in range(a.repeat + 3)]
-    rerun(bundle, cache, lever.name, vals[-1], True)          # warm-up (imports, code paths)
-    rows = [("model load + compile (once, cached)", compile_ms, compile_ms, compile_ms, "")]
-    m = median_ms(lambda i: rerun(bundle, cache, lever.name, vals[i], False), a.repeat)
-    rows.append(("lever moved: 5 scenarios re-run + figures", *m, "≤ 300"))
-    m = median_ms(lambda i: rerun(bundle, cache, lever.name, vals[i], True), max(5, a.repeat // 2))
-    rows.append(("lever moved: 5 scenarios + 500-sample ensemble + fan charts", *m, "≤ 1500"))
-    one = median_ms(lambda i: core.run_one(bundle, {lever.name: vals[i]}), a.repeat)
-    rows.append(("  of which: one scenario run", *one, ""))
-    if not a.no_apptest:
-        rows.append(("whole script re-run (AppTest), Compare page, 5 scenarios", *apptest_ms(max(5, a.repeat // 2), False), ""))
-        rows.append(("whole script re-run (AppTest), Compare page, + ensemble", *apptest_ms(5, True), ""))
-    print(f"\nApp benchmark — model: {bundle.path}{' (DEMO: ' + bundle.load_error[:80] + ')' if bundle.load_error else ''}; "
-          f"lever: {lever.name}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
-    print("| measurement | median ms | min ms | max ms | target ms |")
-    print("|---|---:|---:|---:|---:|")
-    for name, med, lo, hi, target in rows:
-        print(f"| {name} | {med:.0f} | {lo:.0f} | {hi:.0f} | {target} |")
+    global THINK
+    THINK = tuple(float(x) for x in a.think.split(","))
+    port = free_port()
+    browser_error = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(port, str(Path(tmp) / "bench.sqlite"))
+        try:
+            asyncio.run(one_user(port, 2))                       # warm-up: compile, imports
+            cpu0 = cpu_seconds(proc.pid)
+            single, _ = asyncio.run(one_user(port, 15))
+            cpu_move = (cpu_seconds(proc.pid) - cpu0) / 15      # the server's own work, whatever else runs
+            firsts = [asyncio.run(one_user(port, 0))[1] for _ in range(5)]
+            load, loads, wall = asyncio.run(many_users(port, a.users, a.moves, a.seconds))
+            browser = None
+            if not a.no_browser:
+                try:
+                    browser = browser_user(port, 10)
+                except Exception as exc:  # noqa: BLE001 - a timeout in the browser is a result to report
+                    browser_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    rows = [("one user: lever → fragment rerun done (websocket)", *stats(single), "median ≤ 300", len(single)),
+            ("server CPU time per lever move (one user; mean)", cpu_move * 1000, float("nan"), float("nan"), "",
+             15),
+            ("one user: page open → first chart (websocket, warm server)", *stats(firsts), "≤ 2000", len(firsts)),
+            (f"{a.users} users at once: lever → rerun done", *stats(load), "median ≤ 1000, p95 ≤ 2000", len(load)),
+            (f"{a.users} users at once: page open → first chart", *stats(loads), "", len(loads))]
+    if browser:
+        rows.append(("one user in Chromium: lever → chart redrawn", *stats(browser[0], 1), "median ≤ 300",
+                     len(browser[0])))
+        rows.append(("one user in Chromium: page open → first chart drawn", *stats(browser[1], 1), "≤ 2000",
+                     len(browser[1])))
+    if browser_error:
+        rows.append((f"one user in Chromium: did not finish ({browser_error})", float("nan"), float("nan"),
+                     float("nan"), "", 0))
+    try:
+        load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load_avg = "?"
+    import datetime as dt
+    print("# App benchmark (issue 13): simulated users moving levers\n")
+    print(f"Generated by `make bench` (`benchmarks/bench_app.py`), {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
+          "The app runs as `streamlit run app.py` on localhost; users speak Streamlit's websocket protocol "
+          "(what a browser sends: a slider's new value, the lever screen's fragment rerun); one user also in "
+          "headless Chromium. Times are wall-clock from the client's side; the machine is shared, so the "
+          "load average is printed with the figures.")
+    print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves} "
+          f"--think {a.think}`; "
+          f"{os.cpu_count()} CPUs, load average {load_avg} at the end; {len(load)} lever moves by "
+          f"{a.users} users in {wall:.0f} s\n")
+    print("| measurement | median ms | p95 ms | max ms | target ms | n |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, med, p95, mx, target, n in rows:
+        cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
+        print(f"| {name} | {cells} | {target} | {n} |")
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def worker_compile(spec: dict) -> dict:
     t2 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        load_model(spec["path"])
+        load_model(spec["path"], backend=spec.get("backend", "numpy"))
         t3 = time.perf_counter()
         try:  # do not let the parser's cache make the second load look faster
             from engine.parse import expr as _expr
@@ -204,7 +204,7 @@ def worker_compile(spec: dict) -> dict:
         except Exception:  # noqa: BLE001
             pass
         t4 = time.perf_counter()
-        load_model(spec["path"])
+        load_model(spec["path"], backend=spec.get("backend", "numpy"))
         t5 = time.perf_counter()
     return {"import_s": t1 - t0, "import_numpy_s": t2 - t1, "compile_s": t3 - t2, "warm_s": t5 - t4}
 
@@ -216,7 +216,8 @@ def worker_engine(spec: dict) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_model(spec["path"])
+        # these series are the numpy backend's (the reference); benchmarks/bench_backend.py times the compiled one
+        model = load_model(spec["path"], backend=spec.get("backend", "numpy"))
     compile_s = time.perf_counter() - t0
     n = spec["n"]
     params = {}
@@ -523,6 +524,11 @@ def main(argv: list[str] | None = None) -> int:
             text = text.rstrip("\n") + "\n\n" + old[old.index(start):old.index(end) + len(end)] + "\n"
         out.write_text(text, encoding="utf-8")
         print(f"written to {args.out}", file=sys.stderr)
+    # the compiled backend's section (issue 12), in its own subprocesses
+    import bench_backend
+
+    bench_backend.main((["--quick"] if args.quick else []) + (["--no-write"] if args.no_write else [])
+                       + ["--out", args.out])
     return 0
 
 

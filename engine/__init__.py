@@ -37,8 +37,13 @@ def read_model(path: str | Path) -> Model:
     return load_model_file(path)
 
 
-def compile_model(model: Model, check_units: bool = True):
-    """Resolve, check and compile a Model; returns a CompiledModel ready to run."""
+def compile_model(model: Model, check_units: bool = True, backend: str | None = None):
+    """Resolve, check and compile a Model; returns a CompiledModel ready to run.
+
+    backend: "numpy" (the reference) or "jax" (compiled); None: numpy unless $LXSD_BACKEND says jax
+    (engine.backends says why)
+    (engine.backends.default_backend)."""
+    from engine.backends import check_backend, explicit
     from engine.compile.model_code import ModelCode
     from engine.resolve.resolver import resolve
     from engine.simulation import CompiledModel
@@ -61,11 +66,13 @@ def compile_model(model: Model, check_units: bool = True):
             problems += exc.problems
     if problems or rvars is None:
         raise ModelError(problems)
-    return CompiledModel(model, rvars, ModelCode(model, rvars))
+    return CompiledModel(model, rvars, ModelCode(model, rvars), check_backend(backend), explicit(backend))
 
 
-def load_model(path: str | Path, check_units: bool | None = None):
+def load_model(path: str | Path, check_units: bool | None = None, backend: str | None = None):
     """Read and compile a model file; raises ModelError naming the file and variable.
+
+    backend: "numpy" or "jax"; None: the default (numpy; see engine.backends).
 
     Units are checked for our own .toml models; imported Vensim/XMILE models are run
     as their authors wrote them (Vensim checks their units itself).
@@ -73,4 +80,4 @@ def load_model(path: str | Path, check_units: bool | None = None):
     model = read_model(path)
     if check_units is None:
         check_units = Path(path).suffix.lower() == ".toml"
-    return compile_model(model, check_units)
+    return compile_model(model, check_units, backend)

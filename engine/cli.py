@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_out_path(Path(args.out), (".csv", ".parquet"))
-    model = load_model(args.model, check_units=False if args.no_units else None)
+    model = load_model(args.model, check_units=False if args.no_units else None, backend=args.backend)
     runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep), args.allow_outside_range)
     wanted = _identifiers(model, [v.strip() for v in args.vars.split(",") if v.strip()]) if args.vars else None
     variables = list(dict.fromkeys(_split_element(v)[0] for v in wanted)) if wanted else None
@@ -272,6 +272,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
              for f in ("start", "stop", "dt", "saveper")}
     print(f"time {shown['start']} to {shown['stop']}, dt {shown['dt']}, saveper {shown['saveper']} ({ts.unit}); "
           f"method {ts.method}")
+    from engine.backends import default_backend, describe
+    print(f"backend {describe(default_backend())}")
     for d, els in model.dimensions.items():
         labelled = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
                     for e in els]
@@ -372,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a constant in every run (NAME[element] for one element)")
     r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
     r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
+    r.add_argument("--backend", choices=["numpy", "jax"], default=None,
+                   help="numpy (the reference, the default) or jax (compiled: fast single runs after a slow "
+                        "first compilation)")
     r.add_argument("--dt", type=_finite_float)
     r.add_argument("--start", type=_finite_float)
     r.add_argument("--stop", type=_finite_float)

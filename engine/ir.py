@@ -89,6 +89,8 @@ class Model:
     doc: str | None = None
     original_names: dict[str, str] = field(default_factory=dict)  # identifier -> name in an imported file
     original_element_names: dict[str, str] = field(default_factory=dict)  # element identifier -> its name there
+    # the optional [presentation] table: headline variables, lever groups, actuals mapping (for front ends)
+    presentation: dict = field(default_factory=dict)
 
     def dim_elements(self, dim: str) -> tuple[str, ...]:
         """Elements of a dimension or a subrange."""

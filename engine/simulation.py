@@ -10,10 +10,11 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from engine.backends import fallback, jax_installed
 from engine.compile.model_code import ModelCode
 from engine.errors import EngineError, ModelError, Problem, SimulationError
 from engine.integrate.driver import Clock, simulate
-from engine.integrate.solvers import METHODS
+from engine.integrate.solvers import METHODS, solver_for
 from engine.ir import Model, Variable
 from engine.resolve.structure import RVar
 from engine.results import Results
@@ -32,7 +33,7 @@ def _run_labels(labels: list[str]) -> Iterator[None]:
     except SimulationError as exc:
         def label(m: re.Match) -> str:
             i = int(m.group(1))
-            return f"run {labels[i]!r}" if 0 <= i < len(labels) else m.group(0)
+            return f"run {labels[i]!r} (#{i})" if 0 <= i < len(labels) else m.group(0)   # as RunFailure says it
         text = re.sub(r"scenario #(\d+)", label, str(exc))
         if text == str(exc):
             raise
@@ -47,10 +48,23 @@ class CompiledModel:
     >>> res.to_dataframe()                                           # doctest: +SKIP
     """
 
-    def __init__(self, model: Model, rvars: dict[str, RVar], code: ModelCode) -> None:
+    def __init__(self, model: Model, rvars: dict[str, RVar], code: ModelCode, backend: str = "numpy",
+                 say_fallback: bool = True) -> None:
         self.model = model
         self.rvars = rvars
         self.code = code
+        self.backend = backend   # "numpy" or "jax" (engine.backends)
+        self._say_fallback = say_fallback   # one line on stderr when a run falls back to numpy
+        self._jax = None
+        self._meta_cache: dict[str, tuple] | None = None
+        if backend == "jax":
+            if jax_installed():
+                from engine.compile.jax_backend import JaxProgram
+                self._jax = JaxProgram(code)
+            else:
+                if say_fallback:
+                    fallback(model.file, "jax is not installed")
+                self.backend = "numpy"
         problems: list[Problem] = []
         self._defaults: dict[str, object] = {}
         for name in code.layout.param_names:
@@ -125,8 +139,36 @@ class CompiledModel:
         return next(iter(found)) if found else name
 
     def elements(self, name: str) -> list[tuple[str, ...]]:
+        """A variable's element tuples in C order ([()] for a variable without dimensions)."""
+        name = self.identifier(name)
+        if name not in self.rvars:
+            raise EngineError(f"{self.model.file}: {name!r} is not a variable of the model")
         dims = self.rvars[name].dims
         return list(itertools.product(*[self.model.dim_elements(d) for d in dims]))
+
+    def value(self, name: str, value: object) -> np.ndarray:
+        """A constant's value (a number, a table over its dimensions, or an array) as an array of
+        its dimensions' shape, in the constant's unit; raises EngineError naming the constant when
+        the value does not fit."""
+        name = self.identifier(name)
+        self.check_settable(name)
+        if self.model.variables[name].kind != "constant":
+            raise EngineError(f"{self.model.file}: {name} is a data input; give it a series, not a value")
+        return np.array(self._value_array(name, value, None)[..., 0])
+
+    def default(self, name: str):
+        """The model file's own value of a constant (an array of its dimensions' shape), or of a data
+        input ((times, values) with values of shape (T, *dims))."""
+        name = self.identifier(name)
+        self.check_settable(name)
+        got = self._defaults[name]
+        if isinstance(got, tuple):
+            return np.array(got[0]), np.array(got[1][..., 0])
+        return np.array(got[..., 0])
+
+    def check_settable(self, name: str) -> None:
+        """Raise EngineError (with suggestions) unless ``name`` is a constant or data input that a run may set."""
+        self._check_settable(name)
 
     def source(self) -> str:
         """The generated Python source of the step function (for reading, not editing)."""
@@ -215,7 +257,7 @@ class CompiledModel:
             n: int | None = None, method: str | None = None, dt: float | None = None,
             start: float | None = None, stop: float | None = None, saveper: float | None = None,
             variables: list[str] | tuple[str, ...] | None = None,
-            names: list[str] | None = None) -> Results:
+            names: list[str] | None = None, throw: bool = True) -> Results:
         """Integrate a batch and return the saved values.
 
         params: constant name -> a number (all runs), or an array of N values (one a run),
@@ -225,6 +267,10 @@ class CompiledModel:
         n: batch size when no array fixes it (N copies of the same run).
         method: euler (default), rk2, rk4 or adaptive; dt/start/stop/saveper override [time].
         variables: names to save (default: every variable except lookups).
+        throw: raise SimulationError at the first run that fails (a non-finite value, a guard, a
+            non-negative stock starting below zero). With throw=False a failing run stops alone:
+            its values are NaN from the failure time on, and ``Results.status`` / ``ok`` /
+            ``failures`` / ``message(i)`` say which runs failed, where, when and why.
         """
         params = {self.identifier(k): v for k, v in (params or {}).items()}
         if scenarios:
@@ -273,26 +319,67 @@ class CompiledModel:
                               f"change the equation or the constants it reads")
         from engine import limits
         limits.check_inputs(list(self.code.layout.param_names), P0, scen_names, self.model.file)
+        solver = solver_for(method)
         if dynamic:
-            # some time settings are equations: the clock is read from the model as it runs
-            from engine.integrate.driver import guarded
-            from engine.integrate.dynamic_clock import simulate_dynamic
+            # some time settings are equations: the clock reads them from the model as it runs
+            from engine.integrate.dynamic_clock import DynamicClock
             fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
             at_start = {f: fixed.get(f, getattr(ts, f)) for f in ("start", "stop", "dt", "saveper")}
             if all(math.isfinite(v) for v in at_start.values()) and at_start["dt"] > 0 and at_start["saveper"] > 0:
                 # (settings that are not usable numbers are reported by the dynamic clock, in its words)
                 self._estimate(at_start["start"], at_start["stop"], at_start["dt"], at_start["saveper"], N, sizes)
-            with _run_labels(scen_names):
-                times, store = guarded(self.code, simulate_dynamic, self.code, P0, N, fixed, method, outputs, sizes)
+            clock = DynamicClock(self.code, fixed)
         else:
             clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
             self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
             self._check_clock(clock, dt is not None and saveper is None)
+        compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._jax else None
+        if compiled is not None:
+            times, store = compiled
+            failures = []
+        else:
             with _run_labels(scen_names):
-                times, store = simulate(self.code, P0, N, clock, method, outputs, sizes)
-        units = {o: self.model.variables[o].unit for o in outputs}
-        return Results(scen_names, times, store, {o: self.elements(o) for o in outputs}, units)
+                times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw,
+                                                  scen_names)
+        meta = self._meta()
+        res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
+                      dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
+                      time_unit=ts.unit, backend="jax" if compiled is not None else "numpy")
+        res._set_failures(failures)
+        return res
+
+    def _meta(self) -> dict[str, tuple]:
+        """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
+        if self._meta_cache is None:
+            self._meta_cache = {}
+            for o in self.visible:
+                var = self.model.variables[o]
+                labels = {k: getattr(var, k) for k in ("label_en", "label_zh", "doc") if getattr(var, k, None)}
+                dims = self.rvars[o].dims
+                els = list(itertools.product(*[self.model.dim_elements(d) for d in dims]))
+                self._meta_cache[o] = (els, var.unit, dims, labels)
+        return self._meta_cache
+
+    def _run_compiled(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
+        """The batch on the compiled backend, or None: not covered (said in one line) or a run failed
+        (the numpy loop re-runs it, for its exact errors and per-run status)."""
+        from engine.compile.jax_runtime import Unsupported
+
+        reason = self._jax.unsupported(solver.name, dynamic)
+        if reason is None:
+            try:
+                every = tuple(self.visible)
+                return self._jax.run(P0, N, clock, solver, outputs, sizes, every,
+                                     {o: self.rvars[o].sizes for o in every})
+            except Unsupported as exc:
+                reason = self._jax.broken = str(exc)
+            except Exception as exc:  # noqa: BLE001 - anything tracing cannot do falls back, said once
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = self._jax.broken = f"the step could not be compiled ({type(exc).__name__}: {first[:200]})"
+        if self._say_fallback:
+            fallback(self.model.file, reason)
+        return None
 
     def _estimate(self, start: float, stop: float, dt: float, saveper: float, n_runs: int,
                   saved: dict[str, tuple[int, ...]]) -> None:

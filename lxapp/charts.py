@@ -36,20 +36,66 @@ def base_layout(title: str = "", height: int = 360) -> dict:
                 xaxis=dict(gridcolor="#eeeeee", zeroline=False), yaxis=dict(gridcolor="#eeeeee", zeroline=False))
 
 
-def line_figure(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels: dict[str, str],
-                bands: dict[str, dict] | None = None, actuals: pd.DataFrame | None = None,
-                targets: pd.DataFrame | None = None, ref_lines: dict | None = None) -> go.Figure:
-    """One variable (column) over time, a line per scenario; bands[scenario][column] = (5, T)
-    percentiles give a fan; actuals and plan targets as points."""
+class Prebuilt(go.Figure):
+    """A figure already laid out as a plain dict, handed to ``st.plotly_chart`` as is.
+
+    Streamlit validates a dict by building a plotly Figure from it (~50 ms a chart on this
+    machine, a quarter of a lever move); a Figure instance it only asks for ``to_dict()``. Our
+    dicts are built here from known keys, so validating them again buys nothing: this Figure
+    skips plotly's constructor and returns the dict. Use it for the app's charts only;
+    ``line_figure`` gives a real Figure (for the HTML report and anything else).
+    """
+
+    def __init__(self, spec: dict) -> None:  # noqa: D107 - no super().__init__: that is the cost avoided
+        object.__setattr__(self, "_spec", spec)
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+    def to_plotly_json(self) -> dict:
+        return self._spec
+
+
+def line_figure(*args, **kw) -> go.Figure:
+    """``line_spec`` as a plotly Figure (validated)."""
+    return go.Figure(line_spec(*args, **kw))
+
+
+def line_spec(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels: dict[str, str],
+              bands: dict[str, dict] | None = None, actuals: pd.DataFrame | None = None,
+              targets: pd.DataFrame | None = None, plan: dict | None = None, dashed: tuple = (),
+              history_end: float | None = None, mark_year: float | None = 2025) -> dict:
+    """One variable (column) over time, a line per scenario (those in ``dashed`` dashed: the
+    base the current settings are compared with); bands[scenario][column] = (5, T) percentiles
+    give a fan; actuals and plan targets as points; ``plan`` = the plan's path
+    (``core.plan_paths``) as a dotted gold line; the history up to ``history_end`` shaded and
+    the plan year ``mark_year`` marked."""
     traces = []
     scale = 100.0 if is_fraction(bundle, column) else 1.0
     scenarios = list(dict.fromkeys(df.index.get_level_values("scenario")))
-    for i, sc in enumerate(scenarios):
+    shapes, annotations = [], []
+    if column in df.columns and scenarios:
+        x_all = df.xs(scenarios[0], level="scenario").index.to_numpy(dtype=float)
+        if history_end is not None and x_all[0] < history_end:
+            shapes.append(dict(type="rect", xref="x", yref="paper", x0=x_all[0], x1=history_end, y0=0, y1=1,
+                               fillcolor="rgba(128,128,128,0.10)", line=dict(width=0), layer="below"))
+            annotations.append(dict(x=x_all[0], y=1, xref="x", yref="paper", xanchor="left", yanchor="top",
+                                    text=t("history", lang), showarrow=False,
+                                    font=dict(family=CJK_FONT, size=10, color="#777")))
+        if mark_year is not None and x_all[0] <= mark_year <= x_all[-1]:
+            shapes.append(dict(type="line", xref="x", yref="paper", x0=mark_year, x1=mark_year, y0=0, y1=1,
+                               line=dict(color="#d4ac0d", width=1, dash="dot")))
+    # the current settings are drawn last (on top, thicker): a scenario with the same values
+    # must not hide them; colours stay with the scenario's place in the comparison
+    order = sorted(range(len(scenarios)), key=lambda k: scenarios[k] == "current")
+    for i in order:
+        sc = scenarios[i]
         if column not in df.columns:
             break
         sub = df.xs(sc, level="scenario")[column]
         x = sub.index.to_numpy()
-        c = color(i)
+        is_dashed = sc in dashed
+        c = "#555555" if is_dashed else color(i)
         band = (bands or {}).get(sc, {}).get(column)
         if band is not None:
             for lo, hi, alpha, tag in ((0, 4, 0.12, "5-95%"), (1, 3, 0.25, "25-75%")):
@@ -59,13 +105,20 @@ def line_figure(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels
                                    hoverinfo="skip", name=f"{labels.get(sc, sc)} {tag}",
                                    legendgroup=sc, showlegend=False))
         traces.append(dict(type="scatter", x=x, y=sub.to_numpy() * scale, mode="lines", name=labels.get(sc, sc),
-                           line=dict(color=c, width=2.5 if i == 0 else 2), legendgroup=sc))
+                           line=dict(color=c, width=2 if is_dashed else (3 if sc == "current" else 2),
+                                     dash="dash" if is_dashed else "solid"),
+                           legendgroup=sc, hovertemplate="%{y:,.4~g}"))
+    if plan is not None:
+        name = plan["name_zh"] if lang == "zh" else plan["name_en"]
+        traces.append(dict(type="scatter", x=plan["x"], y=np.asarray(plan["y"]) * scale, mode="lines",
+                           name=t("plan_path", lang), line=dict(color="#d4ac0d", width=2, dash="dot"),
+                           text=[name] * len(plan["x"]), hovertemplate="%{text}: %{y:,.4~g}<extra></extra>"))
     if actuals is not None and len(actuals):
         a = actuals[actuals["column"] == column]
         if len(a):
             traces.append(dict(type="scatter", x=a["year"].to_numpy(), y=a["value"].to_numpy() * scale, mode="markers",
                                name=t("actual", lang), marker=dict(color="black", size=9, symbol="circle"),
-                               text=a["kind"].tolist(), hovertemplate="%{text}: %{y:.4g}<extra></extra>"))
+                               text=a["kind"].tolist(), hovertemplate="%{text}: %{y:,.4~g}<extra></extra>"))
     if targets is not None and len(targets):
         g = targets[targets["column"] == column]
         if len(g):
@@ -73,10 +126,14 @@ def line_figure(bundle: Bundle, df: pd.DataFrame, column: str, lang: str, labels
             traces.append(dict(type="scatter", x=g["year"].to_numpy(), y=g["value"].to_numpy() * scale, mode="markers",
                                name=t("plan_target", lang),
                                marker=dict(color="#d4ac0d", size=15, symbol="star", line=dict(color="black", width=1)),
-                               text=names.tolist(), hovertemplate="%{text}: %{y:.4g}<extra></extra>"))
+                               text=names.tolist(), hovertemplate="%{text}: %{y:,.4~g}<extra></extra>"))
     layout = base_layout(var_label(bundle, column, lang))
     layout["yaxis"]["title"] = dict(text=unit_label(bundle, column, lang))
-    return go.Figure(dict(data=traces, layout=layout))
+    layout["yaxis"]["tickformat"] = ",~g"
+    layout["xaxis"]["tickformat"] = "d"
+    layout["shapes"] = shapes
+    layout["annotations"] = annotations
+    return {"data": traces, "layout": layout}
 
 
 def structure_figure(bundle: Bundle, df: pd.DataFrame, lang: str, labels: dict[str, str],

@@ -14,32 +14,25 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lxapp import ROOT
 
+if TYPE_CHECKING:
+    from engine.simulation import CompiledModel
+
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL = DEMO_DIR / "demo_model.toml"
 CURRENT = "current"          # the scenario made of the base scenario and the lever settings
 DEFAULT = "default"          # the model's own defaults, no overrides
 
-HEADLINE = ["gdp_real", "gdp_nominal", "value_added", "industry_share", "population_resident",
-            "population_urban", "urbanization_rate", "energy_consumption", "energy_intensity",
-            "co2_emissions", "co2_intensity", "budget_revenue", "fiscal_revenue_total",
-            "government_debt", "forest_cover"]
-
-# The main levers of issue 6, in display order. A lever shows only if the model has the
-# constant with a range; label, unit and description come from the model.
-# kind: "year" (whole years), "value" (the constant itself), "multiplier" (x the default,
-# for a subscripted constant: every element scaled alike).
-LEVERS = [
-    ("ethylene_start_year", "year"), ("ethylene_scale", "value"), ("rongyue_pace", "value"),
-    ("chemical_exit_start_year", "year"), ("investment_rate_future", "value"),
-    ("rd_intensity_2025", "value"), ("efficiency_trend", "multiplier"),
-    ("carbon_policy_strength", "value"), ("shock_year", "year"), ("shock_size", "value"),
-]
+# Headline variables, lever groups and the actuals mapping come from the model file's
+# [presentation] table (engine/parse/presentation.py), else from the file $LXSD_PRESENTATION names
+# (the same table in a file of its own, for a model without one); see presentation().
+MAX_CHARTS = 12             # charts drawn at once (a workshop's laptops and the shared server)
 
 
 def env_path(var: str, default: Path) -> Path:
@@ -52,7 +45,7 @@ def env_path(var: str, default: Path) -> Path:
 class Bundle:
     """The compiled model with its scenarios, targets and actuals."""
 
-    model: object                      # engine.simulation.CompiledModel
+    model: CompiledModel
     path: str
     key: str                           # identifies model + scenario files, for caches
     is_demo: bool = False
@@ -63,6 +56,8 @@ class Bundle:
     targets_path: Path | None = None
     targets: list[dict] = field(default_factory=list)
     actuals: pd.DataFrame | None = None
+    presentation: dict = field(default_factory=dict)      # the [presentation] table, names checked
+    presentation_notes: list[str] = field(default_factory=list)   # names the model lacks (dropped)
 
     @property
     def variables(self):
@@ -138,8 +133,53 @@ def load_bundle(model_path: str | Path | None = None) -> Bundle:
             b.targets = tomllib.loads(targets.read_text(encoding="utf-8")).get("indicator", [])
         except (OSError, tomllib.TOMLDecodeError) as exc:
             b.scenario_errors.append(f"{targets}: {exc}")
+    b.presentation, b.presentation_notes = presentation(model.model)
     b.actuals = load_actuals(b)
     return b
+
+
+def presentation(model) -> tuple[dict, list[str]]:
+    """The model's [presentation] table, else the file $LXSD_PRESENTATION names,
+    less names the model lacks (each named in the notes): what the app shows first."""
+    from engine.parse.presentation import check_names, parse_presentation
+
+    if model.presentation:
+        return dict(model.presentation), []
+    if not os.environ.get("LXSD_PRESENTATION"):
+        return {}, []
+    path = Path(os.environ["LXSD_PRESENTATION"])
+    if not path.exists():
+        return {}, []
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8")).get("presentation")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return {}, [f"{path.name}: {exc}"]
+    pres, problems = parse_presentation(raw, path.name)
+    notes = [str(p) for p in problems]
+    unknown = check_names(pres, model.variables, path.name)
+    notes += [str(p) for p in unknown]
+    known = lambda c: c.split("[", 1)[0] in model.variables  # noqa: E731
+    for key in ("headline", "cards", "charts"):
+        if key in pres:
+            pres[key] = [c for c in pres[key] if known(c)]
+    for g in pres.get("lever_groups", []):
+        g["levers"] = [n for n in g["levers"] if getattr(model.variables.get(n), "kind", "") == "constant"]
+    pres["actuals"] = {k: v for k, v in pres.get("actuals", {}).items() if known(v["column"])}
+    return pres, notes
+
+
+def headline(bundle: Bundle) -> list[str]:
+    """The headline variables the model saves, in the presentation's order."""
+    vis = bundle.model.visible
+    return [h for h in bundle.presentation.get("headline", []) if h in vis]
+
+
+def lever_groups(bundle: Bundle) -> list[dict]:
+    return bundle.presentation.get("lever_groups", [])
+
+
+def main_levers(bundle: Bundle) -> list[str]:
+    return [n for g in lever_groups(bundle) for n in g["levers"]]
 
 
 # ------------------------------------------------------------------ labels
@@ -150,6 +190,8 @@ def var_label(bundle: Bundle, name: str, lang: str) -> str:
     if var is None:
         return name
     text = (var.label_zh if lang == "zh" else var.label_en) or var.label_en or var.label_zh or base
+    if is_fraction(bundle, base):   # shown as a percentage: a "(0-1)" in the label would mislead
+        text = re.sub(r"\s*[(（]0\s*[-–~]\s*1[)）]", "", text)
     if not elem:
         return text
     model = bundle.model.model
@@ -158,12 +200,26 @@ def var_label(bundle: Bundle, name: str, lang: str) -> str:
     return f"{text}[{', '.join(labels)}]"
 
 
-UNIT_NAMES = {  # how the model's units read to people: (zh, en)
+UNIT_NAMES = {  # how the model's units read to people: (zh, en); a flow per year reads as its yearly amount
     "1e8 yuan/year": ("亿元", "CNY 100m"), "1e8 yuan": ("亿元", "CNY 100m"),
     "1e4 person": ("万人", "10k persons"), "1e4 tce/year": ("万吨标准煤", "10k tce"),
     "1e4 tCO2/year": ("万吨CO₂", "10k t CO₂"), "1e4 tce/(1e8 yuan)": ("吨标准煤/万元", "tce per CNY 10k"),
     "1e4 tCO2/(1e8 yuan)": ("吨CO₂/万元", "t CO₂ per CNY 10k"), "ha": ("公顷", "ha"),
+    "dmnl": ("比值", "ratio"), "1": ("比值", "ratio"), "yuan/person/year": ("元/人", "CNY per person"),
+    "1/year": ("每年", "per year"), "year": ("年", "years"), "mu": ("亩", "mu"), "ug/m3": ("微克/立方米", "µg/m³"),
+    # the units of model/targets.toml
+    "%/year": ("%/年", "%/year"), "patents/10k persons": ("件/万人", "patents per 10k persons"),
+    "per 10 000 (‱)": ("‱", "per 10 000 (‱)"), "per 1000 elderly": ("每千名老人", "per 1000 elderly"),
+    "per 1000 persons": ("每千人", "per 1000 persons"), "person": ("人", "persons"), "ratio": ("比值", "ratio"),
+    "yuan": ("元", "CNY"),
 }
+# token by token, for units the table does not name (longest first)
+UNIT_TOKENS_ZH = [("1e8 yuan", "亿元"), ("1e4 tCO2", "万吨CO₂"), ("1e4 tce", "万吨标准煤"),
+                  ("1e4 person", "万人"), ("1e4 USD", "万美元"), ("1e4 yuan", "万元"), ("1e4 t", "万吨"),
+                  ("tCO2", "吨CO₂"), ("tce", "吨标准煤"), ("yuan", "元"), ("person", "人"), ("year", "年"),
+                  ("ha", "公顷"), ("mu", "亩"), ("ug/m3", "微克/立方米"), ("dmnl", "比值"), ("t", "吨")]
+UNIT_TOKENS_EN = [("1e8 yuan", "CNY 100m"), ("1e4 yuan", "CNY 10k"), ("1e4 USD", "USD 10k"), ("1e4", "10k"),
+                  ("dmnl", "ratio")]
 
 
 def var_unit(bundle: Bundle, name: str) -> str:
@@ -172,19 +228,31 @@ def var_unit(bundle: Bundle, name: str) -> str:
 
 
 def unit_label(bundle: Bundle, name: str, lang: str) -> str:
-    """The unit as people read it (亿元 rather than 1e8 yuan/year); % for fractions."""
+    """The unit as people read it (亿元 rather than 1e8 yuan/year, Chinese in the Chinese
+    interface); % for fractions shown as percentages."""
     if is_fraction(bundle, name):
         return "%"
-    u = var_unit(bundle, name)
-    pair = UNIT_NAMES.get(u)
-    return (pair[0] if lang == "zh" else pair[1]) if pair else u
+    return translate_unit(var_unit(bundle, name), lang)
+
+
+def translate_unit(unit: str, lang: str) -> str:
+    """A model unit in the reader's words: the table's phrase, else token by token."""
+    pair = UNIT_NAMES.get(unit.strip())
+    if pair:
+        return pair[0] if lang == "zh" else pair[1]
+    out = re.sub(r"\((\d{4}) prices\)", r"(\1年价)", unit) if lang == "zh" else unit
+    for a, b in (UNIT_TOKENS_ZH if lang == "zh" else UNIT_TOKENS_EN):
+        out = re.sub(rf"(?<![A-Za-z]){re.escape(a)}(?![A-Za-z0-9])", b, out)
+    return out
 
 
 def is_fraction(bundle: Bundle, col: str) -> bool:
-    """A dimensionless rate, share or cover (0-1), shown to people as a percentage."""
+    """A dimensionless rate, share or cover (0-1), shown to people as a percentage; a ratio
+    (urban-rural income 1.74) stays a ratio."""
     name = split_column(col)[0]
     unit = (var_unit(bundle, col) or "").strip()
-    return unit in ("", "dmnl", "1") and any(w in name for w in ("rate", "share", "cover", "ratio"))
+    return unit in ("", "dmnl", "1") and any(w in name for w in ("rate", "share", "cover")) \
+        and "ratio" not in name
 
 
 def split_column(col: str) -> tuple[str, str | None]:
@@ -210,6 +278,7 @@ class Lever:
     high: float
     default: float     # the model default (1.0 for a multiplier)
     step: float
+    group: str = ""
 
 
 def role(bundle: Bundle, name: str) -> str:
@@ -224,17 +293,25 @@ def role(bundle: Bundle, name: str) -> str:
 def more_constants(bundle: Bundle) -> list[str]:
     """What the "more constants" picker offers: the ranged levers and uncertain constants
     beyond the main levers (never the extreme-condition ``test`` switches or ``fixed`` data)."""
-    main = dict(LEVERS)
+    main = set(main_levers(bundle))
     return [n for n, v in bundle.model.constants.items()
             if v.range and n not in main and role(bundle, n) in ("lever", "uncertain")]
 
 
 def levers(bundle: Bundle, extra: list[str] | None = None) -> list[Lever]:
-    """The main levers the model has (with a range), then any ``extra`` ranged constants;
-    a constant the model marks as an extreme-condition ``test`` switch is never a slider."""
+    """The presentation's levers the model has (with a range), then any ``extra`` ranged
+    constants; a constant the model marks as an extreme-condition ``test`` switch is never a slider.
+
+    A slider's step is fine enough that the model's value and every scenario's value of the
+    constant lie on it (0.1204 gets steps of 0.0001), so a slider nobody touched shows the
+    scenario's value exactly; where that would need more than 20 000 steps, a coarser step is
+    used and the app shows a number input instead (``Lever.kind == "number"``).
+    """
     out = []
-    wanted = list(LEVERS) + [(n, None) for n in (extra or []) if n not in dict(LEVERS)]
-    for name, kind in wanted:
+    groups = [(n, g["name"]) for g in lever_groups(bundle) for n in g["levers"]]
+    seen = {n for n, _ in groups}
+    wanted = groups + [(n, "more") for n in (extra or []) if n not in seen]
+    for name, group in dict(wanted).items():
         var = bundle.variables.get(name)
         if var is None or var.kind != "constant" or not var.range:
             continue
@@ -244,13 +321,33 @@ def levers(bundle: Bundle, extra: list[str] | None = None) -> list[Lever]:
         if var.dims:
             vals = _flat_values(var.value)
             cap = min((hi / v for v in vals if v > 0), default=2.0)
-            out.append(Lever(name, "multiplier", 0.0, round(min(cap, 3.0), 2), 1.0, 0.05))
+            out.append(Lever(name, "multiplier", 0.0, round(min(cap, 3.0), 2), 1.0, 0.05, group))
             continue
-        if kind is None:
-            kind = "year" if (lo > 1900 and hi < 2200 and float(lo).is_integer()) else "value"
-        step = 1.0 if kind == "year" else _nice_step(hi - lo)
-        out.append(Lever(name, kind, lo, hi, float(var.value), step))
+        values = [float(var.value)] + [float(sc.overrides[name]) for sc in bundle.scenarios.values()
+                                       if isinstance(sc.overrides.get(name), (int, float))]
+        if lo > 1900 and hi < 2200 and float(lo).is_integer() and all(float(v).is_integer() for v in values):
+            out.append(Lever(name, "year", lo, hi, float(var.value), 1.0, group))
+            continue
+        step = precision_step([lo, hi] + values, hi - lo)
+        kind = "value" if (hi - lo) / step <= 20000 else "number"
+        out.append(Lever(name, kind, lo, hi, float(var.value), step if kind == "value" else _nice_step(hi - lo),
+                         group))
     return out
+
+
+def precision_step(values: list[float], span: float) -> float:
+    """The coarsest step (the span's nice step, else a power of ten) on which every value lies."""
+    def on_grid(step: float) -> bool:
+        return all(abs(round(v / step) * step - v) <= 1e-9 * max(1.0, abs(v)) for v in values)
+
+    nice = _nice_step(span)
+    if on_grid(nice):
+        return nice
+    for k in range(-6, 11):
+        step = float(f"1e{-k}")
+        if step <= nice and on_grid(step):
+            return step
+    return 1e-10
 
 
 def _flat_values(value) -> list[float]:
@@ -280,11 +377,36 @@ def scenario_value(bundle: Bundle, scenario: str, lever: Lever) -> float:
     return lever.default
 
 
-def current_overrides(bundle: Bundle, base: dict, lever_values: dict[str, float]) -> dict:
-    """The base scenario's overrides with the lever settings on top (all within range)."""
+def fit(lv: Lever, val: float) -> float:
+    """A value as the lever shows it: within the range, on the step (whole years for a year)."""
+    v = min(max(float(val), lv.low), lv.high)
+    if lv.kind == "year":
+        return float(round(v))
+    if lv.kind == "number":
+        return float(v)
+    steps = round((v - lv.low) / lv.step)
+    return float(round(lv.low + steps * lv.step, 10))
+
+
+def check_lever_value(lv: Lever, val: object) -> str | None:
+    """Why ``val`` cannot be this lever's value (not a number, NaN, infinite, out of range), or None."""
+    try:
+        x = float(val)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"{lv.name}: {val!r} is not a number"
+    if not math.isfinite(x):
+        return f"{lv.name}: {val!r} is not a finite number"
+    if not lv.low - 1e-9 <= x <= lv.high + 1e-9:
+        return f"{lv.name}: {x:g} is outside its range {lv.low:g} – {lv.high:g}"
+    return None
+
+
+def current_overrides(bundle: Bundle, base: dict, moved: dict[str, float]) -> dict:
+    """The base scenario's overrides with the levers the user moved on top (each within its
+    range). Levers nobody moved are not in ``moved`` and leave the base's values untouched."""
     out = dict(base)
     var = bundle.variables
-    for name, val in lever_values.items():
+    for name, val in moved.items():
         v = var.get(name)
         if v is None:
             continue
@@ -339,120 +461,80 @@ def combine(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def chart_variables(bundle: Bundle) -> list[str]:
     """Variables worth offering in charts: every saveable one, headline first."""
     vis = bundle.model.visible
+    first = headline(bundle)
     internal = {n for n, rv in bundle.model.rvars.items() if rv.internal}
-    rest = sorted(n for n in vis if n not in HEADLINE and n not in internal
+    rest = sorted(n for n in vis if n not in first and n not in internal
                   and bundle.variables[n].kind != "constant")
-    return [h for h in HEADLINE if h in vis] + rest
+    return first + rest
 
 
-# ------------------------------------------------------------------ ensemble
-def uncertain_constants(bundle: Bundle, fixed: set[str]) -> list[str]:
-    """Constants drawn in the ensemble: those of role ``uncertain`` with a range, not set by a
-    lever or the scenario. Where a model declares no role (every ranged constant is then
-    "uncertain"), years and 0/1 switches are left out as well."""
-    out = []
-    for name, var in bundle.model.constants.items():
-        if not var.range or name in fixed or role(bundle, name) != "uncertain":
-            continue
-        if not getattr(var, "role", None):
-            lo, hi = var.range
-            if lo > 1900 or "switch" in name or (lo == 0 and hi == 1
-                                                 and float(_flat_values(var.value)[0]) in (0.0, 1.0)):
-                continue
-        out.append(name)
-    return out
-
-
-def sample_params(bundle: Bundle, overrides: dict, n: int, seed: int = 0, spread: float = 0.25) -> dict:
-    """``n`` draws of the uncertain constants: triangular around the scenario's value, reaching
-    ``spread`` of the way to each end of the declared range (the full range is the plausible
-    span for calibration, far wider than the uncertainty of a projection)."""
-    rng = np.random.default_rng(seed)
-    params = {}
-    fixed = set(overrides) | {lv for lv, _ in LEVERS}
-    for name in uncertain_constants(bundle, fixed):
-        var = bundle.variables[name]
-        lo, hi = var.range
-        if var.dims:
-            base = np.asarray(bundle.model._value_array(name, var.value, None))[..., 0]
-            u = rng.triangular(-1, 0, 1, size=n)
-            span = np.where(u[:, None] < 0, base.reshape(-1) - lo, hi - base.reshape(-1))
-            draws = base.reshape(-1)[None, :] + spread * u[:, None] * span
-            params[name] = np.clip(draws, lo, hi).reshape((n, *base.shape))
-        else:
-            base = float(var.value)
-            a, b = base - spread * (base - lo), base + spread * (hi - base)
-            params[name] = rng.triangular(a, base, b, size=n) if b > a else np.full(n, base)
-    return params
-
-
+# ------------------------------------------------------------------ ensemble (engine.analysis.ensemble)
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
-def ensemble(bundle: Bundle, overrides: dict, variables: list[str], n: int = 500, seed: int = 0):
-    """Percentiles (5, 25, 50, 75, 95) over ``n`` runs around the scenario.
+def ensemble(bundle: Bundle, overrides: dict, variables: list[str], n: int = 500, seed: int = 0,
+             targets: list | None = None):
+    """The engine's ensemble around a scenario: the constants of role ``uncertain`` that the
+    scenario does not set, drawn from their distributions (``engine.analysis.ensemble``).
 
-    Returns (bands, runs): bands[column] = array (5, T); runs = the Results object (for the
-    probability of meeting targets).
+    Returns (bands, prob, kind): bands[column] = array (5, T) of the percentiles 5/25/50/75/95;
+    prob = the engine's probability of meeting each target (id, p_met, median_margin); kind =
+    "prior" or "posterior", as the engine's parameter space reports it (prior when it says nothing).
     """
-    params = sample_params(bundle, overrides, n, seed)
-    merged = {}
-    for k, v in overrides.items():   # scenario values apply to every run
-        merged[k] = v
-    merged.update(params)
-    res = bundle.model.run(params=merged, n=n, variables=variables)
-    bands = {}
-    for name in variables:
-        arr = res[name]                       # (N, T, *dims)
-        q = np.nanpercentile(arr, PERCENTILES, axis=0)   # (5, T, *dims)
-        els = bundle.model.elements(name)
-        if els == [()]:
-            bands[name] = q
-        else:
-            flat = q.reshape(len(PERCENTILES), q.shape[1], -1)
-            for i, e in enumerate(els):
-                bands[f"{name}[{','.join(e)}]"] = flat[:, :, i]
-    return bands, res
+    from engine.analysis import ensemble as ens
+
+    space = ens.build_space(bundle.model, exclude=set(overrides) | set(main_levers(bundle)))
+    X = ens.draw(space, n, seed)
+    params = space.to_params(X, overrides)
+    times, cols, _failed = ens.run_batch(bundle.model, params, overrides, n, variables)
+    if times is None:
+        raise RuntimeError("every run of the ensemble gave non-finite values")
+    pct = ens._percentiles("current", times, cols, PERCENTILES)
+    bands = {c: g[[f"p{p}" for p in PERCENTILES]].to_numpy().T for c, g in pct.groupby("variable", sort=False)}
+    prob = ens._probabilities("current", times, cols, targets) if targets else pd.DataFrame()
+    prob = prob.reindex(columns=["id", "p_met", "median_margin"])
+    kind = str(getattr(space, "kind", "") or "prior")
+    return bands, prob, kind
 
 
 # ------------------------------------------------------------------ actuals and targets
-# Rows of data/linxiang_statistics.csv that measure a model output: indicator -> (column or
-# [columns summed], factor to the model's unit).
-ACTUALS_MAP = {
-    "gdp": ("gdp_nominal", 1.0),
-    "resident_population": ("population_resident", 1.0),
-    "resident_population_census": ("population_resident", 1e-4),
-    "resident_urban_population": ("population_urban", 1.0),
-    "urbanization_rate": ("urbanization_rate", 0.01),
-    "general_budget_revenue": ("budget_revenue", 1.0),
-    "share_primary": ("industry_share[primary]", 0.01),
-    "share_secondary": ("industry_share[secondary]", 0.01),
-    "share_tertiary": ("industry_share[tertiary]", 0.01),
-}
+ACTUAL_COLUMNS = ["scope", "indicator", "unit", "year", "value", "source"]
 
 
-def load_actuals(bundle: Bundle) -> pd.DataFrame:
-    """Published actuals mapped onto model columns: columns indicator, column, year, value, source."""
-    path = env_path("LXSD_ACTUALS", ROOT / "data" / "linxiang_statistics.csv")
+def load_actuals(bundle: Bundle, path: Path | None = None) -> pd.DataFrame:
+    """Published actuals mapped onto model columns (the presentation's actuals mapping):
+    columns indicator, column, year, value (model unit), source, kind."""
+    path = path or env_path("LXSD_ACTUALS", ROOT / "data" / "linxiang_statistics.csv")
     rows = []
     if path.exists():
         with open(path, encoding="utf-8") as fh:
-            for r in csv.DictReader(fh):
-                if r.get("scope") != "linxiang" or r.get("indicator") not in ACTUALS_MAP:
-                    continue
-                try:
-                    year, value = float(r["year"]), float(r["value"])
-                except (TypeError, ValueError):
-                    continue
-                col, factor = ACTUALS_MAP[r["indicator"]]
-                rows.append({"indicator": r["indicator"], "column": col, "year": year,
-                             "value": value * factor, "source": r.get("source", ""), "kind": "actual"})
+            rows = actual_rows(bundle, csv.DictReader(fh))
     for t in bundle.targets:   # the plan's 2020 baseline is an actual too
         col, factor = simple_expression(t.get("expression", ""))
         if col and t.get("value_2020") is not None and t.get("measure", "level") == "level":
             rows.append({"indicator": t.get("id"), "column": col, "year": 2020.0,
                          "value": float(t["value_2020"]) / factor, "source": "plan 专栏1", "kind": "plan 2020"})
     return pd.DataFrame(rows, columns=["indicator", "column", "year", "value", "source", "kind"])
+
+
+def actual_rows(bundle: Bundle, records) -> list[dict]:
+    """Rows of data/'s long format (scope, indicator, unit, year, value, source) that the
+    presentation maps onto a model column; others are skipped."""
+    amap = bundle.presentation.get("actuals", {})
+    rows = []
+    for r in records:
+        if r.get("scope") not in ("linxiang", None, "") or r.get("indicator") not in amap:
+            continue
+        try:
+            year, value = float(r["year"]), float(r["value"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        if not (math.isfinite(year) and math.isfinite(value)):
+            continue
+        spec = amap[r["indicator"]]
+        rows.append({"indicator": r["indicator"], "column": spec["column"], "year": year,
+                     "value": value * spec["factor"], "source": r.get("source", "") or "", "kind": "actual"})
+    return rows
 
 
 def simple_expression(expr: str) -> tuple[str | None, float]:
@@ -464,7 +546,15 @@ def simple_expression(expr: str) -> tuple[str | None, float]:
 
 
 def target_markers(bundle: Bundle) -> pd.DataFrame:
-    """Plan targets that a chart can show as markers: column, year, value (model unit)."""
+    """Plan targets that a chart can show as markers: column, year, value (model unit);
+    computed once per bundle (the targets do not change while it lives)."""
+    cached = bundle.__dict__.get("_markers")
+    if cached is None:
+        cached = bundle.__dict__["_markers"] = _target_markers(bundle)
+    return cached
+
+
+def _target_markers(bundle: Bundle) -> pd.DataFrame:
     rows = []
     for t in bundle.targets:
         col, factor = simple_expression(t.get("expression", ""))
@@ -475,6 +565,44 @@ def target_markers(bundle: Bundle) -> pd.DataFrame:
                      "name_en": t.get("name_en", ""), "direction": t.get("direction", "min"),
                      "kind": t.get("kind", "")})
     return pd.DataFrame(rows, columns=["column", "year", "value", "name_zh", "name_en", "direction", "kind"])
+
+
+def plan_paths(bundle: Bundle, df: pd.DataFrame) -> dict[str, dict]:
+    """The plan as a path on each chart it concerns: column -> {x, y, name_zh, name_en, kind}.
+
+    A growth target (measure cagr_pct, e.g. GDP 10.4 %/yr) or a reduction target (reduction_pct,
+    e.g. energy intensity −13.5 % by 2025) on a plain column becomes the level path from the
+    2020 value of ``df`` (one scenario, index time; 2020 is history, the same in every
+    scenario): x(t) = x2020·(1+g)^(t−2020), or x2020·(1−r)^((t−2020)/(Y−2020)). A level
+    target (urbanization 65 % in 2025) is the straight line from the plan's 2020 value.
+    """
+    out: dict[str, dict] = {}
+    times = df.index.to_numpy(dtype=float)
+    for t in bundle.targets:
+        col, factor = simple_expression(t.get("expression", ""))
+        target = t.get("target_2025")
+        if not col or target is None:
+            continue
+        measure = t.get("measure") or ("reduction_pct" if t.get("direction") == "reduction" else "level")
+        y0 = float(t.get("compare_to_year", 2020))
+        y1 = float(t.get("target_year", 2025))
+        years = np.arange(y0, y1 + 0.5)
+        if measure in ("cagr_pct", "reduction_pct"):
+            if col not in df.columns or not times[0] <= y0 <= times[-1]:
+                continue
+            x0 = float(np.interp(y0, times, df[col].to_numpy()))
+            if measure == "cagr_pct":
+                y = x0 * (1 + float(target) / 100) ** (years - y0)
+            else:
+                y = x0 * (1 - float(target) / 100) ** ((years - y0) / (y1 - y0))
+        elif measure == "level" and t.get("value_2020") is not None:
+            v0, v1 = float(t["value_2020"]) / factor, float(target) / factor
+            y = v0 + (v1 - v0) * (years - y0) / (y1 - y0)
+        else:
+            continue
+        out.setdefault(col, {"x": years, "y": y, "name_zh": t.get("name_zh", ""), "name_en": t.get("name_en", ""),
+                             "kind": t.get("kind", ""), "target": float(target), "measure": measure})
+    return out
 
 
 def add_aggregates(bundle: Bundle, df: pd.DataFrame) -> pd.DataFrame:
@@ -494,17 +622,19 @@ def add_aggregates(bundle: Bundle, df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-# ------------------------------------------------------------------ calibration fit
-def fit_table(bundle: Bundle, df: pd.DataFrame) -> pd.DataFrame:
+# ------------------------------------------------------------------ calibration fit (engine.analysis.calibration)
+def fit_table(bundle: Bundle, df: pd.DataFrame, actuals: pd.DataFrame | None = None) -> pd.DataFrame:
     """Actuals against one scenario's run (index time): one row per actual."""
+    from engine.analysis.calibration import values_at
+
+    acts = bundle.actuals if actuals is None else actuals
+    acts = acts if acts is not None else pd.DataFrame(columns=["column"])
+    times = df.index.to_numpy(dtype=float)
     rows = []
-    for r in (bundle.actuals if bundle.actuals is not None else pd.DataFrame()).itertuples():
-        if r.column not in df.columns:
+    for r in acts.itertuples():
+        if r.column not in df.columns or not (times[0] <= r.year <= times[-1]):
             continue
-        times = df.index.to_numpy(dtype=float)
-        if not (times[0] <= r.year <= times[-1]):
-            continue
-        model = float(np.interp(r.year, times, df[r.column].to_numpy()))
+        model = float(values_at(times, df[r.column].to_numpy()[None, :], np.array([r.year]))[0, 0])
         rows.append({"indicator": r.indicator, "column": r.column, "year": int(r.year), "kind": r.kind,
                      "actual": r.value, "model": model,
                      "error_pct": 100 * (model - r.value) / r.value if r.value else np.nan})
@@ -512,9 +642,18 @@ def fit_table(bundle: Bundle, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_statistics(table: pd.DataFrame) -> dict[str, float]:
-    """MAPE, mean error (bias), largest error (all in %), and the share within 3%."""
-    e = table["error_pct"].dropna()
-    if e.empty:
+    """The engine's fit statistics (``engine.analysis.calibration.fit_stats``: MAPE %, RMSE,
+    R², Theil's U_M/U_S/U_C) of model against actual over the table's rows, by ratio to the
+    actual so that indicators in different units can be pooled (a perfect fit is 1 everywhere)."""
+    from engine.analysis.calibration import fit_stats
+
+    ok = table.dropna(subset=["actual", "model"])
+    ok = ok[ok["actual"] != 0]
+    if ok.empty:
         return {}
-    return {"n": int(len(e)), "mape_pct": float(e.abs().mean()), "bias_pct": float(e.mean()),
-            "max_abs_pct": float(e.abs().max()), "within_3pct": float((e.abs() <= 3).mean())}
+    stats = fit_stats(np.ones(len(ok)), ok["model"].to_numpy(float) / ok["actual"].to_numpy(float))
+    err = ok["error_pct"].to_numpy(float)
+    stats["bias_pct"] = float(np.mean(err))
+    stats["max_abs_pct"] = float(np.max(np.abs(err)))
+    stats["within_3pct"] = float(np.mean(np.abs(err) <= 3))
+    return stats

@@ -136,38 +136,6 @@ def stock_reach(bundle) -> dict[str, set[str]]:
     return {n: reach(n, frozenset({n})) for n, k in kinds.items() if k != "stock"}
 
 
-def stock_loops(bundle, max_len: int = 4, limit: int = 200) -> list[list[str]]:
-    """Feedback loops as cycles of stocks (A -> B: a flow of B depends on A), shortest first."""
-    reach = stock_reach(bundle)
-    stocks = [n for n, v in bundle.variables.items() if v.kind == "stock"]
-    graph: dict[str, set[str]] = {s: set() for s in stocks}
-    for s in stocks:
-        v = bundle.variables[s]
-        for f in list(v.inflows) + list(v.outflows):
-            for src in reach.get(f, ()):
-                graph[src].add(s)
-    loops: list[list[str]] = []
-    seen: set[tuple[str, ...]] = set()
-    order = {s: i for i, s in enumerate(stocks)}
-
-    def dfs(start: str, node: str, path: list[str]) -> None:
-        if len(loops) >= limit:
-            return
-        for nxt in sorted(graph[node]):
-            if nxt == start:
-                key = tuple(path)
-                if key not in seen:
-                    seen.add(key)
-                    loops.append(list(path))
-            elif order[nxt] > order[start] and nxt not in path and len(path) < max_len:
-                dfs(start, nxt, path + [nxt])
-
-    for s in stocks:
-        dfs(s, s, [s])
-    loops.sort(key=lambda lp: (len(lp) == 1, len(lp)))   # loops through several stocks first
-    return loops
-
-
 def feedback_loops(bundle) -> list:
     """Feedback loops with polarity, read from the equations (engine.analysis.structure), cached."""
     cached = getattr(bundle, "_feedback_loops", None)

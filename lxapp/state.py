@@ -1,14 +1,21 @@
-"""The view in the URL: scenarios, reference, base, levers, language, page, uncertainty.
+"""The view in the URL: every setting that defines what a person sees (page, language,
+scenarios, reference, base, levers, charts, sector grouping, LMDI year, uncertainty).
 
 encode()/decode() are plain functions of dicts, so the round trip is testable without Streamlit.
+decode() never raises: whatever is malformed is left out and named in its list of problems
+(the app shows them as one message), and checks against the model are the app's (lxapp.ui).
 """
 from __future__ import annotations
 
-PAGES = ("overview", "compare", "levers", "scorecard", "calibration", "model", "library", "export")
+import math
+
+PAGES = ("overview", "levers", "compare", "scorecard", "calibration", "model", "library", "export")
+MAX_VALUE_CHARS = 2000      # a query value longer than this is refused (a link is not a data channel)
 
 
 def encode(view: dict) -> dict[str, str]:
-    """view: lang, page, sc (list), ref, base, lv (dict name -> value), unc (bool), more (list)."""
+    """view: lang, page, sc (list), ref, base, lv (dict name -> value), unc (bool), more (list),
+    ch (list of chart columns), grp (3 or 7: sector grouping), ly (LMDI year)."""
     q = {"lang": view.get("lang", "zh"), "page": view.get("page", PAGES[0])}
     if view.get("sc"):
         q["sc"] = ",".join(view["sc"])
@@ -21,37 +28,81 @@ def encode(view: dict) -> dict[str, str]:
         q["unc"] = "1"
     if view.get("more"):
         q["more"] = ",".join(view["more"])
+    if view.get("ch") is not None:
+        q["ch"] = ";".join(view["ch"]) or "-"      # "-": no charts, not the default ones
+    if view.get("grp") in (3, 7):
+        q["grp"] = str(view["grp"])
+    if view.get("ly") is not None:
+        q["ly"] = str(int(view["ly"]))
     return q
 
 
-def decode(q: dict) -> dict:
-    """The inverse of encode; anything malformed is dropped, never an error."""
+def decode(q: dict) -> tuple[dict, list[str]]:
+    """The inverse of encode: (view, problems). Anything malformed is dropped and named."""
     view: dict = {}
-    lang = q.get("lang")
-    if lang in ("zh", "en"):
-        view["lang"] = lang
-    if q.get("page") in PAGES:
-        view["page"] = q["page"]
+    problems: list[str] = []
+    for k, v in q.items():
+        if v is not None and len(str(v)) > MAX_VALUE_CHARS:
+            problems.append(f"{k}: longer than {MAX_VALUE_CHARS} characters")
+    q = {k: str(v) for k, v in q.items() if v is not None and len(str(v)) <= MAX_VALUE_CHARS}
+    if "lang" in q:
+        if q["lang"] in ("zh", "en"):
+            view["lang"] = q["lang"]
+        else:
+            problems.append(f"lang={q['lang']}: not zh or en")
+    if "page" in q:
+        if q["page"] in PAGES:
+            view["page"] = q["page"]
+        else:
+            problems.append(f"page={q['page']}: not one of {', '.join(PAGES)}")
     if q.get("sc"):
-        view["sc"] = [s for s in str(q["sc"]).split(",") if s]
+        view["sc"] = [s for s in q["sc"].split(",") if s]
     for k in ("ref", "base"):
         if q.get(k):
-            view[k] = str(q[k])
+            view[k] = q[k]
     if q.get("lv"):
-        lv = {}
-        for part in str(q["lv"]).split(";"):
-            name, _, val = part.partition(":")
-            try:
-                lv[name] = float(val)
-            except ValueError:
-                continue
-        view["lv"] = lv
-    if q.get("unc") in ("1", "true"):
-        view["unc"] = True
+        view["lv"] = _levers(q["lv"], problems)
+    _rest(q, view, problems)
+    return view, problems
+
+
+def _levers(text: str, problems: list[str]) -> dict[str, float]:
+    """"name:value;..." -> {name: value}; NaN, infinities and non-numbers are problems."""
+    lv = {}
+    for part in text.split(";"):
+        if not part:
+            continue
+        name, sep, val = part.partition(":")
+        try:
+            x = float(val)
+        except ValueError:
+            problems.append(f"lv={part}: {'no value' if not sep else repr(val) + ' is not a number'}")
+            continue
+        if not math.isfinite(x):
+            problems.append(f"lv={part}: {val!r} is not a finite number")
+            continue
+        lv[name] = x
+    return lv
+
+
+def _rest(q: dict, view: dict, problems: list[str]) -> None:
+    if "unc" in q:
+        view["unc"] = q["unc"] in ("1", "true")
     if q.get("more"):
-        view["more"] = [s for s in str(q["more"]).split(",") if s]
-    return view
+        view["more"] = [s for s in q["more"].split(",") if s]
+    if "ch" in q:
+        view["ch"] = [] if q["ch"] in ("", "-") else [c for c in q["ch"].split(";") if c]
+    if "grp" in q:
+        if q["grp"] in ("3", "7"):
+            view["grp"] = int(q["grp"])
+        else:
+            problems.append(f"grp={q['grp']}: 3 (three sectors) or 7 (every sector)")
+    if "ly" in q:
+        try:
+            view["ly"] = int(q["ly"])
+        except ValueError:
+            problems.append(f"ly={q['ly']}: not a year")
 
 
 def _num(v: float) -> str:
-    return f"{float(v):.6g}"
+    return f"{float(v):.10g}"

@@ -35,6 +35,11 @@ def app(page: str = "overview", lang: str = "zh", **params) -> AppTest:
     return at.run()
 
 
+def qp(at: AppTest, key: str) -> str:
+    v = at.query_params[key]
+    return v[0] if isinstance(v, list) else v
+
+
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [h.value for h in at.header] + [h.value for h in at.title]
     parts += [str(m.label) + str(m.value) for m in at.metric]
@@ -58,64 +63,118 @@ def test_uncertainty_pages_render(monkeypatch):
     for page in ("compare", "levers", "scorecard", "overview"):
         at = app(page, "en", unc="1")
         assert not at.exception, [e.value for e in at.exception]
-    # the fan note shows on compare
+    # the fan note shows on compare, with the kind of ensemble the engine reports
     at = app("compare", "en", unc="1")
-    assert any("500" in c.value for c in at.caption)
+    assert any("500" in c.value and "prior ensemble" in c.value for c in at.caption)
 
 
-def _metric_values(at):
-    return [m.value for m in at.metric]
+def _cards(at):
+    return {m.label: (m.value, m.delta) for m in at.metric}
 
 
-def test_moving_a_lever_changes_the_numbers(monkeypatch):
+def test_lever_screen_starts_at_zero_and_moves(monkeypatch):
+    """Issue 13 item 1: before any lever moves every Δ is zero (the reference is the levers'
+    base, not the plan); moving one changes the cards and the URL, and only that lever is set."""
     monkeypatch.setenv("LXSD_MODEL", DEMO)
-    at = app("overview", "zh")
-    before = _metric_values(at)
-    table_before = at.dataframe[0].value.copy()
-    at.sidebar.slider(key="lv_rongyue_pace").set_value(2.5).run()
+    at = app("levers", "zh")
     assert not at.exception
-    after = _metric_values(at)
-    assert before != after
-    assert not at.dataframe[0].value.equals(table_before)
-    # the URL holds the lever
-    assert "rongyue_pace:2.5" in at.query_params["lv"][0] if isinstance(at.query_params["lv"], list) \
-        else "rongyue_pace:2.5" in at.query_params["lv"]
+    cards = _cards(at)
+    assert len(cards) >= 4 and all(d == "±0" for _, d in cards.values()), cards
+    assert at.session_state["lv"] == {}
+    at.slider(key="lv_rongyue_pace_zh").set_value(2.5).run()
+    assert not at.exception
+    after = _cards(at)
+    assert any(d != "±0" for _, d in after.values())
+    assert at.session_state["lv"] == {"rongyue_pace": 2.5}
+    assert "rongyue_pace:2.5" in qp(at, "lv")
+    # back to the base value: nothing is moved any more
+    base = at.slider(key="lv_rongyue_pace_zh").value
+    at.slider(key="lv_rongyue_pace_zh").set_value(1.0).run()
+    assert base == 2.5 and at.session_state["lv"] in ({}, {"rongyue_pace": 1.0})
+
+
+def test_untouched_sliders_keep_calibrated_values(monkeypatch):
+    """investment_rate_future = 0.3373 in the real model: its slider shows it exactly, and
+    moving another lever leaves it out of the moved set."""
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = app("levers", "en", base="actual_trend")
+    from lxapp import core
+    b = core.load_bundle(REAL)
+    lv = next(x for x in core.levers(b) if x.name == "investment_rate_future")
+    assert at.slider(key="lv_investment_rate_future_en").value == core.scenario_value(b, "actual_trend", lv)
+    at.slider(key="lv_ethylene_start_year_en").set_value(2026).run()
+    assert not at.exception
+    assert at.session_state["lv"] == {"ethylene_start_year": 2026.0}
 
 
 def test_lever_year_and_multiplier(monkeypatch):
     monkeypatch.setenv("LXSD_MODEL", DEMO)
-    at = app("overview", "en")
-    before = _metric_values(at)
-    at.sidebar.slider(key="lv_efficiency_trend").set_value(2.0).run()
-    mid = _metric_values(at)
+    at = app("levers", "en")
+    before = _cards(at)
+    at.slider(key="lv_efficiency_trend_en").set_value(2.0).run()
+    mid = _cards(at)
     assert mid != before
-    at.sidebar.slider(key="lv_shock_size").set_value(0.2).run()
-    at.sidebar.slider(key="lv_shock_year").set_value(2025).run()
-    assert _metric_values(at) != mid
+    at.slider(key="lv_shock_size_en").set_value(0.2).run()
+    at.slider(key="lv_shock_year_en").set_value(2025).run()
+    assert _cards(at) != mid and not at.exception
 
 
 def test_url_reopens_the_view(monkeypatch):
     monkeypatch.setenv("LXSD_MODEL", DEMO)
-    at = app("compare", "en", sc="current,plan,rongyue_fast", ref="plan", base="plan", lv="rongyue_pace:2")
+    at = app("compare", "en", sc="current,plan,rongyue_fast", ref="plan", base="plan", lv="rongyue_pace:2",
+             ch="gdp_real;co2_emissions;industry_share[secondary]", grp="7", ly="2028")
     assert not at.exception
-    assert at.sidebar.toggle(key="en").value is True
-    assert at.sidebar.radio(key="page").value == "compare"
-    assert at.sidebar.multiselect(key="sc_en").value == ["current", "plan", "rongyue_fast"]
-    assert at.sidebar.selectbox(key="ref_en").value == "plan"
-    assert at.sidebar.slider(key="lv_rongyue_pace").value == 2.0
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.sidebar.toggle(key="w_en").value is True
+    assert at.sidebar.radio(key="w_page_en").value == "compare"
+    assert at.sidebar.multiselect(key="w_sc_en").value == ["current", "plan", "rongyue_fast"]
+    assert at.sidebar.selectbox(key="w_ref_en").value == "plan"
+    assert at.session_state["lv"] == {"rongyue_pace": 2.0}
+    assert at.multiselect(key="w_ch_en").value == ["gdp_real", "co2_emissions", "industry_share[secondary]"]
+    assert at.radio(key="w_grp_en").value == 7
+    assert at.select_slider(key="w_ly_en").value == 2028
+    assert len(at.get("plotly_chart")) == 3 + 2          # three charts, structure, LMDI
+    q = {k: qp(at, k) for k in at.query_params}
+    assert q["ch"] == "gdp_real;co2_emissions;industry_share[secondary]" and q["grp"] == "7" and q["ly"] == "2028"
 
 
-def test_language_switch(monkeypatch):
+@pytest.mark.parametrize("lv,needle", [
+    ("ethylene_scale:nan", "not a finite number"), ("ethylene_scale:inf", "not a finite number"),
+    ("ethylene_scale:99", "outside its range"), ("no_such_lever:1", "no such lever"),
+])
+def test_bad_link_is_a_message(lv, needle, monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en", lv=lv, sc="current,nope", page2="x")
+    assert not at.exception
+    text = "\n".join(w.value for w in at.warning)
+    assert needle in text and "sc=nope" in text
+    assert at.session_state["lv"] == {}
+
+
+def test_too_many_charts_in_a_link(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    from lxapp import core, ui
+    cols = ui.chart_options(core.load_bundle(DEMO))[:20]
+    at = app("compare", "en", ch=";".join(cols))
+    assert not at.exception
+    assert any("the first 12" in w.value for w in at.warning)
+    assert len(at.multiselect(key="w_ch_en").value) == 12
+
+
+def test_language_switch_keeps_the_page(monkeypatch):
     monkeypatch.setenv("LXSD_MODEL", DEMO)
     at = app("overview", "zh")
-    assert "总览" in texts(at)
-    at.sidebar.multiselect(key="sc_zh").set_value(["current", "rongyue_fast", "plan"]).run()
-    at.sidebar.toggle(key="en").set_value(True).run()
-    assert "Overview" in texts(at)
-    assert "GDP" in texts(at)
-    # the choice survives the switch, in the English widget
-    assert at.sidebar.multiselect(key="sc_en").value == ["current", "rongyue_fast", "plan"]
-    assert at.sidebar.selectbox(key="ref_en").value == "plan"
+    at.sidebar.radio(key="w_page_zh").set_value("compare").run()
+    at.sidebar.multiselect(key="w_sc_zh").set_value(["current", "rongyue_fast", "plan"]).run()
+    at.sidebar.selectbox(key="w_ref_zh").set_value("plan").run()
+    for _ in range(4):                                   # back and forth: the page never changes
+        at.sidebar.toggle(key="w_en").set_value(True).run()
+        assert at.sidebar.radio(key="w_page_en").value == "compare" and "Compare" in texts(at)
+        at.sidebar.toggle(key="w_en").set_value(False).run()
+        assert at.sidebar.radio(key="w_page_zh").value == "compare" and "情景比较" in texts(at)
+    assert at.sidebar.multiselect(key="w_sc_zh").value == ["current", "rongyue_fast", "plan"]
+    assert at.sidebar.selectbox(key="w_ref_zh").value == "plan"
+    assert not at.exception
 
 
 def test_bad_model_degrades_to_demo(monkeypatch, tmp_path):
@@ -130,9 +189,65 @@ def test_bad_model_degrades_to_demo(monkeypatch, tmp_path):
 def test_switch_page_and_scenarios(monkeypatch):
     monkeypatch.setenv("LXSD_MODEL", DEMO)
     at = app("overview", "en")
-    at.sidebar.radio(key="page").set_value("compare").run()
+    at.sidebar.radio(key="w_page_en").set_value("compare").run()
     assert not at.exception
-    at.sidebar.multiselect(key="sc_en").set_value(["current", "plan", "carbon_peak_strict", "shock_2025",
-                                                "rongyue_fast"]).run()
+    at.sidebar.multiselect(key="w_sc_en").set_value(["current", "plan", "carbon_peak_strict", "shock_2025",
+                                                    "rongyue_fast"]).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) >= 4
+
+
+def test_scorecard_is_a_localised_matrix(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = app("scorecard", "zh", sc="current,actual_trend,plan", ref="actual_trend")
+    assert not at.exception
+    m = at.dataframe[0].value
+    assert list(m.columns[:4]) == ["指标", "单位", "类型", "目标 2025"]
+    assert {"当前设置"} <= set(m.columns)
+    cells = m.drop(columns=["指标", "单位", "类型", "目标 2025"]).astype(str).to_numpy().ravel()
+    assert not any(c in ("None", "nan") for c in cells)
+    assert any(c.startswith("✔") for c in cells) and any(c.startswith("✘") for c in cells)
+    import re
+    assert not [u for u in m["单位"] if re.search(r"[a-z]{2,}", u)], list(m["单位"])    # units in Chinese
+    summary = at.dataframe[1].value
+    assert list(summary.columns) == ["情景", "达标数", "约束性指标达标数"]
+
+
+def test_lever_screen_keeps_the_comparison_in_the_url(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en", sc="current,plan,rongyue_fast", ref="plan")
+    at.slider(key="lv_rongyue_pace_en").set_value(2.0).run()
+    assert not at.exception
+    assert qp(at, "sc") == "current,plan,rongyue_fast" and qp(at, "ref") == "plan"
+
+
+def _report_script():
+    import streamlit as st
+
+    from lxapp import core, pages, ui
+    bundle = ui.get_bundle(core.bundle_key())
+    ctx = ui.Ctx(bundle, "zh", "export", [core.CURRENT, "actual_trend", "plan"], "actual_trend", "actual_trend",
+                 {"rongyue_pace": 2.0}, False)
+    ui.compute(ctx)
+    html = pages.build_report(ctx, pages._scorecard_or_none(ctx))
+    st.session_state["html"] = html
+
+
+def test_html_report(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = AppTest.from_function(_report_script, default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    html = at.session_state["html"]
+    assert "Noto Sans CJK SC" in html and "情景比较报告" in html and "目标记分卡" in html
+    import re
+    text = re.sub(r"<script.*?</script>", "", html, flags=re.S)     # the tables and headings, not plotly.js
+    assert "2,02" not in text and "e+0" not in text and "None" not in text   # plain years, no exponents
+
+
+def test_export_link_opens_the_page_before(monkeypatch):
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("compare", "en", sc="current,plan", lv="rongyue_pace:2")
+    at.sidebar.radio(key="w_page_en").set_value("export").run()
+    assert not at.exception
+    link = at.code[0].value
+    assert link.startswith("http") and "page=compare" in link and "rongyue_pace%3A2" in link and "ch=" in link

@@ -1,6 +1,8 @@
 """End-to-end: `streamlit run app.py` on a free port, driven by Playwright in Debian's chromium.
 
-The page loads, a lever moves, a chart changes, the language switches; screenshots go to
+The lever screen loads, a lever moves and its chart changes, the language switches and keeps
+the page, a shared link restores every chart in a fresh browser context, a link with a NaN
+lever shows a message (no traceback), there is no Deploy button; screenshots go to
 tests/artifacts/. Skipped (with the reason) only when chromium or playwright is absent.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ def server(tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, LXSD_DB=str(tmp_path_factory.mktemp("db") / "workshop.sqlite"),
                PYTHONPATH=str(ROOT))
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.headless", "true", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
@@ -76,58 +78,120 @@ CHART_DATA = """() => {
   const g = document.querySelector('.js-plotly-plot');
   const data = g && (g._fullData || g.data);
   if (!data) return null;
-  const tr = data.find(d => d.mode === 'lines' && d.y && d.y.length);
+  const tr = data.find(d => d.mode === 'lines' && d.line && d.line.dash !== 'dash' && d.y && d.y.length);
   return tr ? Array.from(tr.y).map(Number) : null;
 }"""
+CHART_TITLES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+  g => (g.layout && g.layout.title && (g.layout.title.text || g.layout.title)) || '')"""
 
 
-def test_app_in_chromium(server):
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def _settle(page, n: int | None = None, timeout: int = 90_000) -> None:
+    """Wait until the app has stopped running and (optionally) n charts are drawn."""
+    page.wait_for_selector(".js-plotly-plot", timeout=timeout)
+    if n is not None:
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length === {n}", timeout=timeout)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.wait_for_timeout(800)
+
+
+def test_lever_screen_and_language(server):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1100}, locale="zh-CN")
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/?page=compare&lang=zh", wait_until="domcontentloaded")
-        # the page loads: Chinese title and plotly charts
+        page.goto(server + "/?page=levers&lang=zh", wait_until="domcontentloaded")
         page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=90_000)
-        page.wait_for_selector(".js-plotly-plot", timeout=90_000)
-        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=60_000)
+        _settle(page)
+        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000)
         before = page.evaluate(CHART_DATA)
-        page.screenshot(path=str(ARTIFACTS / "app_zh_before.png"), full_page=False)
+        page.screenshot(path=str(ARTIFACTS / "app_zh_levers.png"), full_page=False)
         assert not page.locator('[data-testid="stException"]').count()
+        # no Deploy button, no developer menu (toolbarMode = minimal)
+        assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+        assert page.get_by_text("Deploy", exact=True).count() == 0
 
-        # a lever moves: the integration-pace slider to its maximum
+        # a lever moves: the integration-pace slider to its maximum; its chart changes
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="融岳").locator('input[type="range"]').first
         slider.focus()
         slider.press("End")
-        # the chart changes
         page.wait_for_function(f"(b) => {{ const c = ({CHART_DATA})(); "
                                "return c && c.length === b.length && c.some((v, i) => Math.abs(v - b[i]) > 1e-6); }",
-                               arg=before, timeout=60_000)
-        after = page.evaluate(CHART_DATA)
-        assert after != before
-        assert "rongyue_pace" in page.url                     # the URL holds the lever
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(ARTIFACTS / "app_zh_lever.png"), full_page=False)
+                               arg=before, timeout=120_000)
+        assert page.evaluate(CHART_DATA) != before
+        page.wait_for_function("location.href.includes('rongyue_pace')", timeout=90_000)   # the URL holds it
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "app_zh_lever_moved.png"), full_page=False)
 
-        # the language switches
-        page.locator('[data-testid="stSidebar"]').get_by_text("English", exact=True).click()
-        page.get_by_text("Linxiang 14th Five-Year Plan scenario lab").wait_for(timeout=60_000)
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_text("Current settings").first.wait_for(timeout=30_000)   # scenario chips too
-        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        page.wait_for_timeout(1500)
-        assert "lang=en" in page.url
-        page.screenshot(path=str(ARTIFACTS / "app_en.png"), full_page=False)
-
-        # the overview in Chinese again, reopened from its link
-        page.goto(server + "/?page=overview&lang=zh", wait_until="domcontentloaded")
-        page.get_by_text("主要指标").wait_for(timeout=60_000)
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(ARTIFACTS / "app_zh_overview.png"), full_page=False)
+        # the language switch keeps the page, every time
+        toggle = page.locator('[data-testid="stSidebar"]').get_by_text("English", exact=True)
+        for i in range(3):
+            toggle.click()
+            page.get_by_text("Linxiang 14th Five-Year Plan scenario lab").wait_for(timeout=120_000)
+            page.get_by_role("heading", name="Levers").wait_for(timeout=120_000)
+            page.wait_for_function("location.href.includes('lang=en') && location.href.includes('page=levers')",
+                                   timeout=90_000)
+            if i == 0:
+                _settle(page)
+                page.screenshot(path=str(ARTIFACTS / "app_en_levers.png"), full_page=False)
+            toggle.click()
+            page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=120_000)
+            page.get_by_role("heading", name="政策杠杆").wait_for(timeout=120_000)
+            page.wait_for_function("location.href.includes('lang=zh') && location.href.includes('page=levers')",
+                                   timeout=90_000)
+        assert "rongyue_pace" in page.url                      # the moved lever survived the switches
         assert not page.locator('[data-testid="stException"]').count()
         browser.close()
     assert not [e for e in errors if "plotly" in e.lower()], errors
+
+
+def test_shared_link_restores_every_chart(server):
+    from playwright.sync_api import sync_playwright
+
+    link = (server + "/?page=compare&lang=en&sc=current,plan,rongyue_fast&ref=plan&lv=rongyue_pace:2"
+            "&ch=gdp_real;co2_emissions;urbanization_rate;energy_intensity;budget_revenue")
+    with sync_playwright() as p:
+        browser = _launch(p)
+        a = browser.new_context(viewport={"width": 1500, "height": 1100})
+        page = a.new_page()
+        page.goto(link, wait_until="domcontentloaded")
+        _settle(page, 5 + 2)                                   # five charts, structure, LMDI
+        page.get_by_text("All seven sectors").click()          # change the grouping: into the URL too
+        page.wait_for_function("location.href.includes('grp=7')", timeout=90_000)
+        _settle(page, 7)
+        titles = page.evaluate(CHART_TITLES)
+        shared = page.url
+        a.close()
+        b = browser.new_context(viewport={"width": 1500, "height": 1100})   # a fresh browser: no cookies, no state
+        page = b.new_page()
+        page.goto(shared, wait_until="domcontentloaded")
+        _settle(page, 7)
+        assert page.evaluate(CHART_TITLES) == titles
+        assert page.locator('[data-testid="stRadio"] input[type="radio"]').nth(-1).is_checked() or \
+            page.get_by_role("radio", name="All seven sectors").is_checked()
+        assert "rongyue_pace" in page.url and "grp=7" in page.url
+        page.screenshot(path=str(ARTIFACTS / "app_shared_link.png"), full_page=False)
+        browser.close()
+
+
+def test_nan_link_is_a_message(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server + "/?page=levers&lang=en&lv=ethylene_scale:nan", wait_until="domcontentloaded")
+        page.get_by_text("not a finite number").wait_for(timeout=90_000)
+        _settle(page)
+        body = page.inner_text("body")
+        assert "Traceback" not in body and "/work/" not in body and ".py" not in body
+        assert not page.locator('[data-testid="stException"]').count()
+        page.screenshot(path=str(ARTIFACTS / "app_nan_link.png"), full_page=False)
+        browser.close()

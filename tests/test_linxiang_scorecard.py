@@ -62,8 +62,10 @@ def test_scorecard_on_the_model():
     assert list(sc.columns) == COLUMNS
     assert len(sc) == 2 * 34
     plan = sc[sc.scenario == "plan"].set_index("id")
-    assert plan.loc["01_gdp_growth", "met"] is True  # the plan scenario grows at the plan's 10.4%
-    assert abs(plan.loc["01_gdp_growth", "value_2025"] - 10.4) < 0.2
+    # the plan's growth is out of reach of its own measures (docs/model.md): missed even in the plan scenario
+    assert plan.loc["01_gdp_growth", "met"] is False
+    assert 6 < plan.loc["01_gdp_growth", "value_2025"] < 10.4
+    assert plan.loc["07_urbanization", "met"] is True   # the lever is set for it (docs/model.md)
     assert plan.loc["09_tech_progress_contribution", "met"] is None
     assert math.isnan(plan.loc["09_tech_progress_contribution", "value_2025"])
     actual = sc[sc.scenario == "actual_trend"].set_index("id")

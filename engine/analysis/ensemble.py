@@ -41,7 +41,7 @@ DIST_KINDS = ("uniform", "triangular", "normal", "lognormal", "fixed")
 PERCENTILES = (5, 25, 50, 75, 95)
 HEADLINE = ("gdp_real", "gdp_nominal", "value_added", "industry_share", "population_resident", "population_urban",
             "urbanization_rate", "energy_consumption", "energy_intensity", "co2_emissions", "co2_intensity",
-            "budget_revenue", "fiscal_revenue_total", "government_debt", "forest_cover")
+            "budget_revenue", "government_debt", "forest_cover")
 DEFAULT_CHUNK = 10_000
 
 

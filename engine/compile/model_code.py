@@ -278,6 +278,13 @@ class ModelCode:
         """The step function saving ``outputs`` when asked (built once per output set)."""
         if outputs in self._dyn_cache:
             return self._dyn_cache[outputs]
+        fn = self._make("_dyn", self.dynamic_source(outputs))
+        self._dyn_cache[outputs] = fn
+        return fn
+
+    def dynamic_source(self, outputs: tuple[str, ...], functional: bool = False, fname: str = "_dyn") -> str:
+        """Source of the step function. ``functional``: the net flows are assembled without writing
+        into an array (``_rt.rows`` and a concatenation), for backends whose arrays are immutable."""
         lay = self.layout
         statics = list(lay.static_names) + [f"{n}__{k}" for n in lay.data_names for k in ("t", "v")]
         body = self._unpack(statics, "P") if statics else []
@@ -296,13 +303,18 @@ class ModelCode:
         rate_deps = {d for d in rate_deps if d in self.dyn_graph}
         base = self._compute(rate_deps)
         body += base
-        body.append("dS = np.empty_like(S)")
-        for s in lay.stocks:
-            code = self._piece_code[(s.name, "rate")][0]
-            if s.sizes:
-                body.append(f"dS[{s.start}:{s.start + s.rows}] = np.reshape({code}, ({s.rows}, -1))")
-            else:
-                body.append(f"dS[{s.start}] = {code}")
+        if functional:
+            blocks = [f"_rt.rows({self._piece_code[(s.name, 'rate')][0]}, {s.rows}, S.shape[-1])"
+                      for s in lay.stocks]
+            body.append(f"dS = np.concatenate([{', '.join(blocks)}], axis=0)" if blocks else "dS = S * 0.0")
+        else:
+            body.append("dS = np.empty_like(S)")
+            for s in lay.stocks:
+                code = self._piece_code[(s.name, "rate")][0]
+                if s.sizes:
+                    body.append(f"dS[{s.start}:{s.start + s.rows}] = np.reshape({code}, ({s.rows}, -1))")
+                else:
+                    body.append(f"dS[{s.start}] = {code}")
         xs = [vname(n) for n in lay.delay_inputs]
         body.append(f"X = ({', '.join(xs)},)" if xs else "X = ()")
         done = graph.closure(rate_deps, self.dyn_graph)
@@ -313,7 +325,5 @@ class ModelCode:
         saved = "".join(vname(o) + ", " for o in outputs)
         body.append(f"    return dS, X, ({saved})")
         body.append("return dS, X, None")
-        src = "def _dyn(t, dt, t0, t1, saveper, S, P, D, want):\n" + "\n".join("    " + ln for ln in body) + "\n"
-        fn = self._make("_dyn", src)
-        self._dyn_cache[outputs] = fn
-        return fn
+        return (f"def {fname}(t, dt, t0, t1, saveper, S, P, D, want):\n"
+                + "\n".join("    " + ln for ln in body) + "\n")

@@ -1,8 +1,16 @@
-"""The one loop that owns time: t = t0 + k*dt, saving every saveper.
+"""The one integration loop, as diffrax's ``diffeqsolve(terms, solver, ..., stepsize_controller, saveat)``.
 
-It initialises the model, calls the solver's ``step`` for every dt, clips
-non-negative stocks, advances DELAY FIXED pipelines, stops with a clear error at
-the first non-finite state, and stores only the variables asked for.
+``simulate(code, P0, n, clock, solver, ...)`` initialises the model, then repeats: evaluate the
+flows (and the saved variables on saving steps), let the Clock read the time settings, save,
+stop at the end, take the Solver's step, clip non-negative stocks, check that the state is
+finite, and advance the DELAY FIXED pipelines. The Clock (``Clock`` here: time settings are
+numbers; ``engine.integrate.dynamic_clock.DynamicClock``: they are equations) owns time; the
+Solver (``engine.integrate.solvers``) owns the step. Nothing else differs between them.
+
+Failures: with ``throw`` a non-finite value raises ``SimulationError`` naming the variable, the
+time and the run (the CLI's behaviour). Without it a failing run stops (its state is frozen, its
+saved values are NaN from the failure time on) and the others go on; the failures come back as
+``RunFailure`` records (engine.results).
 """
 from __future__ import annotations
 
@@ -13,12 +21,15 @@ import numpy as np
 
 from engine.compile.model_code import ModelCode
 from engine.errors import SimulationError
-from engine.integrate.solvers import FIXED_STEP
+from engine.results import RunFailure, RunStatus
+
+MAX_PIPELINE_VALUES = 250_000_000   # 2 GiB of float64 for all DELAY FIXED buffers of one variable
+_ADVICE = "check divisions by zero (use ZIDZ/XIDZ), LN/LOG of non-positive numbers, or growth that overflows"
 
 
 @dataclass(frozen=True)
 class Clock:
-    """Time settings of one run, in the model's time unit."""
+    """Time settings that are numbers, model time units: t = t0 + k*dt, saving every saveper."""
 
     t0: float
     t1: float
@@ -27,18 +38,46 @@ class Clock:
 
     @property
     def n_steps(self) -> int:
-        return int(round((self.t1 - self.t0) / self.dt))
+        return round((self.t1 - self.t0) / self.dt)
 
     @property
     def save_every(self) -> int:
-        return max(1, int(round(self.saveper / self.dt)))
+        return max(1, round(self.saveper / self.dt))
 
     def save_times(self) -> np.ndarray:
         k = np.arange(0, self.n_steps + 1, self.save_every)
         return self.t0 + k * self.dt
 
+    # -- the protocol the loop uses (DynamicClock implements the same) --
+    reads: tuple[str, ...] = ()    # variables the clock reads every step (none: its settings are numbers)
 
-MAX_PIPELINE_VALUES = 250_000_000   # 2 GiB of float64 for all DELAY FIXED buffers of one variable
+    def begin(self, code: ModelCode, P0: list, n: int) -> tuple[float, float, float, float]:
+        """(t0, dt, t1, saveper) at the start."""
+        return self.t0, self.dt, self.t1, self.saveper
+
+    def n_saves(self) -> int | None:
+        return len(range(0, self.n_steps + 1, self.save_every))
+
+    def horizon(self) -> int:
+        """Steps a DELAY FIXED buffer may need to cover."""
+        return self.n_steps
+
+    def saves(self, k: int, t: float) -> bool:
+        return k % self.save_every == 0
+
+    def read(self, outs, k: int, t: float, alive: np.ndarray):
+        return None
+
+    def ended(self, k: int, t: float) -> np.ndarray | bool:
+        """True when every run has ended, else a per-run mask of the runs that have ended (or False)."""
+        return k >= self.n_steps
+
+    def time(self, k: int) -> float:
+        return self.t0 + k * self.dt
+
+    def settings(self) -> tuple[float, float, float, float]:
+        """(dt, t0, t1, saveper) as the step function sees them now."""
+        return self.dt, self.t0, self.t1, self.saveper
 
 
 class _Pipelines:
@@ -81,28 +120,64 @@ class _Pipelines:
     def push(self, inputs: tuple) -> None:
         for buf, x in zip(self.bufs, inputs):
             length = buf.shape[0]
-            buf[(self.k + 0) % length] = np.broadcast_to(x, buf.shape[1:])
+            buf[self.k % length] = np.broadcast_to(x, buf.shape[1:])
         self.k += 1
 
 
-def simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
-             outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run a batch of ``n``; returns (save times, {name: array of shape (T, *dims, n)})."""
-    return guarded(code, _simulate, code, P0, n, clock, method, outputs, sizes)
+class _Store:
+    """Saved values: preallocated when the clock knows how many saves there are, else grown."""
+
+    def __init__(self, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]], n: int,
+                 count: int | None) -> None:
+        self.outputs, self.sizes, self.n = outputs, sizes, n
+        self.times: list[float] = []
+        self.fixed = count is not None
+        if self.fixed:
+            self.arrays = {o: np.empty((count, *sizes[o], n)) for o in outputs}
+        else:
+            self.rows: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+        self.ended: list[np.ndarray | None] = []   # per save: runs that had ended before it (None: none)
+
+    def add(self, t: float, outs: tuple, ended: np.ndarray | None) -> None:
+        j = len(self.times)
+        self.times.append(t)
+        self.ended.append(ended)
+        if self.fixed:
+            for o, v in zip(self.outputs, outs):
+                self.arrays[o][j] = v
+        else:
+            for o, v in zip(self.outputs, outs):
+                self.rows[o].append(np.array(np.broadcast_to(v, (*self.sizes[o], self.n))))
+
+    def finish(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        times = np.asarray(self.times, dtype=float)
+        if self.fixed:
+            m = len(self.times)
+            return times, {o: a[:m] for o, a in self.arrays.items()}
+        return times, {o: np.stack(r) if r else np.empty((0, *self.sizes[o], self.n)) for o, r in self.rows.items()}
 
 
-def guarded(code: ModelCode, loop, *args):
+def guarded(code: ModelCode, loop, *args, **kwargs):
     """Call a driver loop; a numpy error inside the generated code becomes a SimulationError naming
-    the equation it came from, not a traceback."""
+    the equation it came from, not a traceback. The error carries ``variable`` (or None) and
+    ``partial`` (the time it happened and what had been saved), for per-run status."""
     try:
-        return loop(*args)
+        return loop(*args, **kwargs)
     except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError, FloatingPointError,
             np.linalg.LinAlgError) as exc:
-        where = _generated_line(code, exc)
-        raise SimulationError(f"{code.model.file}: the run failed{where}: {type(exc).__name__}: {exc}") from None
+        name = _generated_variable(code, exc)
+        where = f" in the equation of {name}" if name else _generated_line(code, exc)
+        err = SimulationError(f"{code.model.file}: the run failed{where}: {type(exc).__name__}: {exc}")
+        err.variable, err.partial = name, getattr(exc, "partial", None)
+        raise err from None
+    except SimulationError as exc:
+        if not hasattr(exc, "variable"):
+            exc.variable = _generated_variable(code, exc)
+        raise
 
 
-def _generated_line(code: ModelCode, exc: BaseException) -> str:
+def _generated_frame(code: ModelCode, exc: BaseException) -> str | None:
+    """The generated source line the exception passed through, innermost first."""
     import traceback
 
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -110,133 +185,263 @@ def _generated_line(code: ModelCode, exc: BaseException) -> str:
             fn = frame.filename.rsplit(":", 1)[-1].rstrip(">")
             lines = code.sources.get(fn, "").splitlines()
             if frame.lineno and frame.lineno <= len(lines):
-                text = lines[frame.lineno - 1].strip()
-                target = text.split("=", 1)[0].strip()
-                name = target[2:] if target.startswith("v_") else target
-                rv = code.rvars.get(name)
-                if rv is not None:
-                    return f" in the equation of {rv.host or name}"
-                return f" at `{text[:120]}`"
-    return ""
+                return lines[frame.lineno - 1].strip()
+    return None
 
 
-def _simulate(code: ModelCode, P0: list, n: int, clock: Clock, method: str,
-              outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    dyn = code.dynamic(outputs)
+def _generated_variable(code: ModelCode, exc: BaseException) -> str | None:
+    text = _generated_frame(code, exc)
+    if text is None:
+        return None
+    target = text.split("=", 1)[0].strip()
+    name = target.removeprefix("v_")
+    rv = code.rvars.get(name)
+    return (rv.host or name) if rv is not None else None
+
+
+def _generated_line(code: ModelCode, exc: BaseException) -> str:
+    text = _generated_frame(code, exc)
+    return f" at `{text[:120]}`" if text is not None else ""
+
+
+def simulate(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, ...],
+             sizes: dict[str, tuple[int, ...]], throw: bool = True, labels: list[str] | None = None
+             ) -> tuple[np.ndarray, dict[str, np.ndarray], list[RunFailure]]:
+    """Run a batch of ``n`` with a Clock and a Solver.
+
+    Returns (save times, {name: array (T, *dims, n)}, failures). ``throw``: raise on the first
+    non-finite value (else record it and stop only that run). ``labels``: the runs' names, for
+    the failure records.
+    """
+    labels = labels if labels is not None else [str(i) for i in range(n)]
+    if getattr(solver, "adaptive", False):
+        return guarded(code, solver.solve, code, P0, n, clock, outputs, sizes, throw, labels)
+    try:
+        return guarded(code, _loop, code, P0, n, clock, solver, outputs, sizes, throw, labels)
+    except SimulationError as exc:
+        # a guard stopped the whole batch (an error raised inside the step: a builtin's rule, a numpy
+        # error): without throw, find the run(s) by halving; only a fixed clock can be split this way
+        if throw or clock.reads:
+            raise
+        if n == 1:
+            return _guard_failure(code, clock, outputs, sizes, labels, exc)
+    h = n // 2
+    parts = [simulate(code, _take_runs(P0, sl, n), m, clock, solver, outputs, sizes, False, labels[sl])
+             for sl, m in ((slice(0, h), h), (slice(h, n), n - h))]
+    times = parts[0][0]
+    store = {o: np.concatenate([p[1][o] for p in parts], axis=-1) for o in outputs}
+    failures = parts[0][2] + [RunFailure(f.run + h, f.label, f.variable, f.time, f.cause, f.status)
+                              for f in parts[1][2]]
+    return times, store, failures
+
+
+def _take_runs(P0: list, sl: slice, n: int) -> list:
+    """The parameter tuple of runs ``sl`` of a batch of n (a value with a batch axis of 1 is shared)."""
+    def take(a):
+        return a[..., sl] if isinstance(a, np.ndarray) and a.ndim and a.shape[-1] == n and n > 1 else a
+    return [(p[0], take(p[1])) if isinstance(p, tuple) else take(p) for p in P0]
+
+
+def _guard_failure(code: ModelCode, clock: Clock, outputs, sizes, labels, exc: SimulationError):
+    """One run stopped by a guard: what it saved before, NaN after, and its failure record."""
+    times = clock.save_times()
+    store = {o: np.full((len(times), *sizes[o], 1), np.nan) for o in outputs}
+    t = clock.t0
+    if getattr(exc, "partial", None) is not None:
+        t, saved = exc.partial
+        for o in outputs:
+            m = min(len(saved[o]), len(times))
+            store[o][:m] = saved[o][:m]
+    prefix = f"{code.model.file}: "
+    cause = str(exc).removeprefix(prefix)
+    failure = RunFailure(0, labels[0], exc.variable or "the run", float(t), cause, RunStatus.GUARD)
+    _blank_failed(store, times, _StatusView([failure]), None)
+    return times, store, [failure]
+
+
+class _StatusView:
+    def __init__(self, failures: list[RunFailure]) -> None:
+        self.failures = {f.run: f for f in failures}
+
+
+class _Status:
+    """Which runs have failed, when and why; raises instead when ``throw``."""
+
+    def __init__(self, code: ModelCode, n: int, throw: bool, labels: list[str]) -> None:
+        self.code, self.n, self.throw, self.labels = code, n, throw, labels
+        self.failed = np.zeros(n, dtype=bool)
+        self.failures: dict[int, RunFailure] = {}
+
+    def fail(self, run: int, variable: str, cause: str, t: float, status: RunStatus) -> None:
+        if self.throw:
+            raise SimulationError(f"{self.code.model.file}: {variable}: {cause} at time {t:g} in scenario "
+                                  f"#{run}{self._label(run)}; {_advice(status)}")
+        if run not in self.failures:
+            self.failures[run] = RunFailure(run, self.labels[run], variable, float(t), cause, status)
+            self.failed[run] = True
+
+    def _label(self, run: int) -> str:
+        label = self.labels[run]
+        return "" if label == str(run) else f" ({label})"
+
+
+def _advice(status: RunStatus) -> str:
+    if status == RunStatus.STOCK_OVERFLOW:
+        return "its net flow overflowed (a smaller dt or a bounded flow may help)"
+    if status == RunStatus.NEGATIVE_STOCK:
+        return "give it a non-negative initial value, or drop non_negative"
+    return _ADVICE
+
+
+def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, ...],
+          sizes: dict[str, tuple[int, ...]], throw: bool, labels: list[str]
+          ) -> tuple[np.ndarray, dict[str, np.ndarray], list[RunFailure]]:
     lay = code.layout
-    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+    status = _Status(code, n, throw, labels)
+    t0, dt, t1, sp = clock.begin(code, P0, n)
     with np.errstate(all="ignore"):
         S, P, D0, DT = code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
-    times = clock.save_times()
-    store = {o: np.empty((len(times), *sizes[o], n)) for o in outputs}
+    _check_start(code, S, t0, status)
+    pipes = None
+    if lay.delay_fixed:
+        pipes = _Pipelines(D0, DT, dt, n, max(clock.horizon(), 1),
+                           [code.rvars[d].host or d for d in lay.delay_fixed])
+    D = pipes.outputs() if pipes else tuple(D0)
+    store = _Store(outputs, sizes, n, clock.n_saves())
+    reads = clock.reads
+    # every step evaluates the flows (and what the clock reads); the saved variables only on saving steps
+    dyn_save = code.dynamic(tuple(outputs) + reads)
+    dyn_clock = code.dynamic(reads) if reads else None
+    dyn_rates = code.dynamic(())
     nonneg = lay.non_negative
-    pipes = _Pipelines(D0, DT, dt, n, clock.n_steps,
-                       [code.rvars[d].host or d for d in lay.delay_fixed]) if lay.delay_fixed else None
-    D = pipes.outputs() if pipes else ()
+    ended = np.zeros(n, dtype=bool)       # runs past their FINAL TIME (dynamic clocks)
+    frozen = status.failed | ended
+    any_frozen = bool(frozen.any())
+    k, t = 0, t0
 
-    if method == "adaptive":
-        if lay.delay_fixed:
-            raise SimulationError("DELAY FIXED has no meaning for the adaptive method; use euler, rk2 or rk4")
-        return times, _adaptive(code, dyn, S, P, clock, outputs, store, times)
-
-    solver = FIXED_STEP[method]()
-
-    def f(t: float, state: np.ndarray) -> np.ndarray:
-        return dyn(t, dt, t0, t1, sp, state, P, D, False)[0]
-
-    save_every, j, n_steps = clock.save_every, 0, clock.n_steps
-    with np.errstate(all="ignore"):
-        for k in range(n_steps + 1):
-            t = t0 + k * dt
-            want = k % save_every == 0
-            k1, X, outs = dyn(t, dt, t0, t1, sp, S, P, D, want)
-            if want:
-                for o, v in zip(outputs, outs):
-                    store[o][j] = v
-                j += 1
-            if k == n_steps:
-                break
-            S_new = solver.step(f, t, S, dt, k1)
-            for a, b in nonneg:
-                np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
-            if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
-                _raise_non_finite(code, S, P, D, clock, t, S_new)
-            if pipes:
-                pipes.push(X)
-                D = pipes.outputs()
-            S = S_new
-    _check_outputs(code, store, times)
-    return times, store
-
-
-def _adaptive(code, dyn, S0, P, clock, outputs, store, times) -> dict[str, np.ndarray]:
-    from scipy.integrate import solve_ivp  # imported here: scipy takes most of a cold start
-
-    rows, n = S0.shape
-    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
-
-    nonneg = code.layout.non_negative
-
-    calls = [0]
-    limit = 200_000  # right-hand-side evaluations: past this the model is stiff or blowing up
-
-    def fun(t, y):
-        calls[0] += 1
-        if calls[0] > limit or not np.all(np.isfinite(y)):
-            raise _AdaptiveGaveUp(t)
-        state = y.reshape(rows, n)
-        d = dyn(t, dt, t0, t1, sp, state, P, (), False)[0]
-        for a, b in nonneg:  # an empty non-negative stock cannot be drained further
-            d[a:b] = np.where((state[a:b] <= 0) & (d[a:b] < 0), 0.0, d[a:b])
-        return d.ravel()
+    def f(tt: float, state: np.ndarray) -> np.ndarray:
+        return dyn_rates(tt, *settings, state, P, D, False)[0]
 
     try:
         with np.errstate(all="ignore"):
-            sol = solve_ivp(fun, (t0, t1), S0.ravel(), method="RK45", t_eval=times, rtol=1e-8, atol=1e-10)
-    except _AdaptiveGaveUp as stop:
-        raise SimulationError(
-            f"{code.model.file}: the adaptive solver gave up at time {stop.t:g} (the state is not finite, or the "
-            f"model needs more than {limit} evaluations: stiff or growing without bound); use euler or rk4") from None
-    if not sol.success:
-        raise SimulationError(f"the adaptive solver failed: {sol.message}")
-    with np.errstate(all="ignore"):
-        for j, t in enumerate(times):
-            state = sol.y[:, j].reshape(rows, n)
-            for a, b in nonneg:  # the solver may overshoot zero by its tolerance
-                np.maximum(state[a:b], 0.0, out=state[a:b])
-            outs = dyn(t, dt, t0, t1, sp, state, P, (), True)[2]
-            for o, v in zip(outputs, outs):
-                store[o][j] = v
-    _check_outputs(code, store, times)
-    return store
+            while True:
+                if dyn_clock is not None:
+                    k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
+                    if clock.read(c_outs, k, t, ~frozen):
+                        if pipes:
+                            raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
+                        # the new step starts here: STEP and PULSE read it at this time already (as PySD)
+                        k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
+                settings = clock.settings()
+                if clock.saves(k, t):
+                    k1, X, outs = dyn_save(t, *settings, S, P, D, True)
+                    store.add(t, outs[:len(outputs)], ended.copy() if ended.any() else None)
+                elif dyn_clock is None:
+                    k1, X, _ = dyn_save(t, *settings, S, P, D, False)
+                done = clock.ended(k, t)
+                if done is True:
+                    break
+                if done is not False:
+                    ended = ended | done
+                    if ended.all():
+                        break
+                    frozen = status.failed | ended
+                    any_frozen = bool(frozen.any())
+                S_new = solver.step(f, t, S, settings[0], k1)
+                for a, b in nonneg:
+                    np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
+                if any_frozen:
+                    S_new[:, frozen] = S[:, frozen]   # an ended or failed run keeps its last state
+                if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
+                    _non_finite_state(code, S, P, D, settings, t, S_new, ~frozen, status)
+                    S_new[:, status.failed] = S[:, status.failed]
+                    frozen = status.failed | ended
+                    any_frozen = bool(frozen.any())
+                if pipes:
+                    pipes.push(X)
+                    D = pipes.outputs()
+                S = S_new
+                k += 1
+                t = clock.time(k)
+    except Exception as exc:
+        exc.partial = (t, store.finish()[1])
+        raise
+    times, arrays = store.finish()
+    ended_at = _ended_mask(store, n)
+    _check_outputs(code, arrays, times, status, ended_at)
+    _blank_failed(arrays, times, status, ended_at)
+    return times, arrays, list(status.failures.values())
 
 
-class _AdaptiveGaveUp(Exception):
-    def __init__(self, t: float) -> None:
-        super().__init__(t)
-        self.t = t
+def _check_start(code: ModelCode, S: np.ndarray, t0: float, status: _Status) -> None:
+    """A non-negative stock that starts below zero is a failure of its run (it would be clipped silently)."""
+    for s in code.layout.stocks:
+        if not code.rvars[s.name].non_negative:
+            continue
+        block = S[s.start:s.start + s.rows]
+        bad = (block < 0).any(axis=0)
+        for run in np.flatnonzero(bad):
+            status.fail(int(run), _display(code, s.name),
+                        f"non-negative stock starts below zero ({float(block[:, run].min()):g})", t0,
+                        RunStatus.NEGATIVE_STOCK)
 
 
-def _check_outputs(code: ModelCode, store: dict[str, np.ndarray], times: np.ndarray) -> None:
-    """Report the first non-finite value: earliest time, then earliest in evaluation order."""
-    bad_at: dict[str, int] = {}
+def _ended_mask(store: _Store, n: int) -> np.ndarray | None:
+    """(T, n): runs that had ended before each save (dynamic FINAL TIME), or None when none had."""
+    if not any(e is not None for e in store.ended):
+        return None
+    none = np.zeros(n, dtype=bool)
+    return np.stack([none if e is None else e for e in store.ended])
+
+
+def _blank_failed(arrays: dict[str, np.ndarray], times: np.ndarray, status: _Status,
+                  ended_at: np.ndarray | None) -> None:
+    """NaN where a run had ended (dynamic FINAL TIME) and from each failed run's failure time on."""
+    for f in status.failures.values():
+        later = times >= f.time - 1e-12 * max(1.0, abs(f.time))
+        for a in arrays.values():
+            a[later, ..., f.run] = np.nan
+    if ended_at is not None:
+        for a in arrays.values():
+            mask = ended_at.reshape((len(times),) + (1,) * (a.ndim - 2) + (ended_at.shape[1],))
+            a[np.broadcast_to(mask, a.shape)] = np.nan
+
+
+def _check_outputs(code: ModelCode, store: dict[str, np.ndarray], times: np.ndarray, status: _Status,
+                   ended_at: np.ndarray | None = None) -> None:
+    """Report each run's first non-finite saved value: earliest time, then earliest in evaluation order.
+    Values of runs that had ended, or after a run's recorded failure, are not looked at."""
+    n = status.n
+    valid = np.ones((len(times), n), dtype=bool)
+    if ended_at is not None:
+        valid &= ~ended_at
+    for f in status.failures.values():
+        valid[times >= f.time - 1e-12 * max(1.0, abs(f.time)), f.run] = False
+    first: dict[str, np.ndarray] = {}   # name -> (n,) first bad save index, or len(times)
     for name, arr in store.items():
         with np.errstate(all="ignore"):
             total = arr.sum()
-        if not np.isfinite(total):
-            bad = ~np.isfinite(arr)
-            bad_at[name] = int(np.argmax(bad.reshape(len(times), -1).any(axis=1)))
-    if not bad_at:
+        if np.isfinite(total):
+            continue
+        bad = (~np.isfinite(arr)).reshape(len(times), -1, arr.shape[-1]).any(axis=1) & valid  # (T, n)
+        if bad.any():
+            first[name] = np.where(bad.any(axis=0), np.argmax(bad, axis=0), len(times))
+    if not first:
         return
     rank = code.evaluation_rank()
-    name = min(bad_at, key=lambda n: (bad_at[n], rank.get(n, -1)))
-    j = bad_at[name]
-    arr = store[name]
-    scen = int(np.argmax((~np.isfinite(arr[j])).reshape(-1, arr.shape[-1]).any(axis=0)))
-    raise SimulationError(
-        f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time "
-        f"{times[j]:g} in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of "
-        f"non-positive numbers, or growth that overflows")
+    # throw: the earliest time, then evaluation order, then the first run (as before per-run status)
+    order = sorted(((int(j.min()), rank.get(name, -1), name) for name, j in first.items()))
+    if status.throw:
+        j, _, name = order[0]
+        run = int(np.argmax(first[name] == j))
+        status.fail(run, _display(code, name), "value is not finite (NaN or infinite)", times[j],
+                    RunStatus.NON_FINITE)
+    for run in range(n):
+        best = min(((int(js[run]), rank.get(name, -1), name) for name, js in first.items() if js[run] < len(times)),
+                   default=None)
+        if best is not None:
+            status.fail(run, _display(code, best[2]), "value is not finite (NaN or infinite)", times[best[0]],
+                        RunStatus.NON_FINITE)
 
 
 def _display(code: ModelCode, name: str) -> str:
@@ -246,43 +451,38 @@ def _display(code: ModelCode, name: str) -> str:
     return name
 
 
-def _raise_non_finite(code, S, P, D, clock, t, S_new, runs: np.ndarray | None = None) -> None:
-    """Find the first variable, in evaluation order, that is not finite at time t.
-
-    ``runs``: a mask of the runs to look at (those still going); None for all.
-    """
-    t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+def _non_finite_state(code: ModelCode, S, P, D, settings, t: float, S_new, runs: np.ndarray,
+                      status: _Status) -> None:
+    """The state became non-finite between t and t + dt in some of ``runs`` (a mask of runs still going):
+    blame, per run, the first variable in evaluation order that is not finite at t, else the stock."""
+    dt = settings[0]
     names = tuple(n for n in code.rvars if code.phase.get(n) == "dynamic")
     try:
-        outs = code.dynamic(names)(t, dt, t0, t1, sp, S, P, D, True)[2]
+        outs = code.dynamic(names)(t, *settings, S, P, D, True)[2]
     except Exception:  # noqa: BLE001 - diagnostics only; fall back to the stock report
         outs = ()
+    n = status.n
 
     def bad_runs(value) -> np.ndarray:
-        """Per run (last axis), whether any element is not finite; ignored runs are fine."""
+        """Per run (last axis), whether any element is not finite, among ``runs``."""
         arr = np.asarray(value, dtype=float)
         flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
         bad = (~np.isfinite(flat)).any(axis=0)
-        if runs is not None and bad.size == runs.size:
-            bad = bad & runs
-        elif runs is not None and bad.size == 1 and not runs.any():
-            bad = bad & False
-        return bad
+        return np.broadcast_to(bad, (n,)) & runs
 
+    state_bad = (~np.isfinite(S_new)).any(axis=0) & runs
     order = code.evaluation_rank()
-    culprits = sorted((n for n, v in zip(names, outs) if bad_runs(v).any()), key=lambda n: order.get(n, -1))
-    if culprits:
-        name = culprits[0]
-        scen = int(np.argmax(bad_runs(outs[names.index(name)])))
-        raise SimulationError(
-            f"{code.model.file}: {_display(code, name)}: value is not finite (NaN or infinite) at time {t:g} "
-            f"in scenario #{scen}; check divisions by zero (use ZIDZ/XIDZ), LN/LOG of non-positive numbers, "
-            f"or growth that overflows")
+    culprits = sorted((nm for nm, v in zip(names, outs) if bad_runs(v).any()), key=lambda nm: order.get(nm, -1))
+    blamed = np.zeros(n, dtype=bool)
+    for name in culprits:   # the first in evaluation order is the one thrown
+        for run in np.flatnonzero(bad_runs(outs[names.index(name)]) & ~blamed):
+            status.fail(int(run), _display(code, name), "value is not finite (NaN or infinite)", t,
+                        RunStatus.NON_FINITE)
+            blamed[run] = True
     for s in code.layout.stocks:
         block = S_new[s.start:s.start + s.rows]
-        if bad_runs(block).any():
-            scen = int(np.argmax(bad_runs(block)))
-            raise SimulationError(
-                f"{code.model.file}: {_display(code, s.name)}: stock is not finite at time {t + dt:g} in scenario "
-                f"#{scen}; its net flow overflowed (a smaller dt or a bounded flow may help)")
-    raise SimulationError(f"{code.model.file}: the state became non-finite at time {t + dt:g}")
+        for run in np.flatnonzero(bad_runs(block) & ~blamed):
+            status.fail(int(run), _display(code, s.name), "stock is not finite", t + dt, RunStatus.STOCK_OVERFLOW)
+            blamed[run] = True
+    for run in np.flatnonzero(state_bad & ~blamed):
+        status.fail(int(run), "the state", "value is not finite", t + dt, RunStatus.STOCK_OVERFLOW)

@@ -1,4 +1,4 @@
-"""The driver's loop for models whose time settings are equations.
+"""The Clock for models whose time settings are equations (the loop is engine.integrate.driver's).
 
 Vensim lets FINAL TIME, TIME STEP, SAVEPER (and INITIAL TIME) be equations that change
 during the run: a run that stops when a condition is met, a finer step once something
@@ -35,7 +35,6 @@ import numpy as np
 
 from engine.compile.model_code import ModelCode
 from engine.errors import SimulationError
-from engine.integrate.solvers import FIXED_STEP
 
 RPREC = 1e-5          # of a step: tolerance for reaching FINAL TIME and for save times (PySD's)
 MAX_STEPS = 1_000_000  # a FINAL TIME that keeps moving away would otherwise never end
@@ -165,109 +164,73 @@ def check_fixed(code: ModelCode, fixed: dict[str, float]) -> None:
                                   f"({fixed['dt']:g})")
 
 
-def simulate_dynamic(code: ModelCode, P0: list, n: int, fixed: dict[str, float], method: str,
-                     outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run a batch whose clock is read from the model every step; as ``driver.simulate``."""
-    from engine.integrate.driver import Clock, _check_outputs, _Pipelines, _raise_non_finite
+class DynamicClock:
+    """The Clock for models whose time settings are equations (the loop is engine.integrate.driver's).
 
-    if method not in FIXED_STEP:
-        raise SimulationError(f"{code.model.file}: the time settings are equations, which needs a fixed-step "
-                              f"method (euler, rk2 or rk4), not {method}")
-    check_fixed(code, fixed)
-    ctl = _Controls(code, fixed)
-    first = start_values(code, P0, n, fixed)
-    if code.layout.delay_fixed and "dt" in ctl.fields:
-        users = sorted({code.rvars[d].host or d for d in code.layout.delay_fixed})
-        raise SimulationError(f"{code.model.file}: {', '.join(users)}: DELAY FIXED (also inside SAMPLE IF TRUE, and "
-                              f"DELAY N with a changing delay) needs a constant TIME STEP; this model's TIME STEP "
-                              f"is an equation")
-    t0, dt, sp = first["start"], first["dt"], first["saveper"]
-    if first["stop"] < t0:
-        raise SimulationError(f"{code.model.file}: FINAL TIME ({first['stop']:g}) is before INITIAL TIME ({t0:g}) "
-                              f"at the start")
-    stop_dynamic = "stop" in ctl.fields
-    # every step evaluates the flows and the time settings only; the saved variables only when saving
-    dyn_clock = code.dynamic(ctl.names)
-    dyn_save = code.dynamic(tuple(outputs) + ctl.names)
-    dyn_rates = code.dynamic(())
-    with np.errstate(all="ignore"):
-        S, P, D0, DT = code.init_fn(t0, dt, t0, first["stop"], sp, tuple(P0), n)
-    pipes = None
-    if code.layout.delay_fixed:
+    ``fixed``: the settings given as numbers, model time units. Reads TIME STEP, SAVEPER and FINAL
+    TIME every step from the variables in ``reads``; within a stretch of constant step the time is
+    ``t_s + (k - k_s) * dt``, restarting where the step changes.
+    """
+
+    def __init__(self, code: ModelCode, fixed: dict[str, float]) -> None:
+        check_fixed(code, fixed)
+        self.code = code
+        self.fixed = fixed
+        self.ctl = _Controls(code, fixed)
+        self.reads = self.ctl.names
+        self.stop_dynamic = "stop" in self.ctl.fields
+
+    def begin(self, code: ModelCode, P0: list, n: int) -> tuple[float, float, float, float]:
+        first = start_values(code, P0, n, self.fixed)
+        if code.layout.delay_fixed and "dt" in self.ctl.fields:
+            users = sorted({code.rvars[d].host or d for d in code.layout.delay_fixed})
+            raise SimulationError(f"{code.model.file}: {', '.join(users)}: DELAY FIXED (also inside SAMPLE IF TRUE, "
+                                  f"and DELAY N with a changing delay) needs a constant TIME STEP; this model's TIME "
+                                  f"STEP is an equation")
+        self.t0, self.dt, self.sp, self.t1_max = first["start"], first["dt"], first["saveper"], first["stop"]
+        if self.t1_max < self.t0:
+            raise SimulationError(f"{code.model.file}: FINAL TIME ({self.t1_max:g}) is before INITIAL TIME "
+                                  f"({self.t0:g}) at the start")
+        self.first_stop = self.t1_max
+        self.t1_now: np.ndarray | float = self.t1_max
+        self.t_s, self.k_s = self.t0, 0
+        return self.t0, self.dt, self.t1_max, self.sp
+
+    def n_saves(self) -> None:
+        return None   # unknown until the run ends
+
+    def horizon(self) -> int:
         # with FINAL TIME an equation the run's length is unknown: delays are not capped at it
-        horizon = MAX_STEPS if stop_dynamic else round((first["stop"] - t0) / dt) + 1
-        pipes = _Pipelines(D0, DT, dt, n, max(horizon, 1),
-                           [code.rvars[d].host or d for d in code.layout.delay_fixed])
-    D = pipes.outputs() if pipes else _start_outputs(D0)
-    solver = FIXED_STEP[method]()
-    nonneg = code.layout.non_negative
-    alive = np.ones(n, dtype=bool)
-    all_alive = True
-    times: list[float] = []
-    rows: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-    ended_at_save: list[np.ndarray | None] = []
-    t_s, k_s, k = t0, 0, 0
-    t = t0
-    t1_max = first["stop"]
+        return MAX_STEPS if self.stop_dynamic else round((self.first_stop - self.t0) / self.dt) + 1
 
-    def f(tt: float, state: np.ndarray) -> np.ndarray:
-        return dyn_rates(tt, dt, t0, t1_max, sp, state, P, D, False)[0]
+    def settings(self) -> tuple[float, float, float, float]:
+        return self.dt, self.t0, self.t1_max, self.sp
 
-    with np.errstate(all="ignore"):
-        while True:
-            k1, X, c_outs = dyn_clock(t, dt, t0, t1_max, sp, S, P, D, True)
-            dt_now, sp, t1_now, t1_max = ctl.read(c_outs, t, alive)
-            if dt_now != dt:
-                if pipes:
-                    raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
-                # the new step starts here: STEP and PULSE read it at this time already (as PySD)
-                t_s, k_s, dt = t, k, dt_now
-                k1, X, c_outs = dyn_clock(t, dt, t0, t1_max, sp, S, P, D, True)
-            since = t - t0
-            prec = dt * RPREC
-            if since % sp < prec or -since % sp < prec:
-                k1, X, outs = dyn_save(t, dt, t0, t1_max, sp, S, P, D, True)
-                times.append(t)
-                ended_at_save.append(None if all_alive else ~alive)
-                for o, v in zip(outputs, outs):
-                    rows[o].append(np.array(np.broadcast_to(v, (*sizes[o], n))))
-            if isinstance(t1_now, float):
-                if not t + prec < t1_now:
-                    break           # every run ends together
-            else:
-                alive = alive & (t + prec < t1_now)
-                all_alive = bool(alive.all())
-                if not alive.any():
-                    break
-            if stop_dynamic and k >= MAX_STEPS:
-                raise SimulationError(
-                    f"{code.model.file}: the run has not reached FINAL TIME after {MAX_STEPS} steps (time {t:g}); "
-                    f"check the equation of FINAL TIME")
-            S_new = solver.step(f, t, S, dt, k1)
-            for a, b in nonneg:
-                np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
-            if not all_alive:
-                S_new[:, ~alive] = S[:, ~alive]   # an ended run keeps its last state
-            if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
-                _raise_non_finite(code, S, P, D, Clock(t0, t1_max, dt, sp), t, S_new,
-                                  runs=None if all_alive else alive)
-            if pipes:
-                pipes.push(X)
-                D = pipes.outputs()
-            S = S_new
-            k += 1
-            t = t_s + (k - k_s) * dt
-    times_arr = np.asarray(times)
-    store = {o: np.stack(rows[o]) if rows[o] else np.empty((0, *sizes[o], n)) for o in outputs}
-    if ended_at_save:
-        no_run_ended = np.zeros(n, dtype=bool)
-        ended = np.stack([no_run_ended if e is None else e for e in ended_at_save])  # (T, n): ended before
-        checked = {o: np.where(ended.reshape((len(times),) + (1,) * len(sizes[o]) + (n,)), 0.0, a)
-                   for o, a in store.items()}
-        _check_outputs(code, checked, times_arr)
-        if ended.any():
-            for o, a in store.items():
-                mask = ended.reshape((len(times),) + (1,) * len(sizes[o]) + (n,))
-                a[np.broadcast_to(mask, a.shape)] = np.nan
-    return times_arr, store
+    def read(self, outs: tuple, k: int, t: float, alive: np.ndarray) -> bool:
+        """Take the settings evaluated at time t; True when the step has changed (it starts here)."""
+        dt_now, self.sp, self.t1_now, self.t1_max = self.ctl.read(outs, t, alive)
+        if dt_now == self.dt:
+            return False
+        self.t_s, self.k_s, self.dt = t, k, dt_now
+        return True
+
+    def saves(self, k: int, t: float) -> bool:
+        since, prec = t - self.t0, self.dt * RPREC
+        return since % self.sp < prec or -since % self.sp < prec
+
+    def ended(self, k: int, t: float) -> np.ndarray | bool:
+        prec = self.dt * RPREC
+        if isinstance(self.t1_now, float):
+            if not t + prec < self.t1_now:
+                return True             # every run ends together
+            done = False
+        else:
+            done = ~(t + prec < self.t1_now)
+        if self.stop_dynamic and k >= MAX_STEPS:
+            raise SimulationError(
+                f"{self.code.model.file}: the run has not reached FINAL TIME after {MAX_STEPS} steps (time {t:g}); "
+                f"check the equation of FINAL TIME")
+        return done
+
+    def time(self, k: int) -> float:
+        return self.t_s + (k - self.k_s) * self.dt

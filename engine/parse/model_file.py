@@ -16,6 +16,7 @@ from typing import TypeGuard
 from engine.errors import ExpressionSyntaxError, ModelError, Problem
 from engine.ir import Model, TimeSettings, Variable
 from engine.parse.expr import parse_expression
+from engine.parse.presentation import check_names, parse_presentation
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "k\n" pass as a name
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -43,7 +44,8 @@ FIELDS = {
     "lookup": COMMON | {"x", "y", "extrapolation"},
     "data": COMMON | {"time", "values", "interpolation"},
 }
-TOP = {"model", "time", "dimensions", "subranges", "mappings", "element_labels", "units"} | set(SECTIONS)
+TOP = {"model", "time", "dimensions", "subranges", "mappings", "element_labels", "units",
+       "presentation"} | set(SECTIONS)
 METHODS = ("euler", "rk2", "rk4", "adaptive")
 ROLES = ("lever", "uncertain", "test", "fixed")
 
@@ -127,6 +129,9 @@ def model_from_dict(data: dict, source: str) -> Model:
         var.unit = var.unit or time.unit
         variables[var.name] = var
 
+    presentation, pproblems = parse_presentation(data.get("presentation"), source)
+    problems += pproblems + check_names(presentation, variables, source)
+
     if problems:
         raise ModelError(problems)
     return Model(
@@ -144,6 +149,7 @@ def model_from_dict(data: dict, source: str) -> Model:
         doc=meta.get("doc"),
         original_names=dict(meta.get("names") or {}),
         original_element_names=dict(meta.get("element_names") or {}),
+        presentation=presentation,
     )
 
 

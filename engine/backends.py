@@ -1,0 +1,68 @@
+"""Which backend runs a model: ``numpy`` (the reference) or ``jax`` (compiled with XLA).
+
+The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax). Decided at integration (issue 12):
+the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
+36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
+every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
+compile time and batch speed meet the issue's targets. A run the compiled backend does not cover runs on numpy; when
+the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend jax``,
+``LXSD_BACKEND=jax``) one line on stderr says why, once per model and reason; under the
+default it falls back silently (``lxsd describe`` names the default).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from engine.errors import EngineError
+
+BACKENDS = ("numpy", "jax")
+_said: set[tuple[str, str]] = set()
+
+
+def jax_installed() -> bool:
+    return importlib.util.find_spec("jax") is not None
+
+
+def default_backend() -> str:
+    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax)."""
+    env = os.environ.get("LXSD_BACKEND")
+    if env:
+        return check_backend(env)
+    return "numpy"
+
+
+def explicit(name: str | None) -> bool:
+    """Whether the backend was chosen by the user (by name or LXSD_BACKEND), not by default."""
+    return name is not None or bool(os.environ.get("LXSD_BACKEND"))
+
+
+def check_backend(name: str | None) -> str:
+    """A backend name checked (None: the default)."""
+    if name is None:
+        return default_backend()
+    name = str(name).strip().lower()
+    if name not in BACKENDS:
+        raise EngineError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+    return name
+
+
+def fallback(model_file: str, reason: str) -> None:
+    """Say once, in one line on stderr, that this model runs on numpy and why."""
+    key = (model_file, reason)
+    if key in _said:
+        return
+    _said.add(key)
+    print(f"lxsd: {model_file}: running on the numpy backend: {reason}", file=sys.stderr)
+
+
+def describe(backend: str) -> str:
+    """One line for ``lxsd describe``: the backend and its version."""
+    if backend == "jax":
+        from engine.compile.jax_backend import version
+
+        return f"jax (compiled with XLA; {version()})"
+    import numpy as np
+
+    return f"numpy {np.__version__} (reference)"
