@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean check
+.PHONY: run test bench install clean check posterior
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)  ## engine vs PySD and the numpy floor; analysis; app; conforman
 	$(PY) benchmarks/bench_analysis.py | tee docs/benchmarks-analysis.md
 	$(PY) benchmarks/bench_app.py 2>/dev/null | tee docs/benchmarks-app.md
 	$(PY) benchmarks/bench_conformance.py
+
+posterior: $(STAMP)  ## regenerate the shipped posterior after changing the model, the data or the data map
+	$(PY) -m engine posterior model/linxiang.toml scenarios/actual_trend.toml --data data/linxiang_statistics.csv \
+	    --map model/linxiang_data_map.toml --samples 2000 --seed 1 --out model/linxiang_posterior.nc
 
 check: $(STAMP)
 	$(PY) -m engine check model/linxiang.toml

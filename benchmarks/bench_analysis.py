@@ -12,7 +12,14 @@ whole process, interpreter and imports included) is its own:
 3. a 10-constant calibration on synthetic data made by the model itself from known
    values (target <= 60 s), with the largest relative error of the estimates;
 4. the ensemble of 1 on a 2-worker local Dask cluster, and its overhead against the
-   in-process run as a ratio (with and without the cluster's start-up).
+   in-process run as a ratio (with and without the cluster's start-up);
+5. (issue 11) the posterior of `actual_trend` as `make posterior` computes it (every
+   constant of role uncertain or calibrated, all of data/ through the data map, SMC with
+   2 000 particles in 4 replicas): wall time, the largest R-hat and the smallest ESS
+   (targets: <= 600 s, R-hat < 1.05, at least 15 constants);
+6. (issue 11) an ensemble of 10 000 samples drawn from the shipped posterior
+   (model/linxiang_posterior.nc; the posterior of case 5 when none is shipped), scenario
+   actual_trend, headline outputs and the targets' probabilities (target: <= 30 s).
 
 When model/linxiang.toml does not load, benchmarks/regional_economy.toml stands in
 and the table says so. A case that fails is reported as failed with its error.
@@ -150,6 +157,57 @@ def _calibration(k: int) -> dict:
             "cost": cal.cost}
 
 
+def _posterior(samples: int, out: Path) -> dict:
+    from engine import load_model
+    from engine.analysis.distributed import ModelRef
+    from engine.analysis.ensemble import build_space
+    from engine.analysis.likelihood import Likelihood, load_observations, read_data_map
+    from engine.analysis.posterior import default_params, sample_posterior, write_posterior
+    from engine.scenarios import load_scenario
+
+    model = load_model(LINXIANG)
+    overrides = dict(load_scenario(ROOT / "scenarios" / "actual_trend.toml", model).overrides)
+    obs = load_observations(ROOT / "data" / "linxiang_statistics.csv", model,
+                            read_data_map(ROOT / "model" / "linxiang_data_map.toml"))
+    space = build_space(model, default_params(model))
+    t0 = time.perf_counter()
+    post = sample_posterior(model, ModelRef(str(LINXIANG)), Likelihood(model, space, obs, overrides),
+                            samples=samples, seed=1)
+    secs = time.perf_counter() - t0
+    write_posterior(post, out)
+    sm = post.summary
+    return {"model": "linxiang", "constants": len({f.name for f in space.factors}),
+            "factors": len(space.factors), "rows": int(sum(len(o.end) for o in obs)), "samples": samples,
+            "seconds": secs, "runs": post.runs, "max_rhat": float(sm["r_hat"].max()),
+            "min_ess": float(sm["ess_bulk"].min()), "median_ess": float(sm["ess_bulk"].median())}
+
+
+def _posterior_ensemble(n: int) -> dict:
+    from engine import load_model
+    from engine.analysis.distributed import ModelRef
+    from engine.analysis.ensemble import run_ensemble
+    from engine.analysis.posterior import posterior_space, read_posterior
+    from engine.analysis.targets import load_targets
+    from engine.scenarios import load_scenario
+
+    shipped = ROOT / "model" / "linxiang_posterior.nc"
+    path = shipped
+    if not shipped.exists():
+        path = Path(tempfile.mkdtemp()) / "posterior.nc"
+        _posterior(400, path)
+    model = load_model(LINXIANG)
+    overrides = dict(load_scenario(ROOT / "scenarios" / "actual_trend.toml", model).overrides)
+    targets = load_targets(TARGETS, model)[0] if TARGETS.exists() else None
+    t0 = time.perf_counter()
+    post = read_posterior(path)
+    space = posterior_space(model, post)
+    res = run_ensemble(model, ModelRef(str(LINXIANG)), {"actual_trend": overrides}, space, n, 1, targets=targets,
+                       posterior=post, keep=False)
+    return {"model": "linxiang", "samples": n, "factors": len(space.factors), "seconds": time.perf_counter() - t0,
+            "source": "shipped" if path == shipped else "case 5's settings, 400 particles",
+            "failed_runs": sum(res.failed.values())}
+
+
 def case_main(case: str, quick: bool) -> None:
     n = 10_000 if quick else 100_000
     if case == "ensemble":
@@ -160,6 +218,11 @@ def case_main(case: str, quick: bool) -> None:
         out = _sobol(2 ** 8 if quick else 2 ** 12, 20)
     elif case == "calibration":
         out = _calibration(10)
+    elif case == "posterior":
+        with tempfile.TemporaryDirectory() as tmp:
+            out = _posterior(500 if quick else 2000, Path(tmp) / "posterior.nc")
+    elif case == "posterior_ensemble":
+        out = _posterior_ensemble(1000 if quick else 10_000)
     else:
         raise SystemExit(f"unknown case {case}")
     out["peak_mb"] = _peak_mb()
@@ -188,7 +251,8 @@ def main() -> int:
     if args.case:
         case_main(args.case, args.quick)
         return 0
-    r = {c: run_case(c, args.quick) for c in ("ensemble", "sobol", "calibration", "ensemble_dask")}
+    r = {c: run_case(c, args.quick) for c in ("ensemble", "sobol", "calibration", "ensemble_dask", "posterior",
+                                              "posterior_ensemble")}
 
     def cell(d, key, fmt="{:.1f}"):
         return "failed: " + d["error"] if "error" in d else fmt.format(d[key])
@@ -223,6 +287,20 @@ def main() -> int:
         lines.append(f"| ensemble, 2-worker Dask LocalCluster | {d['samples']} samples | {d['seconds']:.1f} | "
                      f"{d['peak_mb']:.0f} (client) | ratio to in-process | {ratio:.2f}x with start-up "
                      f"({d['startup_seconds']:.1f} s), {ratio_run:.2f}x without |")
+    po, pe = r["posterior"], r["posterior_ensemble"]
+    if "error" in po:
+        lines.append(f"| posterior of actual_trend (SMC) | | {cell(po, 'seconds')} | | <= 600 s, R-hat < 1.05 | |")
+    else:
+        lines.append(f"| posterior of actual_trend (SMC) | {po['constants']} constants ({po['factors']} factors), "
+                     f"{po['rows']} data rows, {po['samples']} particles | {po['seconds']:.1f} | {po['peak_mb']:.0f} | "
+                     f"<= 600 s, R-hat < 1.05 | largest R-hat {po['max_rhat']:.3f}, bulk ESS min {po['min_ess']:.0f} "
+                     f"median {po['median_ess']:.0f}; {po['runs']} runs |")
+    if "error" in pe:
+        lines.append(f"| posterior ensemble | | {cell(pe, 'seconds')} | | <= 30 s | |")
+    else:
+        lines.append(f"| posterior ensemble (actual_trend) | {pe['samples']} samples x {pe['factors']} factors | "
+                     f"{pe['seconds']:.1f} | {pe['peak_mb']:.0f} | <= 30 s | posterior: {pe['source']}; "
+                     f"{pe['failed_runs']} failed runs |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

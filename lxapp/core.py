@@ -30,8 +30,9 @@ CURRENT = "current"          # the scenario made of the base scenario and the le
 DEFAULT = "default"          # the model's own defaults, no overrides
 
 # Headline variables, lever groups and the actuals mapping come from the model file's
-# [presentation] table (engine/parse/presentation.py), else from the file $LXSD_PRESENTATION names
-# (the same table in a file of its own, for a model without one); see presentation().
+# [presentation] table (engine/parse/presentation.py), else from the file $LXSD_PRESENTATION names,
+# else from model/linxiang.toml's (for a model without one, the demo model among them); see presentation().
+PRESENTATION_FILE = ROOT / "model" / "linxiang.toml"
 MAX_CHARTS = 12             # charts drawn at once (a workshop's laptops and the shared server)
 
 
@@ -139,15 +140,13 @@ def load_bundle(model_path: str | Path | None = None) -> Bundle:
 
 
 def presentation(model) -> tuple[dict, list[str]]:
-    """The model's [presentation] table, else the file $LXSD_PRESENTATION names,
+    """The model's [presentation] table, else the one in $LXSD_PRESENTATION or model/linxiang.toml,
     less names the model lacks (each named in the notes): what the app shows first."""
     from engine.parse.presentation import check_names, parse_presentation
 
     if model.presentation:
         return dict(model.presentation), []
-    if not os.environ.get("LXSD_PRESENTATION"):
-        return {}, []
-    path = Path(os.environ["LXSD_PRESENTATION"])
+    path = env_path("LXSD_PRESENTATION", PRESENTATION_FILE)
     if not path.exists():
         return {}, []
     try:

@@ -147,11 +147,12 @@ def test_linxiang_default_ensemble_brackets_the_deterministic_path(tmp_path, cap
     assert {model.role(f.name) for f in space.factors} == {"uncertain"}
     assert not {"investment_switch", "rongyue_pace", "carbon_policy_strength"} & {f.name for f in space.factors}
     summary = tmp_path / "band.csv"
+    # --prior: the ranges, not the shipped posterior (the default since issue 11)
     rc = main(["ensemble", str(LINXIANG), str(scen), "--samples", "100", "--seed", "1", "--vars", "gdp_real",
-               "--no-targets", "--summary", str(summary)])
+               "--no-targets", "--summary", str(summary), "--prior"])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "of role uncertain" in err
+    assert "of role uncertain" in err and "draws: PRIOR" in err
     from engine.scenarios import load_scenario
 
     det = model.run(params=dict(load_scenario(scen, model).overrides), variables=["gdp_real"], saveper=1)

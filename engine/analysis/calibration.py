@@ -75,12 +75,16 @@ def _read_mapping(path: str | Path | None) -> tuple[dict[str, str], set[str]]:
     data = read_toml(path, "mapping file")
     problems = []
     for key in data:
-        if key not in ("map", "ignore"):
+        # scope, sigma, growth_sigma: the likelihood's keys (lxsd posterior's data map), not used here
+        if key not in ("map", "ignore", "scope", "sigma", "growth_sigma"):
             problems.append(Problem(str(path), key, "unknown key", "`ignore = [...]` and a [map] table"))
     mapping = {}
+    growth = []
     for ind, spec in (data.get("map") or {}).items():
         if isinstance(spec, str):
             mapping[ind] = spec
+        elif isinstance(spec, dict) and spec.get("measure", "level") != "level":
+            growth.append(ind)  # a growth rate: the least-squares fit compares levels only
         elif isinstance(spec, dict) and isinstance(spec.get("expression"), str):
             mapping[ind] = spec["expression"]
         else:
@@ -92,7 +96,7 @@ def _read_mapping(path: str | Path | None) -> tuple[dict[str, str], set[str]]:
         ignore = []
     if problems:
         raise ModelError(problems)
-    return mapping, set(ignore)
+    return mapping, set(ignore) | set(growth)
 
 
 def unmapped_indicators(path: str | Path, model) -> list[str]:
@@ -390,9 +394,7 @@ class Fit:
         times, cols, failed = run_batch(self.model, params, self.overrides, X.shape[0], self.variables,
                                         stop=self.stop, saveper=self.saveper)
         self.runs += X.shape[0]
-        self.batches += 1
-        if times is None:  # every run failed: residuals become large (see residuals())
-            return [np.full((X.shape[0], len(s.years)), np.nan) for s in self.series]
+        self.batches += 1  # a failed run's values are NaN: its residuals become large (see residuals())
         out = []
         for s in self.series:
             def column(c: str, years: np.ndarray = s.years) -> np.ndarray:

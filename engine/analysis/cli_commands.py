@@ -140,8 +140,9 @@ def _say_overriding(space, runs) -> None:
     for scen, overrides in runs.items():
         over = space.overriding(overrides)
         if over:
-            _say(f"note: {scen} sets {_first(over)}; sampled anyway over the range, because you named "
-                 f"{'it' if len(over) == 1 else 'them'}")
+            why = ("the posterior holds " + ("it" if len(over) == 1 else "them")) if "posterior" in space.note \
+                else f"you named {'it' if len(over) == 1 else 'them'}"
+            _say(f"note: {scen} sets {_first(over)}; sampled anyway, because {why}")
 
 
 # ---------------------------------------------------------------------------- calibrate
@@ -221,7 +222,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ensemble
 @_guard
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets, run_ensemble
+    from engine.analysis.ensemble import run_ensemble
+    from engine.analysis.targets import load_targets
     from engine.cli import build_runs
 
     if args.samples < 1:
@@ -230,12 +232,19 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         raise EngineError(f"--chunk must be at least 1, got {args.chunk}")
     model, ref = _load(args)
     runs = build_runs(model, args.scenario, {}, [])
-    sets = [set(o or {}) for o in runs.values()]
+    base = None
+    if args.diff:
+        (bname, bover), = build_runs(model, [args.diff], {}, []).items()
+        base = (bname, bover)
+    sets = [set(o or {}) for o in [*runs.values(), *([base[1]] if base else [])]]
     common = set.intersection(*sets) if sets else set()
-    space = build_space(model, _param_names(model, args.params), args.dist, exclude=common)
+    post, space = _draws_space(args, model, common)
     targets = []
     tpath = _default_targets(args)
-    if tpath and not args.no_targets:
+    if base is not None:
+        _say(f"differences from {base[0]} ({args.diff}), sample by sample with the same constants (common random "
+             f"numbers); no target probabilities")
+    if tpath and not args.no_targets and base is None:
         targets, notes = load_targets(tpath, model)
         if notes and args.verbose:
             for n in notes:
@@ -247,7 +256,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     _say_overriding(space, runs)
     with _executor(args) as ex:
         res = run_ensemble(model, ref, runs, space, args.samples, args.seed, args.design, variables, targets,
-                           args.out, args.chunk, ex, keep=False, progress=_say if args.verbose else None)
+                           args.out, args.chunk, ex, keep=False, progress=_say if args.verbose else None,
+                           posterior=post, base=base)
     for scen, labels in res.held.items():
         _say(f"note: {scen} sets {_first(labels)}: held at its value there, not sampled "
              f"(name them in --params to sample them anyway)")
@@ -264,7 +274,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         print(show.to_string(index=False))
         if len(res.probabilities):
             print()
-            print("probability of meeting each target (share of samples):")
+            print("probability of meeting each target (share of samples, "
+                  + (f"posterior {post.path}" if post is not None else "PRIOR: not conditioned on data") + "):")
             print(res.probabilities.to_string(index=False))
     if args.summary:
         _write_csv(pct, args.summary)
@@ -278,6 +289,46 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
     _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
     return 0
+
+
+def _draws_space(args, model, common: set):
+    """The posterior to draw from (--posterior, else the model's shipped one unless --prior) and the space:
+    the posterior's constants jointly from it, the others (--params, or the default uncertain constants
+    the scenarios do not set) from their priors."""
+    from engine.analysis.ensemble import build_space
+    from engine.analysis.posterior import default_posterior, posterior_space, read_posterior
+
+    if getattr(args, "posterior", None) and getattr(args, "prior", False):
+        raise EngineError("give either --posterior FILE or --prior, not both")
+    path = getattr(args, "posterior", None)
+    shipped = None
+    if path is None and not getattr(args, "prior", False):
+        shipped = default_posterior(args.model)
+        path = str(shipped) if shipped is not None else None
+    names = _param_names(model, args.params)
+    if path is None:
+        space = build_space(model, names, args.dist, exclude=common)
+        _say("draws: PRIOR (each constant from its range or distribution, not conditioned on data)")
+        return None, space
+    post = read_posterior(path)
+    try:
+        pspace = posterior_space(model, post)
+    except EngineError as exc:
+        hint = " (or --prior to sample the ranges)" if shipped is not None else ""
+        raise EngineError(f"{exc}{hint}") from None
+    try:
+        rest = build_space(model, names, args.dist, exclude=common)
+    except EngineError:  # every default constant is in the posterior or set by the scenarios
+        rest = None
+    labels = list(post.labels) + [lab for lab in (rest.labels if rest else []) if lab not in post.labels]
+    space = build_space(model, labels, args.dist)
+    space.explicit = {f.name for f in pspace.factors} | (rest.explicit if rest else set())
+    space.excluded = rest.excluded if rest else []
+    space.note = f"{len(post.labels)} from the posterior, the rest from their priors"
+    _say(f"draws: POSTERIOR {path}{' (shipped with the model; --prior for the ranges)' if shipped else ''}: "
+         f"{len(post.labels)} constant(s) jointly from {post.values.shape[0]} draws; "
+         f"{len(labels) - len(post.labels)} other(s) from their priors")
+    return post, space
 
 
 # ---------------------------------------------------------------------------- sensitivity
@@ -318,8 +369,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- optimize
 @_guard
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from engine.analysis.ensemble import build_space, load_targets
+    from engine.analysis.ensemble import build_space
     from engine.analysis.optimize import optimize, parse_objective
+    from engine.analysis.targets import load_targets
 
     model, ref = _load(args)
     sc, overrides = _scenario(model, args.scenario)
@@ -398,21 +450,19 @@ def _write_policy(args, res, sc, objective, model) -> None:
 # ---------------------------------------------------------------------------- scorecard
 @_guard
 def cmd_scorecard(args: argparse.Namespace) -> int:
-    try:
-        from engine.scorecard import scorecard
-    except ModuleNotFoundError as exc:
-        if exc.name and "engine.scorecard".startswith(exc.name):
-            raise EngineError("the scorecard (engine/scorecard.py) is not available in this installation") from None
-        raise
+    from engine.analysis.targets import scorecard
     from engine.cli import build_runs
 
-    model, _ = _load(args)
+    model, ref = _load(args)
     tpath = _default_targets(args)
     if not tpath:
         raise EngineError(f"no targets file: give --targets (default {Path(args.model).parent / 'targets.toml'})")
     runs = build_runs(model, args.scenario, {}, [])
     res = model.run(scenarios=runs)
     table = scorecard(res.to_dataframe(), tpath)
+    prob = _target_probabilities(args, model, ref, runs, tpath)
+    if prob is not None:
+        table = table.merge(prob, on=["scenario", "id"], how="left")
     if args.out:
         _write_csv(table, args.out)
         _say(f"wrote {args.out}: {len(table)} rows")
@@ -421,6 +471,27 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
                                "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
     return 0
+
+
+def _target_probabilities(args, model, ref, runs, tpath) -> pd.DataFrame | None:
+    """P(target met) per scenario and target from an ensemble: posterior draws when there is a posterior
+    (--posterior, or the model's shipped one), prior draws with --prior; None when neither."""
+    from engine.analysis.posterior import default_posterior, target_probabilities
+    from engine.analysis.targets import load_targets
+
+    if args.samples < 1:
+        raise EngineError(f"--samples must be at least 1, got {args.samples}")
+    if args.posterior and args.prior:
+        raise EngineError("give either --posterior FILE or --prior, not both")
+    if not (args.posterior or args.prior or default_posterior(args.model)):
+        return None
+    targets, _ = load_targets(tpath, model)
+    prob, label = target_probabilities(model, ref, runs, targets, args.samples, args.seed, args.posterior,
+                                       args.prior, args.model)
+    _say(f"p_met: share of {args.samples} samples meeting each target ({label}; seed {args.seed})")
+    prob = prob[["scenario", "id", "p_met"]].copy()
+    prob["p_met_from"] = label
+    return prob
 
 
 # ---------------------------------------------------------------------------- register
@@ -465,6 +536,12 @@ def register(sub) -> None:
     e.add_argument("--out", help="every sample's path: FILE.parquet (folder, partitioned by scenario) or FILE.csv")
     e.add_argument("--summary", metavar="FILE.csv", help="all percentiles (and FILE_targets.csv)")
     e.add_argument("--verbose", "-v", action="store_true")
+    e.add_argument("--posterior", metavar="FILE.nc", help="draw the constants it holds jointly from this posterior "
+                   "(`lxsd posterior`); default: MODEL_posterior.nc beside the model, if there is one")
+    e.add_argument("--prior", action="store_true", help="draw every constant from its range or distribution (not "
+                   "conditioned on data), even where the model ships a posterior")
+    e.add_argument("--diff", metavar="BASE_SCENARIO", help="report each scenario minus this one, sample by sample "
+                   "with the same constants (common random numbers): the ranges of a project's effect")
     _dist_args(e)
     e.set_defaults(func=cmd_ensemble)
 
@@ -510,4 +587,14 @@ def register(sub) -> None:
     sc.add_argument("--targets", help="targets file (default: targets.toml beside the model)")
     sc.add_argument("--out", metavar="FILE.csv", help="one row per indicator per scenario")
     sc.add_argument("--no-units", action="store_true")
+    sc.add_argument("--posterior", metavar="FILE.nc", help="add p_met, the probability of meeting each target, from "
+                    "an ensemble drawn from this posterior (default: MODEL_posterior.nc beside the model, if any)")
+    sc.add_argument("--prior", action="store_true", help="p_met from the constants' ranges instead (not "
+                    "conditioned on data)")
+    sc.add_argument("--samples", type=int, default=1000, metavar="N", help="ensemble size for p_met (default 1000)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the p_met ensemble (default 0)")
     sc.set_defaults(func=cmd_scorecard)
+
+    from engine.analysis import posterior_cli
+
+    posterior_cli.register(sub)

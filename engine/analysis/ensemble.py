@@ -10,12 +10,11 @@
   and year, the probability of meeting each scorecard target, and (optionally) every
   sample's path written to Parquet partitioned by scenario (``OUT/scenario=NAME/part-*.parquet``)
   or to CSV, shard by shard, so a 100 000-sample ensemble never sits in memory whole.
-* :class:`Expr` and :func:`load_targets`: the expressions of ``model/targets.toml``,
-  evaluated on arrays of N runs at once.
+* Targets and expressions (:class:`Expr`, :func:`load_targets`) live in
+  :mod:`engine.analysis.targets` and are re-exported here.
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -23,7 +22,6 @@ import re
 import shutil
 import tempfile
 import time as _time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,212 +43,7 @@ HEADLINE = ("gdp_real", "gdp_nominal", "value_added", "industry_share", "populat
 DEFAULT_CHUNK = 10_000
 
 
-# ---------------------------------------------------------------------------- expressions
-_FUNCS: dict[str, Callable] = {"MIN": np.minimum, "MAX": np.maximum, "ABS": np.abs, "SQRT": np.sqrt,
-                               "EXP": np.exp, "LN": np.log}
-_REF = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*([^\]]+?)\s*\]")
-
-
-class Expr:
-    """An expression over a model's outputs (names, ``name[element]``, numbers, + - * / ^,
-    parentheses, MIN MAX ABS SQRT EXP LN), evaluated on arrays of N runs.
-
-    >>> e = Expr("value_added[primary] / gdp_real * 100")
-    >>> e.columns
-    ['value_added[primary]', 'gdp_real']
-    >>> float(e.evaluate({"value_added[primary]": 2.0, "gdp_real": 8.0}.__getitem__))
-    25.0
-    """
-
-    def __init__(self, text: str, where: str = "expression") -> None:
-        self.text = str(text)
-        self.where = where
-        refs: dict[str, str] = {}
-
-        def sub(m: re.Match) -> str:
-            col = f"{m.group(1)}[{','.join(p.strip() for p in m.group(2).split(','))}]"
-            key = f"__c{len(refs)}"
-            refs[key] = col
-            return key
-
-        src = _REF.sub(sub, self.text).replace("^", "**")
-        try:
-            tree = ast.parse(src, mode="eval")
-        except SyntaxError as exc:
-            raise EngineError(f"{where}: cannot parse {self.text!r}: {exc.msg}") from None
-        self._tree = tree
-        self._refs = refs
-        found: list[tuple[int, str]] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                if node.id not in _FUNCS:
-                    found.append((node.col_offset, refs.get(node.id, node.id)))
-            elif isinstance(node, ast.Call):
-                if not (isinstance(node.func, ast.Name) and node.func.id.upper() in _FUNCS) or node.keywords:
-                    raise EngineError(f"{where}: {self.text!r}: only MIN MAX ABS SQRT EXP LN may be called")
-            elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.Add,
-                                       ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)):
-                raise EngineError(f"{where}: {self.text!r}: {node.__class__.__name__} is not allowed")
-        cols = list(dict.fromkeys(c for _, c in sorted(found)))  # in the order they are written
-        self.columns = [c for c in cols if c.upper() not in _FUNCS]  # call names are Name nodes too
-        self.variables = sorted({c.split("[")[0] for c in self.columns})
-
-    def evaluate(self, get: Callable[[str], np.ndarray]):
-        def ev(node):
-            if isinstance(node, ast.Expression):
-                return ev(node.body)
-            if isinstance(node, ast.Constant):
-                if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                    raise EngineError(f"{self.where}: {self.text!r}: {node.value!r} is not a number")
-                return float(node.value)
-            if isinstance(node, ast.Name):
-                return get(self._refs.get(node.id, node.id))
-            if isinstance(node, ast.UnaryOp):
-                v = ev(node.operand)
-                return -v if isinstance(node.op, ast.USub) else v
-            if isinstance(node, ast.BinOp):
-                a, b = ev(node.left), ev(node.right)
-                op = node.op
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    if isinstance(op, ast.Add):
-                        return a + b
-                    if isinstance(op, ast.Sub):
-                        return a - b
-                    if isinstance(op, ast.Mult):
-                        return a * b
-                    if isinstance(op, ast.Div):
-                        return np.divide(a, b)
-                    return np.power(a, b)
-            if isinstance(node, ast.Call):
-                args = [ev(a) for a in node.args]
-                fn = _FUNCS[node.func.id.upper()]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    if fn in (np.minimum, np.maximum):
-                        out = args[0]
-                        for a in args[1:]:
-                            out = fn(out, a)
-                        return out
-                    return fn(*args)
-            raise EngineError(f"{self.where}: {self.text!r}: cannot evaluate")  # pragma: no cover
-
-        return ev(self._tree)
-
-
-def check_columns(model, expr: Expr) -> list[str]:
-    """Names in ``expr`` that are not saved outputs of ``model`` (empty when all are)."""
-    bad = []
-    for col in expr.columns:
-        name = col.split("[")[0]
-        rv = model.rvars.get(name)
-        if rv is None or rv.kind == "lookup" or rv.internal:
-            bad.append(col)
-            continue
-        if "[" in col:
-            elems = tuple(col[len(name) + 1:-1].split(","))
-            if elems not in model.elements(name):
-                bad.append(col)
-        elif rv.dims:
-            bad.append(col)
-    return bad
-
-
-# ---------------------------------------------------------------------------- targets
-@dataclass
-class Target:
-    """One modelled indicator of model/targets.toml."""
-
-    id: str
-    name_zh: str
-    name_en: str
-    kind: str
-    direction: str
-    target: float
-    expr: Expr
-    measure: str = "level"
-    compare_to_year: float | None = None
-    target_year: float = 2025
-    unit: str = ""
-
-    @property
-    def binding(self) -> bool:
-        return self.kind == "binding"
-
-    def years(self) -> list[float]:
-        return [self.target_year] + ([self.compare_to_year] if self.compare_to_year is not None else [])
-
-    def value(self, at: Callable[[str, float], np.ndarray], year: float | None = None):
-        """The measure in ``year`` (default target_year); ``at(column, year)`` gives N values."""
-        y = self.target_year if year is None else year
-        cur = self.expr.evaluate(lambda c: at(c, y))
-        if self.measure == "level":
-            return cur
-        base = self.expr.evaluate(lambda c: at(c, self.compare_to_year))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.measure == "reduction_pct":
-                return 100.0 * (1.0 - cur / base)
-            if self.measure == "cagr_pct":
-                return 100.0 * (np.power(cur / base, 1.0 / (y - self.compare_to_year)) - 1.0)
-            return cur - base  # change
-
-    def margin(self, value):
-        """Positive = met with room to spare (value - target, or target - value for "max")."""
-        return self.target - value if self.direction == "max" else value - self.target
-
-
-def load_targets(path: str | Path, model=None, binding_only: bool = False) -> tuple[list[Target], list[str]]:
-    """The modelled targets of a targets file, and notes on the rows skipped (and why)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(Problem(str(path), None, "targets file not found")) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelError(Problem(str(path), None, f"TOML syntax error: {exc}")) from None
-    rows = data.get("indicator")
-    if not isinstance(rows, list):
-        raise ModelError(Problem(str(path), "indicator", "expected [[indicator]] tables"))
-    targets, notes, problems = [], [], []
-    for i, row in enumerate(rows):
-        rid = str(row.get("id", f"#{i + 1}"))
-        if row.get("modelled", True) is False or not row.get("expression"):
-            notes.append(f"{rid}: not modelled" + (f" ({row['reason']})" if row.get("reason") else ""))
-            continue
-        if binding_only and row.get("kind") != "binding":
-            continue
-        if row.get("target_2025") is None:
-            notes.append(f"{rid}: no numeric target")
-            continue
-        measure = row.get("measure", "level")
-        direction = row.get("direction", "min")
-        if measure not in ("level", "reduction_pct", "cagr_pct", "change"):
-            problems.append(Problem(str(path), f"{rid}.measure", f"unknown measure {measure!r}",
-                                    "level, reduction_pct, cagr_pct or change"))
-            continue
-        if direction not in ("min", "max", "reduction"):
-            problems.append(Problem(str(path), f"{rid}.direction", f"unknown direction {direction!r}",
-                                    "min, max or reduction"))
-            continue
-        if measure != "level" and row.get("compare_to_year") is None:
-            problems.append(Problem(str(path), f"{rid}.compare_to_year", f"measure {measure} needs compare_to_year"))
-            continue
-        try:
-            expr = Expr(row["expression"], f"{path}: {rid}.expression")
-            target = float(row["target_2025"])
-        except (EngineError, TypeError, ValueError) as exc:
-            problems.append(Problem(str(path), rid, str(exc)))
-            continue
-        if model is not None:
-            bad = check_columns(model, expr)
-            if bad:
-                notes.append(f"{rid}: skipped, the model has no output {', '.join(bad)}")
-                continue
-        targets.append(Target(rid, str(row.get("name_zh", "")), str(row.get("name_en", "")),
-                              str(row.get("kind", "expected")), direction, target, expr, measure,
-                              None if row.get("compare_to_year") is None else float(row["compare_to_year"]),
-                              float(row.get("target_year", 2025)), str(row.get("unit", ""))))
-    if problems:
-        raise ModelError(problems)
-    return targets, notes
+from engine.analysis.targets import Expr, Target, check_columns, load_targets  # noqa: F401 - re-exported
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -588,30 +381,17 @@ def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None
     """Run n samples (``params``: arrays of n values; ``overrides``: one value for all, the
     scenario's settings; a constant in both takes the sampled values).
 
-    A run whose values become non-finite (the engine raises SimulationError for the whole
-    batch) is isolated by halving the batch, and its outputs are NaN; returns
+    One batch call with ``throw=False``: a run that fails (a non-finite value, a guard, a
+    stock below zero) stops alone (``Results.status``) and the others are unchanged. A failed
+    run's outputs are NaN for the whole run, so statistics leave it out; returns
     (times, {column: (n, T)}, failed mask).
     """
-    from engine.errors import SimulationError
-
-    try:
-        res = model.run(params={**dict(overrides or {}), **params}, variables=variables, n=n, **kw)
-        return res.times, output_columns(res, variables), np.zeros(n, bool)
-    except SimulationError:
-        if n == 1:
-            return None, None, np.ones(1, bool)
-    h = n // 2
-    parts = [run_batch(model, {k: v[sl] for k, v in params.items()}, overrides, m, variables, **kw)
-             for sl, m in ((slice(0, h), h), (slice(h, n), n - h))]
-    times = next((t for t, _, _ in parts if t is not None), None)
-    if times is None:
-        return None, None, np.ones(n, bool)
-    cols0 = next(c for _, c, _ in parts if c is not None)
-    cols = {}
-    for c, ref in cols0.items():
-        blocks = [p[1][c] if p[1] is not None else np.full((len(p[2]), ref.shape[1]), np.nan) for p in parts]
-        cols[c] = np.concatenate(blocks, axis=0)
-    return times, cols, np.concatenate([p[2] for p in parts])
+    res = model.run(params={**dict(overrides or {}), **params}, variables=variables, n=n, throw=False, **kw)
+    failed = ~np.asarray(res.ok, bool)
+    cols = output_columns(res, variables)
+    if failed.any():
+        cols = {c: np.where(failed[:, None], np.nan, a) for c, a in cols.items()}
+    return res.times, cols, failed
 
 
 def run_shard(ref: ModelRef, payload: dict) -> dict:
@@ -619,8 +399,6 @@ def run_shard(ref: ModelRef, payload: dict) -> dict:
     model = ref.load()
     times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
                                     payload["variables"], saveper=payload.get("saveper"))
-    if times is None:
-        raise EngineError(f"every one of the {payload['n']} runs of this shard gave non-finite values")
     return {"times": times, "columns": cols, "failed": failed}
 
 
@@ -725,13 +503,20 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                  targets: list[Target] | None = None, out: str | Path | None = None,
                  chunk: int = DEFAULT_CHUNK, executor: Executor | None = None,
                  percentiles: tuple[int, ...] = PERCENTILES, keep: bool = True,
-                 progress: Callable[[str], None] | None = None) -> EnsembleResult:
+                 progress: Callable[[str], None] | None = None, posterior=None,
+                 base: tuple[str, Mapping] | None = None) -> EnsembleResult:
     """Run ``n`` samples of ``space`` under each scenario; see the module doc.
 
     All samples are drawn here, up front, and cut into shards of ``chunk``; each shard is
     one ``CompiledModel.run``. On an error, the shards already written stay on disk and
     the error says how many; ``keep=False`` keeps nothing in memory but what the
     percentiles and target probabilities need.
+
+    ``posterior`` (:class:`engine.analysis.posterior.PosteriorDraws`): the factors it holds
+    are drawn jointly from its draws (seeded), the others from their distributions.
+    ``base`` = (name, overrides): every scenario is reported as its difference from this
+    scenario, sample by sample with the same constants (common random numbers); the
+    statistics, the written paths and no target probabilities are of the differences.
     """
     t0 = _time.perf_counter()
     if n < 1:
@@ -739,6 +524,11 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     executor = executor or Executor()
     remember(ref, model)
     X = draw(space, n, seed, design)
+    if posterior is not None:
+        P = posterior.sample(n, seed)
+        for j, lab in enumerate(space.labels):
+            if lab in posterior.labels:
+                X[:, j] = P[:, posterior.labels.index(lab)]
     variables = list(variables or default_variables(model, targets))
     unknown = [v for v in variables if v not in model.visible]
     if unknown:
@@ -750,7 +540,22 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     pieces = shards(n, chunk)
     writer = _Writer(out)
     manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
-                "scenarios": list(scenarios), "variables": [v for v in variables if v in shown]}
+                "scenarios": list(scenarios), "variables": [v for v in variables if v in shown],
+                "draws": f"posterior {posterior.path}" if posterior is not None else "prior"}
+    base_cols: dict[str, np.ndarray] | None = None
+    if base is not None:
+        manifest["difference_from"] = base[0]
+        targets = None
+        base_cols = {}
+        payloads = [{"params": space.to_params(X[a:b], base[1]), "overrides": dict(base[1] or {}),
+                     "variables": variables, "saveper": saveper, "n": b - a} for a, b in pieces]
+        for i, r in executor.imap(run_shard, ref, payloads):
+            a, b = pieces[i]
+            for c, arr in r["columns"].items():
+                base_cols.setdefault(c, np.full((n, arr.shape[1]), np.nan))[a:b] = \
+                    np.where(r["failed"][:, None], np.nan, arr)
+        if progress:
+            progress(f"{base[0]} (the base of the differences): {len(pieces)} shard(s) done")
     rows, prows = [], []
     failures: dict[str, int] = {}
     held: dict[str, list[str]] = {}
@@ -759,6 +564,8 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     complete = False
     try:
         for scen, overrides in scenarios.items():
+            if base is not None:
+                scen = f"{scen}-minus-{base[0]}"
             writer.clear(scen)
             fixed = space.held(overrides)
             if fixed:
@@ -777,6 +584,9 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                 a, b = pieces[i]
                 times = r["times"]
                 failed[a:b] = r["failed"]
+                if base_cols is not None:  # the same samples' base values: common random numbers
+                    r["columns"] = {c: arr - base_cols[c][a:b] for c, arr in r["columns"].items()}
+                    failed[a:b] |= ~np.isfinite(base_cols[next(iter(base_cols))][a:b, -1])
                 for c, arr in r["columns"].items():
                     if c not in cols:
                         cols[c] = np.empty((n, arr.shape[1]))
