@@ -24,7 +24,9 @@ PORT ?= 8501
 run: $(STAMP)  ## the app on one fixed port (make run PORT=8600 for another); a clear error when it is busy
 	LXSD_PORT=$(PORT) $(PY) -m engine.main_job
 
-test: $(STAMP)
+test: $(STAMP)  ## lint (ruff), types (mypy on engine/), then the test suite
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## engine vs PySD and the numpy floor; analysis; app; conformance models

@@ -40,13 +40,17 @@ def read_model(path: str | Path) -> Model:
 def compile_model(model: Model, check_units: bool = True, backend: str | None = None):
     """Resolve, check and compile a Model; returns a CompiledModel ready to run.
 
-    backend: "numpy" (the reference) or "jax" (compiled); None: numpy unless $LXSD_BACKEND says jax (engine.backends says why)
+    backend: "numpy" (the reference) or "jax" (compiled); None: numpy unless $LXSD_BACKEND says jax
+    (engine.backends says why)
     (engine.backends.default_backend)."""
     from engine.backends import check_backend, explicit
     from engine.compile.model_code import ModelCode
     from engine.resolve.resolver import resolve
     from engine.simulation import CompiledModel
 
+    from engine.limits import check_dimensions
+
+    check_dimensions(model.dimensions, model.file)   # before the compile time that grows with their square
     problems: list[Problem] = []
     rvars = None
     try:
@@ -60,7 +64,7 @@ def compile_model(model: Model, check_units: bool = True, backend: str | None = 
             _check(model, rvars)
         except ModelError as exc:  # listed with the other problems, not instead of them
             problems += exc.problems
-    if problems:
+    if problems or rvars is None:
         raise ModelError(problems)
     return CompiledModel(model, rvars, ModelCode(model, rvars), check_backend(backend), explicit(backend))
 

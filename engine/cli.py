@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,9 +21,38 @@ from engine.errors import EngineError, ModelError
 
 def _parse_number(text: str, what: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise EngineError(f"{what}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise EngineError(f"{what}: {text!r} is not a finite number")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """argparse type for time options: a finite number (nan, inf are refused with the option's name)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def check_out_path(out: Path, suffixes: tuple[str, ...] | None = None) -> Path:
+    """An --out file that can be written: not a folder, its folder exists and is writable; else EngineError."""
+    if out.is_dir():
+        raise EngineError(f"{out}: --out is an existing folder; give a file name inside it, e.g. {out / 'out'}"
+                          + (suffixes[0] if suffixes else ".md"))
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise EngineError(f"{out}: --out must end in {' or '.join(suffixes)}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise EngineError(f"{out}: --out's folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise EngineError(f"{out}: --out cannot be written here (permission denied); choose another path")
+    return out
 
 
 def _parse_set(items: list[str]) -> dict[str, float]:
@@ -45,6 +76,8 @@ def _parse_sweep(items: list[str]) -> list[tuple[str, np.ndarray]]:
             raise EngineError(f"--sweep {item!r}: expected NAME=LO:HI:N, e.g. savings_rate=0.2:0.4:5") from None
         if count < 1:
             raise EngineError(f"--sweep {item!r}: N must be at least 1")
+        from engine.limits import check_runs
+        check_runs(count, f"--sweep {name.strip()} values")
         sweeps.append((name.strip(), np.linspace(_parse_number(lo, "--sweep"), _parse_number(hi, "--sweep"), count)))
     return sweeps
 
@@ -107,8 +140,8 @@ def build_runs(model, scenario_files: list[str], sets: dict[str, float],
         base[sc.name] = dict(sc.overrides)
     if not base:
         base = {"base": {}}
-    sets = dict(zip(_identifiers(model, list(sets)), sets.values()))
-    sweeps = [(n, v) for n, (_, v) in zip(_identifiers(model, [s[0] for s in sweeps]), sweeps)]
+    sets = dict(zip(_identifiers(model, list(sets)), sets.values(), strict=True))
+    sweeps = [(n, v) for n, (_, v) in zip(_identifiers(model, [s[0] for s in sweeps]), sweeps, strict=True)]
     for name in list(sets) + [s[0] for s in sweeps]:
         plain, element = _split_element(name)
         model._check_settable(plain)
@@ -126,6 +159,8 @@ def build_runs(model, scenario_files: list[str], sets: dict[str, float],
         out[plain] = value if element is None else _with_element(model, plain, element, value, out.get(plain))
         return out
 
+    from engine.limits import check_runs
+    check_runs(len(base) * math.prod(len(v) for _, v in sweeps), "runs (scenarios x sweep values)")
     runs = {}
     for k, v in base.items():
         for name, value in sets.items():
@@ -141,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine import load_model
     from engine.results import write_frame_atomic
 
+    if args.out:
+        check_out_path(Path(args.out), (".csv", ".parquet"))
     model = load_model(args.model, check_units=False if args.no_units else None, backend=args.backend)
     runs = build_runs(model, args.scenario, _parse_set(args.set), _parse_sweep(args.sweep), args.allow_outside_range)
     wanted = _identifiers(model, [v.strip() for v in args.vars.split(",") if v.strip()]) if args.vars else None
@@ -163,9 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.names == "original":
         df = df.rename(columns=lambda c: original_column(model.model, c))
     if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() not in (".csv", ".parquet"):
-            raise EngineError(f"{out}: --out must end in .csv or .parquet")
+        out = check_out_path(Path(args.out), (".csv", ".parquet"))
         write_frame_atomic(df.reset_index(), out)
         print(f"wrote {len(res.scenarios)} scenario(s) x {len(res.times)} times to {args.out}", file=sys.stderr)
     else:
@@ -240,9 +275,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from engine.backends import default_backend, describe
     print(f"backend {describe(default_backend())}")
     for d, els in model.dimensions.items():
-        shown = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
-                 for e in els]
-        print(f"dimension {d}: {', '.join(shown)}")
+        labelled = [f"{e} ({model.element_labels[e][lang]})" if lang in model.element_labels.get(e, {}) else e
+                    for e in els]
+        print(f"dimension {d}: {', '.join(labelled)}")
     for d, (parent, els) in model.subranges.items():
         print(f"subrange {d} of {parent}: {', '.join(els)}")
     for name, v in model.variables.items():
@@ -279,6 +314,9 @@ def cmd_doc(args: argparse.Namespace) -> int:
     from engine import read_model
     from engine.analysis.structure import equation_listing, feedback_loops, stock_flow_dot
 
+    for opt in ("out", "svg"):
+        if getattr(args, opt):
+            check_out_path(Path(getattr(args, opt)))
     model = read_model(args.model)
     loops = feedback_loops(model)
     dot = stock_flow_dot(model, args.lang)
@@ -337,11 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
     r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
     r.add_argument("--backend", choices=["numpy", "jax"], default=None,
-                   help="numpy (the reference, the default) or jax (compiled: fast single runs after a slow first compilation)")
-    r.add_argument("--dt", type=float)
-    r.add_argument("--start", type=float)
-    r.add_argument("--stop", type=float)
-    r.add_argument("--saveper", type=float)
+                   help="numpy (the reference, the default) or jax (compiled: fast single runs after a slow "
+                        "first compilation)")
+    r.add_argument("--dt", type=_finite_float)
+    r.add_argument("--start", type=_finite_float)
+    r.add_argument("--stop", type=_finite_float)
+    r.add_argument("--saveper", type=_finite_float)
     r.add_argument("--vars", help="comma-separated variables to save (default: all); name[element] for one column")
     r.add_argument("--out", help="FILE.csv or FILE.parquet")
     r.add_argument("--names", choices=("identifier", "original"), default="identifier",
@@ -380,13 +419,46 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for command in sub.choices.values():   # every command: the limits of engine.limits can be lifted
+        if not any("--force" in a.option_strings for a in command._actions):
+            command.add_argument("--force", action="store_true",
+                                 help="run past the step, run-count, memory and size limits (docs/security.md)")
+        if not any("--allow-data-outside" in a.option_strings for a in command._actions):
+            command.add_argument("--allow-data-outside", action="store_true",
+                                 help="let an imported .mdl's GET DIRECT/GET XLS read files outside its folder")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from engine import limits
+
+    limits.set_force(bool(getattr(args, "force", False)))
+    if getattr(args, "allow_data_outside", False):
+        os.environ["LXSD_ALLOW_DATA_OUTSIDE"] = "1"   # read by engine.io.pysd_import (and inherited by workers)
     try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """--samples/--restarts past the run limit are refused before anything is drawn (engine.limits)."""
+    from engine.limits import check_runs
+
+    for option in ("samples", "restarts"):
+        value = getattr(args, option, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            check_runs(value, f"--{option}")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; every error becomes one message (a traceback only with LXSD_DEBUG=1)."""
+    try:
+        _check_counts(args)
         return int(args.func(args) or 0)
     except ModelError as exc:
         print(f"lxsd {args.command}: {len(exc.problems)} problem(s):", file=sys.stderr)
@@ -396,10 +468,26 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"lxsd {args.command}: error: {exc}", file=sys.stderr)
         return 1 if exc.__class__.__name__ == "SimulationError" else 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except MemoryError:
+        print(f"lxsd {args.command}: error: out of memory; save fewer variables (--vars), run fewer runs or "
+              f"samples at a time, or write to --out in shards", file=sys.stderr)
+        return 1
+    except RecursionError:
+        print(f"lxsd {args.command}: error: an equation or a chain of files is nested too deeply to process; "
+              f"split long nested equations into several variables", file=sys.stderr)
+        return 2
+    except OSError as exc:   # a file the command writes or reads outside the engine's own checks
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"lxsd {args.command}: error: {name}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bug, reported in one line, never a traceback
+        if os.environ.get("LXSD_DEBUG"):
+            raise
+        print(f"lxsd {args.command}: internal error: {type(exc).__name__}: {exc} (this is a bug in lxsd; "
+              f"LXSD_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

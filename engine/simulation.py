@@ -1,17 +1,18 @@
 """A compiled model and its ``run``: batches of scenarios or samples in one call."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from engine.backends import fallback, jax_installed
 from engine.compile.model_code import ModelCode
-from engine.errors import EngineError, ModelError, Problem
+from engine.errors import EngineError, ModelError, Problem, SimulationError
 from engine.integrate.driver import Clock, simulate
 from engine.integrate.solvers import METHODS, solver_for
 from engine.ir import Model, Variable
@@ -22,6 +23,21 @@ from engine.results import Results
 def _name_key(name: str) -> str:
     # Vensim's rule: case, and spaces against underscores, do not matter in names
     return re.sub(r"[\s_]+", "_", str(name).strip()).lower()
+
+
+@contextlib.contextmanager
+def _run_labels(labels: list[str]) -> Iterator[None]:
+    """The integrator names a failing run by its position ("scenario #3"); say its label instead."""
+    try:
+        yield
+    except SimulationError as exc:
+        def label(m: re.Match) -> str:
+            i = int(m.group(1))
+            return f"run {labels[i]!r} (#{i})" if 0 <= i < len(labels) else m.group(0)   # as RunFailure says it
+        text = re.sub(r"scenario #(\d+)", label, str(exc))
+        if text == str(exc):
+            raise
+        raise SimulationError(text) from None
 
 
 class CompiledModel:
@@ -301,22 +317,31 @@ class CompiledModel:
                               f"({ts.dynamic[f]} = {self.model.variables[ts.dynamic[f]].equations['']}); a number "
                               f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
                               f"change the equation or the constants it reads")
+        from engine import limits
+        limits.check_inputs(list(self.code.layout.param_names), P0, scen_names, self.model.file)
         solver = solver_for(method)
         if dynamic:
             # some time settings are equations: the clock reads them from the model as it runs
             from engine.integrate.dynamic_clock import DynamicClock
             fixed = {f: float(getattr(ts, f) if v is None else v) for f, v in given.items() if f not in dynamic}
+            at_start = {f: fixed.get(f, getattr(ts, f)) for f in ("start", "stop", "dt", "saveper")}
+            if all(math.isfinite(v) for v in at_start.values()) and at_start["dt"] > 0 and at_start["saveper"] > 0:
+                # (settings that are not usable numbers are reported by the dynamic clock, in its words)
+                self._estimate(at_start["start"], at_start["stop"], at_start["dt"], at_start["saveper"], N, sizes)
             clock = DynamicClock(self.code, fixed)
         else:
             clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
+            self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
             self._check_clock(clock, dt is not None and saveper is None)
         compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._jax else None
         if compiled is not None:
             times, store = compiled
             failures = []
         else:
-            times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw, scen_names)
+            with _run_labels(scen_names):
+                times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw,
+                                                  scen_names)
         meta = self._meta()
         res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
                       dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
@@ -355,6 +380,17 @@ class CompiledModel:
         if self._say_fallback:
             fallback(self.model.file, reason)
         return None
+
+    def _estimate(self, start: float, stop: float, dt: float, saveper: float, n_runs: int,
+                  saved: dict[str, tuple[int, ...]]) -> None:
+        """Refuse, before allocating anything, a run past the limits of engine.limits (unless forced)."""
+        from engine import limits
+
+        steps = limits.check_clock(start, stop, dt, saveper, self.model.file)
+        cells = sum(math.prod(rv.sizes) for rv in self.rvars.values() if rv.kind != "lookup")
+        saved_cells = sum(math.prod(s) for s in saved.values())
+        every = max(1, round(saveper / dt)) if saveper >= dt else 1
+        limits.check_run(steps, n_runs, cells, saved_cells, steps // every + 1, self.model.file)
 
     def _check_clock(self, c: Clock, dt_only: bool) -> None:
         if not (c.dt > 0 and math.isfinite(c.dt)):
@@ -398,6 +434,8 @@ class CompiledModel:
             raise EngineError(f"n={n} but the arrays in params have {N} values")
         if N < 1:
             raise EngineError("the batch size must be at least 1")
+        from engine.limits import check_runs
+        check_runs(N)   # before a label is made for each run
         labels = list(names) if names is not None else [str(i) for i in range(N)]
         if len(labels) != N:
             raise EngineError(f"{len(labels)} names for {N} runs")

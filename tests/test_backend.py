@@ -148,7 +148,8 @@ def test_errors_are_the_same_on_both_backends():
         mn.run(params={"T": [100.0, 4.0]})
     with pytest.raises(SimulationError) as ej:
         mj.run(params={"T": [100.0, 4.0]})
-    assert str(en.value) == str(ej.value) and "g" in str(ej.value) and "scenario #1" in str(ej.value)
+    # the run's label (issue 15), was "scenario #1"
+    assert str(en.value) == str(ej.value) and "g" in str(ej.value) and "run '1' (#1)" in str(ej.value)
 
 
 def test_per_run_status_is_the_same_on_both_backends():

@@ -219,7 +219,8 @@ def test_non_finite_blames_a_run_still_going():
               stocks={"x": {"initial": "10", "inflows": ["f"]}}, flows={"f": {"equation": "k * x * x * x + 0 * w"}})
     with pytest.raises(SimulationError) as info:
         m.run(params={"end": [3.0, 40.0], "k": [0.0, 1.0]})
-    assert "scenario #1" in str(info.value) and "w" not in str(info.value).split(":")[1]
+    # the run's label (issue 15), was 'scenario #1'
+    assert "run '1'" in str(info.value) and "w" not in str(info.value).split(":")[1]
 
 
 def vensim(*equations: str) -> str:

@@ -60,7 +60,8 @@ def test_failure_names_the_scenario_label_and_message():
 
 def test_throw_keeps_raising():
     m = blowup_model()
-    with pytest.raises(SimulationError, match=r"g: value is not finite .* at time 4 in scenario #1"):
+    # the run's label (issue 15), was "scenario #1"
+    with pytest.raises(SimulationError, match=r"g: value is not finite .* at time 4 in run '1' \(#1\)"):
         m.run(params={"T": [100.0, 4.0]})
 
 

@@ -24,12 +24,13 @@
 from __future__ import annotations
 
 import math
+import re
 import os
 import tempfile
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,17 @@ from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
 
 REQUIRED = ("indicator", "year", "value")
+
+# Units a statistics file uses that a model seldom declares; the model's own [units] win. A data unit is
+# compared with the unit of the model variable it is fitted to: the same dimension is converted (kt -> t,
+# 亿元 -> 1e8 yuan, % -> a fraction), another dimension ("banana" against t) is refused.
+DATA_UNITS = {
+    "%": "0.01", "percent": "0.01", "‰": "0.001",
+    "kg": "1e-3 t", "kt": "1e3 t", "Mt": "1e6 t", "Gt": "1e9 t", "吨": "t", "万吨": "1e4 t", "亿吨": "1e8 t",
+    "元": "yuan", "万元": "1e4 yuan", "亿元": "1e8 yuan",
+    "人": "person", "万人": "1e4 person",
+}
+_PLAIN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\])?\s*")
 
 
 @dataclass
@@ -91,7 +103,7 @@ def unmapped_indicators(path: str | Path, model) -> list[str]:
     """Indicators of a data file that are not outputs of ``model`` (empty if the file cannot be
     read: :func:`load_data` then says why)."""
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a BOM is accepted
     except Exception:  # noqa: BLE001 - load_data reports the problem
         return []
     df.columns = [c.strip() for c in df.columns]
@@ -119,11 +131,48 @@ def find_mapping(data: str | Path, model_file: str | Path) -> Path | None:
 
 def load_data(path: str | Path, model, mapping: str | Path | None = None, scope: str | None = None,
               indicators: list[str] | None = None, weights: Mapping[str, float] | None = None) -> list[Series]:
-    """Read and check the actual data; one :class:`Series` per indicator (see the module doc)."""
-    path = Path(path)
+    """Read and check the actual data; one :class:`Series` per indicator (see the module doc).
+
+    Values come back in the unit of the model variable each indicator is fitted to (see
+    :func:`unit_factor`)."""
+    file = str(path)
+    df = _read_frame(Path(path), scope, indicators)
+    mapmap, ignore = _read_mapping(mapping)
+    df = df[~df["indicator"].isin(ignore)]
+    problems: list[Problem] = []
+    exprs = _expressions(df, model, file, mapping, mapmap, problems)
+    rows, units = _rows(df, model, file, exprs, problems)
+    weights = dict(weights or {})
+    bad_w = [w for w in weights if w not in exprs]
+    if bad_w:
+        problems.append(Problem(file, "--weights", f"no series named {', '.join(bad_w)}",
+                                f"series: {', '.join(exprs)}"))
+    if problems:
+        raise ModelError(problems)
+    if not rows:
+        raise ModelError(Problem(file, None, "no usable rows: nothing to fit"))
+    out = []
+    for ind, pts in rows.items():
+        pts.sort()
+        factor, unit, why = unit_factor(model, exprs[ind].text, units.get(ind, ""))
+        if why:
+            problems.append(Problem(file, ind, why, "correct the unit column, or map the indicator to an expression "
+                                                    "in the model's unit in a mapping file (--map)"))
+            continue
+        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]) * factor,
+                          unit, float(weights.get(ind, 1.0))))
+    if problems:
+        raise ModelError(problems)
+    return out
+
+
+
+
+def _read_frame(path: Path, scope: str | None, indicators: list[str] | None) -> pd.DataFrame:
+    """The CSV's rows of the scope and indicators asked for, with their line numbers in ``_row``."""
     file = str(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a BOM is accepted
     except FileNotFoundError:
         raise ModelError(Problem(file, None, "data file not found")) from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -152,9 +201,12 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
             raise ModelError(Problem(file, None, f"no rows for indicator(s) {', '.join(absent)}",
                                      f"indicators in the file: {', '.join(sorted(present))}"))
         df = df[df["indicator"].isin(indicators)]
-    mapmap, ignore = _read_mapping(mapping)
-    df = df[~df["indicator"].isin(ignore)]
-    problems: list[Problem] = []
+    return df
+
+
+def _expressions(df: pd.DataFrame, model, file: str, mapping, mapmap: dict[str, str],
+                 problems: list[Problem]) -> dict[str, Expr]:
+    """Indicator -> the model expression it is fitted to (its mapping, or an output of the same name)."""
     exprs: dict[str, Expr] = {}
     unknown = []
     for ind in dict.fromkeys(df["indicator"]):
@@ -181,6 +233,12 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
                                 f"the model and not in the mapping file",
                                 "map them in a mapping file ([map] NAME = \"expression\"), list them under "
                                 "`ignore`, or choose indicators with --indicators"))
+    return exprs
+
+
+def _rows(df: pd.DataFrame, model, file: str, exprs: dict[str, Expr],
+          problems: list[Problem]) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
+    """(indicator -> [(year, value)], indicator -> unit) from the usable rows; problems for the others."""
     ts = model.time
     seen: dict[tuple[str, float], int] = {}
     rows: dict[str, list[tuple[float, float]]] = {}
@@ -222,22 +280,44 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
             continue
         seen[key] = row
         rows.setdefault(ind, []).append((year, value))
-        units.setdefault(ind, r.get("unit", ""))
-    weights = dict(weights or {})
-    bad_w = [w for w in weights if w not in exprs]
-    if bad_w:
-        problems.append(Problem(file, "--weights", f"no series named {', '.join(bad_w)}",
-                                f"series: {', '.join(exprs)}"))
-    if problems:
-        raise ModelError(problems)
-    if not rows:
-        raise ModelError(Problem(file, None, "no usable rows: nothing to fit"))
-    out = []
-    for ind, pts in rows.items():
-        pts.sort()
-        out.append(Series(ind, exprs[ind], np.array([p[0] for p in pts]), np.array([p[1] for p in pts]),
-                          units.get(ind, ""), float(weights.get(ind, 1.0))))
-    return out
+        unit = str(r.get("unit", "")).strip()
+        if units.setdefault(ind, unit) != unit:
+            problems.append(Problem(file, f"row {row}", f"{ind}: unit {unit!r} differs from {units[ind]!r} on the "
+                                    f"indicator's earlier rows", "give every row of an indicator the same unit"))
+    return rows, units
+
+
+def unit_factor(model, expr_text: str, data_unit: str) -> tuple[float, str, str | None]:
+    """(factor, unit, problem): data values times ``factor`` are in the model's unit ``unit``.
+
+    Checked only when both sides say something: the data's unit column is not empty and the indicator is
+    fitted to one model variable that declares a unit. An expression (``x * 100``) is taken as written,
+    its unit not inferred: the mapping file converts it. ``problem`` says why the units cannot agree.
+    """
+    from engine.resolve.units import UnitError, UnitParser
+
+    m = _PLAIN.fullmatch(expr_text)
+    var = model.model.variables.get(m.group(1)) if m else None
+    model_unit = (var.unit or "").strip() if var is not None else ""
+    if not data_unit or not model_unit:
+        return 1.0, data_unit or model_unit, None
+    aliases = {**DATA_UNITS, **model.model.unit_aliases}
+    try:
+        have = UnitParser(aliases).parse(data_unit)
+    except UnitError as exc:
+        return 1.0, data_unit, f"cannot read the data's unit {data_unit!r}: {exc}"
+    try:
+        want = UnitParser(aliases).parse(model_unit)
+    except UnitError:
+        return 1.0, data_unit, None   # the model's own unit check reports it
+    if have.powers != want.powers:
+        # statistics give a year's flow without "/year" (GDP in 亿元): read it as per the model's time unit
+        per_time = have / UnitParser(aliases).parse(model.model.time.unit or "year")
+        if per_time.powers == want.powers and (model.model.time.unit or "year").lower() in ("year", "years"):
+            return per_time.scale / want.scale, model_unit, None
+        return 1.0, data_unit, (f"the data's unit {data_unit!r} ({have}) cannot be converted to "
+                                f"{expr_text.strip()}'s unit {model_unit!r} ({want})")
+    return have.scale / want.scale, model_unit, None
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
@@ -291,7 +371,7 @@ class Fit:
         self.lo, self.width = lo, np.where(hi > lo, hi - lo, 1.0)
         self.fit_mask = [np.ones(len(s.years), bool) if until is None else s.years <= until for s in series]
         self.scale = []
-        for s, m in zip(series, self.fit_mask):
+        for s, m in zip(series, self.fit_mask, strict=True):
             obs = s.values[m] if m.any() else s.values
             sc = float(np.mean(np.abs(obs))) if len(obs) else 1.0
             self.scale.append(sc if sc > 0 else 1.0)
@@ -317,14 +397,16 @@ class Fit:
         self.batches += 1  # a failed run's values are NaN: its residuals become large (see residuals())
         out = []
         for s in self.series:
-            sim = s.expr.evaluate(lambda c: values_at(times, cols[c], s.years))
+            def column(c: str, years: np.ndarray = s.years) -> np.ndarray:
+                return values_at(times, cols[c], years)
+            sim = s.expr.evaluate(column)
             out.append(np.broadcast_to(sim, (X.shape[0], len(s.years))))
         return out
 
     def residuals(self, sims: list[np.ndarray]) -> np.ndarray:
         """(B, m) weighted, scaled residuals over the fit rows."""
         parts = []
-        for s, sim, m, sc in zip(self.series, sims, self.fit_mask, self.scale):
+        for s, sim, m, sc in zip(self.series, sims, self.fit_mask, self.scale, strict=True):
             if not m.any():
                 continue
             f = math.sqrt(s.weight / m.sum()) / sc
@@ -410,7 +492,7 @@ class Calibration:
     fitted: list[tuple[Series, np.ndarray]]  # each series and the simulated values at its years
     settings: dict[str, object]    # scenario-file settings of the estimates
     cost: float
-    restarts: list[dict] = field(default_factory=list)
+    restarts: list[dict | None] = field(default_factory=list)   # None: a restart that did not finish
     runs: int = 0
     seconds: float = 0.0
     until: float | None = None
@@ -420,7 +502,7 @@ class Calibration:
 
     def lines(self) -> list[str]:
         out = []
-        for lab, v, lo, hi in zip(self.labels, self.estimates, self.low, self.high):
+        for lab, v, lo, hi in zip(self.labels, self.estimates, self.low, self.high, strict=True):
             out.append(f"{lab} = {v:.6g} [{lo:.6g}, {hi:.6g}]")
         return out
 
@@ -494,7 +576,7 @@ def calibrate(model, ref: ModelRef, factors: list[Factor], series: list[Series],
     rows = []
     fitted = []
     centre = [s_[0] for s_ in sims]
-    for s, sim, mask in zip(series, centre, prob.fit_mask):
+    for s, sim, mask in zip(series, centre, prob.fit_mask, strict=True):
         fitted.append((s, sim))
         rows.append({"indicator": s.indicator, "period": "fit", **fit_stats(s.values[mask], sim[mask])})
         if until is not None and (~mask).any():
@@ -566,7 +648,8 @@ def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
 
         fig = make_subplots(rows=len(curves), cols=1, subplot_titles=[s.indicator for s, _ in curves])
         for i, (s, y) in enumerate(curves, start=1):
-            fig.add_trace(go.Scatter(x=res.times, y=np.broadcast_to(y, res.times.shape), name=f"{s.indicator} simulated"),
+            fig.add_trace(go.Scatter(x=res.times, y=np.broadcast_to(y, res.times.shape),
+                                     name=f"{s.indicator} simulated"),
                           row=i, col=1)
             fig.add_trace(go.Scatter(x=s.years, y=s.values, mode="markers", name=f"{s.indicator} actual"),
                           row=i, col=1)
@@ -581,7 +664,7 @@ def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
     except ImportError:
         raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
     fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.6 * len(curves)), squeeze=False)
-    for ax, (s, y) in zip(axes[:, 0], curves):
+    for ax, (s, y) in zip(axes[:, 0], curves, strict=True):
         ax.plot(res.times, np.broadcast_to(y, res.times.shape), label="simulated")
         ax.plot(s.years, s.values, "o", label="actual")
         if cal.until is not None:

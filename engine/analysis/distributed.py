@@ -16,9 +16,11 @@ process, cached in :data:`_MODEL_CACHE`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from engine.errors import EngineError
 
@@ -65,7 +67,7 @@ class Executor:
 
     kind = "in-process"
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -104,7 +106,9 @@ class DaskExecutor(Executor):
             if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
                 raise EngineError(f"--scheduler {scheduler!r}: expected an address like tcp://HOST:PORT")
             try:
-                self.client = Client(scheduler, timeout=timeout)
+                self.client = _connect(scheduler, timeout)
+            except EngineError:
+                raise
             except (OSError, TimeoutError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s: "
                                   f"{exc.__class__.__name__}: {exc}") from None
@@ -112,6 +116,7 @@ class DaskExecutor(Executor):
                 raise EngineError(f"cannot connect to the Dask scheduler at {scheduler}: "
                                   f"{exc.__class__.__name__}: {exc}") from None
             self.kind = f"dask scheduler {scheduler}"
+            self._wait_for_workers(scheduler, timeout)
         else:
             if workers is None or workers < 1:
                 raise EngineError(f"--workers must be at least 1, got {workers}")
@@ -129,19 +134,37 @@ class DaskExecutor(Executor):
                 raise EngineError(f"cannot start a local Dask cluster of {workers} workers: {exc}") from None
             self.kind = f"dask LocalCluster ({workers} worker processes)"
 
+    def _wait_for_workers(self, scheduler: str, timeout: float) -> None:
+        """A scheduler without workers would hold the shards forever: wait ``timeout`` for one, else say so."""
+        import sys
+
+        assert self.client is not None
+        try:
+            if self.client.scheduler_info().get("workers"):
+                return
+            print(f"lxsd: the Dask scheduler at {scheduler} has no workers yet; waiting {timeout:g} s for one",
+                  file=sys.stderr)
+            self.client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            self.close()
+            raise EngineError(f"the Dask scheduler at {scheduler} has no workers (waited {timeout:g} s); start "
+                              f"some with `dask worker {scheduler}`, or raise --connect-timeout") from None
+        except OSError as exc:
+            self.close()
+            raise EngineError(f"lost the Dask scheduler at {scheduler}: {exc}") from None
+
     def close(self) -> None:
         for obj in (self.client, self.cluster):
             if obj is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing is best effort
                     obj.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
         self.client = self.cluster = None
 
     def imap(self, fn: Callable, ref: ModelRef, payloads: Iterable) -> Iterator[tuple[int, Any]]:
         from dask.distributed import as_completed
 
         payloads = list(payloads)
+        assert self.client is not None, "the executor is closed"
         futures = [self.client.submit(fn, ref, p, pure=False, key=f"lxsd-{fn.__name__}-{i}-{os.urandom(4).hex()}")
                    for i, p in enumerate(payloads)]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -158,6 +181,38 @@ class DaskExecutor(Executor):
         finally:
             for f in futures:
                 f.release()
+
+
+def _connect(scheduler: str, timeout: float):
+    """A Client of the scheduler at ``scheduler``, or an error within about ``timeout`` seconds.
+
+    Dask's own ``timeout`` bounds opening the connection but not its handshake: a live port that is not a
+    Dask scheduler (a web server, say) accepts and then never answers, and Client() would wait forever.
+    So the Client is made in a thread that is given up on after the deadline."""
+    import threading
+
+    import dask
+    from dask.distributed import Client
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s"}):
+                box["client"] = Client(scheduler, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="lxsd-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    if thread.is_alive():
+        raise EngineError(f"the address {scheduler} did not answer as a Dask scheduler within {timeout:g} s "
+                          f"(something may listen there that is not a Dask scheduler); check the address and port, "
+                          f"or raise --connect-timeout")
+    if "error" in box:
+        raise box["error"]
+    return box["client"]
 
 
 def get_executor(workers: int | None = None, scheduler: str | None = None,

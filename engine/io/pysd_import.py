@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import signal
 import threading
@@ -50,6 +51,9 @@ CONTROL_NAMES = {
     "saveper": "SAVEPER",
 }
 
+# Set to "1" (the CLI's --allow-data-outside) to let GET DIRECT/GET XLS read files outside the model's folder.
+ALLOW_DATA_OUTSIDE_ENV = "LXSD_ALLOW_DATA_OUTSIDE"
+
 # Identifiers we never hand out to a variable: keywords and builtin names of our language.
 RESERVED = {
     "and", "or", "not", "time", "time_step", "initial_time", "final_time", "saveper",
@@ -58,7 +62,7 @@ RESERVED = {
     "quantum", "step", "ramp", "pulse", "pulse_train", "initial", "smooth", "smoothi",
     "smooth3", "smooth3i", "smoothn", "delay1", "delay1i", "delay3", "delay3i", "delayn",
     "delay_fixed", "trend", "forecast", "with_lookup", "sum", "prod", "vmin", "vmax",
-    "true", "false", "inf", "nan", "e", "pi",
+    "true", "false", "inf", "nan", "e", "pi", "scenario",
 }
 
 # PySD's abstract function name -> our builtin name, for plain calls (same arguments).
@@ -941,6 +945,7 @@ class Converter:
         a = c.ast
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
+        self._confine(a.file, el.name)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -1056,6 +1061,7 @@ class Converter:
                 return a
             coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                       for s in c.subscripts[0]}
+            self._confine(a.file, el.name)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -1069,12 +1075,31 @@ class Converter:
             return np.asarray(getattr(data, "values", data), dtype=float)
         return val
 
+    def _confine(self, file: object, variable: str) -> None:
+        """GET DIRECT/GET XLS read a data file as Vensim does, but only inside the model's folder: an
+        untrusted .mdl could otherwise read any CSV/XLSX the user can (issue 15). ``--allow-data-outside``
+        (the environment variable LXSD_ALLOW_DATA_OUTSIDE=1) lifts the confinement."""
+        if os.environ.get(ALLOW_DATA_OUTSIDE_ENV) == "1":
+            return
+        folder = self.path.parent.resolve()
+        text = str(file).strip().strip("'\"")
+        try:
+            target = (folder / text).resolve()
+            inside = target.is_relative_to(folder)
+        except (OSError, ValueError, RuntimeError):
+            inside = False
+        if not inside:
+            raise _error(self.path, f"reads the data file {text!r}, which is outside the model's folder {folder}",
+                         variable=variable,
+                         hint="copy the file next to the model, or give --allow-data-outside if you trust the model")
+
     def _get_data_series(self, el, ident, c, mode):
         from pysd.py_backend.external import ExtData
         a = c.ast
         kw = getattr(c, "keyword", None)
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
+        self._confine(a.file, el.name)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import pairwise
 from dataclasses import dataclass
 
 from engine.errors import ExpressionSyntaxError
@@ -35,21 +36,21 @@ class Ref:
 @dataclass(frozen=True)
 class Call:
     func: str  # as written; multi-word builtins joined by underscores
-    args: tuple
+    args: tuple[Node, ...]
     subs: tuple[str, ...] | None = None  # a subscripted lookup: table[sector](x)
 
 
 @dataclass(frozen=True)
 class BinOp:
     op: str  # + - * / ^ = <> < <= > >= and or
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str  # - + not
-    operand: object
+    operand: Node
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _tokenize(text: str) -> list[_Tok]:
         if kind == "vlogic":
             toks.append(_Tok("name", value.strip(":").lower(), pos))
         elif kind != "ws":
-            toks.append(_Tok(kind, value, pos))
+            toks.append(_Tok(kind or "", value, pos))
         pos = m.end()
     toks.append(_Tok("end", "", len(text)))
     return _join_multiword(toks)
@@ -138,7 +139,7 @@ def _join_multiword(toks: list[_Tok]) -> list[_Tok]:
             for words, canon in candidates:
                 n = len(words)
                 if i + n <= n_toks and all(t.kind == "name" and t.text.upper() == w
-                                           for t, w in zip(toks[i + 1:i + n], words[1:])):
+                                           for t, w in zip(toks[i + 1:i + n], words[1:], strict=True)):
                     out.append(_Tok("name", canon, tok.pos))
                     i += n
                     break
@@ -223,18 +224,18 @@ class _Parser:
         return node
 
     def p_add(self) -> Node:
-        node = self.p_mul()
+        terms = [("+", self.p_mul())]
         while self.is_op("+", "-"):
             op = self.take().text
-            node = BinOp(op, node, self.p_mul())
-        return node
+            terms.append((op, self.p_mul()))
+        return _chain(terms, "+", "-")
 
     def p_mul(self) -> Node:
-        node = self.p_unary()
+        terms = [("*", self.p_unary())]
         while self.is_op("*", "/"):
             op = self.take().text
-            node = BinOp(op, node, self.p_unary())
-        return node
+            terms.append((op, self.p_unary()))
+        return _chain(terms, "*", "/")
 
     def p_unary(self) -> Node:
         if self.is_op("-", "+"):
@@ -279,7 +280,7 @@ class _Parser:
             raise self.error("equation ends too early")
         raise self.error(f"unexpected {tok.text!r}")
 
-    def p_call(self, name_tok: _Tok) -> Node:
+    def p_call(self, name_tok: _Tok) -> Call:
         self.expect("(")
         args: list[Node] = []
         if not self.is_op(")"):
@@ -349,7 +350,7 @@ class _Parser:
                 continue
             break
         self.expect(")")
-        if any(b < a for a, b in zip(xs, xs[1:])):
+        if any(b < a for a, b in pairwise(xs)):
             raise self.error("lookup x values must be increasing")
         return Table(tuple(xs), tuple(ys))
 
@@ -362,6 +363,38 @@ class _Parser:
         if tok.kind != "num":
             raise self.error("expected a number in the lookup table", tok)
         return sign * float(tok.text)
+
+
+# A chain of more operands than this is built as a balanced tree (depth log2 n), not left-nested
+# (depth n): a flat sum of 1 000 terms would otherwise exceed the recursion limits of the resolver
+# and the compiler. Shorter chains keep Vensim's left-to-right order, so their rounding is unchanged;
+# a longer one is summed pairwise (as numpy does), equal up to rounding.
+BALANCE_ABOVE = 64
+
+
+def _chain(terms: list[tuple[str, Node]], same: str, inverse: str) -> Node:
+    """Fold ``[(op, operand), ...]`` (the first op is ``same``) into BinOps."""
+    if len(terms) <= BALANCE_ABOVE:
+        node = terms[0][1]
+        for op, operand in terms[1:]:
+            node = BinOp(op, node, operand)
+        return node
+    return _balanced(terms, same, inverse)
+
+
+def _balanced(terms: list[tuple[str, Node]], same: str, inverse: str) -> Node:
+    # a0 op1 a1 ... = (left half) same/inverse (right half with its first op made `same`):
+    # a - b + c = a - (b - c), a / b * c = a / (b / c)
+    if len(terms) == 1:
+        return terms[0][1]
+    mid = len(terms) // 2
+    left = _balanced(terms[:mid], same, inverse)
+    right_terms = terms[mid:]
+    op = right_terms[0][0]
+    if op == inverse:
+        right_terms = [(inverse if o == same else same, t) for o, t in right_terms]
+    right_terms[0] = (same, right_terms[0][1])
+    return BinOp(op, left, _balanced(right_terms, same, inverse))
 
 
 def parse_expression(text: str) -> Node:
@@ -402,7 +435,7 @@ def _unparse(node: Node, ctx: int) -> str:
     if isinstance(node, Ref):
         return node.name if node.subs is None else f"{node.name}[{', '.join(node.subs)}]"
     if isinstance(node, Table):
-        pts = ", ".join(f"({_fmt_num(x)}, {_fmt_num(y)})" for x, y in zip(node.xs, node.ys))
+        pts = ", ".join(f"({_fmt_num(x)}, {_fmt_num(y)})" for x, y in zip(node.xs, node.ys, strict=True))
         return f"({pts})"
     if isinstance(node, Call):
         subs = f"[{', '.join(node.subs)}]" if node.subs else ""

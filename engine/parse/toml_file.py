@@ -14,7 +14,7 @@ def read_toml(path: str | Path, what: str = "file") -> dict:
     """
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a leading BOM (Windows editors) is accepted
     except FileNotFoundError:
         raise ModelError(Problem(str(path), None, f"{what} not found")) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -109,7 +109,7 @@ class Resolver:
                      f"the variable has dims {list(var.dims)}")
             return None
         region = []
-        for part, dim in zip(parts, var.dims):
+        for part, dim in zip(parts, var.dims, strict=True):
             elems = self.model.dim_elements(dim)
             if part == dim:
                 region.append(None)
@@ -126,18 +126,19 @@ class Resolver:
     def _check_coverage(self, var: Variable, rv: RVar) -> None:
         covered: set[tuple[int, ...]] = set()
         for p in rv.pieces:
-            axes = [range(s) if r is None else r for r, s in zip(p.region, rv.sizes)]
+            axes = [range(s) if r is None else r for r, s in zip(p.region, rv.sizes, strict=True)]
             covered.update(itertools.product(*axes))
         total = set(itertools.product(*[range(s) for s in rv.sizes]))
         missing = sorted(total - covered)
         if missing:
-            names = [",".join(self.model.dim_elements(d)[i] for d, i in zip(var.dims, idx)) for idx in missing[:5]]
+            names = [",".join(self.model.dim_elements(d)[i] for d, i in zip(var.dims, idx, strict=True))
+                     for idx in missing[:5]]
             self.bad(var.name, f"no equation for element(s) {names}", "add them or a 'default' equation")
 
     # -------------------------------------------------------------- stateful builtins
     def _new(self, host: RVar, piece: Piece, kind: str, tag: str) -> RVar:
         name = f"_{tag}_{host.name}_{next(self._counter)}"
-        sizes = tuple(s if r is None else len(r) for r, s in zip(piece.region, host.sizes))
+        sizes = tuple(s if r is None else len(r) for r, s in zip(piece.region, host.sizes, strict=True))
         rv = RVar(name, kind, host.dims, sizes, internal=True, host=host.name, context=piece.region)
         self.rvars[name] = rv
         return rv

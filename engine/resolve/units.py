@@ -27,16 +27,16 @@ class Unit:
     scale: float
     powers: tuple[tuple[str, int], ...]  # sorted symbol powers
 
-    def __mul__(self, other: "Unit") -> "Unit":
+    def __mul__(self, other: Unit) -> Unit:
         return _make(self.scale * other.scale, _combine(self.powers, other.powers, 1))
 
-    def __truediv__(self, other: "Unit") -> "Unit":
+    def __truediv__(self, other: Unit) -> Unit:
         return _make(self.scale / other.scale, _combine(self.powers, other.powers, -1))
 
-    def __pow__(self, n: int) -> "Unit":
+    def __pow__(self, n: int) -> Unit:
         return _make(self.scale ** n, tuple((s, p * n) for s, p in self.powers))
 
-    def same(self, other: "Unit") -> bool:
+    def same(self, other: Unit) -> bool:
         return self.powers == other.powers and math.isclose(self.scale, other.scale, rel_tol=1e-9)
 
     def __str__(self) -> str:
@@ -74,13 +74,16 @@ class UnitError(Exception):
     pass
 
 
+MAX_ALIAS_CHAIN = 100
+
+
 class UnitParser:
     """Parses unit text, expanding aliases declared in the model's [units] table."""
 
     def __init__(self, aliases: dict[str, str]) -> None:
         self.aliases = aliases
         self.cache: dict[str, Unit] = {}
-        self._depth = 0
+        self._chain: tuple[str, ...] = ()   # the aliases being expanded, outermost first
 
     def parse(self, text: str) -> Unit:
         text = text.strip()
@@ -145,17 +148,21 @@ class UnitParser:
             if val.lower() in _DIMENSIONLESS:
                 return DMNL
             if val in self.aliases:
-                if self._depth > 10:
-                    raise UnitError(f"unit alias {val!r} refers to itself")
-                self._depth += 1
+                # a loop is a name met again on the chain; a long chain without one is fine
+                # (the cap only keeps Python's recursion limit away)
+                if val in self._chain:
+                    loop = self._chain[self._chain.index(val):] + (val,)
+                    raise UnitError(f"unit alias {val!r} refers to itself: {' -> '.join(loop)}")
+                if len(self._chain) >= MAX_ALIAS_CHAIN:
+                    raise UnitError(f"unit alias chain {self._chain[0]!r} -> ... is longer than "
+                                    f"{MAX_ALIAS_CHAIN} aliases; define {val!r} more directly")
                 saved = (self._toks, self._i)
                 try:
                     sub = UnitParser(self.aliases)
-                    sub._depth = self._depth
+                    sub._chain = (*self._chain, val)
                     return sub.parse(self.aliases[val])
                 finally:
                     self._toks, self._i = saved
-                    self._depth -= 1
             sym = _TIME_PLURALS.get(val.lower(), val.lower() if val.isascii() else val)
             return Unit(1.0, ((sym, 1),))
         if kind == "op" and val == "(":
@@ -193,7 +200,8 @@ class _Checker:
             try:
                 self.units[name] = self.parser.parse(var.unit)
             except UnitError as exc:
-                self.problems.append(Problem(model.file, name, f"{exc}", "write e.g. '1e8 yuan/year', '1/year', 'dmnl'"))
+                self.problems.append(Problem(model.file, name, f"{exc}",
+                                             "write e.g. '1e8 yuan/year', '1/year', 'dmnl'"))
                 self.units[name] = UNKNOWN
 
     def run(self) -> None:
