@@ -217,10 +217,10 @@ def test_app_picks_constants_by_role():
     more = core.more_constants(bundle)
     assert more and {model.role(n) for n in more} <= {"lever", "uncertain"}
     assert "investment_switch" not in more and "birth_rate_multiplier" not in more
-    unc = core.uncertain_constants(bundle, set())
-    assert unc and {model.role(n) for n in unc} == {"uncertain"}
-    params = core.sample_params(bundle, {}, 20, seed=1)
-    assert set(params) <= set(unc) and not {n for n, _ in core.LEVERS} & set(params)
+    # the app's ensemble is the engine's: the shipped posterior's constants jointly, the rest from their priors
+    bands, _prob, kind = core.ensemble(bundle, {}, ["gdp_real"], n=20, seed=1)
+    assert kind == "posterior" and bands["gdp_real"].shape[0] == 5
+    assert np.all(np.diff(bands["gdp_real"], axis=0) >= 0)          # percentiles in order
 
 
 def test_app_drops_a_main_lever_marked_test(tmp_path):
@@ -233,7 +233,7 @@ def test_app_drops_a_main_lever_marked_test(tmp_path):
     assert head in text
     path = tmp_path / "demo_model.toml"
     path.write_text(text.replace(head, head + 'role = "test"\n'), encoding="utf-8")
-    bundle = core.Bundle(load_model(path), str(path), "test")
+    bundle = core.load_bundle(path)   # the demo has no [presentation]: model/linxiang.toml's lever groups
     names = [lv.name for lv in core.levers(bundle, ["rd_intensity_2025"])]
     assert "rd_intensity_2025" not in names and "rongyue_pace" in names
     assert "rd_intensity_2025" not in core.more_constants(bundle)
