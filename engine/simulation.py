@@ -199,7 +199,7 @@ class CompiledModel:
             n: int | None = None, method: str | None = None, dt: float | None = None,
             start: float | None = None, stop: float | None = None, saveper: float | None = None,
             variables: list[str] | tuple[str, ...] | None = None,
-            names: list[str] | None = None) -> Results:
+            names: list[str] | None = None, seed: int | None = None) -> Results:
         """Integrate a batch and return the saved values.
 
         params: constant name -> a number (all runs), or an array of N values (one a run),
@@ -209,7 +209,11 @@ class CompiledModel:
         n: batch size when no array fixes it (N copies of the same run).
         method: euler (default), rk2, rk4 or adaptive; dt/start/stop/saveper override [time].
         variables: names to save (default: every variable except lookups).
+        seed: the seed of the RANDOM functions' streams (default 0); run i of the batch draws the same
+            numbers whatever the batch size (engine/compile/random_streams.py).
         """
+        if "_streams" in self.code.globals:
+            self.code.globals["_streams"].seed = int(seed or 0)
         params = {self.identifier(k): v for k, v in (params or {}).items()}
         if scenarios:
             scenarios = {s: {self.identifier(k): v for k, v in o.items()} for s, o in scenarios.items()}

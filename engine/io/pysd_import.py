@@ -88,6 +88,9 @@ EXTENDED_CALLS = {
     "random_exponential": "RANDOM_EXPONENTIAL",
 }
 
+# Vensim's RANDOM family (engine/compile/random_streams.py), written as PySD names them.
+RANDOM_CALLS = {"RANDOM_0_1", "RANDOM_UNIFORM", "RANDOM_NORMAL", "RANDOM_EXPONENTIAL", "RANDOM_GAMMA",
+                "RANDOM_WEIBULL", "RANDOM_BETA", "RANDOM_POISSON", "RANDOM_TRIANGULAR"}
 
 # ----------------------------------------------------------------------------------------
 # names
@@ -246,7 +249,11 @@ def parse_abstract_model(path: str | Path):
             with _time_limit(PARSE_TIMEOUT_S, path):
                 if suffix == ".mdl":
                     from pysd.translators.vensim.vensim_file import VensimFile
+
+                    from .mdl_text import preprocess
                     vf = VensimFile(path)
+                    vf.model_text = preprocess(vf._read(None))   # what PySD's grammar lacks
+                    vf._split_sketch()
                     vf.parse()
                     return vf.get_abstract_model()
                 from pysd.translators.xmile.xmile_file import XmileFile
@@ -1528,6 +1535,10 @@ class Converter:
             if rk not in self.ranges:
                 raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
             return str(len(self.ranges[rk]))
+        if fk == "random_pink_noise":
+            return self._pink_noise(args, ctx)
+        if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
         if fk in EXTENDED_CALLS:
             if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
                 # along the last dimension, which Vensim maps by position (company -> scompany)
@@ -1538,6 +1549,19 @@ class Converter:
                     ctx.vector = False
             return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
         raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
+
+    def _pink_noise(self, args, ctx: _Ctx) -> str:
+        """RANDOM PINK NOISE(mean, sd, correlation time, seed): first-order smooth of white noise scaled
+        so the output keeps the standard deviation sd whatever TIME STEP is (Ed Anderson's pink noise
+        molecule, which Vensim's function implements), starting at a random value of the same spread."""
+        if len(args) not in (3, 4):
+            raise _error(self.path, f"RANDOM PINK NOISE takes 4 arguments (mean, standard deviation, "
+                         f"correlation time, seed), got {len(args)}", variable=ctx.var)
+        mean, sd, tc = (_atom(self.expr(a, ctx)) for a in args[:3])
+        seed = self.expr(args[3], ctx) if len(args) == 4 else "0"
+        white = f"RANDOM_NORMAL(-6, 6, 0, 1, {seed})"
+        scaled = f"{mean} + {sd} * SQRT((2 - TIME_STEP / {tc}) / (TIME_STEP / {tc})) * {white}"
+        return f"SMOOTHI({scaled}, {tc}, {mean} + {sd} * {white})"
 
     def _aggregate(self, fname, arg, ctx):
         from pysd.translators.structures import abstract_expressions as ae
