@@ -10,6 +10,7 @@ meaning:
   plain names, which the importer maps to the clock anyway;
 * macro definitions are moved in front of the model: PySD's section grammar reads a model
   part followed by two or more macros as one part (its ``.+(?=:MACRO:)`` is greedy);
+* ``SINTEG(rate, init, lo, hi, ...)`` becomes an INTEG whose rate keeps the stock within [lo, hi];
 * old-style lookups written as a plain list of points, ``x((0,1),(1,2))``, are given
   Vensim's range header ``x([(0,1)-(1,2)],(0,1),(1,2))``, which PySD's lookup grammar needs.
 """
@@ -61,26 +62,101 @@ def strip_comments(text: str) -> str:
     return text[:cut] + "|".join(entries)
 
 
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+_LOOKUP_HEAD = r"(^|\|)(\s*[^=~|\[\]()]+?(?:\[[^\]]*\])?\s*)"
+_PAIRS = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_PAIR}\s*,\s*)*{_PAIR})\s*\)(\s*~)", re.MULTILINE)
+_FLAT = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_NUM}\s*,\s*)+{_NUM})\s*\)(\s*~)", re.MULTILINE)
+
+
+def _lookup_text(head: str, xs: list[str], ys: list[str], tail: str) -> str:
+    fx, fy = [float(x) for x in xs], [float(y) for y in ys]
+    rng = f"[({min(fx):g},{min(fy):g})-({max(fx):g},{max(fy):g})]"
+    return f"{head}({rng},{','.join(f'({x},{y})' for x, y in zip(xs, ys))}){tail}"
+
+
 def _old_style_lookups(text: str) -> str:
-    """``name((x1,y1),(x2,y2),...)`` -> ``name([(xmin,ymin)-(xmax,ymax)],(x1,y1),...)``."""
-    num = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-    pair = rf"\(\s*({num})\s*,\s*({num})\s*\)"
-    pattern = re.compile(rf"(^|\|)(\s*[^=~|\[\]()]+?(?:\[[^\]]*\])?\s*)\(\s*((?:{pair}\s*,\s*)*{pair})\s*\)(\s*~)",
-                         re.MULTILINE)
+    """Lookups without Vensim's range header, which PySD's lookup grammar needs:
+    ``name((x1,y1),(x2,y2),...)`` and DYNAMO's flat ``name(x1,...,xn,y1,...,yn)`` (the x values
+    first, then the y values, as Vensim's dyn2ven writes them) become
+    ``name([(xmin,ymin)-(xmax,ymax)],(x1,y1),...)``."""
+    def pairs(m: re.Match) -> str:
+        pts = re.findall(_PAIR, m.group(3))
+        return _lookup_text(m.group(1) + m.group(2), [x for x, _ in pts], [y for _, y in pts], m.group(m.lastindex))
 
-    def fix(m: re.Match) -> str:
-        pts = re.findall(pair, m.group(3))
-        xs = [float(x) for x, _ in pts]
-        ys = [float(y) for _, y in pts]
-        rng = f"[({min(xs):g},{min(ys):g})-({max(xs):g},{max(ys):g})]"
-        return f"{m.group(1)}{m.group(2)}({rng},{m.group(3)}){m.group(m.lastindex)}"
+    def flat(m: re.Match) -> str:
+        nums = [v.strip() for v in m.group(3).split(",")]
+        if len(nums) % 2 or len(nums) < 4:
+            return m.group(0)
+        k = len(nums) // 2
+        xs = [float(v) for v in nums[:k]]
+        if any(b < a for a, b in zip(xs, xs[1:])):
+            return m.group(0)       # not x values then y values
+        return _lookup_text(m.group(1) + m.group(2), nums[:k], nums[k:], m.group(m.lastindex))
 
-    return pattern.sub(fix, text)
+    return _FLAT.sub(flat, _PAIRS.sub(pairs, text))
+
+
+def _split_args(text: str, start: int) -> tuple[list[str], int]:
+    """Arguments of the call whose '(' is at ``start``; returns (args, index after ')')."""
+    depth, args, cur = 0, [], start + 1
+    in_quote = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == '"':
+            in_quote = not in_quote
+        elif in_quote:
+            continue
+        elif c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+            if depth == 0:
+                args.append(text[cur:i])
+                return args, i + 1
+        elif c == "," and depth == 1:
+            args.append(text[cur:i])
+            cur = i + 1
+    raise ValueError("unbalanced parentheses")
+
+
+_SINTEG = re.compile(r"(^|\|)(\s*)([^=~|]+?)(\s*=\s*)SINTEG\s*(?=\()", re.IGNORECASE | re.MULTILINE)
+
+
+def _sinteg(text: str) -> str:
+    """``x = SINTEG(rate, init, lo, hi, :NA:, :NA:, :NA:)`` -> an INTEG whose rate is limited so that
+    x stays within [lo, hi] (:NA: = no bound).  Our reading of Vensim's bounded stock; the three
+    last arguments must be :NA: (anything else is left for PySD to refuse)."""
+    out, pos = [], 0
+    for m in _SINTEG.finditer(text):
+        try:
+            args, end = _split_args(text, m.end())
+        except ValueError:
+            continue
+        args = [a.strip() for a in args]
+        if len(args) < 2 or any(a.upper() != ":NA:" for a in args[4:]):
+            continue
+        name = re.sub(r"\[.*\]", "", m.group(3)).strip()
+        subs = re.search(r"\[.*\]", m.group(3))
+        ref = name + (subs.group(0) if subs else "")
+        rate = args[0]
+        lo = args[2] if len(args) > 2 else ":NA:"
+        hi = args[3] if len(args) > 3 else ":NA:"
+        if lo.upper() != ":NA:":
+            rate = f"MAX({rate}, (({lo}) - {ref}) / TIME STEP)"
+        if hi.upper() != ":NA:":
+            rate = f"MIN({rate}, (({hi}) - {ref}) / TIME STEP)"
+        out.append(text[pos:m.start()] + m.group(1) + m.group(2) + m.group(3) + m.group(4)
+                   + f"INTEG({rate}, {args[1]})")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def preprocess(text: str) -> str:
     """The model text (sketch included, untouched) rewritten for PySD's translator."""
     model, sep, sketch = text.partition(SKETCH_MARK)
+    model = re.sub(r"\\\r?\n[ \t]*", " ", model)   # line continuations (as PySD's own clean-up)
     model = strip_comments(model)
     model = _CLOCK_DOLLAR.sub(lambda m: m.group(1), model)
     macros = _MACRO.findall(model)
@@ -90,4 +166,6 @@ def preprocess(text: str) -> str:
         cut = head.end() if head else 0
         model = rest[:cut] + "\n" + "\n".join(macros) + "\n" + rest[cut:]
     model = _old_style_lookups(model)
+    if "SINTEG" in model.upper():
+        model = _sinteg(model)
     return model + sep + sketch

@@ -385,6 +385,7 @@ class Converter:
         self.original: dict[str, str] = {}      # identifier -> original display name
         self.element_original: dict[str, str] = {}
         self.macro_count = 0
+        self.macro_consts: dict[str, float] = {}   # macro parameter -> its constant argument
         self.flow_refs: set[str] = set()
 
     # ------------------------------------------------------------------ subscripts
@@ -1415,6 +1416,11 @@ class Converter:
     def _int_order(self, order, ctx, fname):
         if _is_number(order):
             return fmt_number(order)
+        if hasattr(order, "reference") and not getattr(order, "subscripts", None):
+            # a macro's parameter given a constant argument (DELAY N's order passed into a macro)
+            folded = self.macro_consts.get(ctx.ns.get(name_key(order.reference)))
+            if folded is not None:
+                return fmt_number(round(folded))
         try:
             v = self._const_eval(order, lambda k: self.time_values.get(k))
         except _NotConstant:
@@ -1535,6 +1541,15 @@ class Converter:
             if rk not in self.ranges:
                 raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
             return str(len(self.ranges[rk]))
+        if fk == "delay_material":
+            # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
+            # the output is the input of one delay time before, the initial value until then
+            if len(args) == 4 and not (_is_number(args[3]) and float(args[3]) == 0):
+                raise Unsupported("DELAY MATERIAL with a loss/extra argument other than 0")
+            if len(args) not in (3, 4):
+                raise Unsupported(f"DELAY MATERIAL with {len(args)} arguments")
+            return (f"DELAY_FIXED({self.expr(args[0], ctx)}, {self.expr(args[1], ctx)}, "
+                    f"{self.expr(args[2], ctx)})")
         if fk == "random_pink_noise":
             return self._pink_noise(args, ctx)
         if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
@@ -1613,8 +1628,9 @@ class Converter:
 
     def _macro_call(self, fk, args, ctx: _Ctx) -> str:
         sec = self.macros[fk]
-        if ctx.lhs or ctx.subst:
-            raise Unsupported(f"macro {sec.name} in a subscripted variable")
+        if ctx.lhs and not ctx.subst:
+            # a subscripted variable calls the macro element by element: one instance per element
+            raise _NeedExpand
         if len(args) != len(sec.params):
             raise _error(self.path, f"macro {sec.name} takes {len(sec.params)} arguments, "
                          f"got {len(args)}", variable=ctx.var)
@@ -1624,6 +1640,11 @@ class Converter:
         # parameters become auxiliaries holding the argument
         for p, a in zip(sec.params, args):
             pid = self.names.new(f"{base}_{p}")
+            if ctx.ns is self.ns:
+                try:
+                    self.macro_consts[pid] = self._const_eval(a, lambda k: self.time_values.get(k))
+                except (_NotConstant, TypeError, ZeroDivisionError, OverflowError):
+                    pass
             self.out["auxiliaries"][pid] = {"equation": self.expr(a, ctx),
                                            "label_en": f"{sec.name} argument {p}"}
             self.original[pid] = f"{sec.name}.{p}"
