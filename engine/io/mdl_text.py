@@ -49,6 +49,24 @@ def _strip_braces(eq: str) -> str:
     return "".join(out)
 
 
+_BARE_NAME = re.compile(r"^\s*([A-Za-z\"][^=:(){}|~*]*?)(\s*\[[^\]]*\])?\s*$", re.DOTALL)
+
+
+def _bare_data(text: str) -> str:
+    """An entry that is a name alone (``dummy data ~ Units ~ doc |``) is a data variable whose values
+    Vensim reads from a data file at run time: written ``name :=`` as PySD's grammar wants it (the
+    importer then reads it from the data files given, or says which variable needs one)."""
+    entries = text.split("|")
+    for k, entry in enumerate(entries):
+        eq, tilde, rest = entry.partition("~")
+        if not tilde or ":MACRO:" in eq or ":END OF MACRO:" in eq:
+            continue
+        m = _BARE_NAME.match(eq)
+        if m and rest.count("~") >= 1 and m.group(1).strip():
+            entries[k] = eq.rstrip() + " :=\n\t" + tilde + rest
+    return "|".join(entries)
+
+
 def strip_comments(text: str) -> str:
     """Remove ``{...}`` comments from the equations (the part of each entry before its first
     ``~``); the leading ``{UTF-8}`` marker and the documentation are kept."""
@@ -153,6 +171,68 @@ def _sinteg(text: str) -> str:
     return "".join(out)
 
 
+_MACRO_HEAD = re.compile(r":MACRO:\s*([^(]+?)\s*\(([^)]*)\)")
+
+
+def _macro_outputs(model: str, macros: list[str]) -> tuple[str, list[str]]:
+    """Macros with output arguments, ``M(a, b : o1, o2)``.  PySD reads neither the call nor the
+    outputs, so a call ``M(x, y : r2, mae)`` becomes ``M(x, y)`` and each output name ``r2`` a
+    variable ``r2 = M OUT R2(x, y)`` of a copy of the macro whose result is its R2.  The copies
+    compute what the first instance computes (macros are deterministic unless they draw RANDOM
+    numbers, which none with outputs in the published models does)."""
+    specs = {}
+    for text in macros:
+        m = _MACRO_HEAD.match(text)
+        if m and ":" in m.group(2):
+            params, outs = m.group(2).split(":", 1)
+            specs[m.group(1).strip()] = ([p.strip() for p in params.split(",")],
+                                         [o.strip() for o in outs.split(",") if o.strip()], text)
+    if not specs:
+        return model, macros
+    copies: dict[tuple[str, str], str] = {}
+    extra: list[str] = []
+    for name, (params, outs, body) in specs.items():
+        pat = re.compile(r"(?<![\w\s])\s*" + r"\s+".join(map(re.escape, name.split())) + r"\s*(?=\()", re.IGNORECASE)
+        pos, out = 0, []
+        for m in pat.finditer(model):
+            if m.start() < pos:
+                continue
+            try:
+                args, end = _split_args(model, m.end())
+            except ValueError:
+                continue
+            joined = ",".join(args)
+            if ":" not in joined:
+                continue
+            ins, outs_given = joined.split(":", 1)
+            out.append(model[pos:m.end()] + f"({ins})")
+            pos = end
+            for given, formal in zip((o.strip() for o in outs_given.split(",")), outs):
+                if not given:
+                    continue
+                copy = f"{name} OUT {formal}"
+                copies[(name, formal)] = copy
+                extra.append(f"{given} = {copy}({ins})\n\t~\t\n\t~\toutput {formal} of macro {name}\n\t|")
+        out.append(model[pos:])
+        model = "".join(out)
+    new_macros = []
+    for text in macros:
+        m = _MACRO_HEAD.match(text)
+        if m and m.group(1).strip() in specs:
+            name = m.group(1).strip()
+            params = specs[name][0]
+            text = f":MACRO: {name}({','.join(params)})" + text[m.end():]
+            for (mname, formal), copy in copies.items():
+                if mname != name:
+                    continue
+                body = text[m.end() - len(m.group(0)):]
+                body = f":MACRO: {copy}({','.join(params)})" + text[len(f':MACRO: {name}({",".join(params)})'):]
+                body = body.replace(":END OF MACRO:", f"{copy} = {formal}\n\t~\t\n\t~\t\n\t|\n:END OF MACRO:")
+                new_macros.append(body)
+        new_macros.append(text)
+    return model.rstrip() + ("\n\n" + "\n\n".join(extra) + "\n" if extra else ""), new_macros
+
+
 def preprocess(text: str) -> str:
     """The model text (sketch included, untouched) rewritten for PySD's translator."""
     model, sep, sketch = text.partition(SKETCH_MARK)
@@ -161,11 +241,12 @@ def preprocess(text: str) -> str:
     model = _CLOCK_DOLLAR.sub(lambda m: m.group(1), model)
     macros = _MACRO.findall(model)
     if macros:
-        rest = _MACRO.sub("\n", model)
+        rest, macros = _macro_outputs(_MACRO.sub("\n", model), macros)
         head = re.match(r"\s*\{[^{}\n]*\}", rest)
         cut = head.end() if head else 0
         model = rest[:cut] + "\n" + "\n".join(macros) + "\n" + rest[cut:]
     model = _old_style_lookups(model)
+    model = _bare_data(model)
     if "SINTEG" in model.upper():
         model = _sinteg(model)
     return model + sep + sketch

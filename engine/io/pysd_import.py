@@ -814,9 +814,13 @@ class Converter:
         if "AbstractData" in kind_names:
             return self._data(el, ident, dims, entry, ns)
         if any(isinstance(a, ae.IntegStructure) for a in asts):
-            if not all(isinstance(a, ae.IntegStructure) for a in asts):
-                raise _error(self.path, "some elements are stocks (INTEG) and some are not",
-                             variable=el.name)
+            if not all(isinstance(a, ae.IntegStructure) or _is_number(a) for a in asts):
+                raise _error(self.path, "some elements are stocks (INTEG) and some are equations",
+                             variable=el.name, hint="only numbers may stand beside INTEG elements")
+            # an element given as a number beside INTEG ones is a stock that does not move
+            for c in comps:
+                if _is_number(c.ast):
+                    c.ast = ae.IntegStructure(0, c.ast, False)
             return self._stock(el, ident, dims, entry, ns)
         if all(_is_number(a) or isinstance(a, np.ndarray) for a in asts):
             return self._constant(el, ident, dims, entry)
@@ -949,6 +953,7 @@ class Converter:
         a = c.ast
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
+        self._need_file(a.file, el, "GET LOOKUPS")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -957,7 +962,7 @@ class Converter:
                 ext.initialize()
                 data = ext.data
         except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': {exc}",
+            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': " + " ".join(str(exc).split()),
                          variable=el.name) from None
         xs = [float(v) for v in data.coords["lookup_dim"].values]
         vals = np.asarray(data.values, dtype=float)
@@ -1064,6 +1069,7 @@ class Converter:
                 return a
             coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                       for s in c.subscripts[0]}
+            self._need_file(a.file, el, "GET CONSTANTS")
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -1072,10 +1078,20 @@ class Converter:
                     ext.initialize()
                     data = ext.data
             except Exception as exc:  # noqa: BLE001
-                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': {exc}",
+                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': " + " ".join(str(exc).split()),
                              variable=el.name) from None
             return np.asarray(getattr(data, "values", data), dtype=float)
         return val
+
+    def _need_file(self, file, el, what: str) -> None:
+        """A clear error naming the variable and the file when a GET ... file is missing."""
+        f = str(file).strip().strip("'\"")
+        if f.startswith("?") or not f:
+            return   # Vensim's indirect file names (?name): PySD resolves or reports them
+        path = (self.path.parent / f)
+        if not path.exists():
+            raise _error(self.path, f"{what} reads '{f}', which is not in {self.path.parent}",
+                         variable=el.name, hint="put the data file next to the model (it is not shipped with it)")
 
     def _get_data_series(self, el, ident, c, mode):
         from pysd.py_backend.external import ExtData
@@ -1083,6 +1099,7 @@ class Converter:
         kw = getattr(c, "keyword", None)
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
+        self._need_file(a.file, el, "GET DATA")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -1091,7 +1108,7 @@ class Converter:
                 ext.initialize()
                 data = ext.data
         except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': {exc}",
+            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': " + " ".join(str(exc).split()),
                          variable=el.name) from None
         ts = [float(v) for v in data.coords["time"].values]
         vals = np.asarray(data.values, dtype=float)
