@@ -91,6 +91,9 @@ EXTENDED_CALLS = {
 # Vensim's RANDOM family (engine/compile/random_streams.py), written as PySD names them.
 RANDOM_CALLS = {"RANDOM_0_1", "RANDOM_UNIFORM", "RANDOM_NORMAL", "RANDOM_EXPONENTIAL", "RANDOM_GAMMA",
                 "RANDOM_WEIBULL", "RANDOM_BETA", "RANDOM_POISSON", "RANDOM_TRIANGULAR"}
+# Vensim's stateful functions as calls (XMILE written by Vensim): name -> argument counts.
+VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2), "smooth3i": (3, 3),
+                         "delay1": (2, 2), "delay1i": (3, 3), "delay3": (2, 2), "delay3i": (3, 3)}
 
 # ----------------------------------------------------------------------------------------
 # names
@@ -256,22 +259,26 @@ def parse_abstract_model(path: str | Path):
                     vf._split_sketch()
                     vf.parse()
                     return vf.get_abstract_model()
+                import tempfile
+
                 from pysd.translators.xmile.xmile_file import XmileFile
-                xf = XmileFile(path)
-                xf.parse()
-                return xf.get_abstract_model()
+
+                from .xmile_text import XmileProblem, prepare
+                try:
+                    text = prepare(path.read_bytes())
+                except XmileProblem as xp:
+                    raise _error(path, str(xp), hint=xp.hint or None) from None
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / path.name
+                    copy.write_bytes(text)
+                    xf = XmileFile(copy)
+                    xf.parse()
+                    return xf.get_abstract_model()
         except ModelError:
             raise
         except RecursionError:
             raise _error(path, "the expressions are nested too deeply to parse") from None
         except Exception as exc:  # noqa: BLE001 - every PySD failure becomes a clear error
-            if suffix != ".mdl":
-                import xml.parsers.expat as expat
-                try:
-                    expat.ParserCreate().Parse(path.read_bytes(), True)
-                except expat.ExpatError as xexc:
-                    raise _error(path, f"not well-formed XML: {xexc}",
-                                 hint="the file may be truncated or damaged") from None
             element = _failing_element(exc)
             message = _parse_error_message(exc)
             if element and "'???'" in message:
@@ -1558,6 +1565,14 @@ class Converter:
             if rk not in self.ranges:
                 raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
             return str(len(self.ranges[rk]))
+        if fk in VENSIM_STATEFUL_CALLS and ctx.ns is not None:
+            # Vensim's names in an XMILE file written by Vensim (PySD's XMILE reader leaves them as calls)
+            lo, hi = VENSIM_STATEFUL_CALLS[fk]
+            if not lo <= len(args) <= hi:
+                raise Unsupported(f"{fname.upper()} with {len(args)} arguments")
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
+        if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
+            return self.expr(args[0], ctx)
         if fk == "delay_material":
             # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
             # the output is the input of one delay time before, the initial value until then
