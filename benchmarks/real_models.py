@@ -86,9 +86,109 @@ def survey(code: str, names: list[str], timeout: int = 300) -> int:
     return ok
 
 
-if __name__ == "__main__":
+def _main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--compare":
+        compare(Path(args[1]), args[2:])
+        return
     use_pysd = "--pysd" in args
     args = [a for a in args if a != "--pysd"]
     n = survey(PYSD if use_pysd else OURS, args)
     print(f"{n} ran")
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison with PySD: python benchmarks/real_models.py --compare OUTDIR [NAME ...]
+
+OURS_CSV = """
+import sys, time
+from engine import load_model
+from engine.cli import original_column
+p, out = sys.argv[1], sys.argv[2]
+m = load_model(p)
+m.run()                                   # warm-up (first run builds the step function)
+t0 = time.perf_counter()
+r = m.run()
+t = time.perf_counter() - t0
+df = r.to_dataframe().droplevel(0)
+df = df.rename(columns=lambda c: original_column(m.model, c))
+df.to_csv(out)
+print(f"TIME {t:.4f}")
+"""
+
+PYSD_CSV = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+import pysd
+p, out = sys.argv[1], sys.argv[2]
+m = pysd.read_vensim(p) if p.lower().endswith('.mdl') else pysd.read_xmile(p)
+t0 = time.perf_counter()
+df = m.run()
+t = time.perf_counter() - t0
+df.to_csv(out)
+print(f"TIME {t:.4f}")
+"""
+
+
+def _key(s: str) -> str:
+    return " ".join(str(s).lower().replace("_", " ").replace('"', "").split())
+
+
+def compare_frames(ours, ref, rtol: float = 0.05, atol: float = 1e-5):
+    """(columns compared, columns within the PySD rule |a-b| <= atol + rtol|a|, max relative difference
+    over points where the reference is not near zero)."""
+    import numpy as np
+    mine = {_key(c): c for c in ours.columns}
+    times = [t for t in ref.index if t in set(ours.index)]
+    n = ok = 0
+    worst = 0.0
+    for c in ref.columns:
+        k = _key(c)
+        if k not in mine or k in ("time", "final time", "initial time", "time step", "saveper"):
+            continue
+        a = ours.loc[times, mine[k]].to_numpy(float)
+        b = ref.loc[times, c].to_numpy(float)
+        if a.shape != b.shape:
+            continue
+        n += 1
+        good = (np.abs(a - b) <= atol + rtol * np.abs(a)) | (np.isnan(a) & np.isnan(b))
+        ok += bool(good.all())
+        scale = np.nanmax(np.abs(b)) if np.isfinite(b).any() else 0.0
+        sel = np.abs(b) > 1e-6 * scale
+        if sel.any():
+            with np.errstate(all="ignore"):
+                rel = np.abs(a[sel] - b[sel]) / np.abs(b[sel])
+            if np.isfinite(rel).any():
+                worst = max(worst, float(np.nanmax(rel)))
+    return n, ok, worst
+
+
+def compare(outdir: Path, names: list[str], timeout: int = 900) -> None:
+    import pandas as pd
+    outdir.mkdir(parents=True, exist_ok=True)
+    for rel in MODELS:
+        if names and not any(n.lower() in rel.lower() for n in names):
+            continue
+        stem = Path(rel).stem.replace(" ", "_")
+        res = {}
+        for who, code in (("ours", OURS_CSV), ("pysd", PYSD_CSV)):
+            out = outdir / f"{stem}.{who}.csv"
+            try:
+                p = subprocess.run([sys.executable, "-c", code, str(ROOT / rel), str(out)], capture_output=True,
+                                   text=True, check=False, timeout=timeout)
+                line = [x for x in p.stdout.splitlines() if x.startswith("TIME ")]
+                err = [x for x in p.stderr.strip().splitlines() if x.strip()]
+                res[who] = float(line[0].split()[1]) if line else ("fails: " + (err[-1] if err else "?"))[:160]
+            except subprocess.TimeoutExpired:
+                res[who] = f"fails: over {timeout} s"
+        cmp = ""
+        if isinstance(res["ours"], float) and isinstance(res["pysd"], float):
+            a = pd.read_csv(outdir / f"{stem}.ours.csv", index_col=0)
+            b = pd.read_csv(outdir / f"{stem}.pysd.csv", index_col=0)
+            n, ok, worst = compare_frames(a, b)
+            cmp = f"{ok}/{n} columns within rtol 0.05; max rel diff {worst:.3g}"
+        print(f"{rel} | ours {res['ours']} | pysd {res['pysd']} | {cmp}", flush=True)
+
+
+if __name__ == "__main__":
+    _main()

@@ -297,6 +297,8 @@ class ExprCompiler:
             return self.vector_call(f, node, ctx)
         if f in random_streams.ARITY:
             return self.random_call(f, node, ctx)
+        if f == "VECTOR_ELM_MAP":
+            return self.vector_elm_map(node, ctx)
         args = [self.compile(a, ctx) for a in node.args]
         axes = self.union(*(a.axes for a in args))
         scalar = all(a.scalar for a in args)
@@ -327,6 +329,18 @@ class ExprCompiler:
         if f == "GET_TIME_VALUE":
             return CExpr(f"_rt.get_time_value(t, t0, {', '.join(codes)})", axes)
         raise DimensionError(f"function {node.func} cannot be compiled")
+
+    def vector_elm_map(self, node: Call, ctx: Ctx) -> CExpr:
+        """VECTOR_ELM_MAP(x[..., dim!], offset): x at 0-based position offset along dim (NaN outside)."""
+        x, off = (self.compile(a, ctx) for a in node.args)
+        red = [a for a in x.axes if a.endswith("!")]
+        if len(red) != 1 or any(a.endswith("!") for a in off.axes):
+            raise DimensionError("VECTOR ELM MAP needs its vector's dimension marked with '!' (x[dim!])")
+        keep = self.union(tuple(a for a in x.axes if a != red[0]), off.axes)
+        xa = self.align(CExpr(self.as_float(x), x.axes), keep + (red[0],), full=True)
+        oa = self.align(CExpr(self.as_float(off), off.axes), keep, full=True)
+        self.globals.setdefault("_vem", random_streams)
+        return CExpr(f"_vem.vector_elm_map({xa}, {oa})", keep)
 
     def random_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
         """A RANDOM function: one draw per element of the variable, per run and per time step

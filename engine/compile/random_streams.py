@@ -145,3 +145,18 @@ def draw(func: str, u: np.ndarray, *args) -> np.ndarray:
             dist = stats.triang((peak - lo_) / width, loc=lo_, scale=width)
             return _truncated(u, dist, np.maximum(m, lo_), np.minimum(x, hi_))
     raise ValueError(f"unknown random function {func}")
+
+
+def vector_elm_map(x: np.ndarray, offset) -> np.ndarray:
+    """Vensim's VECTOR ELM MAP: x (*keep, n, batch) read at positions offset (*keep, batch), 0-based,
+    rounded; NaN outside 0..n-1.  (Kept here with the other additions of issue 14 to the compiler.)"""
+    x = np.asarray(x, dtype=float)
+    off = np.asarray(offset, dtype=float)
+    n = x.shape[-2]
+    idx = np.rint(off)
+    bad = ~((idx >= 0) & (idx < n))
+    i = np.where(bad, 0, idx).astype(np.intp)[..., None, :]
+    shape = np.broadcast_shapes(x.shape[:-2] + (1,) + x.shape[-1:], i.shape)
+    out = np.take_along_axis(np.broadcast_to(x, shape[:-2] + (n,) + shape[-1:]),
+                             np.broadcast_to(i, shape), axis=-2)[..., 0, :]
+    return np.where(np.broadcast_to(bad, out.shape), np.nan, out)

@@ -67,6 +67,24 @@ def _bare_data(text: str) -> str:
     return "|".join(entries)
 
 
+_LIST_MAPPING = re.compile(r"(->\s*)\(\s*[^():]+:[^()]*\)\s*,?")
+
+
+def _list_mappings(text: str) -> str:
+    """Drop subscript mappings written as element lists, ``r: a, b -> (s: s1, s2)``: PySD adds the
+    listed names to the range's own elements (wrong elements, wrong sizes).  Without the mapping an
+    equation that needs it is reported, never computed with a wrong correspondence."""
+    entries = text.split("|")
+    for k, entry in enumerate(entries):
+        eq, tilde, rest = entry.partition("~")
+        if "->" in eq and "(" in eq and ":" in eq:
+            new = _LIST_MAPPING.sub(r"\1", eq)
+            new = re.sub(r"->\s*,?\s*$", "", new.rstrip())
+            new = re.sub(r",\s*$", "", new.rstrip())
+            entries[k] = new + "\n\t" + tilde + rest
+    return "|".join(entries)
+
+
 def strip_comments(text: str) -> str:
     """Remove ``{...}`` comments from the equations (the part of each entry before its first
     ``~``); the leading ``{UTF-8}`` marker and the documentation are kept."""
@@ -82,9 +100,9 @@ def strip_comments(text: str) -> str:
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
-_LOOKUP_HEAD = r"(^|\|)(\s*[^=~|\[\]()]+?(?:\[[^\]]*\])?\s*)"
-_PAIRS = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_PAIR}\s*,\s*)*{_PAIR})\s*\)(\s*~)", re.MULTILINE)
-_FLAT = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_NUM}\s*,\s*)+{_NUM})\s*\)(\s*~)", re.MULTILINE)
+_LOOKUP_HEAD = r"(\s*[^=~|\[\]()]+?(?:\[[^\]]*\])?\s*)"
+_PAIRS = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_PAIR}\s*,\s*)*{_PAIR})\s*\)(\s*)")
+_FLAT = re.compile(rf"{_LOOKUP_HEAD}\(\s*((?:{_NUM}\s*,\s*)+{_NUM})\s*\)(\s*)")
 
 
 def _lookup_text(head: str, xs: list[str], ys: list[str], tail: str) -> str:
@@ -93,26 +111,37 @@ def _lookup_text(head: str, xs: list[str], ys: list[str], tail: str) -> str:
     return f"{head}({rng},{','.join(f'({x},{y})' for x, y in zip(xs, ys))}){tail}"
 
 
-def _old_style_lookups(text: str) -> str:
-    """Lookups without Vensim's range header, which PySD's lookup grammar needs:
+def _old_style_lookup(eq: str) -> str:
+    """One equation: a lookup without Vensim's range header, which PySD's lookup grammar needs:
     ``name((x1,y1),(x2,y2),...)`` and DYNAMO's flat ``name(x1,...,xn,y1,...,yn)`` (the x values
     first, then the y values, as Vensim's dyn2ven writes them) become
     ``name([(xmin,ymin)-(xmax,ymax)],(x1,y1),...)``."""
-    def pairs(m: re.Match) -> str:
-        pts = re.findall(_PAIR, m.group(3))
-        return _lookup_text(m.group(1) + m.group(2), [x for x, _ in pts], [y for _, y in pts], m.group(m.lastindex))
-
-    def flat(m: re.Match) -> str:
-        nums = [v.strip() for v in m.group(3).split(",")]
+    m = _PAIRS.fullmatch(eq)
+    if m:
+        pts = re.findall(_PAIR, m.group(2))
+        return _lookup_text(m.group(1), [x for x, _ in pts], [y for _, y in pts], m.group(m.lastindex))
+    m = _FLAT.fullmatch(eq)
+    if m:
+        nums = [v.strip() for v in m.group(2).split(",")]
         if len(nums) % 2 or len(nums) < 4:
-            return m.group(0)
+            return eq
         k = len(nums) // 2
         xs = [float(v) for v in nums[:k]]
         if any(b < a for a, b in zip(xs, xs[1:])):
-            return m.group(0)       # not x values then y values
-        return _lookup_text(m.group(1) + m.group(2), nums[:k], nums[k:], m.group(m.lastindex))
+            return eq       # not x values then y values
+        return _lookup_text(m.group(1), nums[:k], nums[k:], m.group(m.lastindex))
+    return eq
 
-    return _FLAT.sub(flat, _PAIRS.sub(pairs, text))
+
+def _old_style_lookups(text: str) -> str:
+    entries = text.split("|")
+    for k, entry in enumerate(entries):
+        eq, tilde, rest = entry.partition("~")
+        if tilde and "(" in eq and "=" not in eq and ":" not in eq:
+            new = _old_style_lookup(eq)
+            if new is not eq:
+                entries[k] = new + tilde + rest
+    return "|".join(entries)
 
 
 def _split_args(text: str, start: int) -> tuple[list[str], int]:
@@ -247,6 +276,7 @@ def preprocess(text: str) -> str:
         model = rest[:cut] + "\n" + "\n".join(macros) + "\n" + rest[cut:]
     model = _old_style_lookups(model)
     model = _bare_data(model)
+    model = _list_mappings(model)
     if "SINTEG" in model.upper():
         model = _sinteg(model)
     return model + sep + sketch

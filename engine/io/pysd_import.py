@@ -16,6 +16,7 @@ the variable; nothing is dropped silently.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -1573,6 +1574,8 @@ class Converter:
             return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
         if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
             return self.expr(args[0], ctx)
+        if fk == "vector_elm_map":
+            return self._vector_elm_map(args, ctx)
         if fk == "delay_material":
             # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
             # the output is the input of one delay time before, the initial value until then
@@ -1597,6 +1600,28 @@ class Converter:
             return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
         raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
 
+    def _vector_elm_map(self, args, ctx: _Ctx) -> str:
+        """VECTOR ELM MAP(x[..., e0], offset): x at the element offset places after e0 along e0's
+        dimension; written VECTOR_ELM_MAP(x[..., dim!], offset + position of e0)."""
+        from pysd.translators.structures import abstract_expressions as ae
+        vec, off = args
+        el = self.elements_by_key.get(name_key(getattr(vec, "reference", ""))) if ctx.ns is self.ns else None
+        if el is None or not getattr(vec, "subscripts", None):
+            raise Unsupported("VECTOR ELM MAP", "its first argument must be a subscripted variable of the model")
+        dims = self._dims(el)
+        subs = [str(x).strip() for x in vec.subscripts.subscripts]
+        at = [i for i, x in enumerate(subs) if name_key(x) in self.elements and name_key(x) not in self.ranges]
+        if not at or len(dims) != len(subs):
+            raise Unsupported("VECTOR ELM MAP", "its first argument must name the starting element (x[dim, e0])")
+        i = at[-1]
+        start = self.ranges[dims[i]].index(name_key(subs[i])) if name_key(subs[i]) in self.ranges[dims[i]] else None
+        if start is None:
+            raise Unsupported("VECTOR ELM MAP", f"'{subs[i]}' is not an element of {self.range_name[dims[i]]}")
+        subs[i] = self.range_name[dims[i]] + "!"
+        x = self.expr(ae.ReferenceStructure(vec.reference, ae.SubscriptsReferenceStructure(subs)), ctx)
+        o = _atom(self.expr(off, ctx))
+        return f"VECTOR_ELM_MAP({x}, {o} + {start})" if start else f"VECTOR_ELM_MAP({x}, {o})"
+
     def _pink_noise(self, args, ctx: _Ctx) -> str:
         """RANDOM PINK NOISE(mean, sd, correlation time, seed): first-order smooth of white noise scaled
         so the output keeps the standard deviation sd whatever TIME STEP is (Ed Anderson's pink noise
@@ -1610,8 +1635,62 @@ class Converter:
         scaled = f"{mean} + {sd} * SQRT((2 - TIME_STEP / {tc}) / (TIME_STEP / {tc})) * {white}"
         return f"SMOOTHI({scaled}, {tc}, {mean} + {sd} * {white})"
 
+    def _banged_lookup_ranges(self, ast) -> list[str]:
+        """Ranges marked '!' in the subscripts of a subscripted lookup called inside ast."""
+        from pysd.translators.structures import abstract_expressions as ae
+        found: list[str] = []
+
+        def walk(node):
+            if isinstance(node, ae.CallStructure):
+                f = node.function
+                if isinstance(f, ae.ReferenceStructure) and name_key(f.reference) in self.sublookups \
+                        and f.subscripts:
+                    for x in f.subscripts.subscripts:
+                        k = name_key(str(x).strip().rstrip("!"))
+                        if str(x).strip().endswith("!") and k in self.ranges and k not in found:
+                            found.append(k)
+            if dataclasses.is_dataclass(node):
+                for fld in dataclasses.fields(node):
+                    walk(getattr(node, fld.name))
+            elif isinstance(node, (list, tuple)):
+                for x in node:
+                    walk(x)
+        walk(ast)
+        return found
+
+    def _unbang(self, node, ranges: set[str]):
+        """ast with the '!' of the given ranges removed from every subscript."""
+        from pysd.translators.structures import abstract_expressions as ae
+        if isinstance(node, ae.SubscriptsReferenceStructure):
+            return ae.SubscriptsReferenceStructure(
+                [str(x).strip().rstrip("!") if name_key(str(x).strip().rstrip("!")) in ranges else x
+                 for x in node.subscripts])
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            return dataclasses.replace(node, **{f.name: self._unbang(getattr(node, f.name), ranges)
+                                                for f in dataclasses.fields(node) if f.init})
+        if isinstance(node, list):
+            return [self._unbang(x, ranges) for x in node]
+        if isinstance(node, tuple):
+            return tuple(self._unbang(x, ranges) for x in node)
+        return node
+
     def _aggregate(self, fname, arg, ctx):
         from pysd.translators.structures import abstract_expressions as ae
+        banged = self._banged_lookup_ranges(arg)
+        if banged:
+            # SUM(table[r!](x)): one call of the element's table per element of r, combined
+            plain = self._unbang(arg, set(banged))
+            terms = []
+            for combo in itertools.product(*(self.ranges[k] for k in banged)):
+                sub_ctx = _Ctx(ctx.var, ctx.ns, subst={**ctx.subst, **dict(zip(banged, combo))},
+                               lhs=ctx.lhs, prefix=ctx.prefix)
+                terms.append(_atom(self.expr(plain, sub_ctx)))
+            if fname in ("SUM", "PROD"):
+                return "(" + (" + " if fname == "SUM" else " * ").join(terms) + ")"
+            out = terms[0]
+            for t in terms[1:]:
+                out = f"{'MAX' if fname == 'VMAX' else 'MIN'}({out}, {t})"
+            return out
         if isinstance(arg, ae.ReferenceStructure) and not arg.subscripts and ctx.ns is self.ns:
             el = self.elements_by_key.get(name_key(arg.reference))
             if el is not None and el.components and el.components[0].subscripts[0]:
@@ -1633,6 +1712,48 @@ class Converter:
                 arg = ae.ReferenceStructure(arg.reference, ae.SubscriptsReferenceStructure(subs))
         return f"{fname}({self.expr(arg, ctx)})"
 
+    def _banged_lookup(self, fk, ast, subs, arg: str, ctx) -> str:
+        """``table[r!](x)`` outside SUM (VECTOR SELECT, ...): a helper variable over r holding each
+        element's table at x, referenced as ``helper[r!]``.  x must not vary over dimensions."""
+        info = self.sublookups[fk]
+        name = ast.function.reference
+        if "[" in arg:
+            raise _error(self.path, f"lookup '{name}' is called over a dimension ({', '.join(map(str, subs))}) "
+                         f"with a subscripted argument: write the sum or selection element by element",
+                         variable=ctx.var)
+        banged, fixed = [], []
+        for i, x in enumerate(subs):
+            k = name_key(str(x).strip().rstrip("!"))
+            if str(x).strip().endswith("!") and k in self.ranges:
+                banged.append(k)
+                fixed.append(None)
+            elif k in self.elements and k not in self.ranges:
+                fixed.append(k)
+            elif k in ctx.subst:
+                fixed.append(ctx.subst[k])
+            else:
+                raise _error(self.path, f"lookup '{name}' called with subscripts {list(map(str, subs))}: "
+                             f"mix ranges marked '!' with single elements only", variable=ctx.var)
+        cache = self.__dict__.setdefault("_banged_helpers", {})
+        key = (fk, arg, tuple(fixed), tuple(banged))
+        if key not in cache:
+            helper = self.names.new(f"{name} at")
+            eqs = {}
+            for combo in itertools.product(*(self.ranges[k] for k in banged)):
+                it = iter(combo)
+                full = tuple(f if f is not None else next(it) for f in fixed)
+                table = info["tables"].get(full)
+                if table is None:
+                    raise _error(self.path, f"lookup '{name}' has no table for "
+                                 f"[{', '.join(self._orig_elem(e) for e in full)}]", variable=ctx.var)
+                eqs[",".join(self.elements[e] for e in combo)] = f"{table}({arg})"
+            self.out["auxiliaries"][helper] = {
+                "dims": [self.range_ident[k] for k in banged], "equations": eqs,
+                "label_en": f"{display_name(name)} at ({arg})"}
+            self.original[helper] = f"{display_name(name)} at ({arg})"
+            cache[key] = helper
+        return f"{cache[key]}[{', '.join(self.range_ident[k] + '!' for k in banged)}]"
+
     def _lookup_call(self, fk, ast, ctx):
         if len(ast.arguments) != 1:
             raise Unsupported(f"lookup '{ast.function.reference}' called with {len(ast.arguments)} arguments")
@@ -1641,6 +1762,8 @@ class Converter:
             return f"{self.ns[fk]}({arg})"
         info = self.sublookups[fk]
         subs = ast.function.subscripts.subscripts if ast.function.subscripts else None
+        if subs and any(str(x).strip().endswith("!") for x in subs):
+            return self._banged_lookup(fk, ast, subs, arg, ctx)
         combo = []
         for i, d in enumerate(info["dims"]):
             s = name_key(subs[i]) if subs else d

@@ -40,6 +40,7 @@ STATELESS: dict[str, tuple[int, int]] = {
     "VECTOR_SORT_ORDER": (2, 2),
     "VECTOR_REORDER": (2, 2),
     "VECTOR_RANK": (2, 2),
+    "VECTOR_ELM_MAP": (2, 2),
     "ALLOCATE_BY_PRIORITY": (5, 5),
     "ALLOCATE_AVAILABLE": (3, 3),
     # Vensim's RANDOM family (engine/compile/random_streams.py); the seed argument may be left out
