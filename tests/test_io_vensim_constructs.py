@@ -143,3 +143,160 @@ x = RANDOM MARKOV(1, 2)
 """
     with pytest.raises(ModelError, match="x.*RANDOM MARKOV"):
         load_model(mdl(tmp_path, body))
+
+
+def test_saveper_not_a_multiple_of_time_step_runs(tmp_path):
+    body = """
+x = INTEG(1, 0)
+\t~\tunits
+\t~\t|
+"""
+    m = load_model(mdl(tmp_path, body, stop=3, dt=0.25, saveper=0.3))
+    r = m.run()
+    assert list(r.times) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0]
+
+
+def test_delay_material_sinteg_and_dynamo_lookups(tmp_path):
+    body = """
+input = STEP(10, 2)
+\t~\tunits
+\t~\t|
+
+piped = DELAY MATERIAL(input, 3, 1, 0)
+\t~\tunits
+\t~\t|
+
+bounded = SINTEG(5, 0.5, 0, 4, :NA:, :NA:, :NA:)
+\t~\tunits
+\t~\t|
+
+flat(0,1,2,0,10,40)
+\t~\tunits
+\t~\t|
+
+pairs((0,0),(1,10),(2,40))
+\t~\tunits
+\t~\t|
+
+looked = flat(1.5) + pairs(0.5)
+\t~\tunits
+\t~\t|
+"""
+    r = load_model(mdl(tmp_path, body, stop=10, dt=1)).run()
+    np.testing.assert_allclose(r["piped"][0], [1, 1, 1, 0, 0, 10, 10, 10, 10, 10, 10])  # init, then input 3 back
+    b = r["bounded"][0]
+    assert b[0] == 0.5 and b.max() == 4 and b[-1] == 4          # the rate stops at the upper bound
+    np.testing.assert_allclose(r["looked"][0], 25 + 5)
+
+
+def test_sum_and_vector_select_over_a_subscripted_lookup_and_vector_elm_map(tmp_path):
+    body = """
+reg: r1, r2, r3
+\t~\t
+\t~\t|
+
+tab[r1]([(0,0)-(10,10)],(0,0),(10,10))
+\t~\tunits
+\t~\t|
+
+tab[r2]([(0,0)-(10,20)],(0,0),(10,20))
+\t~\tunits
+\t~\t|
+
+tab[r3]([(0,0)-(10,30)],(0,0),(10,30))
+\t~\tunits
+\t~\t|
+
+total = SUM(tab[reg!](Time))
+\t~\tunits
+\t~\t|
+
+vals[reg] = 10, 20, 30
+\t~\tunits
+\t~\t|
+
+order[reg] = 2, 0, 1
+\t~\tunits
+\t~\t|
+
+mapped[reg] = VECTOR ELM MAP(vals[r1], order[reg])
+\t~\tunits
+\t~\t|
+"""
+    r = load_model(mdl(tmp_path, body, stop=4, dt=1)).run()
+    np.testing.assert_allclose(r["total"][0], 6 * np.arange(5.0))
+    np.testing.assert_allclose(r["mapped"][0, 0], [30, 10, 20])
+
+
+def test_output_arguments_of_a_macro(tmp_path):
+    body = """
+:MACRO: STATS(a, b : diff, both)
+STATS = a + b
+\t~\ta
+\t~\t|
+
+diff = a - b
+\t~\ta
+\t~\t|
+
+both = a * b
+\t~\ta
+\t~\t|
+
+:END OF MACRO:
+s = STATS(Time, 2 : d out, p out)
+\t~\tunits
+\t~\t|
+"""
+    r = load_model(mdl(tmp_path, body, stop=3, dt=1)).run()
+    t = np.arange(4.0)
+    np.testing.assert_allclose(r["s"][0], t + 2)
+    np.testing.assert_allclose(r["d_out"][0], t - 2)
+    np.testing.assert_allclose(r["p_out"][0], 2 * t)
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    bare = """
+dummy data
+\t~\tUnits
+\t~\tReplace with actual data.
+\t|
+
+y = dummy data * 2
+\t~\tunits
+\t~\t|
+"""
+    with pytest.raises(ModelError, match="dummy data.*DATA variable"):
+        load_model(mdl(tmp_path, bare))
+    xls = """
+series := GET XLS DATA('missing.xlsx', 'sheet', '1', 'B2')
+\t~\tunits
+\t~\t|
+"""
+    with pytest.raises(ModelError, match="series.*'missing.xlsx', which is not in"):
+        load_model(mdl(tmp_path, xls, name="x.mdl"))
+
+
+@pytest.mark.parametrize("text, why", [
+    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><header/>'
+     '<sim_specs><start>0</start><stop>1</stop><dt>1</dt></sim_specs></xmile>', "no <model>"),
+    ('<xmile xmlns="http://www.systemdynamics.org/XMILE" version="1.0"><model><variables>'
+     '<aux name="a"><eqn>1</eqn></aux></variables></model></xmile>', "legacy XMILE"),
+    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model><variables>'
+     '<aux name="a"><eqn>1</eqn>', "not well-formed"),
+    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model>'
+     '<variables/></model></xmile>', "no variables"),
+])
+def test_empty_legacy_or_truncated_xmile_is_an_error(tmp_path, text, why):
+    p = tmp_path / "m.xmile"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ModelError, match=why):
+        load_model(p)
+
+
+def test_conformance_matches_times_at_vensims_printed_precision():
+    from engine.io.conformance import MODEL_SUFFIXES, _indices
+    ours = np.arange(0, 20.0001, 0.03125)
+    assert _indices(ours, np.array([10.0312, 10.0625, 0.03125])) == [321, 322, 1]
+    assert _indices(ours, np.array([10.04])) == [-1]
+    assert ".stmx" in MODEL_SUFFIXES

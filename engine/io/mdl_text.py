@@ -61,7 +61,7 @@ def _bare_data(text: str) -> str:
         eq, tilde, rest = entry.partition("~")
         if not tilde or ":MACRO:" in eq or ":END OF MACRO:" in eq:
             continue
-        m = _BARE_NAME.match(eq)
+        m = _BARE_NAME.match(re.sub(r"^\s*\{[^{}]*\}", "", eq) if k == 0 else eq)
         if m and rest.count("~") >= 1 and m.group(1).strip():
             entries[k] = eq.rstrip() + " :=\n\t" + tilde + rest
     return "|".join(entries)

@@ -646,6 +646,16 @@ class Converter:
             raise _error(self.path, "TIME STEP must be positive", variable="TIME STEP")
         if "stop" in nums and "start" in nums and nums["stop"] < nums["start"]:
             raise _error(self.path, "FINAL TIME is before INITIAL TIME", variable="FINAL TIME")
+        if "saveper" in nums and "dt" in nums:
+            steps = nums["saveper"] / nums["dt"]
+            if abs(steps - round(steps)) > 1e-6 or steps < 1 - 1e-9:
+                # Vensim runs a SAVEPER that is not a whole number of steps; we save every n steps,
+                # n = SAVEPER / TIME STEP rounded (at least 1), and say so in the model
+                n = max(1, round(steps))
+                v = n * nums["dt"]
+                t["saveper"] = int(v) if float(v).is_integer() else float(v)
+                self.out["model"]["note_saveper"] = (f"SAVEPER {_num(nums['saveper'])} is not a whole number of "
+                                                     f"TIME STEP {_num(nums['dt'])}: saved every {n} step(s)")
         if unit:
             t["unit"] = unit
         t["method"] = "euler"
