@@ -49,16 +49,54 @@ def _strip_braces(eq: str) -> str:
     return "".join(out)
 
 
-_BARE_NAME = re.compile(r"^\s*([A-Za-z\"][^=:(){}|~*]*?)(\s*\[[^\]]*\])?\s*$", re.DOTALL)
+def split_entries(text: str) -> list[str]:
+    """The text cut at each entry's closing '|' ("|".join gives it back): a '|' or '~' inside a
+    quoted name ("Aux with $peC!@| characters") belongs to the name; in units and documentation
+    (after an entry's first '~') quotes are not tracked (documentation may hold a lone '"')."""
+    out, start, in_quote, in_eq = [], 0, False, True
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if in_eq and c == '"':
+            in_quote = not in_quote
+        elif in_eq and in_quote and c == "\\":
+            i += 1
+        elif not in_quote and c == "~":
+            in_eq = False
+        elif not in_quote and c == "|":
+            out.append(text[start:i])
+            start, in_eq = i + 1, True
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+def split_equation(entry: str) -> tuple[str, str, str]:
+    """(equation, '~', the rest) at the entry's first '~' outside quotes; (entry, '', '') without one."""
+    in_quote = False
+    i = 0
+    while i < len(entry):
+        c = entry[i]
+        if c == '"':
+            in_quote = not in_quote
+        elif in_quote and c == "\\":
+            i += 1
+        elif c == "~" and not in_quote:
+            return entry[:i], "~", entry[i + 1:]
+        i += 1
+    return entry, "", ""
+
+
+_BARE_NAME = re.compile(r"^\s*([A-Za-z][^=:(){}|~*<>!,;\"]*?|\"[^\"]*\")(\s*\[[^\]]*\])?\s*$", re.DOTALL)
 
 
 def _bare_data(text: str) -> str:
     """An entry that is a name alone (``dummy data ~ Units ~ doc |``) is a data variable whose values
     Vensim reads from a data file at run time: written ``name :=`` as PySD's grammar wants it (the
     importer then reads it from the data files given, or says which variable needs one)."""
-    entries = text.split("|")
+    entries = split_entries(text)
     for k, entry in enumerate(entries):
-        eq, tilde, rest = entry.partition("~")
+        eq, tilde, rest = split_equation(entry)
         if not tilde or ":MACRO:" in eq or ":END OF MACRO:" in eq:
             continue
         m = _BARE_NAME.match(re.sub(r"^\s*\{[^{}]*\}", "", eq) if k == 0 else eq)
@@ -74,9 +112,9 @@ def _list_mappings(text: str) -> str:
     """Drop subscript mappings written as element lists, ``r: a, b -> (s: s1, s2)``: PySD adds the
     listed names to the range's own elements (wrong elements, wrong sizes).  Without the mapping an
     equation that needs it is reported, never computed with a wrong correspondence."""
-    entries = text.split("|")
+    entries = split_entries(text)
     for k, entry in enumerate(entries):
-        eq, tilde, rest = entry.partition("~")
+        eq, tilde, rest = split_equation(entry)
         if "->" in eq and "(" in eq and ":" in eq:
             new = _LIST_MAPPING.sub(r"\1", eq)
             new = re.sub(r"->\s*,?\s*$", "", new.rstrip())
@@ -90,9 +128,9 @@ def strip_comments(text: str) -> str:
     ``~``); the leading ``{UTF-8}`` marker and the documentation are kept."""
     head = re.match(r"\s*\{[^{}\n]*\}", text)
     cut = head.end() if head else 0
-    entries = text[cut:].split("|")
+    entries = split_entries(text[cut:])
     for k, entry in enumerate(entries):
-        eq, tilde, rest = entry.partition("~")
+        eq, tilde, rest = split_equation(entry)
         if "{" in eq:
             entries[k] = _strip_braces(eq) + tilde + rest
     return text[:cut] + "|".join(entries)
@@ -134,9 +172,9 @@ def _old_style_lookup(eq: str) -> str:
 
 
 def _old_style_lookups(text: str) -> str:
-    entries = text.split("|")
+    entries = split_entries(text)
     for k, entry in enumerate(entries):
-        eq, tilde, rest = entry.partition("~")
+        eq, tilde, rest = split_equation(entry)
         if tilde and "(" in eq and "=" not in eq and ":" not in eq:
             new = _old_style_lookup(eq)
             if new is not eq:

@@ -5,8 +5,9 @@
   setting written ``TIME_STEP=10`` is the number;
 * a graphical function written as an ``<aux>`` holding only a ``<gf>`` (no ``<eqn>``) becomes
   the standalone ``<gf name=...>`` the standard defines (PySD fails on it with IndexError);
-* a file that would import as an empty model is an error saying why: legacy (pre-standard)
-  XMILE namespace, no ``<model>``, no variables, or several models (Stella modules).
+* a file that would import as an empty model is an error saying why: damaged XML, no ``<model>``,
+  no variables, or several models (Stella modules); the message names a legacy (pre-standard)
+  namespace when the file has one.
 """
 from __future__ import annotations
 
@@ -28,42 +29,71 @@ class XmileProblem(ValueError):
 
 
 def _parse(data: bytes):
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-    return etree.fromstring(data, parser)
+    """(root or None, the first error that is not an undeclared namespace prefix, or '').  Stella's
+    files use prefixes such as isee: without declaring them; PySD's reader accepts that."""
+    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        return None, str(exc)
+    errors = [e for e in parser.error_log if e.level_name not in ("WARNING", "NONE")
+              and "Namespace prefix" not in e.message and "NAMESPACE" not in e.type_name
+              and "xmlns" not in e.message]
+    if errors:
+        e = errors[0]
+        return root, f"{e.message.strip()}, line {e.line}, column {e.column}"
+    return root, "" if root is not None else "no XML element"
 
 
 def prepare(data: bytes) -> bytes:
     """The XMILE text PySD should read; XmileProblem if the file holds no model we can run."""
-    try:
-        root = _parse(data)
-    except etree.XMLSyntaxError as exc:
+    root, err = _parse(data)
+    if err:
         fixed = _BARE_AMP.sub(b"&amp;", data)
-        try:
-            root = _parse(fixed)
-        except etree.XMLSyntaxError:
-            raise XmileProblem(f"not well-formed XML: {exc}", "the file may be truncated or damaged") from None
+        root, err2 = _parse(fixed)
+        if err2:
+            raise XmileProblem(f"not well-formed XML: {err}", "the file may be truncated or damaged")
         data = fixed
     ns = etree.QName(root).namespace or ""
-    if ns == LEGACY_NS or ns.startswith("http://www.systemdynamics.org/XMILE"):
-        raise XmileProblem(f"legacy XMILE (namespace {ns}), written before the XMILE 1.0 standard",
-                           "save the model again from Stella or Vensim as XMILE 1.0")
-    if ns != XMILE_NS:
-        raise XmileProblem(f"not an XMILE 1.0 file (root <{etree.QName(root).localname}> in namespace "
-                           f"'{ns or 'none'}', expected {XMILE_NS})")
-    q = {"x": XMILE_NS}
-    models = root.findall("x:model", q)
+    legacy = ns.startswith("http://www.systemdynamics.org/XMILE")
+    if etree.QName(root).localname.lower() != "xmile":
+        raise XmileProblem(f"not an XMILE file (its root element is <{etree.QName(root).localname}>, "
+                           f"not <xmile>)")
+    why = (f" (legacy XMILE namespace {ns}, written before the XMILE 1.0 standard)" if legacy else "")
+    q = {"x": ns} if ns else None
+    if q is None:   # no namespace at all: plain tag names
+        root = etree.fromstring(etree.tostring(root))
+        ns, q = "", {}
+        for el in root.iter():
+            if isinstance(el.tag, str) and "}" in el.tag:
+                el.tag = el.tag.split("}", 1)[1]
+        models = root.findall("model")
+        variables = models[0].find("variables") if models else None
+        if not models or variables is None or not len(variables):
+            raise XmileProblem("the file has no <model> with variables", "the file may be truncated or damaged")
+        return data
+    models = [m for m in root.findall("x:model", q) if m.find("x:variables", q) is not None] \
+        or root.findall("x:model", q)
     if not models:
-        raise XmileProblem("the file has no <model>: it holds no equations (only a header and time specs)",
+        raise XmileProblem("the file has no <model>: it holds no equations (only a header and time specs)" + why,
                            "export the model again; the tool that wrote the file lost its equations")
     named = [m for m in models if m.get("name")]
-    if named:
+    if len(models) > 1 and named:
         raise XmileProblem(f"the file has {len(models)} models, {len(named)} of them modules "
                            f"({', '.join(m.get('name') for m in named[:4])}): XMILE modules are not supported",
                            "flatten the modules into one model in Stella first")
     variables = models[0].find("x:variables", q)
-    if variables is None or not len(variables):
-        raise XmileProblem("the <model> has no variables", "the file may be truncated or damaged")
     changed = False
+    kinds = {"aux", "stock", "flow", "gf", "group", "module"}
+    loose = [el for el in models[0] if isinstance(el.tag, str) and etree.QName(el).localname in kinds]
+    if variables is None and loose:
+        # legacy XMILE keeps the variables directly in <model>: put them in <variables>
+        variables = etree.SubElement(models[0], f"{{{ns}}}variables")
+        for el in loose:
+            variables.append(el)
+        changed = True
+    if variables is None or not len(variables):
+        raise XmileProblem("the <model> has no variables" + why, "the file may be truncated or damaged")
     for stock in variables.findall("x:stock", q):
         for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
             # a flow's name written with spaces (Vensim's export): XMILE names use underscores
@@ -82,7 +112,7 @@ def prepare(data: bytes) -> bytes:
         if gf is None or aux.find("x:eqn", q) is not None or aux.find("x:element", q) is not None:
             continue
         # a lookup on its own: <gf name="..."> with the points inside
-        aux.tag = f"{{{XMILE_NS}}}gf"
+        aux.tag = f"{{{ns}}}gf"
         for child in list(gf):
             aux.append(child)
         for k, v in gf.attrib.items():
