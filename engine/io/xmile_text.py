@@ -39,8 +39,13 @@ def _parse(data: bytes):
     errors = [e for e in parser.error_log if e.level_name not in ("WARNING", "NONE")
               and "Namespace prefix" not in e.message and "NAMESPACE" not in e.type_name
               and "xmlns" not in e.message]
-    if errors:
-        e = errors[0]
+    # a truncated file is an error; a mismatched closing tag inside a complete file is repaired
+    # as PySD's reader (lxml recovering) repairs it (the SDXorg suite has such a file)
+    fatal = [e for e in errors if "Premature end" in e.message or "Document is empty" in e.message
+             or "Start tag expected" in e.message or "EndTag" in e.message or "not found" in e.message
+             or "xmlParseEntityRef" in e.message]
+    if fatal or (errors and root is None):
+        e = (fatal or errors)[0]
         return root, f"{e.message.strip()}, line {e.line}, column {e.column}"
     return root, "" if root is not None else "no XML element"
 
