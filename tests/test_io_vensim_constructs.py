@@ -278,14 +278,14 @@ series := GET XLS DATA('missing.xlsx', 'sheet', '1', 'B2')
 
 
 @pytest.mark.parametrize("text, why", [
-    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><header/>'
-     '<sim_specs><start>0</start><stop>1</stop><dt>1</dt></sim_specs></xmile>', "no <model>"),
+    (('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><header/>'
+      '<sim_specs><start>0</start><stop>1</stop><dt>1</dt></sim_specs></xmile>'), "no <model>"),
     ('<xmile xmlns="http://www.systemdynamics.org/XMILE" version="1.0"><header/></xmile>',
      "no <model>.*legacy XMILE namespace"),
-    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model><variables>'
-     '<aux name="a"><eqn>1</eqn>', "not well-formed"),
-    ('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model>'
-     '<variables/></model></xmile>', "no variables"),
+    (('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model><variables>'
+      '<aux name="a"><eqn>1</eqn>'), "not well-formed"),
+    (('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><model>'
+      '<variables/></model></xmile>'), "no variables"),
 ])
 def test_empty_legacy_or_truncated_xmile_is_an_error(tmp_path, text, why):
     p = tmp_path / "m.xmile"

@@ -16,6 +16,7 @@ meaning:
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 SKETCH_MARK = "\\\\\\---///"
@@ -165,7 +166,7 @@ def _old_style_lookup(eq: str) -> str:
             return eq
         k = len(nums) // 2
         xs = [float(v) for v in nums[:k]]
-        if any(b < a for a, b in zip(xs, xs[1:])):
+        if any(b < a for a, b in itertools.pairwise(xs)):
             return eq       # not x values then y values
         return _lookup_text(m.group(1), nums[:k], nums[k:], m.group(m.lastindex))
     return eq
