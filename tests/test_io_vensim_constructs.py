@@ -71,6 +71,8 @@ def test_random_streams_are_seeded_and_independent_of_batch_size(tmp_path):
     assert not np.array_equal(many["noise"][0], many["noise"][1])  # runs differ
     assert not np.array_equal(x1, other["noise"][0])               # seeds differ
     assert len(np.unique(x1)) == len(x1)                           # a new draw every step
+    shard = m.run(n=2, seed=42, first_run=3)                        # runs 3 and 4 of a batch cut in shards
+    np.testing.assert_array_equal(shard["noise"], many["noise"][3:5])
 
 
 def test_random_distributions_follow_vensim_definitions(tmp_path):
