@@ -20,11 +20,7 @@ import dataclasses
 import itertools
 import math
 import re
-import signal
-import threading
-import unicodedata
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +36,9 @@ except Exception:  # pragma: no cover - only while the core is missing
 
     Problem = None  # type: ignore[assignment]
 
-from . import IMPORT_SUFFIXES
-
-PARSE_TIMEOUT_S = 120
-
-CONTROL_NAMES = {
-    "initial_time": "INITIAL_TIME",
-    "final_time": "FINAL_TIME",
-    "time_step": "TIME_STEP",
-    "saveper": "SAVEPER",
-}
-
-# Identifiers we never hand out to a variable: keywords and builtin names of our language.
-RESERVED = {
-    "and", "or", "not", "time", "time_step", "initial_time", "final_time", "saveper",
-    "default", "if_then_else", "min", "max", "abs", "exp", "ln", "log", "sqrt", "power",
-    "integer", "modulo", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "xidz", "zidz",
-    "quantum", "step", "ramp", "pulse", "pulse_train", "initial", "smooth", "smoothi",
-    "smooth3", "smooth3i", "smoothn", "delay1", "delay1i", "delay3", "delay3i", "delayn",
-    "delay_fixed", "trend", "forecast", "with_lookup", "sum", "prod", "vmin", "vmax",
-    "true", "false", "inf", "nan", "e", "pi",
-}
+from .toml_writer import to_toml  # noqa: F401 - re-exported: engine.io.pysd_import.to_toml
+from .vensim_names import CONTROL_NAMES, RESERVED, _Names, display_name, name_key, to_identifier  # noqa: F401
+from .vensim_reader import PARSE_TIMEOUT_S, _error, parse_abstract_model  # noqa: F401
 
 # PySD's abstract function name -> our builtin name, for plain calls (same arguments).
 SIMPLE_CALLS = {
@@ -100,69 +78,8 @@ VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2),
 # names
 
 
-def name_key(name: str) -> str:
-    """PySD-compatible lookup key of a Vensim/XMILE name (case and space/underscore blind)."""
-    return re.sub(r"[\s_]+", "_", str(name).strip().lower())
-
-
-def display_name(name: str) -> str:
-    """The name as Vensim shows it in its output: quotes stripped, escapes undone."""
-    s = str(name).strip()
-    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
-        s = s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return s
-
-
-def to_identifier(name: str) -> str:
-    """`Capital Primary` -> `capital_primary`; accents dropped; other letters as uXXXX."""
-    s = display_name(name).replace("\\n", " ")
-    out = []
-    for ch in s:
-        if ch.isascii():
-            out.append(ch.lower() if ch.isalnum() else "_")
-            continue
-        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-        if base and base.isalnum():
-            out.append(base.lower())
-        elif ch.isalnum():
-            out.append("_u%04x_" % ord(ch))
-        else:
-            out.append("_")
-    ident = re.sub(r"_+", "_", "".join(out)).strip("_")
-    if not ident:
-        ident = "v"
-    if ident[0].isdigit():
-        ident = "_" + ident
-    return ident
-
-
-class _Names:
-    """Allocates unique identifiers."""
-
-    def __init__(self, reserved=()):
-        self.used: set[str] = set(reserved)
-
-    def new(self, name: str, suffix: str = "_v") -> str:
-        base = to_identifier(name)
-        ident = base
-        if ident in self.used:
-            ident = base + suffix if base in RESERVED else base
-        n = 1
-        while ident in self.used:
-            n += 1
-            ident = f"{base}_{n}"
-        self.used.add(ident)
-        return ident
-
-
 # ----------------------------------------------------------------------------------------
 # errors and parsing
-
-
-def _error(path, message, variable=None, hint=None) -> ModelError:
-    if Problem is not None:
-        return ModelError([Problem(str(path), variable, message, hint)])
-    return ModelError(f"{path}: {variable + ': ' if variable else ''}{message}")
 
 
 class Unsupported(Exception):
@@ -176,134 +93,6 @@ class Unsupported(Exception):
 
 class _NeedExpand(Exception):
     """Raised when an equation must be written element by element."""
-
-
-@contextmanager
-def _time_limit(seconds: int, path):
-    """Bound PySD's parser in time (main thread only; elsewhere no limit)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def handler(signum, frame):
-        raise TimeoutError
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    except TimeoutError:
-        raise _error(path, f"parsing did not finish within {seconds} s; "
-                           "the file is probably not a valid model") from None
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise _error(path, "file not found")
-    if not path.is_file():
-        raise _error(path, "not a file")
-    if path.suffix.lower() not in IMPORT_SUFFIXES:
-        raise _error(path, f"unknown model file type '{path.suffix}'",
-                     hint="use .mdl (Vensim) or .xmile/.xml/.stmx (XMILE)")
-    data = path.read_bytes()
-    if not data.strip():
-        raise _error(path, "the file is empty")
-    head = data[:65536]
-    if b"\x00" in head:
-        raise _error(path, "this is a binary file, not a text model file",
-                     hint=("a Vensim model must be saved as text (.mdl), not .vmf/.vpm"
-                           if path.suffix.lower() == ".mdl" else "XMILE is an XML text file"))
-    text = head.decode("utf-8", errors="replace")
-    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\r\n\t\f\v"))
-    if bad > max(8, len(text) // 50):
-        try:
-            head.decode("latin-1")
-            # latin-1 decodes anything; only control characters count now
-            ctrl = sum(1 for b in head if b < 32 and b not in b"\r\n\t\f\v")
-        except Exception:  # pragma: no cover
-            ctrl = bad
-        if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
-            raise _error(path, "the file does not look like a text model (binary data)")
-    if path.suffix.lower() == ".mdl":
-        body = data.decode("utf-8", errors="replace")
-        if "~" not in body and "\\\\\\---///" not in body and "=" not in body:
-            raise _error(path, "no Vensim equations found (expected 'name = expression ~ units ~ doc |')")
-
-
-def _parse_error_message(exc: Exception) -> str:
-    text = str(exc).strip()
-    name = type(exc).__name__
-    text = re.sub(r"\s+", " ", text)
-    if len(text) > 600:
-        text = text[:600] + " ..."
-    return f"{name}: {text}" if text else name
-
-
-def parse_abstract_model(path: str | Path):
-    """PySD's abstract model of a Vensim or XMILE file; ModelError on any failure."""
-    path = Path(path)
-    _check_file(path)
-    suffix = path.suffix.lower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with _time_limit(PARSE_TIMEOUT_S, path):
-                if suffix == ".mdl":
-                    from pysd.translators.vensim.vensim_file import VensimFile
-
-                    from .mdl_text import preprocess
-                    vf = VensimFile(path)
-                    vf.model_text = preprocess(vf._read(None))   # what PySD's grammar lacks
-                    vf._split_sketch()
-                    vf.parse()
-                    return vf.get_abstract_model()
-                import tempfile
-
-                from pysd.translators.xmile.xmile_file import XmileFile
-
-                from .xmile_text import XmileProblem, prepare
-                try:
-                    text = prepare(path.read_bytes())
-                except XmileProblem as xp:
-                    raise _error(path, str(xp), hint=xp.hint or None) from None
-                with tempfile.TemporaryDirectory() as tmp:
-                    copy = Path(tmp) / path.name
-                    copy.write_bytes(text)
-                    xf = XmileFile(copy)
-                    xf.parse()
-                    return xf.get_abstract_model()
-        except ModelError:
-            raise
-        except RecursionError:
-            raise _error(path, "the expressions are nested too deeply to parse") from None
-        except Exception as exc:  # noqa: BLE001 - every PySD failure becomes a clear error
-            element = _failing_element(exc)
-            message = _parse_error_message(exc)
-            if element and "'???'" in message:
-                raise _error(path, "the equation is '???': left undefined (the tool that wrote the file "
-                             "could not translate it)", variable=element,
-                             hint="define the equation (the .mdl this file came from may have it)") from None
-            raise _error(path, "cannot parse the equation: " + message if element
-                         else "cannot parse the model: " + message, variable=element,
-                         hint="check the equation near the position named above "
-                              "(unbalanced parentheses, unknown function or macro, truncated file)") from None
-
-
-def _failing_element(exc: BaseException) -> str | None:
-    """Name of the model element PySD's parser was reading when it failed (from its frames)."""
-    name = None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_filename.endswith(("vensim_element.py", "xmile_element.py")):
-            candidate = getattr(frame.f_locals.get("self"), "name", None)
-            if isinstance(candidate, str) and candidate:
-                name = candidate
-        tb = tb.tb_next
-    return name
 
 
 # ----------------------------------------------------------------------------------------
@@ -1899,75 +1688,3 @@ def import_model(path: str | Path, data_files=()) -> dict:
 # TOML output
 
 
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_str(k)
-
-
-def _toml_str(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\u%04x" % ord(ch))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        r = repr(v)
-        return r if ("." in r or "e" in r or "n" in r) else r + ".0"
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def to_toml(d: dict, header: str = "") -> str:
-    """Write a model dict in our TOML layout (sections in the documented order)."""
-    lines = []
-    if header:
-        lines += ["# " + h for h in header.splitlines()] + [""]
-    for section in ("model", "time", "dimensions", "subranges", "mappings", "units"):
-        block = d.get(section)
-        if not block:
-            continue
-        lines.append(f"[{section}]")
-        for k, v in block.items():
-            if section == "model" and isinstance(v, dict):
-                continue
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        lines.append("")
-        if section == "model":
-            for k, v in block.items():
-                if isinstance(v, dict) and v:
-                    lines.append(f"[model.{_toml_key(k)}]")
-                    lines += [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in v.items()]
-                    lines.append("")
-    for section in ("constants", "stocks", "flows", "auxiliaries", "lookups", "data"):
-        for name, spec in (d.get(section) or {}).items():
-            lines.append(f"[{section}.{_toml_key(name)}]")
-            for k, v in spec.items():
-                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-            lines.append("")
-    return "\n".join(lines)
