@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     wanted = _identifiers(model, [v.strip() for v in args.vars.split(",") if v.strip()]) if args.vars else None
     variables = list(dict.fromkeys(_split_element(v)[0] for v in wanted)) if wanted else None
     res = model.run(scenarios=runs, method=args.method, dt=args.dt, start=args.start, stop=args.stop,
-                    saveper=args.saveper, variables=variables)
+                    saveper=args.saveper, variables=variables, seed=args.seed)
     df = res.to_dataframe()
     if wanted and any(_split_element(v)[1] is not None for v in wanted):
         cols = []
@@ -381,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--start", type=_finite_float)
     r.add_argument("--stop", type=_finite_float)
     r.add_argument("--saveper", type=_finite_float)
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the RANDOM functions' streams (run i draws the same numbers in any batch size)")
     r.add_argument("--vars", help="comma-separated variables to save (default: all); name[element] for one column")
     r.add_argument("--out", help="FILE.csv or FILE.parquet")
     r.add_argument("--names", choices=("identifier", "original"), default="identifier",

@@ -257,7 +257,8 @@ class CompiledModel:
             n: int | None = None, method: str | None = None, dt: float | None = None,
             start: float | None = None, stop: float | None = None, saveper: float | None = None,
             variables: list[str] | tuple[str, ...] | None = None,
-            names: list[str] | None = None, throw: bool = True) -> Results:
+            names: list[str] | None = None, throw: bool = True, seed: int | None = None,
+            first_run: int = 0) -> Results:
         """Integrate a batch and return the saved values.
 
         params: constant name -> a number (all runs), or an array of N values (one a run),
@@ -271,7 +272,14 @@ class CompiledModel:
             non-negative stock starting below zero). With throw=False a failing run stops alone:
             its values are NaN from the failure time on, and ``Results.status`` / ``ok`` /
             ``failures`` / ``message(i)`` say which runs failed, where, when and why.
+        seed: the seed of the RANDOM functions' streams (default 0); run i of the batch draws the same
+            numbers whatever the batch size (engine/compile/random_streams.py).
+        first_run: the index of this batch's first run in a larger one cut into shards, so that
+            shards draw different numbers (run first_run + i of the whole draws what it would alone).
         """
+        if "_streams" in self.code.globals:
+            self.code.globals["_streams"].seed = int(seed or 0)
+            self.code.globals["_streams"].first_run = int(first_run)
         params = {self.identifier(k): v for k, v in (params or {}).items()}
         if scenarios:
             scenarios = {s: {self.identifier(k): v for k, v in o.items()} for s, o in scenarios.items()}

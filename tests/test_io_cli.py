@@ -52,3 +52,27 @@ def test_export_rejects_missing_model(tmp_path):
 def test_conformance_on_missing_folder(tmp_path):
     r = lxsd("conformance", tmp_path / "nowhere")
     assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_run_seed_chooses_the_random_stream(tmp_path):
+    model = tmp_path / "noise.mdl"
+    model.write_text("{UTF-8}\nnoise = RANDOM NORMAL(-6, 6, 0, 1, 0)\n\t~\tx\n\t~\t|\n\n"
+                     "FINAL TIME = 20\n\t~\tMonth\n\t~\t|\n\nINITIAL TIME = 0\n\t~\tMonth\n\t~\t|\n\n"
+                     "SAVEPER = TIME STEP\n\t~\tMonth\n\t~\t|\n\nTIME STEP = 1\n\t~\tMonth\n\t~\t|\n",
+                     encoding="utf-8")
+    outs = []
+    for i, seed in enumerate((7, 7, 8)):
+        out = tmp_path / f"o{i}.csv"
+        r = lxsd("run", model, "--seed", seed, "--out", out)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_text(encoding="utf-8"))
+    assert outs[0] == outs[1] and outs[0] != outs[2]
+
+
+def test_empty_xmile_is_an_error_not_an_empty_model(tmp_path):
+    model = tmp_path / "empty.xmile"
+    model.write_text('<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0"><header/>'
+                     "<sim_specs><start>0</start><stop>1</stop><dt>1</dt></sim_specs></xmile>", encoding="utf-8")
+    r = lxsd("check", model)
+    assert r.returncode != 0 and "no <model>" in r.stdout + r.stderr
+    assert "OK" not in r.stdout

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.compile import random_streams
 from engine.ir import Model
 from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary
 from engine.resolve import builtins
@@ -294,6 +295,10 @@ class ExprCompiler:
             return CExpr(f"{_REDUCE[f]}({self.as_float(e)}, axis={tuple(red)})", keep)
         if f in _VECTOR:
             return self.vector_call(f, node, ctx)
+        if f in random_streams.ARITY:
+            return self.random_call(f, node, ctx)
+        if f == "VECTOR_ELM_MAP":
+            return self.vector_elm_map(node, ctx)
         args = [self.compile(a, ctx) for a in node.args]
         axes = self.union(*(a.axes for a in args))
         scalar = all(a.scalar for a in args)
@@ -324,6 +329,43 @@ class ExprCompiler:
         if f == "GET_TIME_VALUE":
             return CExpr(f"_rt.get_time_value(t, t0, {', '.join(codes)})", axes)
         raise DimensionError(f"function {node.func} cannot be compiled")
+
+    def vector_elm_map(self, node: Call, ctx: Ctx) -> CExpr:
+        """VECTOR_ELM_MAP(x[..., dim!], offset): x at 0-based position offset along dim (NaN outside)."""
+        x, off = (self.compile(a, ctx) for a in node.args)
+        red = [a for a in x.axes if a.endswith("!")]
+        if len(red) != 1 or any(a.endswith("!") for a in off.axes):
+            raise DimensionError("VECTOR ELM MAP needs its vector's dimension marked with '!' (x[dim!])")
+        keep = self.union(tuple(a for a in x.axes if a != red[0]), off.axes)
+        xa = self.align(CExpr(self.as_float(x), x.axes), keep + (red[0],), full=True)
+        oa = self.align(CExpr(self.as_float(off), off.axes), keep, full=True)
+        self.globals.setdefault("_vem", random_streams)
+        return CExpr(f"_vem.vector_elm_map({xa}, {oa})", keep)
+
+    def random_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
+        """A RANDOM function: one draw per element of the variable, per run and per time step
+        (engine/compile/random_streams.py); the call site names its stream."""
+        n_params = max(random_streams.ARITY[f] - 1, 0)
+        params, seed = list(node.args[:n_params]), node.args[n_params:]
+        compiled = [self.compile(a, ctx) for a in params]
+        for a in compiled:
+            extra = [x for x in a.axes if x not in ctx.dims]
+            if extra:
+                raise DimensionError(f"{f}'s arguments have dimension(s) {extra} that the variable does not have")
+        codes = [self.align(CExpr(self.as_float(a), a.axes), ctx.dims, full=True) for a in compiled]
+        seed_code = self.compile(seed[0], ctx).code if seed else "None"
+        self.globals.setdefault("_rand", random_streams)
+        self.globals.setdefault("_streams", random_streams.Streams())
+        sites = self.__dict__.setdefault("_rand_sites", {})
+        sites[ctx.owner] = sites.get(ctx.owner, 0) + 1
+        site = random_streams.site_key(f"{ctx.owner}#{sites[ctx.owner]}")
+        sizes = tuple(len(self.elements(d)) for d in ctx.dims)
+        idx = "()"
+        if ctx.region and any(r is not None for r in ctx.region):
+            ix = np.ix_(*[np.arange(s) if r is None else np.array(r) for r, s in zip(ctx.region, sizes)])
+            idx = self.const_global(ix + (slice(None),), "_rix")
+        u = f"_rand.uniforms(_streams, {site}, {seed_code}, t, t0, dt, {sizes}, {idx}, _streams.n)"
+        return CExpr(f"_rand.draw({f!r}, {u}{''.join(', ' + c for c in codes)})", ctx.dims)
 
     def vector_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
         """Functions that work along a dimension: selection, sorting, allocation, inversion."""

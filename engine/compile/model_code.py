@@ -246,6 +246,8 @@ class ModelCode:
                 body += self._piece_code[(n, "dyn")]
             if v.kind == "delay_fixed":
                 body += self._piece_code[(n, "delay_time")]
+        if "_streams" in self.globals:  # RANDOM functions draw one value per run
+            body.insert(0, "_streams.n = N")
         body.append(f"S0 = np.empty(({lay.rows}, N))")
         for s in lay.stocks:
             body.append(f"S0[{s.start}:{s.start + s.rows}] = np.broadcast_to({vname(s.name)}, "

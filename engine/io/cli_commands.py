@@ -83,7 +83,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if not root.is_dir():
         return _fail(f"{root}: no such folder (clone SDXorg/test-models and pass its tests/ folder)")
     if not find_models(root):
-        return _fail(f"{root}: no .mdl/.xmile model with an output.csv/output.tab found")
+        return _fail(f"{root}: no .mdl/.xmile/.stmx model with an output.csv/output.tab found")
     if args.report:
         _check_out(Path(args.report))
     width = 60
@@ -121,7 +121,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser("conformance", help="run the SDXorg test-models suite against its canonical outputs",
-                              description="Run every .mdl/.xmile model of an SDXorg test-models tree on our "
+                              description="Run every .mdl/.xmile/.stmx model of an SDXorg test-models tree on our "
                                           "engine and compare it with its output.csv/output.tab (rtol 0.05). "
                                           "Get the suite with: git clone https://github.com/SDXorg/test-models")
     p.add_argument("dir", help="the test-models folder (or its tests/ folder)")

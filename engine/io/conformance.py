@@ -33,7 +33,7 @@ from .pysd_import import display_name, import_model, name_key
 RTOL = 0.05
 NA_BELOW = -1e37   # :NA: (-1e38 in PySD and in imported models) matches a blank canonical cell
 ATOL = 1e-5
-MODEL_SUFFIXES = (".mdl", ".xmile")
+MODEL_SUFFIXES = (".mdl", ".xmile", ".stmx")
 CONTROL_COLUMNS = {
     "initial_time": "start", "final_time": "stop", "time_step": "dt", "saveper": "saveper",
 }
@@ -196,13 +196,24 @@ def _short(msg: str, n: int = 300) -> str:
     return msg if len(msg) <= n else msg[: n - 3] + "..."
 
 
+def _time_tolerance(tt: float) -> float:
+    """How far a canonical time may be from ours: Vensim prints times with 6 significant digits
+    (10.03125 as 10.0312), so half a unit of the 6th digit, and at least 1e-9 relative."""
+    tiny = 1e-9 * max(1.0, abs(tt))
+    if tt == 0 or not np.isfinite(tt):
+        return tiny
+    return max(tiny, 0.5001 * 10.0 ** (np.floor(np.log10(abs(tt))) - 5))
+
+
 def _indices(times: np.ndarray, ct: np.ndarray) -> list[int]:
-    """Row of each canonical time in ours (-1 where absent), to 1e-9 relative."""
+    """Row of each canonical time in ours (-1 where absent): the nearest of our times within the
+    canonical file's printed precision (see _time_tolerance)."""
     idx = []
     for tt in ct:
-        j = np.searchsorted(times, tt - 1e-9 * max(1.0, abs(tt)))
-        ok = j < len(times) and abs(times[j] - tt) <= 1e-9 * max(1.0, abs(tt))
-        idx.append(int(j) if ok else -1)
+        j = int(np.searchsorted(times, tt))
+        best = [k for k in (j - 1, j) if 0 <= k < len(times)]
+        k = min(best, key=lambda k: abs(times[k] - tt)) if best else -1
+        idx.append(k if k >= 0 and abs(times[k] - tt) <= _time_tolerance(tt) else -1)
     return idx
 
 

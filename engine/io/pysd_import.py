@@ -16,15 +16,12 @@ the variable; nothing is dropped silently.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
 import re
-import signal
-import threading
-import unicodedata
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,30 +37,13 @@ except Exception:  # pragma: no cover - only while the core is missing
 
     Problem = None  # type: ignore[assignment]
 
-from . import IMPORT_SUFFIXES
-
-PARSE_TIMEOUT_S = 120
-
-CONTROL_NAMES = {
-    "initial_time": "INITIAL_TIME",
-    "final_time": "FINAL_TIME",
-    "time_step": "TIME_STEP",
-    "saveper": "SAVEPER",
-}
+from . import IMPORT_SUFFIXES  # noqa: F401
+from .toml_writer import to_toml  # noqa: F401 - re-exported: engine.io.pysd_import.to_toml
+from .vensim_names import CONTROL_NAMES, RESERVED, _Names, display_name, name_key, to_identifier  # noqa: F401
+from .vensim_reader import PARSE_TIMEOUT_S, _error, parse_abstract_model  # noqa: F401
 
 # Set to "1" (the CLI's --allow-data-outside) to let GET DIRECT/GET XLS read files outside the model's folder.
 ALLOW_DATA_OUTSIDE_ENV = "LXSD_ALLOW_DATA_OUTSIDE"
-
-# Identifiers we never hand out to a variable: keywords and builtin names of our language.
-RESERVED = {
-    "and", "or", "not", "time", "time_step", "initial_time", "final_time", "saveper",
-    "default", "if_then_else", "min", "max", "abs", "exp", "ln", "log", "sqrt", "power",
-    "integer", "modulo", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "xidz", "zidz",
-    "quantum", "step", "ramp", "pulse", "pulse_train", "initial", "smooth", "smoothi",
-    "smooth3", "smooth3i", "smoothn", "delay1", "delay1i", "delay3", "delay3i", "delayn",
-    "delay_fixed", "trend", "forecast", "with_lookup", "sum", "prod", "vmin", "vmax",
-    "true", "false", "inf", "nan", "e", "pi", "scenario",
-}
 
 # PySD's abstract function name -> our builtin name, for plain calls (same arguments).
 SIMPLE_CALLS = {
@@ -92,74 +72,19 @@ EXTENDED_CALLS = {
     "random_exponential": "RANDOM_EXPONENTIAL",
 }
 
+# Vensim's RANDOM family (engine/compile/random_streams.py), written as PySD names them.
+RANDOM_CALLS = {"RANDOM_0_1", "RANDOM_UNIFORM", "RANDOM_NORMAL", "RANDOM_EXPONENTIAL", "RANDOM_GAMMA",
+                "RANDOM_WEIBULL", "RANDOM_BETA", "RANDOM_POISSON", "RANDOM_TRIANGULAR"}
+# Vensim's stateful functions as calls (XMILE written by Vensim): name -> argument counts.
+VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2), "smooth3i": (3, 3),
+                         "delay1": (2, 2), "delay1i": (3, 3), "delay3": (2, 2), "delay3i": (3, 3)}
 
 # ----------------------------------------------------------------------------------------
 # names
 
 
-def name_key(name: str) -> str:
-    """PySD-compatible lookup key of a Vensim/XMILE name (case and space/underscore blind)."""
-    return re.sub(r"[\s_]+", "_", str(name).strip().lower())
-
-
-def display_name(name: str) -> str:
-    """The name as Vensim shows it in its output: quotes stripped, escapes undone."""
-    s = str(name).strip()
-    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
-        s = s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return s
-
-
-def to_identifier(name: str) -> str:
-    """`Capital Primary` -> `capital_primary`; accents dropped; other letters as uXXXX."""
-    s = display_name(name).replace("\\n", " ")
-    out = []
-    for ch in s:
-        if ch.isascii():
-            out.append(ch.lower() if ch.isalnum() else "_")
-            continue
-        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-        if base and base.isalnum():
-            out.append(base.lower())
-        elif ch.isalnum():
-            out.append("_u%04x_" % ord(ch))
-        else:
-            out.append("_")
-    ident = re.sub(r"_+", "_", "".join(out)).strip("_")
-    if not ident:
-        ident = "v"
-    if ident[0].isdigit():
-        ident = "_" + ident
-    return ident
-
-
-class _Names:
-    """Allocates unique identifiers."""
-
-    def __init__(self, reserved=()):
-        self.used: set[str] = set(reserved)
-
-    def new(self, name: str, suffix: str = "_v") -> str:
-        base = to_identifier(name)
-        ident = base
-        if ident in self.used:
-            ident = base + suffix if base in RESERVED else base
-        n = 1
-        while ident in self.used:
-            n += 1
-            ident = f"{base}_{n}"
-        self.used.add(ident)
-        return ident
-
-
 # ----------------------------------------------------------------------------------------
 # errors and parsing
-
-
-def _error(path, message, variable=None, hint=None) -> ModelError:
-    if Problem is not None:
-        return ModelError([Problem(str(path), variable, message, hint)])
-    return ModelError(f"{path}: {variable + ': ' if variable else ''}{message}")
 
 
 class Unsupported(Exception):
@@ -173,126 +98,6 @@ class Unsupported(Exception):
 
 class _NeedExpand(Exception):
     """Raised when an equation must be written element by element."""
-
-
-@contextmanager
-def _time_limit(seconds: int, path):
-    """Bound PySD's parser in time (main thread only; elsewhere no limit)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def handler(signum, frame):
-        raise TimeoutError
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    except TimeoutError:
-        raise _error(path, f"parsing did not finish within {seconds} s; "
-                           "the file is probably not a valid model") from None
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise _error(path, "file not found")
-    if not path.is_file():
-        raise _error(path, "not a file")
-    if path.suffix.lower() not in IMPORT_SUFFIXES:
-        raise _error(path, f"unknown model file type '{path.suffix}'",
-                     hint="use .mdl (Vensim) or .xmile/.xml/.stmx (XMILE)")
-    data = path.read_bytes()
-    if not data.strip():
-        raise _error(path, "the file is empty")
-    head = data[:65536]
-    if b"\x00" in head:
-        raise _error(path, "this is a binary file, not a text model file",
-                     hint=("a Vensim model must be saved as text (.mdl), not .vmf/.vpm"
-                           if path.suffix.lower() == ".mdl" else "XMILE is an XML text file"))
-    text = head.decode("utf-8", errors="replace")
-    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\r\n\t\f\v"))
-    if bad > max(8, len(text) // 50):
-        try:
-            head.decode("latin-1")
-            # latin-1 decodes anything; only control characters count now
-            ctrl = sum(1 for b in head if b < 32 and b not in b"\r\n\t\f\v")
-        except Exception:  # pragma: no cover
-            ctrl = bad
-        if ctrl > max(8, len(head) // 50) or text.count("\ufffd") > len(text) // 10:
-            raise _error(path, "the file does not look like a text model (binary data)")
-    if path.suffix.lower() == ".mdl":
-        body = data.decode("utf-8", errors="replace")
-        if "~" not in body and "\\\\\\---///" not in body and "=" not in body:
-            raise _error(path, "no Vensim equations found (expected 'name = expression ~ units ~ doc |')")
-
-
-def _parse_error_message(exc: Exception) -> str:
-    text = str(exc).strip()
-    name = type(exc).__name__
-    text = re.sub(r"\s+", " ", text)
-    if len(text) > 600:
-        text = text[:600] + " ..."
-    return f"{name}: {text}" if text else name
-
-
-def parse_abstract_model(path: str | Path):
-    """PySD's abstract model of a Vensim or XMILE file; ModelError on any failure."""
-    path = Path(path)
-    _check_file(path)
-    suffix = path.suffix.lower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with _time_limit(PARSE_TIMEOUT_S, path):
-                if suffix == ".mdl":
-                    from pysd.translators.vensim.vensim_file import VensimFile
-                    vf = VensimFile(path)
-                    vf.parse()
-                    return vf.get_abstract_model()
-                from pysd.translators.xmile.xmile_file import XmileFile
-                xf = XmileFile(path)
-                xf.parse()
-                return xf.get_abstract_model()
-        except ModelError:
-            raise
-        except RecursionError:
-            raise _error(path, "the expressions are nested too deeply to parse") from None
-        except Exception as exc:  # noqa: BLE001 - every PySD failure becomes a clear error
-            if suffix != ".mdl":
-                import xml.parsers.expat as expat
-                try:
-                    expat.ParserCreate().Parse(path.read_bytes(), True)
-                except expat.ExpatError as xexc:
-                    raise _error(path, f"not well-formed XML: {xexc}",
-                                 hint="the file may be truncated or damaged") from None
-            element = _failing_element(exc)
-            message = _parse_error_message(exc)
-            if element and "'???'" in message:
-                raise _error(path, "the equation is '???': left undefined (the tool that wrote the file "
-                             "could not translate it)", variable=element,
-                             hint="define the equation (the .mdl this file came from may have it)") from None
-            raise _error(path, "cannot parse the equation: " + message if element
-                         else "cannot parse the model: " + message, variable=element,
-                         hint="check the equation near the position named above "
-                              "(unbalanced parentheses, unknown function or macro, truncated file)") from None
-
-
-def _failing_element(exc: BaseException) -> str | None:
-    """Name of the model element PySD's parser was reading when it failed (from its frames)."""
-    name = None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_filename.endswith(("vensim_element.py", "xmile_element.py")):
-            candidate = getattr(frame.f_locals.get("self"), "name", None)
-            if isinstance(candidate, str) and candidate:
-                name = candidate
-        tb = tb.tb_next
-    return name
 
 
 # ----------------------------------------------------------------------------------------
@@ -382,6 +187,7 @@ class Converter:
         self.original: dict[str, str] = {}      # identifier -> original display name
         self.element_original: dict[str, str] = {}
         self.macro_count = 0
+        self.macro_consts: dict[str, float] = {}   # macro parameter -> its constant argument
         self.flow_refs: set[str] = set()
 
     # ------------------------------------------------------------------ subscripts
@@ -634,6 +440,16 @@ class Converter:
             raise _error(self.path, "TIME STEP must be positive", variable="TIME STEP")
         if "stop" in nums and "start" in nums and nums["stop"] < nums["start"]:
             raise _error(self.path, "FINAL TIME is before INITIAL TIME", variable="FINAL TIME")
+        if "saveper" in nums and "dt" in nums:
+            steps = nums["saveper"] / nums["dt"]
+            if abs(steps - round(steps)) > 1e-6 or steps < 1 - 1e-9:
+                # Vensim runs a SAVEPER that is not a whole number of steps; we save every n steps,
+                # n = SAVEPER / TIME STEP rounded (at least 1), and say so in the model
+                n = max(1, round(steps))
+                v = n * nums["dt"]
+                t["saveper"] = int(v) if float(v).is_integer() else float(v)
+                self.out["model"]["note_saveper"] = (f"SAVEPER {_num(nums['saveper'])} is not a whole number of "
+                                                     f"TIME STEP {_num(nums['dt'])}: saved every {n} step(s)")
         if unit:
             t["unit"] = unit
         t["method"] = "euler"
@@ -810,9 +626,13 @@ class Converter:
         if "AbstractData" in kind_names:
             return self._data(el, ident, dims, entry, ns)
         if any(isinstance(a, ae.IntegStructure) for a in asts):
-            if not all(isinstance(a, ae.IntegStructure) for a in asts):
-                raise _error(self.path, "some elements are stocks (INTEG) and some are not",
-                             variable=el.name)
+            if not all(isinstance(a, ae.IntegStructure) or _is_number(a) for a in asts):
+                raise _error(self.path, "some elements are stocks (INTEG) and some are equations",
+                             variable=el.name, hint="only numbers may stand beside INTEG elements")
+            # an element given as a number beside INTEG ones is a stock that does not move
+            for c in comps:
+                if _is_number(c.ast):
+                    c.ast = ae.IntegStructure(0, c.ast, False)
             return self._stock(el, ident, dims, entry, ns)
         if all(_is_number(a) or isinstance(a, np.ndarray) for a in asts):
             return self._constant(el, ident, dims, entry)
@@ -946,6 +766,7 @@ class Converter:
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
         self._confine(a.file, el.name)
+        self._need_file(a.file, el, "GET LOOKUPS")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -954,7 +775,7 @@ class Converter:
                 ext.initialize()
                 data = ext.data
         except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': {exc}",
+            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': " + " ".join(str(exc).split()),
                          variable=el.name) from None
         xs = [float(v) for v in data.coords["lookup_dim"].values]
         vals = np.asarray(data.values, dtype=float)
@@ -1062,6 +883,7 @@ class Converter:
             coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                       for s in c.subscripts[0]}
             self._confine(a.file, el.name)
+            self._need_file(a.file, el, "GET CONSTANTS")
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -1070,7 +892,7 @@ class Converter:
                     ext.initialize()
                     data = ext.data
             except Exception as exc:  # noqa: BLE001
-                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': {exc}",
+                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': " + " ".join(str(exc).split()),
                              variable=el.name) from None
             return np.asarray(getattr(data, "values", data), dtype=float)
         return val
@@ -1093,6 +915,16 @@ class Converter:
                          variable=variable,
                          hint="copy the file next to the model, or give --allow-data-outside if you trust the model")
 
+    def _need_file(self, file, el, what: str) -> None:
+        """A clear error naming the variable and the file when a GET ... file is missing."""
+        f = str(file).strip().strip("'\"")
+        if f.startswith("?") or not f:
+            return   # Vensim's indirect file names (?name): PySD resolves or reports them
+        path = (self.path.parent / f)
+        if not path.exists():
+            raise _error(self.path, f"{what} reads '{f}', which is not in {self.path.parent}",
+                         variable=el.name, hint="put the data file next to the model (it is not shipped with it)")
+
     def _get_data_series(self, el, ident, c, mode):
         from pysd.py_backend.external import ExtData
         a = c.ast
@@ -1100,6 +932,7 @@ class Converter:
         coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
                   for s in c.subscripts[0]}
         self._confine(a.file, el.name)
+        self._need_file(a.file, el, "GET DATA")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -1108,7 +941,7 @@ class Converter:
                 ext.initialize()
                 data = ext.data
         except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': {exc}",
+            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': " + " ".join(str(exc).split()),
                          variable=el.name) from None
         ts = [float(v) for v in data.coords["time"].values]
         vals = np.asarray(data.values, dtype=float)
@@ -1433,6 +1266,11 @@ class Converter:
     def _int_order(self, order, ctx, fname):
         if _is_number(order):
             return fmt_number(order)
+        if hasattr(order, "reference") and not getattr(order, "subscripts", None):
+            # a macro's parameter given a constant argument (DELAY N's order passed into a macro)
+            folded = self.macro_consts.get(ctx.ns.get(name_key(order.reference)))
+            if folded is not None:
+                return fmt_number(round(folded))
         try:
             v = self._const_eval(order, lambda k: self.time_values.get(k))
         except _NotConstant:
@@ -1553,6 +1391,29 @@ class Converter:
             if rk not in self.ranges:
                 raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
             return str(len(self.ranges[rk]))
+        if fk in VENSIM_STATEFUL_CALLS and ctx.ns is not None:
+            # Vensim's names in an XMILE file written by Vensim (PySD's XMILE reader leaves them as calls)
+            lo, hi = VENSIM_STATEFUL_CALLS[fk]
+            if not lo <= len(args) <= hi:
+                raise Unsupported(f"{fname.upper()} with {len(args)} arguments")
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
+        if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
+            return self.expr(args[0], ctx)
+        if fk == "vector_elm_map":
+            return self._vector_elm_map(args, ctx)
+        if fk == "delay_material":
+            # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
+            # the output is the input of one delay time before, the initial value until then
+            if len(args) == 4 and not (_is_number(args[3]) and float(args[3]) == 0):
+                raise Unsupported("DELAY MATERIAL with a loss/extra argument other than 0")
+            if len(args) not in (3, 4):
+                raise Unsupported(f"DELAY MATERIAL with {len(args)} arguments")
+            return (f"DELAY_FIXED({self.expr(args[0], ctx)}, {self.expr(args[1], ctx)}, "
+                    f"{self.expr(args[2], ctx)})")
+        if fk == "random_pink_noise":
+            return self._pink_noise(args, ctx)
+        if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
         if fk in EXTENDED_CALLS:
             if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
                 # along the last dimension, which Vensim maps by position (company -> scompany)
@@ -1564,8 +1425,97 @@ class Converter:
             return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
         raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
 
+    def _vector_elm_map(self, args, ctx: _Ctx) -> str:
+        """VECTOR ELM MAP(x[..., e0], offset): x at the element offset places after e0 along e0's
+        dimension; written VECTOR_ELM_MAP(x[..., dim!], offset + position of e0)."""
+        from pysd.translators.structures import abstract_expressions as ae
+        vec, off = args
+        el = self.elements_by_key.get(name_key(getattr(vec, "reference", ""))) if ctx.ns is self.ns else None
+        if el is None or not getattr(vec, "subscripts", None):
+            raise Unsupported("VECTOR ELM MAP", "its first argument must be a subscripted variable of the model")
+        dims = self._dims(el)
+        subs = [str(x).strip() for x in vec.subscripts.subscripts]
+        at = [i for i, x in enumerate(subs) if name_key(x) in self.elements and name_key(x) not in self.ranges]
+        if not at or len(dims) != len(subs):
+            raise Unsupported("VECTOR ELM MAP", "its first argument must name the starting element (x[dim, e0])")
+        i = at[-1]
+        start = self.ranges[dims[i]].index(name_key(subs[i])) if name_key(subs[i]) in self.ranges[dims[i]] else None
+        if start is None:
+            raise Unsupported("VECTOR ELM MAP", f"'{subs[i]}' is not an element of {self.range_name[dims[i]]}")
+        subs[i] = self.range_name[dims[i]] + "!"
+        x = self.expr(ae.ReferenceStructure(vec.reference, ae.SubscriptsReferenceStructure(subs)), ctx)
+        o = _atom(self.expr(off, ctx))
+        return f"VECTOR_ELM_MAP({x}, {o} + {start})" if start else f"VECTOR_ELM_MAP({x}, {o})"
+
+    def _pink_noise(self, args, ctx: _Ctx) -> str:
+        """RANDOM PINK NOISE(mean, sd, correlation time, seed): first-order smooth of white noise scaled
+        so the output keeps the standard deviation sd whatever TIME STEP is (Ed Anderson's pink noise
+        molecule, which Vensim's function implements), starting at a random value of the same spread."""
+        if len(args) not in (3, 4):
+            raise _error(self.path, f"RANDOM PINK NOISE takes 4 arguments (mean, standard deviation, "
+                         f"correlation time, seed), got {len(args)}", variable=ctx.var)
+        mean, sd, tc = (_atom(self.expr(a, ctx)) for a in args[:3])
+        seed = self.expr(args[3], ctx) if len(args) == 4 else "0"
+        white = f"RANDOM_NORMAL(-6, 6, 0, 1, {seed})"
+        scaled = f"{mean} + {sd} * SQRT((2 - TIME_STEP / {tc}) / (TIME_STEP / {tc})) * {white}"
+        return f"SMOOTHI({scaled}, {tc}, {mean} + {sd} * {white})"
+
+    def _banged_lookup_ranges(self, ast) -> list[str]:
+        """Ranges marked '!' in the subscripts of a subscripted lookup called inside ast."""
+        from pysd.translators.structures import abstract_expressions as ae
+        found: list[str] = []
+
+        def walk(node):
+            if isinstance(node, ae.CallStructure):
+                f = node.function
+                if isinstance(f, ae.ReferenceStructure) and name_key(f.reference) in self.sublookups \
+                        and f.subscripts:
+                    for x in f.subscripts.subscripts:
+                        k = name_key(str(x).strip().rstrip("!"))
+                        if str(x).strip().endswith("!") and k in self.ranges and k not in found:
+                            found.append(k)
+            if dataclasses.is_dataclass(node):
+                for fld in dataclasses.fields(node):
+                    walk(getattr(node, fld.name))
+            elif isinstance(node, (list, tuple)):
+                for x in node:
+                    walk(x)
+        walk(ast)
+        return found
+
+    def _unbang(self, node, ranges: set[str]):
+        """ast with the '!' of the given ranges removed from every subscript."""
+        from pysd.translators.structures import abstract_expressions as ae
+        if isinstance(node, ae.SubscriptsReferenceStructure):
+            return ae.SubscriptsReferenceStructure(
+                [str(x).strip().rstrip("!") if name_key(str(x).strip().rstrip("!")) in ranges else x
+                 for x in node.subscripts])
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            return dataclasses.replace(node, **{f.name: self._unbang(getattr(node, f.name), ranges)
+                                                for f in dataclasses.fields(node) if f.init})
+        if isinstance(node, list):
+            return [self._unbang(x, ranges) for x in node]
+        if isinstance(node, tuple):
+            return tuple(self._unbang(x, ranges) for x in node)
+        return node
+
     def _aggregate(self, fname, arg, ctx):
         from pysd.translators.structures import abstract_expressions as ae
+        banged = self._banged_lookup_ranges(arg)
+        if banged:
+            # SUM(table[r!](x)): one call of the element's table per element of r, combined
+            plain = self._unbang(arg, set(banged))
+            terms = []
+            for combo in itertools.product(*(self.ranges[k] for k in banged)):
+                sub_ctx = _Ctx(ctx.var, ctx.ns, subst={**ctx.subst, **dict(zip(banged, combo))},
+                               lhs=ctx.lhs, prefix=ctx.prefix)
+                terms.append(_atom(self.expr(plain, sub_ctx)))
+            if fname in ("SUM", "PROD"):
+                return "(" + (" + " if fname == "SUM" else " * ").join(terms) + ")"
+            out = terms[0]
+            for t in terms[1:]:
+                out = f"{'MAX' if fname == 'VMAX' else 'MIN'}({out}, {t})"
+            return out
         if isinstance(arg, ae.ReferenceStructure) and not arg.subscripts and ctx.ns is self.ns:
             el = self.elements_by_key.get(name_key(arg.reference))
             if el is not None and el.components and el.components[0].subscripts[0]:
@@ -1587,6 +1537,48 @@ class Converter:
                 arg = ae.ReferenceStructure(arg.reference, ae.SubscriptsReferenceStructure(subs))
         return f"{fname}({self.expr(arg, ctx)})"
 
+    def _banged_lookup(self, fk, ast, subs, arg: str, ctx) -> str:
+        """``table[r!](x)`` outside SUM (VECTOR SELECT, ...): a helper variable over r holding each
+        element's table at x, referenced as ``helper[r!]``.  x must not vary over dimensions."""
+        info = self.sublookups[fk]
+        name = ast.function.reference
+        if "[" in arg:
+            raise _error(self.path, f"lookup '{name}' is called over a dimension ({', '.join(map(str, subs))}) "
+                         f"with a subscripted argument: write the sum or selection element by element",
+                         variable=ctx.var)
+        banged, fixed = [], []
+        for i, x in enumerate(subs):
+            k = name_key(str(x).strip().rstrip("!"))
+            if str(x).strip().endswith("!") and k in self.ranges:
+                banged.append(k)
+                fixed.append(None)
+            elif k in self.elements and k not in self.ranges:
+                fixed.append(k)
+            elif k in ctx.subst:
+                fixed.append(ctx.subst[k])
+            else:
+                raise _error(self.path, f"lookup '{name}' called with subscripts {list(map(str, subs))}: "
+                             f"mix ranges marked '!' with single elements only", variable=ctx.var)
+        cache = self.__dict__.setdefault("_banged_helpers", {})
+        key = (fk, arg, tuple(fixed), tuple(banged))
+        if key not in cache:
+            helper = self.names.new(f"{name} at")
+            eqs = {}
+            for combo in itertools.product(*(self.ranges[k] for k in banged)):
+                it = iter(combo)
+                full = tuple(f if f is not None else next(it) for f in fixed)
+                table = info["tables"].get(full)
+                if table is None:
+                    raise _error(self.path, f"lookup '{name}' has no table for "
+                                 f"[{', '.join(self._orig_elem(e) for e in full)}]", variable=ctx.var)
+                eqs[",".join(self.elements[e] for e in combo)] = f"{table}({arg})"
+            self.out["auxiliaries"][helper] = {
+                "dims": [self.range_ident[k] for k in banged], "equations": eqs,
+                "label_en": f"{display_name(name)} at ({arg})"}
+            self.original[helper] = f"{display_name(name)} at ({arg})"
+            cache[key] = helper
+        return f"{cache[key]}[{', '.join(self.range_ident[k] + '!' for k in banged)}]"
+
     def _lookup_call(self, fk, ast, ctx):
         if len(ast.arguments) != 1:
             raise Unsupported(f"lookup '{ast.function.reference}' called with {len(ast.arguments)} arguments")
@@ -1595,6 +1587,8 @@ class Converter:
             return f"{self.ns[fk]}({arg})"
         info = self.sublookups[fk]
         subs = ast.function.subscripts.subscripts if ast.function.subscripts else None
+        if subs and any(str(x).strip().endswith("!") for x in subs):
+            return self._banged_lookup(fk, ast, subs, arg, ctx)
         combo = []
         for i, d in enumerate(info["dims"]):
             s = name_key(subs[i]) if subs else d
@@ -1614,8 +1608,9 @@ class Converter:
 
     def _macro_call(self, fk, args, ctx: _Ctx) -> str:
         sec = self.macros[fk]
-        if ctx.lhs or ctx.subst:
-            raise Unsupported(f"macro {sec.name} in a subscripted variable")
+        if ctx.lhs and not ctx.subst:
+            # a subscripted variable calls the macro element by element: one instance per element
+            raise _NeedExpand
         if len(args) != len(sec.params):
             raise _error(self.path, f"macro {sec.name} takes {len(sec.params)} arguments, "
                          f"got {len(args)}", variable=ctx.var)
@@ -1625,6 +1620,11 @@ class Converter:
         # parameters become auxiliaries holding the argument
         for p, a in zip(sec.params, args):
             pid = self.names.new(f"{base}_{p}")
+            if ctx.ns is self.ns:
+                try:
+                    self.macro_consts[pid] = self._const_eval(a, lambda k: self.time_values.get(k))
+                except (_NotConstant, TypeError, ZeroDivisionError, OverflowError):
+                    pass
             self.out["auxiliaries"][pid] = {"equation": self.expr(a, ctx),
                                            "label_en": f"{sec.name} argument {p}"}
             self.original[pid] = f"{sec.name}.{p}"
@@ -1714,75 +1714,3 @@ def import_model(path: str | Path, data_files=()) -> dict:
 # TOML output
 
 
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_str(k)
-
-
-def _toml_str(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\u%04x" % ord(ch))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        r = repr(v)
-        return r if ("." in r or "e" in r or "n" in r) else r + ".0"
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def to_toml(d: dict, header: str = "") -> str:
-    """Write a model dict in our TOML layout (sections in the documented order)."""
-    lines = []
-    if header:
-        lines += ["# " + h for h in header.splitlines()] + [""]
-    for section in ("model", "time", "dimensions", "subranges", "mappings", "units"):
-        block = d.get(section)
-        if not block:
-            continue
-        lines.append(f"[{section}]")
-        for k, v in block.items():
-            if section == "model" and isinstance(v, dict):
-                continue
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        lines.append("")
-        if section == "model":
-            for k, v in block.items():
-                if isinstance(v, dict) and v:
-                    lines.append(f"[model.{_toml_key(k)}]")
-                    lines += [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in v.items()]
-                    lines.append("")
-    for section in ("constants", "stocks", "flows", "auxiliaries", "lookups", "data"):
-        for name, spec in (d.get(section) or {}).items():
-            lines.append(f"[{section}.{_toml_key(name)}]")
-            for k, v in spec.items():
-                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-            lines.append("")
-    return "\n".join(lines)

@@ -40,8 +40,19 @@ STATELESS: dict[str, tuple[int, int]] = {
     "VECTOR_SORT_ORDER": (2, 2),
     "VECTOR_REORDER": (2, 2),
     "VECTOR_RANK": (2, 2),
+    "VECTOR_ELM_MAP": (2, 2),
     "ALLOCATE_BY_PRIORITY": (5, 5),
     "ALLOCATE_AVAILABLE": (3, 3),
+    # Vensim's RANDOM family (engine/compile/random_streams.py); the seed argument may be left out
+    "RANDOM_0_1": (0, 0),
+    "RANDOM_UNIFORM": (2, 3),
+    "RANDOM_NORMAL": (4, 5),
+    "RANDOM_EXPONENTIAL": (4, 5),
+    "RANDOM_GAMMA": (5, 6),
+    "RANDOM_WEIBULL": (5, 6),
+    "RANDOM_BETA": (6, 7),
+    "RANDOM_POISSON": (5, 6),
+    "RANDOM_TRIANGULAR": (5, 6),
     "SUM": (1, 1),
     "PROD": (1, 1),
     "VMIN": (1, 1),
@@ -73,6 +84,11 @@ REWRITES: dict[str, tuple[int, int]] = {
     "GAME": (1, 1),  # interactive input in Vensim's gaming mode; outside it, its argument
     "ELMCOUNT": (1, 1),  # number of elements of a dimension
 }
+
+# Functions whose value changes every time step even with constant arguments.
+TIME_INPUTS = ("STEP", "RAMP", "PULSE", "PULSE_TRAIN", "GET_TIME_VALUE", "RANDOM_0_1", "RANDOM_UNIFORM",
+               "RANDOM_NORMAL", "RANDOM_EXPONENTIAL", "RANDOM_GAMMA", "RANDOM_WEIBULL", "RANDOM_BETA",
+               "RANDOM_POISSON", "RANDOM_TRIANGULAR")
 
 # Names that refer to the clock rather than to a variable (matched case-insensitively).
 TIME_NAMES = {"TIME": "t", "TIME_STEP": "dt", "INITIAL_TIME": "t0", "FINAL_TIME": "t1", "SAVEPER": "saveper"}

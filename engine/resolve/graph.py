@@ -10,6 +10,7 @@ from __future__ import annotations
 import graphlib
 
 from engine.parse.expr import Call, Node, references
+from engine.resolve import builtins
 from engine.resolve.structure import RVar
 
 STATE_KINDS = ("stock", "delay_fixed")
@@ -46,7 +47,7 @@ def uses_time(rv: RVar) -> bool:
         if isinstance(n, Ref) and n.name.upper() == "TIME":
             return True
         if isinstance(n, Call):
-            if n.func.upper() in ("STEP", "RAMP", "PULSE", "PULSE_TRAIN", "GET_TIME_VALUE"):
+            if n.func.upper() in builtins.TIME_INPUTS:
                 return True
             stack.extend(n.args)
         elif isinstance(n, BinOp):

@@ -286,7 +286,10 @@ class Resolver:
             prev.delay_time = Ref("TIME_STEP")
             prev.delay_input = out.name
             prev.init_pieces = [Piece(piece.region, a[2])]
-            out.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (a[0], a[1], Ref(prev.name))))]
+            # the variable read inside its own SAMPLE IF TRUE is its value so far (Vensim holds it
+            # as a state): PEAK = SAMPLE IF TRUE(x > PEAK, x, x)
+            cond, x = (_replace_ref(e, host, Ref(prev.name)) for e in (a[0], a[1]))
+            out.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (cond, x, Ref(prev.name))))]
             return Ref(out.name)
         if f in ("TREND", "FORECAST"):
             x = self._aux(host, piece, "trend_in", a[0])
@@ -393,3 +396,20 @@ def resolve(model: Model) -> dict[str, RVar]:
                 len(model.dim_elements(d)) for d in var.dims if d in model.dimensions or d in model.subranges))
     r.rvars.update(rvars)
     return r.run()
+
+
+def _replace_ref(node: Node, host: RVar, by: Node) -> Node:
+    """node with references to the host variable itself (same subscripts as its dimensions) replaced."""
+    if host.internal:
+        return node
+    if isinstance(node, Ref):
+        if node.name == host.name and (node.subs is None or tuple(node.subs) == tuple(host.dims)):
+            return by
+        return node
+    if isinstance(node, Call):
+        return Call(node.func, tuple(_replace_ref(a, host, by) for a in node.args), node.subs)
+    if isinstance(node, BinOp):
+        return BinOp(node.op, _replace_ref(node.left, host, by), _replace_ref(node.right, host, by))
+    if isinstance(node, Unary):
+        return Unary(node.op, _replace_ref(node.operand, host, by))
+    return node

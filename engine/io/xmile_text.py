@@ -1,0 +1,129 @@
+"""Check an XMILE file and rewrite what published files hold that PySD's XMILE reader rejects.
+
+* a bare ``&`` in documentation (Vensim's XMILE export writes them) is escaped;
+* a stock's flow named with spaces (``Chg A UO Temp``) is written with underscores, and a time
+  setting written ``TIME_STEP=10`` is the number;
+* a graphical function written as an ``<aux>`` holding only a ``<gf>`` (no ``<eqn>``) becomes
+  the standalone ``<gf name=...>`` the standard defines (PySD fails on it with IndexError);
+* a file that would import as an empty model is an error saying why: damaged XML, no ``<model>``,
+  no variables, or several models (Stella modules); the message names a legacy (pre-standard)
+  namespace when the file has one.
+"""
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+XMILE_NS = "http://docs.oasis-open.org/xmile/ns/XMILE/v1.0"
+LEGACY_NS = "http://www.systemdynamics.org/XMILE"
+_BARE_AMP = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)")
+
+
+class XmileProblem(ValueError):
+    """Why the file cannot be imported (one line), with a hint."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _parse(data: bytes):
+    """(root or None, the first error that is not an undeclared namespace prefix, or '').  Stella's
+    files use prefixes such as isee: without declaring them; PySD's reader accepts that."""
+    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        return None, str(exc)
+    errors = [e for e in parser.error_log if e.level_name not in ("WARNING", "NONE")
+              and "Namespace prefix" not in e.message and "NAMESPACE" not in e.type_name
+              and "xmlns" not in e.message]
+    # a truncated file is an error; a mismatched closing tag inside a complete file is repaired
+    # as PySD's reader (lxml recovering) repairs it (the SDXorg suite has such a file)
+    fatal = [e for e in errors if "Premature end" in e.message or "Document is empty" in e.message
+             or "Start tag expected" in e.message or "EndTag" in e.message or "not found" in e.message
+             or "xmlParseEntityRef" in e.message]
+    if fatal or (errors and root is None):
+        e = (fatal or errors)[0]
+        return root, f"{e.message.strip()}, line {e.line}, column {e.column}"
+    return root, "" if root is not None else "no XML element"
+
+
+def prepare(data: bytes) -> bytes:
+    """The XMILE text PySD should read; XmileProblem if the file holds no model we can run."""
+    root, err = _parse(data)
+    if err:
+        fixed = _BARE_AMP.sub(b"&amp;", data)
+        root, err2 = _parse(fixed)
+        if err2:
+            raise XmileProblem(f"not well-formed XML: {err}", "the file may be truncated or damaged")
+        data = fixed
+    ns = etree.QName(root).namespace or ""
+    legacy = ns.startswith("http://www.systemdynamics.org/XMILE")
+    if etree.QName(root).localname.lower() != "xmile":
+        raise XmileProblem(f"not an XMILE file (its root element is <{etree.QName(root).localname}>, "
+                           f"not <xmile>)")
+    why = (f" (legacy XMILE namespace {ns}, written before the XMILE 1.0 standard)" if legacy else "")
+    q = {"x": ns} if ns else None
+    if q is None:   # no namespace at all: plain tag names
+        root = etree.fromstring(etree.tostring(root))
+        ns, q = "", {}
+        for el in root.iter():
+            if isinstance(el.tag, str) and "}" in el.tag:
+                el.tag = el.tag.split("}", 1)[1]
+        models = root.findall("model")
+        variables = models[0].find("variables") if models else None
+        if not models or variables is None or not len(variables):
+            raise XmileProblem("the file has no <model> with variables", "the file may be truncated or damaged")
+        return data
+    models = [m for m in root.findall("x:model", q) if m.find("x:variables", q) is not None] \
+        or root.findall("x:model", q)
+    if not models:
+        raise XmileProblem("the file has no <model>: it holds no equations (only a header and time specs)" + why,
+                           "export the model again; the tool that wrote the file lost its equations")
+    named = [m for m in models if m.get("name")]
+    if len(models) > 1 and named:
+        raise XmileProblem(f"the file has {len(models)} models, {len(named)} of them modules "
+                           f"({', '.join(m.get('name') for m in named[:4])}): XMILE modules are not supported",
+                           "flatten the modules into one model in Stella first")
+    variables = models[0].find("x:variables", q)
+    changed = False
+    kinds = {"aux", "stock", "flow", "gf", "group", "module"}
+    loose = [el for el in models[0] if isinstance(el.tag, str) and etree.QName(el).localname in kinds]
+    if variables is None and loose:
+        # legacy XMILE keeps the variables directly in <model>: put them in <variables>
+        variables = etree.SubElement(models[0], f"{{{ns}}}variables")
+        for el in loose:
+            variables.append(el)
+        changed = True
+    if variables is None or not len(variables):
+        raise XmileProblem("the <model> has no variables" + why, "the file may be truncated or damaged")
+    for stock in variables.findall("x:stock", q):
+        for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
+            # a flow's name written with spaces (Vensim's export): XMILE names use underscores
+            name = "_".join((flow.text or "").split())
+            if name != (flow.text or ""):
+                flow.text = name
+                changed = True
+    for spec in root.findall("x:sim_specs/*", q):
+        # Vensim's export writes <dt>TIME_STEP=0.125</dt>: the number is the setting
+        m = re.fullmatch(r"\s*[A-Za-z_ ]+=\s*([-+0-9.eE]+)\s*", spec.text or "")
+        if m:
+            spec.text = m.group(1)
+            changed = True
+    for aux in variables.findall("x:aux", q):
+        gf = aux.find("x:gf", q)
+        if gf is None or aux.find("x:eqn", q) is not None or aux.find("x:element", q) is not None:
+            continue
+        # a lookup on its own: <gf name="..."> with the points inside
+        aux.tag = f"{{{ns}}}gf"
+        for child in list(gf):
+            aux.append(child)
+        for k, v in gf.attrib.items():
+            aux.set(k, v)
+        aux.remove(gf)
+        changed = True
+    if changed:
+        return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
