@@ -398,7 +398,8 @@ def run_shard(ref: ModelRef, payload: dict) -> dict:
     """Run one shard of samples (on a worker or in-process); returns times, columns, failed."""
     model = ref.load()
     times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
-                                    payload["variables"], saveper=payload.get("saveper"))
+                                    payload["variables"], saveper=payload.get("saveper"),
+                                    first_run=payload.get("first_run", 0))
     return {"times": times, "columns": cols, "failed": failed}
 
 
@@ -548,7 +549,7 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
         targets = None
         base_cols = {}
         payloads = [{"params": space.to_params(X[a:b], base[1]), "overrides": dict(base[1] or {}),
-                     "variables": variables, "saveper": saveper, "n": b - a} for a, b in pieces]
+                     "variables": variables, "saveper": saveper, "n": b - a, "first_run": a} for a, b in pieces]
         for i, r in executor.imap(run_shard, ref, payloads):
             a, b = pieces[i]
             for c, arr in r["columns"].items():
@@ -575,8 +576,9 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
             payloads = []
             for a, b in pieces:
                 params = space.to_params(X[a:b], overrides)
+                # first_run: sample a's RANDOM streams are the same whatever the sharding
                 payloads.append({"params": params, "overrides": dict(overrides or {}), "variables": variables,
-                                 "saveper": saveper, "n": b - a})
+                                 "saveper": saveper, "n": b - a, "first_run": a})
             cols: dict[str, np.ndarray] = {}
             times = None
             failed = np.zeros(n, bool)
