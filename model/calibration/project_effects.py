@@ -2,10 +2,11 @@
 
 Each scenario and its base are run on the same draws of every constant whose role is "uncertain" (common random
 numbers), and the difference is taken draw by draw, so the range is that of the effect, not of the levels.
-Draws are uniform over the constants' declared ranges (the prior); pass --posterior to draw from a posterior file
-once the engine ships one. Run from the repository root:
+The constants the shipped posterior holds (model/linxiang_posterior.nc) are drawn jointly from it, the other
+uncertain constants uniformly over their ranges; --prior draws every one from its range. `lxsd ensemble ...
+--diff scenarios/actual_trend.toml` gives the same differences in absolute terms. Run from the repository root:
 
-    .venv/bin/python model/calibration/project_effects.py [--samples 1000] [--seed 20261129]
+    .venv/bin/python model/calibration/project_effects.py [--samples 1000] [--seed 20261129] [--prior]
 
 Prints a Markdown table (docs/model.md, Project effects).
 """
@@ -28,12 +29,23 @@ OUTPUTS = {"gdp_real": "GDP (2020 prices)", "budget_revenue": "budget revenue (c
 YEAR = 2030
 
 
-def effects(samples: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
+def effects(samples: int, seed: int, prior: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Relative effect (scenario / base - 1) in YEAR per scenario and output, one value per draw."""
-    m = load_model(ROOT / "model" / "linxiang.toml")
-    rng = np.random.default_rng(seed)
-    draws = {n: rng.uniform(*m.model.variables[n].range, size=(samples, *m.rvars[n].sizes))
-             for n in m.constants_with_role("uncertain")}
+    from engine.analysis.ensemble import build_space, draw
+    from engine.analysis.posterior import default_posterior, read_posterior
+
+    path = ROOT / "model" / "linxiang.toml"
+    m = load_model(path)
+    space = build_space(m)
+    X = draw(space, samples, seed)
+    post = None if prior else default_posterior(path)
+    if post is not None:
+        pd_ = read_posterior(post)
+        P = pd_.sample(samples, seed)
+        for j, lab in enumerate(space.labels):
+            if lab in pd_.labels:
+                X[:, j] = P[:, pd_.labels.index(lab)]
+    draws = space.to_params(X, {})
     base = load_scenario(ROOT / "scenarios" / "actual_trend.toml", m).overrides
     out: dict[str, dict[str, np.ndarray]] = {}
     ref = m.run(params={**{k: v for k, v in base.items() if k not in draws}, **draws}, variables=list(OUTPUTS))
@@ -49,8 +61,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--prior", action="store_true", help="draw every uncertain constant from its range")
     args = ap.parse_args()
-    eff = effects(args.samples, args.seed)
+    eff = effects(args.samples, args.seed, args.prior)
     print(f"| scenario | " + " | ".join(f"{v}, {YEAR}" for v in OUTPUTS.values()) + " |")
     print("|---|" + "---:|" * len(OUTPUTS))
     for s, d in eff.items():
@@ -59,7 +72,8 @@ def main() -> None:
             q5, q50, q95 = np.percentile(d[o] * 100, [5, 50, 95])
             cells.append(f"{q50:+.1f}% [{q5:+.1f}, {q95:+.1f}]")
         print(f"| {s} | " + " | ".join(cells) + " |")
-    print(f"\n{args.samples} draws of every uncertain constant (uniform over its range), seed {args.seed}; "
+    how = "uniform over its range" if args.prior else "the shipped posterior's jointly, the rest uniform over their ranges"
+    print(f"\n{args.samples} draws of every uncertain constant ({how}), seed {args.seed}; "
           "median [5th, 95th percentile] of the effect against actual_trend.")
 
 
