@@ -72,7 +72,8 @@ def main() -> None:
             q5, q50, q95 = np.percentile(d[o] * 100, [5, 50, 95])
             cells.append(f"{q50:+.1f}% [{q5:+.1f}, {q95:+.1f}]")
         print(f"| {s} | " + " | ".join(cells) + " |")
-    how = "uniform over its range" if args.prior else "the shipped posterior's jointly, the rest uniform over their ranges"
+    how = ("uniform over its range" if args.prior
+           else "the shipped posterior's jointly, the rest uniform over their ranges")
     print(f"\n{args.samples} draws of every uncertain constant ({how}), seed {args.seed}; "
           "median [5th, 95th percentile] of the effect against actual_trend.")
 
