@@ -494,11 +494,7 @@ def ensemble(bundle: Bundle, overrides: dict, variables: list[str], n: int = 500
         labels = [lab for lab in post.labels if lab.split("[", 1)[0] not in exclude]
         rest = [lab for lab in space.labels if lab not in post.labels]
         space = ens.build_space(bundle.model, labels + rest)
-        X = ens.draw(space, n, seed)
-        P = post.sample(n, seed)
-        for j, lab in enumerate(space.labels):
-            if lab in post.labels:
-                X[:, j] = P[:, post.labels.index(lab)]
+        X = ens.draw_joint(space, n, seed, posterior=post)
         kind = "posterior"
     params = space.to_params(X, overrides)
     times, cols, _failed = ens.run_batch(bundle.model, params, overrides, n, variables)

@@ -32,7 +32,7 @@ def _bulletin_2023() -> dict[str, float]:
 @pytest.fixture(scope="module")
 def ensemble():
     if not POSTERIOR.exists():
-        pytest.skip("model/linxiang_posterior.nc is not shipped yet (make posterior)")
+        pytest.fail("model/linxiang_posterior.nc is missing: the model ships it (regenerate with make posterior)")
     model = load_model(MODEL)
     post = read_posterior(POSTERIOR)
     space = posterior_space(model, post)

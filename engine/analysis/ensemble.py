@@ -499,6 +499,18 @@ class _Writer:
         self.written.append(str(dest))
 
 
+def draw_joint(space: ParamSpace, n: int, seed: int, design: str = "random", posterior=None) -> np.ndarray:
+    """n samples (rows) of ``space``: the factors a posterior holds drawn jointly from its draws (seeded),
+    the others from their distributions (``posterior``: engine.analysis.posterior.PosteriorDraws or None)."""
+    X = draw(space, n, seed, design)
+    if posterior is not None:
+        P = posterior.sample(n, seed)
+        for j, lab in enumerate(space.labels):
+            if lab in posterior.labels:
+                X[:, j] = P[:, posterior.labels.index(lab)]
+    return X
+
+
 def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: ParamSpace, n: int, seed: int,
                  design: str = "random", variables: list[str] | None = None,
                  targets: list[Target] | None = None, out: str | Path | None = None,
@@ -524,12 +536,7 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
         raise EngineError(f"--samples must be at least 1, got {n}")
     executor = executor or Executor()
     remember(ref, model)
-    X = draw(space, n, seed, design)
-    if posterior is not None:
-        P = posterior.sample(n, seed)
-        for j, lab in enumerate(space.labels):
-            if lab in posterior.labels:
-                X[:, j] = P[:, posterior.labels.index(lab)]
+    X = draw_joint(space, n, seed, design, posterior)
     variables = list(variables or default_variables(model, targets))
     unknown = [v for v in variables if v not in model.visible]
     if unknown:

@@ -31,20 +31,14 @@ YEAR = 2030
 
 def effects(samples: int, seed: int, prior: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Relative effect (scenario / base - 1) in YEAR per scenario and output, one value per draw."""
-    from engine.analysis.ensemble import build_space, draw
+    from engine.analysis.ensemble import build_space, draw_joint
     from engine.analysis.posterior import default_posterior, read_posterior
 
     path = ROOT / "model" / "linxiang.toml"
     m = load_model(path)
     space = build_space(m)
-    X = draw(space, samples, seed)
-    post = None if prior else default_posterior(path)
-    if post is not None:
-        pd_ = read_posterior(post)
-        P = pd_.sample(samples, seed)
-        for j, lab in enumerate(space.labels):
-            if lab in pd_.labels:
-                X[:, j] = P[:, pd_.labels.index(lab)]
+    post_file = None if prior else default_posterior(path)
+    X = draw_joint(space, samples, seed, posterior=read_posterior(post_file) if post_file else None)
     draws = space.to_params(X, {})
     base = load_scenario(ROOT / "scenarios" / "actual_trend.toml", m).overrides
     out: dict[str, dict[str, np.ndarray]] = {}
