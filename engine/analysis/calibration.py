@@ -168,6 +168,35 @@ def load_data(path: str | Path, model, mapping: str | Path | None = None, scope:
 
 
 
+def pyplot(path: str | Path):
+    """matplotlib.pyplot on the Agg backend (files only, no screen), or an error naming the plot file."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
+    return plt
+
+
+def select_scope(df: pd.DataFrame, file: str, scope: str | None, hint: str, strict: bool) -> pd.DataFrame:
+    """The rows of one scope (linxiang, yueyang, ...) of a long-format data file; an error names the file
+    when the scope is absent, or when the file mixes scopes and none is chosen (``hint`` says how). With
+    ``strict``, a scope asked of a file without a scope column is an error too."""
+    if "scope" in df.columns:
+        scopes = sorted(set(df["scope"]))
+        if scope is not None:
+            if scope not in scopes:
+                raise ModelError(Problem(file, "scope", f"no rows of scope {scope!r}", f"scopes: {', '.join(scopes)}"))
+            return df[df["scope"] == scope]
+        if len(scopes) > 1:
+            raise ModelError(Problem(file, "scope", f"the file mixes scopes {', '.join(scopes)}", hint))
+    elif scope is not None and strict:
+        raise ModelError(Problem(file, "scope", "--scope given but the file has no scope column"))
+    return df
+
+
 def _read_frame(path: Path, scope: str | None, indicators: list[str] | None) -> pd.DataFrame:
     """The CSV's rows of the scope and indicators asked for, with their line numbers in ``_row``."""
     file = str(path)
@@ -183,17 +212,7 @@ def _read_frame(path: Path, scope: str | None, indicators: list[str] | None) -> 
         raise ModelError(Problem(file, None, f"missing column(s) {', '.join(missing)}",
                                  "the long format: indicator, unit, year, value, source"))
     df["_row"] = np.arange(len(df)) + 2  # the CSV line (the header is line 1)
-    if "scope" in df.columns:
-        scopes = sorted(set(df["scope"]))
-        if scope is not None:
-            if scope not in scopes:
-                raise ModelError(Problem(file, "scope", f"no rows of scope {scope!r}", f"scopes: {', '.join(scopes)}"))
-            df = df[df["scope"] == scope]
-        elif len(scopes) > 1:
-            raise ModelError(Problem(file, "scope", f"the file mixes scopes {', '.join(scopes)}",
-                                     "choose one with --scope"))
-    elif scope is not None:
-        raise ModelError(Problem(file, "scope", "--scope given but the file has no scope column"))
+    df = select_scope(df, file, scope, "choose one with --scope", strict=True)
     if indicators is not None:
         present = set(df["indicator"])
         absent = [i for i in indicators if i not in present]
@@ -656,13 +675,7 @@ def plot_fit(cal: Calibration, model, path: str | Path) -> Path:
         fig.update_layout(height=260 * len(curves))
         fig.write_html(str(path))
         return path
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
+    plt = pyplot(path)
     fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.6 * len(curves)), squeeze=False)
     for ax, (s, y) in zip(axes[:, 0], curves, strict=True):
         ax.plot(res.times, np.broadcast_to(y, res.times.shape), label="simulated")

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.ensemble import ParamSpace, annual_saveper, run_batch
+from engine.analysis.calibration import select_scope
 from engine.analysis.targets import Expr, check_columns
 from engine.errors import EngineError, ModelError, Problem
 from engine.parse.toml_file import read_toml
@@ -181,15 +182,7 @@ def load_observations(path: str | Path, model, data_map: DataMap | None = None, 
                                  "the long format: indicator, unit, year, value, source"))
     df["_row"] = np.arange(len(df)) + 2
     scope = scope or dm.scope
-    if "scope" in df.columns:
-        scopes = sorted(set(df["scope"]))
-        if scope is not None:
-            if scope not in scopes:
-                raise ModelError(Problem(file, "scope", f"no rows of scope {scope!r}", f"scopes: {', '.join(scopes)}"))
-            df = df[df["scope"] == scope]
-        elif len(scopes) > 1:
-            raise ModelError(Problem(file, "scope", f"the file mixes scopes {', '.join(scopes)}",
-                                     "choose one with --scope or scope = \"...\" in the data map"))
+    df = select_scope(df, file, scope, "choose one with --scope or scope = \"...\" in the data map", strict=False)
     if indicators is not None:
         absent = [i for i in indicators if i not in set(df["indicator"])]
         if absent:

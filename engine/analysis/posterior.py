@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine.analysis.calibration import pyplot
 from engine.analysis.ensemble import Factor, ParamSpace, build_space
 from engine.analysis.likelihood import Likelihood
 from engine.errors import EngineError
@@ -550,13 +551,7 @@ def plot_posterior(post: Posterior, like: Likelihood, path: str | Path, top: int
         fig.update_layout(height=230 * (n + 1))
         fig.write_html(str(path))
         return path
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
+    plt = pyplot(path)
     npair = min(4, len(labels))
     nrow = len(labels) + 1 + npair
     fig = plt.figure(figsize=(10, 2.2 * nrow))

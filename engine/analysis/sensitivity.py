@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine.analysis.calibration import pyplot
 from engine.analysis.ensemble import DEFAULT_CHUNK, Expr, ParamSpace, annual_saveper, check_columns, run_shard
 from engine.errors import EngineError
 
@@ -160,13 +161,7 @@ def plot_sensitivity(result: Sensitivity, path, top: int = 15):
         fig.update_layout(height=max(300, 30 * top) * len(groups), barmode="group")
         fig.write_html(str(path))
         return path
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise EngineError(f"{path}: matplotlib is not installed; write the plot as .html instead") from None
+    plt = pyplot(path)
     fig, axes = plt.subplots(len(groups), 1, figsize=(7, max(2.5, 0.3 * top) * len(groups)), squeeze=False)
     for ax, ((o, y), g) in zip(axes[:, 0], groups):
         g = g.head(top)[::-1]
