@@ -171,7 +171,7 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--until", type=float, metavar="YEAR", help="condition on the rows through YEAR only")
     p.add_argument("--out", required=True, metavar="FILE.nc", help="the posterior (ArviZ InferenceData, NetCDF)")
-    p.set_defaults(func=cmd_posterior)
+    p.set_defaults(func=cmd_posterior, own_progress=True)   # its bar counts tempering stages, not steps
 
     b = sub.add_parser("backtest", help="fit the posterior through a year, forecast after it: MAPE, Theil's U, "
                        "coverage")
