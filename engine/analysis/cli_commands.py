@@ -265,6 +265,24 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         if nf:
             _say(f"note: {scen}: {nf} of {args.samples} runs gave non-finite values (some constants' ranges "
                  f"allow a blow-up); they are left out of the percentiles and probabilities")
+    _print_ensemble(res, model, years, post)
+    if args.summary:
+        _write_csv(res.percentiles, args.summary)
+        _say(f"wrote {args.summary}")
+        if len(res.probabilities):
+            p = Path(args.summary)
+            tp = p.with_name(p.stem + "_targets" + p.suffix)
+            _write_csv(res.probabilities, str(tp))
+            _say(f"wrote {tp}")
+    if args.out:
+        _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
+    _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
+    return 0
+
+
+def _print_ensemble(res, model, years: list[float] | None, post) -> None:
+    """The percentiles at ``years`` (default: start, stop and 2020/25/30/35 within them) and the target
+    probabilities, as tables on stdout."""
     pct = res.percentiles
     if years is None:
         ts = model.time
@@ -277,18 +295,6 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
             print("probability of meeting each target (share of samples, "
                   + (f"posterior {post.path}" if post is not None else "PRIOR: not conditioned on data") + "):")
             print(res.probabilities.to_string(index=False))
-    if args.summary:
-        _write_csv(pct, args.summary)
-        _say(f"wrote {args.summary}")
-        if len(res.probabilities):
-            p = Path(args.summary)
-            tp = p.with_name(p.stem + "_targets" + p.suffix)
-            _write_csv(res.probabilities, str(tp))
-            _say(f"wrote {tp}")
-    if args.out:
-        _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
-    _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
-    return 0
 
 
 def _draws_space(args, model, common: set):

@@ -230,24 +230,31 @@ def read_target_tables(path: str | Path) -> list[dict]:
         if ind.get("direction") not in DIRECTIONS:
             problems.append(Problem(file, key, f"direction must be one of {list(DIRECTIONS)}"))
         if ind.get("modelled", True):
-            if "expression" not in ind:
-                problems.append(Problem(file, key, "modelled indicator without expression",
-                                        "give expression, or modelled = false with reason"))
-            else:
-                try:
-                    Expr(str(ind["expression"]), f"{file}: {key}.expression")
-                except EngineError as exc:
-                    problems.append(Problem(file, key, f"expression: {exc}"))
-            measure = _measure(ind)
-            if measure not in MEASURES:
-                problems.append(Problem(file, key, f"measure must be one of {list(MEASURES)}"))
-            elif measure != "level" and "compare_to_year" not in ind:
-                problems.append(Problem(file, key, f"measure {measure!r} needs compare_to_year"))
+            problems += _modelled_problems(file, key, ind)
         elif "reason" not in ind:
             problems.append(Problem(file, key, "modelled = false needs a reason"))
     if problems:
         raise ScorecardError(problems)
     return items
+
+
+def _modelled_problems(file: str, key: str, ind: Mapping) -> list[Problem]:
+    """What is wrong with a modelled indicator's expression and measure."""
+    problems = []
+    if "expression" not in ind:
+        problems.append(Problem(file, key, "modelled indicator without expression",
+                                "give expression, or modelled = false with reason"))
+    else:
+        try:
+            Expr(str(ind["expression"]), f"{file}: {key}.expression")
+        except EngineError as exc:
+            problems.append(Problem(file, key, f"expression: {exc}"))
+    measure = _measure(ind)
+    if measure not in MEASURES:
+        problems.append(Problem(file, key, f"measure must be one of {list(MEASURES)}"))
+    elif measure != "level" and "compare_to_year" not in ind:
+        problems.append(Problem(file, key, f"measure {measure!r} needs compare_to_year"))
+    return problems
 
 
 def target_of(row: Mapping, file: str = "targets") -> Target:
