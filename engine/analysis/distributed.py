@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Iterable, Iterator
 
 from engine.errors import EngineError
@@ -48,6 +48,13 @@ class ModelRef:
             model = load_model(self.path, check_units=self.check_units)
             _MODEL_CACHE[key] = model
         return model
+
+
+class Loads(Protocol):
+    """What runs a shard needs of its model reference: ``load()`` gives the compiled model (a
+    :class:`ModelRef` on a worker, or a stand-in holding a model compiled here)."""
+
+    def load(self) -> Any: ...
 
 
 def remember(ref: ModelRef, model) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from engine import progress as _progress
-from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine.analysis.distributed import Executor, Loads, ModelRef, remember, shards
 from engine.analysis.targets import Expr, Target, check_columns, load_targets  # noqa: F401 - re-exported
 from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
@@ -146,7 +146,8 @@ class ParamSpace:
         for j, f in enumerate(self.factors):
             if f.name in held:
                 continue
-            if f.index is None:
+            index = f.index
+            if index is None:
                 params[f.name] = X[:, j].copy()
                 continue
             if f.name not in params:
@@ -154,7 +155,8 @@ class ParamSpace:
                 base = self.model._defaults[f.name][..., 0] if v is None else \
                     self.model._value_array(f.name, v, None)[..., 0]
                 params[f.name] = np.broadcast_to(base, (n, *base.shape)).copy()
-            params[f.name][(slice(None), *f.index)] = X[:, j]
+            where: tuple[slice | int, ...] = (slice(None), *index)
+            params[f.name][where] = X[:, j]
         return params
 
     def as_settings(self, x: np.ndarray, overrides: Mapping | None = None) -> dict[str, object]:
@@ -405,7 +407,7 @@ def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None
     return res.times, cols, failed
 
 
-def run_shard(ref: ModelRef, payload: dict) -> dict:
+def run_shard(ref: Loads, payload: dict) -> dict:
     """Run one shard of samples (on a worker or in-process); returns times, columns, failed."""
     model = ref.load()
     times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
@@ -454,7 +456,7 @@ class _Writer:
     def __init__(self, out: str | Path | None) -> None:
         self.out = Path(out) if out else None
         self.written: list[str] = []
-        self._csv_tmp = None
+        self._csv_tmp: str | None = None   # the CSV being written, renamed to out at the end
         self._csv_header = True
         if self.out is None:
             return
@@ -502,11 +504,14 @@ class _Writer:
             (self.out / "_lxsd_ensemble.json").write_text(json.dumps(dict(manifest, complete=complete), indent=1,
                                                                      ensure_ascii=False), encoding="utf-8")
             return
+        tmp = self._csv_tmp
+        if tmp is None:
+            return
         if self._csv_header:  # nothing written
-            os.unlink(self._csv_tmp)
+            os.unlink(tmp)
             return
         dest = self.out if complete else self.out.with_name(self.out.stem + ".partial" + self.out.suffix)
-        os.replace(self._csv_tmp, dest)
+        os.replace(tmp, dest)
         self.written.append(str(dest))
 
 

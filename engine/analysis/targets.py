@@ -180,14 +180,17 @@ class Target:
         cur = self.expr.evaluate(lambda c: at(c, y))
         if self.measure == "level":
             return cur
-        base = self.expr.evaluate(lambda c: at(c, self.compare_to_year))
+        since = self.compare_to_year
+        if since is None:   # read_target_tables refuses this; a Target built by hand may not have it
+            raise EngineError(f"{self.id}: measure {self.measure!r} needs compare_to_year")
+        base = self.expr.evaluate(lambda c: at(c, since))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.measure == "change":
                 return cur - base
             ratio = np.divide(cur, np.where(base == 0, np.nan, base))
             if self.measure == "reduction_pct":
                 return 100.0 * (1.0 - ratio)
-            span = y - self.compare_to_year  # cagr_pct
+            span = y - since  # cagr_pct
             if span <= 0:
                 return np.full(np.shape(ratio), np.nan) if np.ndim(ratio) else math.nan
             return 100.0 * (np.power(np.where(ratio > 0, ratio, np.nan), 1.0 / span) - 1.0)
