@@ -267,11 +267,13 @@ def main() -> int:
     else:
         lines.append(f"| ensemble, in-process | {e['samples']} samples x {e['factors']} constants | "
                      f"{e['seconds']:.1f} | {e['peak_mb']:.0f} | <= 30 s, <= 4096 MB | "
-                     f"{e['columns']} columns saved, Parquet {e['parquet_mb']:.0f} MB, {e['failed_runs']} failed runs |")
+                     f"{e['columns']} columns saved, Parquet {e['parquet_mb']:.0f} MB, "
+                     f"{e['failed_runs']} failed runs |")
     if "error" in s:
         lines.append(f"| Sobol | | {cell(s, 'seconds')} | | | |")
     else:
-        lines.append(f"| Sobol (first and total order) | 2^{int(s['base']).bit_length() - 1} x {s['factors']} constants "
+        lines.append(f"| Sobol (first and total order) | 2^{int(s['base']).bit_length() - 1} x "
+                     f"{s['factors']} constants "
                      f"= {s['runs']} runs | {s['seconds']:.1f} | {s['peak_mb']:.0f} | | top: {s['top']} |")
     if "error" in c:
         lines.append(f"| calibration | | {cell(c, 'seconds')} | | <= 60 s | |")

@@ -50,7 +50,7 @@ def compile_model(model: Model, check_units: bool = True, backend: str | None = 
 
     from engine.limits import check_dimensions
 
-    check_dimensions(model.dimensions, model.file)   # before the compile time that grows with their square
+    check_dimensions(model.dimensions, model.file)   # before the compile time that grows with their size
     problems: list[Problem] = []
     rvars = None
     try:

@@ -428,20 +428,28 @@ def build_parser() -> argparse.ArgumentParser:
         if not any("--allow-data-outside" in a.option_strings for a in command._actions):
             command.add_argument("--allow-data-outside", action="store_true",
                                  help="let an imported .mdl's GET DIRECT/GET XLS read files outside its folder")
+        if not any("--progress" in a.option_strings for a in command._actions):
+            command.add_argument("--progress", action="store_true",
+                                 help="show progress on stderr (default: on a terminal, for runs of a second or more)")
+        if not any("--quiet" in a.option_strings for a in command._actions):
+            command.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from engine import limits
-
-    limits.set_force(bool(getattr(args, "force", False)))
-    if getattr(args, "allow_data_outside", False):
-        os.environ["LXSD_ALLOW_DATA_OUTSIDE"] = "1"   # read by engine.io.pysd_import (and inherited by workers)
+    name = "lxsd"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        name = f"lxsd {args.command}"
+        from engine import limits
+
+        limits.set_force(bool(getattr(args, "force", False)))
+        if getattr(args, "allow_data_outside", False):
+            os.environ["LXSD_ALLOW_DATA_OUTSIDE"] = "1"   # read by engine.io.pysd_import (and inherited by workers)
         return _dispatch(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # Ctrl-C: one line, never a traceback (the shell's convention: 128 + SIGINT)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
@@ -461,7 +469,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every error becomes one message (a traceback only with LXSD_DEBUG=1)."""
     try:
         _check_counts(args)
-        return int(args.func(args) or 0)
+        from engine.cli_progress import shown
+
+        if getattr(args, "own_progress", False):   # a command with its own progress bar (posterior)
+            return int(args.func(args) or 0)
+        with shown(args.command, bool(getattr(args, "progress", False)), bool(getattr(args, "quiet", False))):
+            return int(args.func(args) or 0)
     except ModelError as exc:
         print(f"lxsd {args.command}: {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:

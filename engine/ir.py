@@ -12,6 +12,38 @@ from dataclasses import dataclass, field
 KINDS = ("constant", "stock", "flow", "auxiliary", "lookup", "data")
 
 
+class Elements(tuple):
+    """A dimension's or subrange's elements: a tuple whose ``in`` and ``index`` are dictionary look-ups.
+
+    The resolver, compiler and checks ask "is e an element of d, and where" once per element or
+    equation; on a plain tuple each answer scans it, which made models with one large dimension take
+    time quadratic in its size (issue 15: 20 000 elements 10 s, 80 000 elements 192 s)."""
+
+    _pos: dict
+
+    def __new__(cls, items=()) -> Elements:
+        self = super().__new__(cls, items)
+        pos: dict = {}
+        for i, e in enumerate(self):
+            pos.setdefault(e, i)   # the first, as tuple.index
+        self._pos = pos
+        return self
+
+    def __contains__(self, item: object) -> bool:
+        try:
+            return item in self._pos
+        except TypeError:   # an unhashable item: compared as a tuple would
+            return tuple.__contains__(self, item)
+
+    def index(self, item, *bounds) -> int:  # type: ignore[override]
+        if not bounds:
+            try:
+                return self._pos[item]
+            except (KeyError, TypeError):
+                pass
+        return tuple.index(self, item, *bounds)
+
+
 @dataclass
 class TimeSettings:
     """Simulation clock, in the model's time unit."""
@@ -93,10 +125,17 @@ class Model:
     presentation: dict = field(default_factory=dict)
 
     def dim_elements(self, dim: str) -> tuple[str, ...]:
-        """Elements of a dimension or a subrange."""
+        """Elements of a dimension or a subrange (an :class:`Elements`, made once and kept)."""
         if dim in self.dimensions:
-            return self.dimensions[dim]
-        return self.subranges[dim][1]
+            elems = self.dimensions[dim]
+            if type(elems) is not Elements:
+                elems = self.dimensions[dim] = Elements(elems)
+            return elems
+        parent, elems = self.subranges[dim]
+        if type(elems) is not Elements:
+            elems = Elements(elems)
+            self.subranges[dim] = (parent, elems)
+        return elems
 
     def element_label(self, name: str, lang: str = "zh") -> str:
         """A dimension's, subrange's or element's label in a language, or its name."""

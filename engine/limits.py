@@ -13,16 +13,23 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from engine.errors import EngineError
 
 MAX_STEPS = 10_000_000          # time steps of one run (stop - start) / dt
 MAX_RUNS = 10_000_000           # runs (scenarios x sweep values x samples) in one call
 MAX_STEP_WORK = 20_000_000_000  # steps x runs x model cells: the number of cell updates
-MAX_ELEMENTS = 50_000           # elements of one dimension (compiling grows with its square)
+MAX_ELEMENTS = 1_000_000        # elements of one dimension (reading and compiling a million: about 50 s, 0.7 GB)
 MEMORY_SHARE = 0.8              # of the memory available when the run starts
 FALLBACK_MEMORY = 8 * 2**30     # bytes, where the system does not say what is available
+# Progress is shown on a terminal for work past PROGRESS_MIN_WORK (engine.progress, the CLI). Work counts value
+# updates as above, plus VECTOR_OVERHEAD a value for numpy's fixed cost of each operation, so that one long run
+# of a small batch counts as long. Measured on model/linxiang.toml (755 values, 160 steps, one core): 1 run
+# 0.22 s, 100 runs 0.24 s, 1 000 runs 0.53 s, i.e. about 400 element updates' worth of fixed cost per
+# operation and 2e8 updates a second in large batches: the threshold is about one second of work.
+VECTOR_OVERHEAD = 400
+PROGRESS_MIN_WORK = 200_000_000
 
 _force = False
 
@@ -126,13 +133,23 @@ def check_run(steps: int, n_runs: int, cells: int, saved_cells: int, saved_times
                 "(chunks), or write an ensemble to --out in shards")
 
 
+def progress_work(steps: float, n_runs: int, rvars: Mapping[str, object]) -> float:
+    """Estimated work of a run, to decide whether to show its progress: steps x values x (runs + overhead).
+
+    rvars: the model's resolved variables (anything with ``sizes``); lookups count like the rest."""
+    cells = sum(math.prod(getattr(rv, "sizes", ())) for rv in rvars.values())
+    return float(steps) * max(cells, 1) * (n_runs + VECTOR_OVERHEAD)
+
+
 def check_dimensions(dimensions: dict[str, tuple[str, ...]], where: str = "") -> None:
-    """Refuse a model with a dimension past MAX_ELEMENTS (its compile time grows with the square)."""
+    """Refuse a model with a dimension past MAX_ELEMENTS (reading and compiling it take time and memory that grow
+    with its size: benchmarks/bench_dimension.py, figures in docs/security.md)."""
     pre = f"{where}: " if where else ""
     for name, elems in dimensions.items():
         if len(elems) > MAX_ELEMENTS:
             _refuse(f"{pre}dimension {name!r} has {len(elems)} elements, over the limit of {MAX_ELEMENTS} "
-                    f"(compiling takes time that grows with the square of a dimension's size)",
+                    f"(reading and compiling a model take time and memory that grow with a dimension's size: "
+                    f"about a minute and 0.7 GB a million elements)",
                     "split the dimension or aggregate its elements")
 
 

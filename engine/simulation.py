@@ -7,6 +7,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +18,10 @@ from engine.integrate.driver import Clock, simulate
 from engine.integrate.solvers import METHODS, solver_for
 from engine.ir import Model, Variable
 from engine.resolve.structure import RVar
-from engine.results import Results
+from engine.results import Results, RunFailure
+
+if TYPE_CHECKING:
+    from engine.integrate.dynamic_clock import DynamicClock
 
 
 def _name_key(name: str) -> str:
@@ -66,7 +70,7 @@ class CompiledModel:
                     fallback(model.file, "jax is not installed")
                 self.backend = "numpy"
         problems: list[Problem] = []
-        self._defaults: dict[str, object] = {}
+        self._defaults: dict[str, Any] = {}   # an array (*dims, 1), or a data input's (times, values)
         for name in code.layout.param_names:
             var = model.variables[name]
             try:
@@ -93,7 +97,8 @@ class CompiledModel:
             first = start_values(self.code, P0, 1, fixed)
         except EngineError as exc:
             raise ModelError(Problem(model.file, "[time]", str(exc))) from None
-        return dataclasses.replace(ts, **{f: first[f] for f in ts.dynamic})
+        changes: dict[str, Any] = {f: first[f] for f in ts.dynamic}
+        return dataclasses.replace(ts, **changes)
 
     # -------------------------------------------------------------- introspection
     @property
@@ -328,6 +333,7 @@ class CompiledModel:
         from engine import limits
         limits.check_inputs(list(self.code.layout.param_names), P0, scen_names, self.model.file)
         solver = solver_for(method)
+        clock: Clock | DynamicClock
         if dynamic:
             # some time settings are equations: the clock reads them from the model as it runs
             from engine.integrate.dynamic_clock import DynamicClock
@@ -345,7 +351,7 @@ class CompiledModel:
         compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._jax else None
         if compiled is not None:
             times, store = compiled
-            failures = []
+            failures: list[RunFailure] = []
         else:
             with _run_labels(scen_names):
                 times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw,
@@ -374,6 +380,8 @@ class CompiledModel:
         (the numpy loop re-runs it, for its exact errors and per-run status)."""
         from engine.compile.jax_runtime import Unsupported
 
+        if self._jax is None:
+            return None
         reason = self._jax.unsupported(solver.name, dynamic)
         if reason is None:
             try:

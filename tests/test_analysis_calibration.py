@@ -33,7 +33,7 @@ def _synthetic(model, tmp_path, truth, noise=0.0, seed=0, years=range(2015, 2031
     x = res["x"][0]
     rng = np.random.default_rng(seed)
     lines = ["indicator,unit,year,value,source"]
-    for t, v in zip(res.times, x):
+    for t, v in zip(res.times, x, strict=True):
         if int(t) in years:
             lines.append(f"x,t,{int(t)},{v * (1 + noise * rng.standard_normal()):.8g},synthetic")
     path = tmp_path / "obs.csv"
@@ -47,7 +47,7 @@ def test_recovers_known_parameters_exactly_without_noise(model, tmp_path):
     series = load_data(data, model)
     space = build_space(model, ["r", "K", "x0"])
     cal = calibrate(model, ModelRef(str(LOGISTIC)), space.factors, series)
-    for lab, est in zip(cal.labels, cal.estimates):
+    for lab, est in zip(cal.labels, cal.estimates, strict=True):
         assert est == pytest.approx(truth[lab], rel=1e-4)
     fit = cal.stats.iloc[0]
     assert fit["mape"] < 1e-3 and fit["r2"] > 0.999999
@@ -58,11 +58,11 @@ def test_recovers_parameters_from_noisy_data_with_intervals(model):
     assert [s.indicator for s in series] == ["x", "output_100kg"]
     space = build_space(model, ["r", "K", "x0"])
     cal = calibrate(model, ModelRef(str(LOGISTIC)), space.factors, series, restarts=3, seed=7)
-    for lab, est, lo, hi in zip(cal.labels, cal.estimates, cal.low, cal.high):
+    for lab, est, lo, hi in zip(cal.labels, cal.estimates, cal.low, cal.high, strict=True):
         assert est == pytest.approx(TRUE[lab], rel=0.03)
         assert lo < est < hi
         assert lo <= TRUE[lab] <= hi or abs(est - TRUE[lab]) / TRUE[lab] < 0.01
-    for line, lab in zip(cal.lines(), cal.labels):
+    for line, lab in zip(cal.lines(), cal.labels, strict=True):
         assert line.startswith(f"{lab} = ") and line.count("[") == 1 and line.endswith("]")
     fit = cal.stats[cal.stats["period"] == "fit"]
     assert np.allclose(fit[["u_m", "u_s", "u_c"]].sum(axis=1), 1.0)

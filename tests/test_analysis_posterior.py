@@ -62,7 +62,7 @@ def _synthetic(model, tmp_path: Path, seed: int, sigma: float = 0.02) -> Path:
     x = np.interp(years, res.times, res["x"][0])
     noisy = x * np.exp(np.random.default_rng(seed).normal(0, sigma, len(years)))
     rows = [{"indicator": "x", "unit": "t", "year": int(y), "value": f"{v:.6g}", "source": f"synthetic seed {seed}"}
-            for y, v in zip(years, noisy)]
+            for y, v in zip(years, noisy, strict=True)]
     return _write(tmp_path / f"obs{seed}.csv", pd.DataFrame(rows).to_csv(index=False))
 
 
@@ -121,7 +121,7 @@ def test_bad_data_or_map_is_one_clear_error(tmp_path, row, mapping, message):
 def _grid_quantiles(model, data: np.ndarray, years: np.ndarray) -> dict[str, tuple[float, float, float]]:
     """The exact posterior's 5 % and 95 % quantiles and sd per constant, from a 51^3 grid (one batch run)."""
     axes = {"r": np.linspace(0.40, 0.50, 51), "K": np.linspace(135, 165, 51), "x0": np.linspace(10.5, 13.5, 51)}
-    grid = dict(zip(axes, (a.ravel() for a in np.meshgrid(*axes.values(), indexing="ij"))))
+    grid = dict(zip(axes, (a.ravel() for a in np.meshgrid(*axes.values(), indexing="ij")), strict=True))
     if not hasattr(_grid_quantiles, "sim"):
         res = model.run(params=grid, n=len(grid["r"]), variables=["x"], saveper=1)
         _grid_quantiles.sim = res["x"][:, [list(res.times).index(y) for y in years]]

@@ -156,7 +156,7 @@ def test_linxiang_default_ensemble_brackets_the_deterministic_path(tmp_path, cap
     from engine.scenarios import load_scenario
 
     det = model.run(params=dict(load_scenario(scen, model).overrides), variables=["gdp_real"], saveper=1)
-    path = dict(zip(det.times, det["gdp_real"][0]))
+    path = dict(zip(det.times, det["gdp_real"][0], strict=True))
     band = pd.read_csv(summary)
     for year in (2020, 2021, 2022, 2023):
         row = band[np.isclose(band["time"], year)].iloc[0]

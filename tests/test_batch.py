@@ -80,7 +80,7 @@ def test_batch_rich_model(rich, method):
     lags = np.array([1.0, 2.0, 3.75])
     batch = rich.run(params={"k": ks, "t_step": steps, "lag": lags}, method=method)
     singles = [rich.run(params={"k": float(a), "t_step": float(b), "lag": float(c)}, method=method)
-               for a, b, c in zip(ks, steps, lags)]
+               for a, b, c in zip(ks, steps, lags, strict=True)]
     assert_same(batch, singles)
 
 
@@ -96,7 +96,7 @@ def test_batch_subscripted_constants():
     singles = [m.run(params={"share": s}) for s in shares]
     assert_same(batch, singles)
     # as tables, one scenario each
-    scen = {f"s{i}": {"share": dict(zip("abc", map(float, s)))} for i, s in enumerate(shares)}
+    scen = {f"s{i}": {"share": dict(zip("abc", map(float, s), strict=True))} for i, s in enumerate(shares)}
     by_scen = m.run(scenarios=scen)
     assert by_scen.scenarios == ["s0", "s1", "s2"]
     assert_same(by_scen, singles)
@@ -199,7 +199,7 @@ rates = st.floats(min_value=0.0, max_value=50.0, allow_nan=False)
 @given(st.lists(st.tuples(pos, rates, st.floats(0, 3)), min_size=1, max_size=6),
        st.sampled_from(["euler", "rk2", "rk4"]))
 def test_non_negative_stock_never_negative(rows, method):
-    s0, rate, k = (np.array(c, dtype=float) for c in zip(*rows))
+    s0, rate, k = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
     res = _drain.run(params={"s0": s0, "rate": rate, "k": k}, method=method)
     assert np.all(res["s"] >= 0)
 
@@ -208,7 +208,7 @@ def test_non_negative_stock_never_negative(rows, method):
 @given(st.lists(st.tuples(pos, pos, st.floats(0, 2), st.floats(0, 2)), min_size=1, max_size=6),
        st.sampled_from(["euler", "rk2", "rk4"]))
 def test_closed_transfer_conserves_the_total(rows, method):
-    a0, b0, k1, k2 = (np.array(c, dtype=float) for c in zip(*rows))
+    a0, b0, k1, k2 = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
     res = _transfer.run(params={"a0": a0, "b0": b0, "k1": k1, "k2": k2}, method=method)
     total = res["a"] + res["b"]
     np.testing.assert_allclose(total, (a0 + b0)[:, None] * np.ones_like(total), rtol=1e-9, atol=1e-9)
@@ -218,7 +218,7 @@ def test_closed_transfer_conserves_the_total(rows, method):
 @settings(derandomize=True, max_examples=8, deadline=None)
 @given(st.lists(st.tuples(pos, pos, st.floats(0, 2), st.floats(0, 2)), min_size=1, max_size=3))
 def test_closed_transfer_conserves_the_total_adaptive(rows):
-    a0, b0, k1, k2 = (np.array(c, dtype=float) for c in zip(*rows))
+    a0, b0, k1, k2 = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
     res = _transfer.run(params={"a0": a0, "b0": b0, "k1": k1, "k2": k2}, method="adaptive")
     total = res["a"] + res["b"]
     np.testing.assert_allclose(total, (a0 + b0)[:, None] * np.ones_like(total), rtol=1e-6, atol=1e-6)
@@ -229,7 +229,7 @@ def test_closed_transfer_conserves_the_total_adaptive(rows):
                           st.floats(0.3, 4.0)), min_size=1, max_size=5),
        st.sampled_from(["euler", "rk2", "rk4"]))
 def test_batch_equals_single_property(rows, method):
-    k, t_step, lag, sm = (np.array(c, dtype=float) for c in zip(*rows))
+    k, t_step, lag, sm = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
     batch = _rich_model().run(params={"k": k, "t_step": t_step, "lag": lag, "smooth_time": sm}, method=method)
     for i in range(len(k)):
         single = _rich_model().run(params={"k": float(k[i]), "t_step": float(t_step[i]), "lag": float(lag[i]),

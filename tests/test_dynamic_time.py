@@ -201,7 +201,7 @@ def test_step_sees_the_new_time_step_where_it_changes():
     # PySD and Vensim: STEP switches where TIME + TIME_STEP/2 > its time, TIME_STEP read at that time
     m = build({"stop": 5, "dt": "IF_THEN_ELSE(TIME < 4, 1, 0.1)", "saveper": "TIME_STEP"}, aux={"s": "STEP(1, 4.42)"})
     res = m.run()
-    s = dict(zip(np.round(res.times, 9), res["s"][0]))
+    s = dict(zip(np.round(res.times, 9), res["s"][0], strict=True))
     assert s[4.0] == 0 and s[4.3] == 0 and s[4.4] == 1 and s[5.0] == 1
 
 

@@ -101,7 +101,8 @@ def test_plan_reproduces_2020_baseline(runs):
 def test_plan_misses_its_growth_even_at_the_investment_ceiling(runs, model):
     """The plan's 10.4%/yr is out of reach of its own measures (docs/model.md): the plan scenario
     puts private investment at the top of its range and still grows more slowly."""
-    assert _at(runs, "investment_rate", "plan", 2022) == pytest.approx(model.model.variables["investment_rate_future"].range[1])
+    ceiling = model.model.variables["investment_rate_future"].range[1]
+    assert _at(runs, "investment_rate", "plan", 2022) == pytest.approx(ceiling)
     g = (_at(runs, "gdp_real", "plan", 2025) / _at(runs, "gdp_real", "plan", 2020)) ** 0.2 - 1
     assert 0.06 < g < 0.104
 
@@ -122,7 +123,8 @@ def test_actual_trend_reproduces_the_citys_2021_2025_averages(runs):
     set that reproduces the 2023 bulletin."""
     rows = {r["indicator"]: float(r["value"]) / 100 for r in _data_rows() if r["year"] == "2021-2025"
             and r["scope"] == "linxiang"}
-    model_of = {"fixed_asset_investment_growth": "investment_total_nominal", "retail_sales_growth": "retail_sales_nominal",
+    model_of = {"fixed_asset_investment_growth": "investment_total_nominal",
+                "retail_sales_growth": "retail_sales_nominal",
                 "urban_disposable_income_growth": "income_urban", "rural_disposable_income_growth": "income_rural"}
     assert set(model_of) <= set(rows)
     for ind, var in model_of.items():
@@ -142,7 +144,8 @@ def test_actual_trend_keeps_investing(runs, overrides):
     hist = _at(runs, "investment_rate", "actual_trend", 2019)
     assert abs(overrides["actual_trend"]["investment_rate_future"] / hist - 1) < 0.2
     for y in range(2021, 2026):
-        assert _at(runs, "investment_total_nominal", "actual_trend", y) > _at(runs, "investment_total_nominal", "actual_trend", y - 1)
+        assert _at(runs, "investment_total_nominal", "actual_trend", y) > \
+            _at(runs, "investment_total_nominal", "actual_trend", y - 1)
 
 
 def test_actual_trend_reproduces_2023_bulletin(runs):
@@ -235,7 +238,8 @@ def test_shares_sum_to_one(runs):
 # Net flows and growth rates are derivatives: at the plan's discontinuities (the 2021 lever
 # switches, the epidemic pulse) Euler's error in them is first order in dt; they are checked
 # against their own scale. Every other variable (stocks and levels) must move less than 0.5%.
-_DERIVATIVES = {"gdp_growth_rate", "net_migration_rate", "knowledge_growth_rate", "cyclical_migration_rate", "jobs_pull", "r2u_rate",
+_DERIVATIVES = {"gdp_growth_rate", "net_migration_rate", "knowledge_growth_rate", "cyclical_migration_rate",
+                "jobs_pull", "r2u_rate",
                 "urban_population_growth", "construction_land_demand", "net_external_migration",
                 # sums that contain a flow (public investment = budget share + new borrowing) or that amplify
                 # a stock ratio by 1/leverage_buffer (the debt limit) carry the flows' first-order error
@@ -333,7 +337,8 @@ def test_zero_investment_stops_urbanization_and_lowers_gdp(model, overrides):
 def test_urbanization_responds_to_the_economy(model, overrides):
     """The elasticity stated in docs/model.md: slower growth, slower urbanization, by several points."""
     base = overrides["actual_trend"]
-    res = model.run(scenarios={"lo": dict(base, investment_rate_future=0.2), "hi": dict(base, investment_rate_future=0.5)},
+    res = model.run(scenarios={"lo": dict(base, investment_rate_future=0.2),
+                               "hi": dict(base, investment_rate_future=0.5)},
                     variables=["gdp_real", "urbanization_rate"])
     assert _at(res, "urbanization_rate", "hi", 2030) - _at(res, "urbanization_rate", "lo", 2030) > 0.02
 

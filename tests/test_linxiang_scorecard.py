@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from engine.errors import EngineError
 from engine.scorecard import COLUMNS, ScorecardError, evaluate, load_targets, scorecard, variables_needed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ TARGETS = ROOT / "model" / "targets.toml"
 def _frame(scenarios=("a",), years=range(2020, 2036)):
     """A synthetic results frame shaped like Results.to_dataframe()."""
     rows = []
-    for s in scenarios:
+    for _scenario in scenarios:   # the same values in each scenario
         for y in years:
             k = y - 2020
             rows.append({"gdp_real": 100 * 1.1 ** k, "energy_intensity": 1.0 * 0.97 ** k,
@@ -167,7 +168,7 @@ def test_expressions_are_not_eval(tmp_path):
     frame = _frame().xs("a", level=0)
     assert evaluate("MAX(gdp_real, 150) ^ 1", frame).iloc[0] == pytest.approx(150)
     for bad in ["__import__('os')", "gdp_real > 1", "IF_THEN_ELSE(1, 2, 3)", "SUM(value_added[sector!])"]:
-        with pytest.raises(Exception):
+        with pytest.raises(EngineError):
             evaluate(bad, frame)
 
 

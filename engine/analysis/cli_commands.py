@@ -12,11 +12,15 @@ import functools
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from engine.errors import EngineError
+
+if TYPE_CHECKING:
+    from engine.analysis.targets import Target
 
 
 def _say(msg: str) -> None:
@@ -239,7 +243,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     sets = [set(o or {}) for o in [*runs.values(), *([base[1]] if base else [])]]
     common = set.intersection(*sets) if sets else set()
     post, space = _draws_space(args, model, common)
-    targets = []
+    targets: list[Target] = []
     tpath = _default_targets(args)
     if base is not None:
         _say(f"differences from {base[0]} ({args.diff}), sample by sample with the same constants (common random "
@@ -265,6 +269,24 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         if nf:
             _say(f"note: {scen}: {nf} of {args.samples} runs gave non-finite values (some constants' ranges "
                  f"allow a blow-up); they are left out of the percentiles and probabilities")
+    _print_ensemble(res, model, years, post)
+    if args.summary:
+        _write_csv(res.percentiles, args.summary)
+        _say(f"wrote {args.summary}")
+        if len(res.probabilities):
+            p = Path(args.summary)
+            tp = p.with_name(p.stem + "_targets" + p.suffix)
+            _write_csv(res.probabilities, str(tp))
+            _say(f"wrote {tp}")
+    if args.out:
+        _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
+    _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
+    return 0
+
+
+def _print_ensemble(res, model, years: list[float] | None, post) -> None:
+    """The percentiles at ``years`` (default: start, stop and 2020/25/30/35 within them) and the target
+    probabilities, as tables on stdout."""
     pct = res.percentiles
     if years is None:
         ts = model.time
@@ -277,18 +299,6 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
             print("probability of meeting each target (share of samples, "
                   + (f"posterior {post.path}" if post is not None else "PRIOR: not conditioned on data") + "):")
             print(res.probabilities.to_string(index=False))
-    if args.summary:
-        _write_csv(pct, args.summary)
-        _say(f"wrote {args.summary}")
-        if len(res.probabilities):
-            p = Path(args.summary)
-            tp = p.with_name(p.stem + "_targets" + p.suffix)
-            _write_csv(res.probabilities, str(tp))
-            _say(f"wrote {tp}")
-    if args.out:
-        _say(f"wrote {args.out}" + (" (Parquet, partitioned by scenario)" if args.out.endswith(".parquet") else ""))
-    _say(f"{args.samples * len(runs)} runs in {res.seconds:.2f} s")
-    return 0
 
 
 def _draws_space(args, model, common: set):
@@ -344,7 +354,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     space = build_space(model, _param_names(model, args.params), args.dist, exclude=set(overrides))
     _say(f"sampled {space.summary()}")
     _say_overriding(space, {sc.name if sc is not None else "the scenario": overrides})
-    outputs = _param_names(model, args.outputs)
+    outputs = _param_names(model, args.outputs) or []   # --outputs is required; empty is refused by sensitivity
     years = _years(args.years, model)
     with _executor(args) as ex:
         res = sensitivity(model, ref, space, outputs, years, args.method, args.samples, args.seed, overrides, ex,
@@ -382,7 +392,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
              f"{'it' if len(over) == 1 else 'them'} (the scenario's value is the search's base point; it sets "
              f"the rest)")
     objective = parse_objective(args.objective, model, "min" if args.minimize else "max")
-    targets = []
+    targets: list[Target] = []
     tpath = _default_targets(args)
     if tpath:
         targets, _ = load_targets(tpath, model, binding_only=not args.all_targets)

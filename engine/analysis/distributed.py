@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Iterable, Iterator
 
 from engine.errors import EngineError
@@ -48,6 +48,13 @@ class ModelRef:
             model = load_model(self.path, check_units=self.check_units)
             _MODEL_CACHE[key] = model
         return model
+
+
+class Loads(Protocol):
+    """What runs a shard needs of its model reference: ``load()`` gives the compiled model (a
+    :class:`ModelRef` on a worker, or a stand-in holding a model compiled here)."""
+
+    def load(self) -> Any: ...
 
 
 def remember(ref: ModelRef, model) -> None:
@@ -80,9 +87,15 @@ class Executor:
         return self.kind
 
     def imap(self, fn: Callable, ref: ModelRef, payloads: Iterable) -> Iterator[tuple[int, Any]]:
-        """Yield (index, result) as each payload finishes (in order here)."""
+        """Yield (index, result) as each payload finishes (in order here); each is a part of the
+        progress reported (engine.progress), its time steps within it."""
+        from engine import progress
+
+        payloads = list(payloads)
         for i, p in enumerate(payloads):
-            yield i, fn(ref, p)
+            with progress.part(i, len(payloads)):
+                result = fn(ref, p)
+            yield i, result
 
     def map(self, fn: Callable, ref: ModelRef, payloads: list) -> list:
         out: list = [None] * len(payloads)
@@ -168,8 +181,12 @@ class DaskExecutor(Executor):
         futures = [self.client.submit(fn, ref, p, pure=False, key=f"lxsd-{fn.__name__}-{i}-{os.urandom(4).hex()}")
                    for i, p in enumerate(payloads)]
         index = {f.key: i for i, f in enumerate(futures)}
+        from engine import progress
+
+        progress.show()   # work sent to a cluster: the client cannot estimate it, and it is long by nature
+        progress.done(0, len(futures))
         try:
-            for fut in as_completed(futures):
+            for finished, fut in enumerate(as_completed(futures), 1):
                 try:
                     result = fut.result()
                 except EngineError:
@@ -177,6 +194,7 @@ class DaskExecutor(Executor):
                 except Exception as exc:  # noqa: BLE001 - a worker died or a task failed
                     raise EngineError(f"shard {index[fut.key]} failed on the cluster: "
                                       f"{exc.__class__.__name__}: {exc}") from None
+                progress.done(finished, len(futures))
                 yield index[fut.key], result
         finally:
             for f in futures:

@@ -25,12 +25,14 @@ import time as _time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from engine.analysis.distributed import Executor, ModelRef, remember, shards
+from engine import progress as _progress
+from engine.analysis.distributed import Executor, Loads, ModelRef, remember, shards
+from engine.analysis.targets import Expr, Target, check_columns, load_targets  # noqa: F401 - re-exported
 from engine.parse.toml_file import read_toml
 from engine.errors import EngineError, ModelError, Problem
 
@@ -42,8 +44,6 @@ HEADLINE = ("gdp_real", "gdp_nominal", "value_added", "industry_share", "populat
             "budget_revenue", "government_debt", "forest_cover")
 DEFAULT_CHUNK = 10_000
 
-
-from engine.analysis.targets import Expr, Target, check_columns, load_targets  # noqa: F401 - re-exported
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -146,7 +146,8 @@ class ParamSpace:
         for j, f in enumerate(self.factors):
             if f.name in held:
                 continue
-            if f.index is None:
+            index = f.index
+            if index is None:
                 params[f.name] = X[:, j].copy()
                 continue
             if f.name not in params:
@@ -154,7 +155,8 @@ class ParamSpace:
                 base = self.model._defaults[f.name][..., 0] if v is None else \
                     self.model._value_array(f.name, v, None)[..., 0]
                 params[f.name] = np.broadcast_to(base, (n, *base.shape)).copy()
-            params[f.name][(slice(None), *f.index)] = X[:, j]
+            where: tuple[slice | int, ...] = (slice(None), *index)
+            params[f.name][where] = X[:, j]
         return params
 
     def as_settings(self, x: np.ndarray, overrides: Mapping | None = None) -> dict[str, object]:
@@ -207,46 +209,9 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
     plus the constants the distributions file describes, less ``exclude`` (e.g. the constants
     a scenario sets) and the file's ``[sample] exclude``.
     """
-    dists: dict[str, dict] = {}
-    include = exclude_file = None
-    if dist_file:
-        dist_file = Path(dist_file)
-        data = read_toml(dist_file, "distributions file")
-        problems = []
-        for key in data:
-            if key not in ("distributions", "sample"):
-                problems.append(Problem(str(dist_file), key, "unknown section", "[distributions.NAME] and [sample]"))
-        sample = data.get("sample", {})
-        include, exclude_file = sample.get("include"), sample.get("exclude")
-        for name, spec in (data.get("distributions") or {}).items():
-            where = f"distributions.{name}"
-            if not isinstance(spec, dict):
-                problems.append(Problem(str(dist_file), where, "must be a table"))
-                continue
-            kind = spec.get("kind", "uniform")
-            need = {"uniform": (), "fixed": ("value",), "triangular": ("mode",), "normal": ("mean", "sd"),
-                    "lognormal": ("mu", "sigma")}.get(kind)
-            if need is None:
-                problems.append(Problem(str(dist_file), f"{where}.kind", f"unknown distribution {kind!r}",
-                                        ", ".join(DIST_KINDS)))
-                continue
-            missing = [k for k in need if k not in spec]
-            bad = [k for k, v in spec.items() if k != "kind" and (isinstance(v, bool) or not isinstance(v, (int, float)))]
-            if missing or bad:
-                problems.append(Problem(str(dist_file), where,
-                                        (f"missing {', '.join(missing)}" if missing else "")
-                                        + (f" non-numeric {', '.join(bad)}" if bad else ""),
-                                        f"{kind} needs {', '.join(need) or 'nothing'} (numbers)"))
-                continue
-            if kind in ("normal",) and spec["sd"] <= 0 or kind == "lognormal" and spec["sigma"] <= 0:
-                problems.append(Problem(str(dist_file), where, "the spread must be positive"))
-                continue
-            dists[name] = dict(spec, kind=kind)
-        if problems:
-            raise ModelError(problems)
+    dists, include, exclude_file = _read_distributions(dist_file) if dist_file else ({}, None, None)
     consts = model.constants
     role = getattr(model, "role", None)
-    note = ""
     if names is not None:
         explicit = {n.partition("[")[0].strip() for n in names}
         drop: set[str] = set()
@@ -264,62 +229,21 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
         drop = set(exclude_file or ()) | set(exclude or ())
         note = "of role uncertain" + (f" or described in {dist_file}" if dists else "")
     factors: list[Factor] = []
-    problems = []
+    problems: list[Problem] = []
     excluded = []
     for item in names:
-        base, _, sel = item.partition("[")
-        base = base.strip()
+        base = item.partition("[")[0].strip()
         if base in drop or item in drop:
             if not explicit and (base in (exclude or ()) or item in (exclude or ())):
                 excluded.append(item)
             continue
-        var = consts.get(base)
-        if var is None:
-            import difflib
-            close = difflib.get_close_matches(base, list(consts), n=3)
-            problems.append(Problem(model.model.file, item, "not a constant of the model",
-                                    f"did you mean {', '.join(close)}?" if close else "see `lxsd describe MODEL`"))
-            continue
-        spec = dists.get(item) or dists.get(base) or {"kind": "uniform"}
-        rng = var.range
-        if rng is None and not ("low" in spec and "high" in spec):
-            problems.append(Problem(model.model.file, item, "has no range, so it cannot be sampled or fitted",
-                                    "give the constant `range = [lo, hi]` in the model, or low/high in the "
-                                    "distributions file"))
-            continue
-        lo, hi = (float(spec.get("low", rng[0] if rng else 0)), float(spec.get("high", rng[1] if rng else 0)))
-        if not lo <= hi:
-            problems.append(Problem(model.model.file, item, f"range [{lo:g}, {hi:g}] is empty"))
-            continue
-        rv = model.rvars[base]
-        if rv.dims:
-            elems = model.elements(base)
-            if sel:
-                want = tuple(p.strip() for p in sel.rstrip("]").split(","))
-                if want not in elems:
-                    problems.append(Problem(model.model.file, item, "unknown element",
-                                            f"elements: {', '.join(','.join(e) for e in elems)}"))
-                    continue
-                picks = [want]
-            else:
-                picks = elems
-            for e in picks:
-                idx = tuple(model.model.dim_elements(d).index(x) for d, x in zip(rv.dims, e))
-                label = f"{base}[{','.join(e)}]"
-                factors.append(Factor(base, idx, label, lo, hi, dists.get(label) or spec))
-        else:
-            if sel:
-                problems.append(Problem(model.model.file, item, "has no dimensions; drop the [element]"))
-                continue
-            factors.append(Factor(base, None, base, lo, hi, spec))
+        factors += _factors_of(model, item, dists, problems)
     if problems:
         raise ModelError(problems)
-    seen = set()
-    uniq = []
+    first: dict[str, Factor] = {}
     for f in factors:
-        if f.label not in seen:
-            seen.add(f.label)
-            uniq.append(f)
+        first.setdefault(f.label, f)   # a factor named twice is sampled once
+    uniq = list(first.values())
     if not uniq and not explicit:
         raise EngineError("no parameters to sample: no constant of role uncertain with a range"
                           + (" that the scenario does not set" if exclude else "")
@@ -327,6 +251,95 @@ def build_space(model, names: list[str] | None = None, dist_file: str | Path | N
     space = ParamSpace(model, uniq, explicit, note)
     space.excluded = excluded
     return space
+
+
+_DIST_NEEDS = {"uniform": (), "fixed": ("value",), "triangular": ("mode",), "normal": ("mean", "sd"),
+               "lognormal": ("mu", "sigma")}
+
+
+def _read_distributions(dist_file: str | Path) -> tuple[dict[str, dict], list | None, list | None]:
+    """A distributions file: ({name: spec with its kind}, [sample] include, [sample] exclude); ModelError
+    listing every problem."""
+    dist_file = Path(dist_file)
+    data = read_toml(dist_file, "distributions file")
+    problems = [Problem(str(dist_file), key, "unknown section", "[distributions.NAME] and [sample]")
+                for key in data if key not in ("distributions", "sample")]
+    sample = data.get("sample", {})
+    dists: dict[str, dict] = {}
+    for name, spec in (data.get("distributions") or {}).items():
+        problem = _distribution_problem(str(dist_file), f"distributions.{name}", spec)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            dists[name] = dict(spec, kind=spec.get("kind", "uniform"))
+    if problems:
+        raise ModelError(problems)
+    return dists, sample.get("include"), sample.get("exclude")
+
+
+def _distribution_problem(file: str, where: str, spec: object) -> Problem | None:
+    """What is wrong with one [distributions.NAME] table, or None."""
+    if not isinstance(spec, dict):
+        return Problem(file, where, "must be a table")
+    kind = spec.get("kind", "uniform")
+    need = _DIST_NEEDS.get(kind)
+    if need is None:
+        return Problem(file, f"{where}.kind", f"unknown distribution {kind!r}", ", ".join(DIST_KINDS))
+    missing = [k for k in need if k not in spec]
+    bad = [k for k, v in spec.items() if k != "kind" and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if missing or bad:
+        return Problem(file, where, (f"missing {', '.join(missing)}" if missing else "")
+                       + (f" non-numeric {', '.join(bad)}" if bad else ""),
+                       f"{kind} needs {', '.join(need) or 'nothing'} (numbers)")
+    if kind == "normal" and spec["sd"] <= 0 or kind == "lognormal" and spec["sigma"] <= 0:
+        return Problem(file, where, "the spread must be positive")
+    return None
+
+
+def _factors_of(model, item: str, dists: dict[str, dict], problems: list[Problem]) -> list[Factor]:
+    """The factors one name (``name`` or ``name[element]``) stands for; problems are appended to ``problems``."""
+    base, _, sel = item.partition("[")
+    base = base.strip()
+    consts = model.constants
+    var = consts.get(base)
+    if var is None:
+        import difflib
+        close = difflib.get_close_matches(base, list(consts), n=3)
+        problems.append(Problem(model.model.file, item, "not a constant of the model",
+                                f"did you mean {', '.join(close)}?" if close else "see `lxsd describe MODEL`"))
+        return []
+    spec = dists.get(item) or dists.get(base) or {"kind": "uniform"}
+    rng = var.range
+    if rng is None and not ("low" in spec and "high" in spec):
+        problems.append(Problem(model.model.file, item, "has no range, so it cannot be sampled or fitted",
+                                "give the constant `range = [lo, hi]` in the model, or low/high in the "
+                                "distributions file"))
+        return []
+    lo, hi = (float(spec.get("low", rng[0] if rng else 0)), float(spec.get("high", rng[1] if rng else 0)))
+    if not lo <= hi:
+        problems.append(Problem(model.model.file, item, f"range [{lo:g}, {hi:g}] is empty"))
+        return []
+    rv = model.rvars[base]
+    if not rv.dims:
+        if sel:
+            problems.append(Problem(model.model.file, item, "has no dimensions; drop the [element]"))
+            return []
+        return [Factor(base, None, base, lo, hi, spec)]
+    elems = model.elements(base)
+    picks = elems
+    if sel:
+        want = tuple(p.strip() for p in sel.rstrip("]").split(","))
+        if want not in elems:
+            problems.append(Problem(model.model.file, item, "unknown element",
+                                    f"elements: {', '.join(','.join(e) for e in elems)}"))
+            return []
+        picks = [want]
+    out = []
+    for e in picks:
+        idx = tuple(model.model.dim_elements(d).index(x) for d, x in zip(rv.dims, e, strict=True))
+        label = f"{base}[{','.join(e)}]"
+        out.append(Factor(base, idx, label, lo, hi, dists.get(label) or spec))
+    return out
 
 
 def uniforms(n: int, k: int, seed: int, design: str = "random") -> np.ndarray:
@@ -394,7 +407,7 @@ def run_batch(model, params: Mapping[str, np.ndarray], overrides: Mapping | None
     return res.times, cols, failed
 
 
-def run_shard(ref: ModelRef, payload: dict) -> dict:
+def run_shard(ref: Loads, payload: dict) -> dict:
     """Run one shard of samples (on a worker or in-process); returns times, columns, failed."""
     model = ref.load()
     times, cols, failed = run_batch(model, payload["params"], payload.get("overrides"), payload["n"],
@@ -443,7 +456,7 @@ class _Writer:
     def __init__(self, out: str | Path | None) -> None:
         self.out = Path(out) if out else None
         self.written: list[str] = []
-        self._csv_tmp = None
+        self._csv_tmp: str | None = None   # the CSV being written, renamed to out at the end
         self._csv_header = True
         if self.out is None:
             return
@@ -491,11 +504,14 @@ class _Writer:
             (self.out / "_lxsd_ensemble.json").write_text(json.dumps(dict(manifest, complete=complete), indent=1,
                                                                      ensure_ascii=False), encoding="utf-8")
             return
+        tmp = self._csv_tmp
+        if tmp is None:
+            return
         if self._csv_header:  # nothing written
-            os.unlink(self._csv_tmp)
+            os.unlink(tmp)
             return
         dest = self.out if complete else self.out.with_name(self.out.stem + ".partial" + self.out.suffix)
-        os.replace(self._csv_tmp, dest)
+        os.replace(tmp, dest)
         self.written.append(str(dest))
 
 
@@ -509,6 +525,60 @@ def draw_joint(space: ParamSpace, n: int, seed: int, design: str = "random", pos
             if lab in posterior.labels:
                 X[:, j] = P[:, posterior.labels.index(lab)]
     return X
+
+
+@dataclass
+class _Shards:
+    """Runs an ensemble's shards for one scenario at a time, writes them, counts them and says so."""
+
+    executor: Executor
+    ref: ModelRef
+    pieces: list[tuple[int, int]]
+    X: np.ndarray
+    space: ParamSpace
+    variables: list[str]
+    saveper: float | None
+    writer: _Writer
+    shown: set[str]
+    say: Callable[[str], None] | None
+    total: int            # shards of the scenarios (not the base of differences)
+    parts: int            # runs over all shards (the scenarios, and the base): parts of the progress
+    done: int = 0
+    part: int = 0
+
+    def run(self, scen: str | None, overrides: Mapping | None, base_cols: dict[str, np.ndarray] | None = None
+            ) -> tuple[np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
+        """(times, {column: (n, T)}, failed (n,)) of every sample under ``overrides``; written and counted
+        under ``scen`` (None: the base of differences, kept in memory only). With ``base_cols``, each
+        column is the difference from the same sample's base value (common random numbers)."""
+        n = len(self.X)
+        # first_run: sample a's RANDOM streams are the same whatever the sharding
+        payloads = [{"params": self.space.to_params(self.X[a:b], overrides), "overrides": dict(overrides or {}),
+                     "variables": self.variables, "saveper": self.saveper, "n": b - a, "first_run": a}
+                    for a, b in self.pieces]
+        cols: dict[str, np.ndarray] = {}
+        times = None
+        failed = np.zeros(n, bool)
+        with _progress.part(self.part, self.parts):
+            for i, r in self.executor.imap(run_shard, self.ref, payloads):
+                a, b = self.pieces[i]
+                times = r["times"]
+                failed[a:b] = r["failed"]
+                if base_cols is not None:
+                    r["columns"] = {c: arr - base_cols[c][a:b] for c, arr in r["columns"].items()}
+                    failed[a:b] |= ~np.isfinite(base_cols[next(iter(base_cols))][a:b, -1])
+                for c, arr in r["columns"].items():
+                    cols.setdefault(c, np.empty((n, arr.shape[1])))[a:b] = arr
+                if scen is not None:
+                    self._written(scen, i, a, times, r["columns"])
+        self.part += 1
+        return times, cols, failed
+
+    def _written(self, scen: str, i: int, a: int, times: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        self.writer.write(scen, i, a, times, {c: v for c, v in columns.items() if c.split("[")[0] in self.shown})
+        self.done += 1
+        if self.say:
+            self.say(f"{scen}: shard {i + 1}/{len(self.pieces)} done ({self.done}/{self.total})")
 
 
 def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: ParamSpace, n: int, seed: int,
@@ -550,26 +620,19 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
     manifest = {"seed": seed, "design": design, "samples": n, "chunk": chunk, "factors": space.labels,
                 "scenarios": list(scenarios), "variables": [v for v in variables if v in shown],
                 "draws": f"posterior {posterior.path}" if posterior is not None else "prior"}
+    runner = _Shards(executor, ref, pieces, X, space, variables, saveper, writer, shown, progress,
+                     len(pieces) * len(scenarios), len(scenarios) + (base is not None))
     base_cols: dict[str, np.ndarray] | None = None
     if base is not None:
         manifest["difference_from"] = base[0]
         targets = None
-        base_cols = {}
-        payloads = [{"params": space.to_params(X[a:b], base[1]), "overrides": dict(base[1] or {}),
-                     "variables": variables, "saveper": saveper, "n": b - a, "first_run": a} for a, b in pieces]
-        for i, r in executor.imap(run_shard, ref, payloads):
-            a, b = pieces[i]
-            for c, arr in r["columns"].items():
-                base_cols.setdefault(c, np.full((n, arr.shape[1]), np.nan))[a:b] = \
-                    np.where(r["failed"][:, None], np.nan, arr)
+        _, cols, failed = runner.run(None, base[1])
+        base_cols = {c: np.where(failed[:, None], np.nan, arr) for c, arr in cols.items()}
         if progress:
             progress(f"{base[0]} (the base of the differences): {len(pieces)} shard(s) done")
     rows, prows = [], []
     failures: dict[str, int] = {}
     held: dict[str, list[str]] = {}
-    done = 0
-    total = len(pieces) * len(scenarios)
-    complete = False
     try:
         for scen, overrides in scenarios.items():
             if base is not None:
@@ -580,31 +643,7 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
                 held[scen] = fixed
                 if progress:
                     progress(f"{scen}: fixed by the scenario, not sampled: {', '.join(fixed)}")
-            payloads = []
-            for a, b in pieces:
-                params = space.to_params(X[a:b], overrides)
-                # first_run: sample a's RANDOM streams are the same whatever the sharding
-                payloads.append({"params": params, "overrides": dict(overrides or {}), "variables": variables,
-                                 "saveper": saveper, "n": b - a, "first_run": a})
-            cols: dict[str, np.ndarray] = {}
-            times = None
-            failed = np.zeros(n, bool)
-            for i, r in executor.imap(run_shard, ref, payloads):
-                a, b = pieces[i]
-                times = r["times"]
-                failed[a:b] = r["failed"]
-                if base_cols is not None:  # the same samples' base values: common random numbers
-                    r["columns"] = {c: arr - base_cols[c][a:b] for c, arr in r["columns"].items()}
-                    failed[a:b] |= ~np.isfinite(base_cols[next(iter(base_cols))][a:b, -1])
-                for c, arr in r["columns"].items():
-                    if c not in cols:
-                        cols[c] = np.empty((n, arr.shape[1]))
-                    cols[c][a:b] = arr
-                writer.write(scen, i, a, times, {c: v for c, v in r["columns"].items()
-                                                 if c.split("[")[0] in shown})
-                done += 1
-                if progress:
-                    progress(f"{scen}: shard {i + 1}/{len(pieces)} done ({done}/{total})")
+            times, cols, failed = runner.run(scen, overrides, base_cols)
             nf = int(failed.sum())
             failures[scen] = nf
             if nf and progress is not None:
@@ -614,21 +653,22 @@ def run_ensemble(model, ref: ModelRef, scenarios: Mapping[str, Mapping], space: 
             if targets:
                 prows.append(_probabilities(scen, times, cols, targets))
             del cols
-        complete = True
     except EngineError as exc:
-        writer.finish(False, dict(manifest, shards_done=done, shards_total=total, failed_runs=failures))
+        writer.finish(False, dict(manifest, shards_done=runner.done, shards_total=runner.total,
+                                  failed_runs=failures))
         kept = f"; {len(writer.written)} shard file(s) already written are kept under {writer.out}" \
             if writer.written else ""
-        raise EngineError(f"ensemble stopped after {done} of {total} shards: {exc}{kept}") from None
+        raise EngineError(f"ensemble stopped after {runner.done} of {runner.total} shards: {exc}{kept}") from None
     except KeyboardInterrupt:
-        writer.finish(False, dict(manifest, shards_done=done, shards_total=total))
+        writer.finish(False, dict(manifest, shards_done=runner.done, shards_total=runner.total))
         raise
+    done, total = runner.done, runner.total
     writer.finish(True, dict(manifest, shards_done=done, shards_total=total, failed_runs=failures))
     pct = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     prob = pd.concat(prows, ignore_index=True) if prows else pd.DataFrame(
         columns=["scenario", "id", "name_zh", "kind", "target", "p_met", "median_margin"])
     return EnsembleResult(pct, prob, X if keep else np.empty((0, X.shape[1])), space.labels, writer.written,
-                          complete, _time.perf_counter() - t0, failures, held)
+                          True, _time.perf_counter() - t0, failures, held)
 
 
 def _percentiles(scen, times, cols, percentiles) -> pd.DataFrame:

@@ -114,32 +114,39 @@ def read_data_map(path: str | Path | None) -> DataMap:
     else:
         dm.ignore = set(ignore)
     for ind, spec in (data.get("map") or {}).items():
-        where = f"map.{ind}"
-        if isinstance(spec, str):
-            spec = {"expression": spec}
-        if not isinstance(spec, dict) or not isinstance(spec.get("expression"), str):
-            problems.append(Problem(file, where, "must be an expression (text) or a table with expression = \"...\"",
-                                    'e.g. gdp = "gdp_nominal"'))
-            continue
-        bad = [k for k in spec if k not in ("expression", "measure", "sigma", "unit", "note")]
-        if bad:
-            problems.append(Problem(file, where, f"unknown field(s) {', '.join(bad)}",
-                                    "expression, measure, sigma, unit, note"))
-            continue
-        measure = spec.get("measure", "level")
-        if measure not in MEASURES:
-            problems.append(Problem(file, f"{where}.measure", f"unknown measure {measure!r}", "level or growth"))
-            continue
-        entry = {"expression": spec["expression"], "measure": measure}
-        if "sigma" in spec:
-            s = _positive(spec["sigma"], f"{where}.sigma", file, problems)
-            if s is None:
-                continue
-            entry["sigma"] = s
-        dm.entries[ind] = entry
+        entry = _map_entry(file, f"map.{ind}", spec, problems)
+        if entry is not None:
+            dm.entries[ind] = entry
     if problems:
         raise ModelError(problems)
     return dm
+
+
+def _map_entry(file: str, where: str, spec: object, problems: list[Problem]) -> dict | None:
+    """One [map] entry of a data map, checked: {"expression", "measure"[, "sigma"]}, or None (a problem
+    appended to ``problems``)."""
+    if isinstance(spec, str):
+        spec = {"expression": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("expression"), str):
+        problems.append(Problem(file, where, "must be an expression (text) or a table with expression = \"...\"",
+                                'e.g. gdp = "gdp_nominal"'))
+        return None
+    bad = [k for k in spec if k not in ("expression", "measure", "sigma", "unit", "note")]
+    if bad:
+        problems.append(Problem(file, where, f"unknown field(s) {', '.join(bad)}",
+                                "expression, measure, sigma, unit, note"))
+        return None
+    measure = spec.get("measure", "level")
+    if measure not in MEASURES:
+        problems.append(Problem(file, f"{where}.measure", f"unknown measure {measure!r}", "level or growth"))
+        return None
+    entry = {"expression": spec["expression"], "measure": measure}
+    if "sigma" in spec:
+        s = _positive(spec["sigma"], f"{where}.sigma", file, problems)
+        if s is None:
+            return None
+        entry["sigma"] = s
+    return entry
 
 
 def _year(text: str) -> tuple[float, float] | None:
@@ -165,10 +172,64 @@ def load_observations(path: str | Path, model, data_map: DataMap | None = None, 
     positive (levels are log-normal). Rows outside the model's time are left out with a
     note appended to ``notes``.
     """
-    path = Path(path)
     file = str(path)
     dm = data_map or DataMap({}, set())
     notes = notes if notes is not None else []
+    df = _read_data_csv(Path(path))
+    scope = scope or dm.scope
+    df = select_scope(df, file, scope, "choose one with --scope or scope = \"...\" in the data map", strict=False)
+    if indicators is not None:
+        absent = [i for i in indicators if i not in set(df["indicator"])]
+        if absent:
+            raise ModelError(Problem(file, None, f"no rows for indicator(s) {', '.join(absent)}"))
+        df = df[df["indicator"].isin(indicators)]
+    df = df[~df["indicator"].isin(dm.ignore)]
+    problems: list[Problem] = []
+    exprs = _indicator_expressions(df, model, dm, file, problems)
+    ts = model.time
+    rows: dict[str, list[tuple[float, float, float, int]]] = {}
+    units: dict[str, str] = {}
+    seen: dict[tuple, int] = {}
+    outside = []
+    for r in df.to_dict("records"):
+        ind, row = r["indicator"], r["_row"]
+        if ind not in exprs:
+            continue
+        point = _data_point(r, exprs[ind][1], file, problems)
+        if point is None:
+            continue
+        a, b, value = point
+        if not (ts.start - 1e-9 <= a and b <= ts.stop + 1e-9):
+            outside.append(f"{ind} {r['year'].strip()}")
+            continue
+        key = (ind, a, b)
+        if key in seen:
+            problems.append(Problem(file, f"row {row}", f"duplicate row: {ind} {r['year'].strip()} is also on row "
+                                    f"{seen[key]}"))
+            continue
+        seen[key] = row
+        rows.setdefault(ind, []).append((b, a, value, row))
+        units.setdefault(ind, r.get("unit", ""))
+    if problems:
+        raise ModelError(problems)
+    if outside:
+        notes.append(f"left out, outside the model's time {ts.start:g}-{ts.stop:g}: {', '.join(outside)}")
+    if not rows:
+        raise ModelError(Problem(file, None, "no usable rows: nothing to compare the model with"))
+    out = []
+    for ind, pts in rows.items():
+        pts.sort()
+        expr, entry = exprs[ind]
+        sigma = entry.get("sigma", dm.growth_sigma if entry["measure"] == "growth" else dm.sigma)
+        out.append(Observation(ind, expr, entry["measure"], np.array([p[1] for p in pts]),
+                               np.array([p[0] for p in pts]), np.array([p[2] for p in pts]), float(sigma),
+                               units.get(ind, ""), [p[3] for p in pts]))
+    return out
+
+
+def _read_data_csv(path: Path) -> pd.DataFrame:
+    """The data CSV as text columns (indicator, year, value checked present), with ``_row``: its line."""
+    file = str(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:
@@ -181,15 +242,12 @@ def load_observations(path: str | Path, model, data_map: DataMap | None = None, 
         raise ModelError(Problem(file, None, f"missing column(s) {', '.join(missing)}",
                                  "the long format: indicator, unit, year, value, source"))
     df["_row"] = np.arange(len(df)) + 2
-    scope = scope or dm.scope
-    df = select_scope(df, file, scope, "choose one with --scope or scope = \"...\" in the data map", strict=False)
-    if indicators is not None:
-        absent = [i for i in indicators if i not in set(df["indicator"])]
-        if absent:
-            raise ModelError(Problem(file, None, f"no rows for indicator(s) {', '.join(absent)}"))
-        df = df[df["indicator"].isin(indicators)]
-    df = df[~df["indicator"].isin(dm.ignore)]
-    problems: list[Problem] = []
+    return df
+
+
+def _indicator_expressions(df: pd.DataFrame, model, dm: DataMap, file: str,
+                           problems: list[Problem]) -> dict[str, tuple[Expr, dict]]:
+    """Indicator -> (its expression of the model's outputs, its data-map entry); problems appended."""
     exprs: dict[str, tuple[Expr, dict]] = {}
     unknown = []
     for ind in dict.fromkeys(df["indicator"]):
@@ -214,69 +272,41 @@ def load_observations(path: str | Path, model, data_map: DataMap | None = None, 
         problems.append(Problem(file, "indicator", f"unknown indicator(s) {', '.join(unknown)}: not an output of the "
                                 "model and not in the data map", "map them ([map] NAME = \"expression\") or ignore "
                                 "them (ignore = [...]) in the data map (--map)"))
-    ts = model.time
-    rows: dict[str, list[tuple[float, float, float, int]]] = {}
-    units: dict[str, str] = {}
-    seen: dict[tuple, int] = {}
-    outside = []
-    for r in df.to_dict("records"):
-        ind, row = r["indicator"], r["_row"]
-        if ind not in exprs:
-            continue
-        expr, entry = exprs[ind]
-        ytxt, vtxt = r["year"].strip(), r["value"].strip()
-        span = _year(ytxt)
-        if span is None:
-            problems.append(Problem(file, f"row {row}", f"{ind}: year {ytxt!r} is neither a year nor a period",
-                                    "e.g. 2023, or 2021-2025 for an average annual growth rate"))
-            continue
-        a, b = span
-        if a != b and entry["measure"] != "growth":
-            problems.append(Problem(file, f"row {row}", f"{ind}: a period {ytxt} is an average growth rate, but the "
-                                    "data map measures this indicator as a level",
-                                    f"give [map.{ind}] measure = \"growth\""))
-            continue
-        if a > b:
-            problems.append(Problem(file, f"row {row}", f"{ind}: period {ytxt} ends before it starts"))
-            continue
-        if entry["measure"] == "growth" and a == b:
-            a = b - 1.0  # a one-year growth rate: over the year before
-        try:
-            value = float(vtxt.replace(",", ""))
-            if not math.isfinite(value):
-                raise ValueError
-        except ValueError:
-            problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: value {vtxt!r} is not a number"))
-            continue
-        if entry["measure"] == "level" and value <= 0:
-            problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: level {value:g} is not positive; levels have "
-                                    "a log-normal error", "map it with measure = \"growth\" if it is a rate"))
-            continue
-        if not (ts.start - 1e-9 <= a and b <= ts.stop + 1e-9):
-            outside.append(f"{ind} {ytxt}")
-            continue
-        key = (ind, a, b)
-        if key in seen:
-            problems.append(Problem(file, f"row {row}", f"duplicate row: {ind} {ytxt} is also on row {seen[key]}"))
-            continue
-        seen[key] = row
-        rows.setdefault(ind, []).append((b, a, value, row))
-        units.setdefault(ind, r.get("unit", ""))
-    if problems:
-        raise ModelError(problems)
-    if outside:
-        notes.append(f"left out, outside the model's time {ts.start:g}-{ts.stop:g}: {', '.join(outside)}")
-    if not rows:
-        raise ModelError(Problem(file, None, "no usable rows: nothing to compare the model with"))
-    out = []
-    for ind, pts in rows.items():
-        pts.sort()
-        expr, entry = exprs[ind]
-        sigma = entry.get("sigma", dm.growth_sigma if entry["measure"] == "growth" else dm.sigma)
-        out.append(Observation(ind, expr, entry["measure"], np.array([p[1] for p in pts]),
-                               np.array([p[0] for p in pts]), np.array([p[2] for p in pts]), float(sigma),
-                               units.get(ind, ""), [p[3] for p in pts]))
-    return out
+    return exprs
+
+
+def _data_point(r: dict, entry: dict, file: str, problems: list[Problem]) -> tuple[float, float, float] | None:
+    """(start, end, value) of one data row (a level: start = end), or None with a problem appended."""
+    ind, row = r["indicator"], r["_row"]
+    ytxt, vtxt = r["year"].strip(), r["value"].strip()
+    span = _year(ytxt)
+    if span is None:
+        problems.append(Problem(file, f"row {row}", f"{ind}: year {ytxt!r} is neither a year nor a period",
+                                "e.g. 2023, or 2021-2025 for an average annual growth rate"))
+        return None
+    a, b = span
+    if a != b and entry["measure"] != "growth":
+        problems.append(Problem(file, f"row {row}", f"{ind}: a period {ytxt} is an average growth rate, but the "
+                                "data map measures this indicator as a level",
+                                f"give [map.{ind}] measure = \"growth\""))
+        return None
+    if a > b:
+        problems.append(Problem(file, f"row {row}", f"{ind}: period {ytxt} ends before it starts"))
+        return None
+    if entry["measure"] == "growth" and a == b:
+        a = b - 1.0  # a one-year growth rate: over the year before
+    try:
+        value = float(vtxt.replace(",", ""))
+        if not math.isfinite(value):
+            raise ValueError
+    except ValueError:
+        problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: value {vtxt!r} is not a number"))
+        return None
+    if entry["measure"] == "level" and value <= 0:
+        problems.append(Problem(file, f"row {row}", f"{ind} {ytxt}: level {value:g} is not positive; levels have "
+                                "a log-normal error", "map it with measure = \"growth\" if it is a rate"))
+        return None
+    return a, b, value
 
 
 def values_at(times: np.ndarray, arr: np.ndarray, years: np.ndarray) -> np.ndarray:
@@ -355,7 +385,7 @@ class Likelihood:
         """(B,) log-likelihood over the fit rows (``fit=False``: over the rows after ``until``)."""
         n = len(failed)
         ll = np.zeros(n)
-        for o, sim, m in zip(self.observations, sims, self.fit_mask):
+        for o, sim, m in zip(self.observations, sims, self.fit_mask, strict=True):
             sel = m if fit else ~m
             if not sel.any():
                 continue
@@ -374,7 +404,7 @@ class Likelihood:
     def noisy(self, sims: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         """Draws of the observations themselves: the simulated values with the observation error."""
         out = []
-        for o, s in zip(self.observations, sims):
+        for o, s in zip(self.observations, sims, strict=True):
             e = rng.standard_normal(s.shape) * o.sigma
             with np.errstate(invalid="ignore", over="ignore"):
                 out.append(s * np.exp(e) if o.measure == "level" else s + e)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -108,10 +108,11 @@ class _Search:
         def at(c, y):
             return values_at(times, cols[c], np.array([y]))[:, 0]
         B = len(Z)
-        if self.obj.is_change:
+        expr = self.obj.expr
+        if expr is None:   # the objective is the change from the base (Objective.is_change)
             f = np.sum((Z - (self.base - self.lo) / self.width) ** 2, axis=1)
         else:
-            f = np.broadcast_to(self.obj.expr.evaluate(lambda c: at(c, self.obj.year)), (B,)).astype(float)
+            f = np.broadcast_to(expr.evaluate(lambda c: at(c, self.obj.year)), (B,)).astype(float)
         vals = np.empty((B, len(self.targets)))
         for j, t in enumerate(self.targets):
             vals[:, j] = np.broadcast_to(t.value(at), (B,))

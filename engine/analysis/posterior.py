@@ -24,6 +24,7 @@ import time as _time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ class Evaluator:
         payloads = [{"like": self.like, "X": X[a:b], "keep": keep} for a, b in pieces]
         ll = np.empty(n)
         failed = np.zeros(n, bool)
-        sims: list | None = [None] * len(pieces) if keep else None
+        sims: list = [None] * len(pieces)   # each shard's simulated observations, when ``keep``
         for i, r in self.executor.imap(_loglik_shard, self.ref, payloads):
             a, b = pieces[i]
             ll[a:b], failed[a:b] = r["ll"], r["failed"]
@@ -82,7 +83,7 @@ class Evaluator:
         self.runs += n
         self.calls += 1
         self.failed += int(failed.sum())
-        out = {"ll": ll, "failed": failed}
+        out: dict[str, object] = {"ll": ll, "failed": failed}
         if keep:
             out["sims"] = [np.concatenate([s[j] for s in sims], axis=0) for j in range(len(self.like.observations))]
         return out
@@ -131,7 +132,7 @@ class Progress:
 class Posterior:
     """The result of :func:`sample_posterior`."""
 
-    idata: object                 # arviz.InferenceData
+    idata: Any                    # arviz.InferenceData
     labels: list[str]
     summary: pd.DataFrame         # label, median, q05, q95, r_hat, ess_bulk, ess_tail, low, high
     seconds: float
@@ -250,7 +251,7 @@ def _run_smc(ev: Evaluator, k: int, samples: int, replicas: int, seed: int, prog
     stages = [len(b) - 1 for b in res.betas]
     info = {"replicas": replicas, "particles": n, "stages": stages, "evaluations": res.evaluations,
             "acceptance": float(np.mean(res.acceptance)) if res.acceptance else float("nan"),
-            "log_evidence": [float(v) for v in res.log_evidence]}
+            "log_evidence": [float(v) for v in (res.log_evidence if res.log_evidence is not None else ())]}
     stats = {"lp": lp.T.copy()}
     return X, lp, info, stats, X
 
@@ -304,7 +305,7 @@ def _inference_data(space: ParamSpace, like: Likelihood, X, lp, sims, noisy, sta
 
     draws, walkers, _ = X.shape
     post: dict[str, np.ndarray] = {}
-    coords: dict[str, list[str]] = {}
+    coords: dict[str, list] = {}   # element names (str) and row labels
     dims: dict[str, list[str]] = {}
     groups: dict[str, list[int]] = {}
     for j, lab in enumerate(space.labels):

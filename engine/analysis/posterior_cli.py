@@ -119,7 +119,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _print_posterior(post)
     table = backtest_table(post.idata)
     print()
-    print(f"forecast of the rows after {args.until:g} (posterior predictive, {len(post.idata.posterior.draw) * len(post.idata.posterior.chain)} draws):")
+    draws = len(post.idata.posterior.draw) * len(post.idata.posterior.chain)
+    print(f"forecast of the rows after {args.until:g} (posterior predictive, {draws} draws):")
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.rename(columns={"mape": "MAPE%", "theil_u": "Theil_U1", "coverage_50": "cover50",
                                     "coverage_90": "cover90"}).to_string(index=False))
@@ -139,7 +140,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     from engine.analysis.cli_commands import _dist_args
 
     p.add_argument("model")
-    p.add_argument("scenario", nargs="?", help="scenario file applied before sampling (e.g. scenarios/actual_trend.toml)")
+    p.add_argument("scenario", nargs="?",
+                   help="scenario file applied before sampling (e.g. scenarios/actual_trend.toml)")
     p.add_argument("--data", required=True, help="long CSV: indicator, unit, year, value, source [, scope]; a year "
                    "may be a period (2021-2025) for an average annual growth rate")
     p.add_argument("--params", help="constants to condition, comma-separated (default: every constant of role "
@@ -171,7 +173,7 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--until", type=float, metavar="YEAR", help="condition on the rows through YEAR only")
     p.add_argument("--out", required=True, metavar="FILE.nc", help="the posterior (ArviZ InferenceData, NetCDF)")
-    p.set_defaults(func=cmd_posterior)
+    p.set_defaults(func=cmd_posterior, own_progress=True)   # its bar counts tempering stages, not steps
 
     b = sub.add_parser("backtest", help="fit the posterior through a year, forecast after it: MAPE, Theil's U, "
                        "coverage")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time as _time
 import warnings
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,12 @@ def evaluate_batch(model, ref: ModelRef, space: ParamSpace, X: np.ndarray, exprs
                     raise EngineError(f"--years: {y:g} is not among the saved times {times[0]:g}-{times[-1]:g}")
                 idx.append(hit[0])
             cols = r["columns"]
+
+            def column(c: str, cols: dict = cols, idx: list = idx) -> np.ndarray:   # this shard's, bound now
+                return cols[c][:, idx]
+
             for j, e in enumerate(exprs):
-                Y[a:b, j, :] = np.broadcast_to(e.evaluate(lambda c: cols[c][:, idx]), (b - a, len(years)))
+                Y[a:b, j, :] = np.broadcast_to(e.evaluate(column), (b - a, len(years)))
             done += 1
     except EngineError as exc:
         raise EngineError(f"stopped after {done} of {len(pieces)} shards: {exc}") from None
@@ -163,7 +167,7 @@ def plot_sensitivity(result: Sensitivity, path, top: int = 15):
         return path
     plt = pyplot(path)
     fig, axes = plt.subplots(len(groups), 1, figsize=(7, max(2.5, 0.3 * top) * len(groups)), squeeze=False)
-    for ax, ((o, y), g) in zip(axes[:, 0], groups):
+    for ax, ((o, y), g) in zip(axes[:, 0], groups, strict=True):
         g = g.head(top)[::-1]
         pos = np.arange(len(g))
         ax.barh(pos - 0.2, g[a], height=0.4, label=a)

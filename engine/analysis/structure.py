@@ -9,6 +9,7 @@ difference) the link is marked unknown (0), and so is every loop through it.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from engine.errors import EngineError
@@ -56,41 +57,49 @@ def _sign(node: Node, x: str, model: Model) -> int | None:
         s = _sign(node.operand, x, model)
         return None if s is None else (-s if node.op == "-" else (0 if node.op == "not" else s))
     if isinstance(node, BinOp):
-        a, b = _sign(node.left, x, model), _sign(node.right, x, model)
-        if node.op == "+":
-            return _combine(a, b)
-        if node.op == "-":
-            return _combine(a, None if b is None else -b)
-        if node.op in ("*",):
-            return _combine(a if a is None or _positive(node.right) else 0,
-                            b if b is None or _positive(node.left) else 0)
-        if node.op == "/":
-            return _combine(a if a is None or _positive(node.right) else 0,
-                            None if b is None else (-b if _positive(node.left) else 0))
-        if node.op == "^":
-            if b is not None:
-                return 0
-            return a if isinstance(node.right, Num) and node.right.value > 0 else (None if a is None else 0)
-        return None if a is None and b is None else 0
+        return _binop_sign(node, _sign(node.left, x, model), _sign(node.right, x, model))
     if isinstance(node, Call):
-        f = node.func.upper()
-        signs = [_sign(arg, x, model) for arg in node.args]
-        if all(s is None for s in signs):
-            return None
-        var = model.variables.get(node.func)
-        if var is not None and var.kind == "lookup":
-            ys = var.ys if var.ys and not isinstance(var.ys[0], tuple) else ()
-            diffs = [b - a for a, b in zip(ys, ys[1:])]
-            mono = 1 if diffs and all(d >= 0 for d in diffs) else (-1 if diffs and all(d <= 0 for d in diffs) else 0)
-            return signs[0] * mono if signs[0] is not None else None
-        if f in _INCREASING:
-            return signs[0] if f not in ("MIN", "MAX") else _combine(signs[0], signs[1] if len(signs) > 1 else None)
-        if f in ("XIDZ", "ZIDZ"):
-            a, b = signs[0], signs[1]
-            return _combine(a, None if b is None else -b)
-        if f == "TREND":
-            return signs[0]
-        return 0
+        return _call_sign(node, [_sign(arg, x, model) for arg in node.args], model)
+    return 0
+
+
+def _binop_sign(node: BinOp, a: int | None, b: int | None) -> int | None:
+    """Sign of a binary operation's derivative from its operands' signs a and b."""
+    if node.op == "+":
+        return _combine(a, b)
+    if node.op == "-":
+        return _combine(a, None if b is None else -b)
+    if node.op == "*":
+        return _combine(a if a is None or _positive(node.right) else 0,
+                        b if b is None or _positive(node.left) else 0)
+    if node.op == "/":
+        return _combine(a if a is None or _positive(node.right) else 0,
+                        None if b is None else (-b if _positive(node.left) else 0))
+    if node.op == "^":
+        if b is not None:
+            return 0
+        return a if isinstance(node.right, Num) and node.right.value > 0 else (None if a is None else 0)
+    return None if a is None and b is None else 0
+
+
+def _call_sign(node: Call, signs: list[int | None], model: Model) -> int | None:
+    """Sign of a function call's derivative from its arguments' signs (a lookup: its monotonicity)."""
+    if all(s is None for s in signs):
+        return None
+    f = node.func.upper()
+    var = model.variables.get(node.func)
+    if var is not None and var.kind == "lookup":
+        ys = var.ys if var.ys and not isinstance(var.ys[0], tuple) else ()
+        diffs = [b - a for a, b in itertools.pairwise(ys)]
+        mono = 1 if diffs and all(d >= 0 for d in diffs) else (-1 if diffs and all(d <= 0 for d in diffs) else 0)
+        return signs[0] * mono if signs[0] is not None else None
+    if f in _INCREASING:
+        return signs[0] if f not in ("MIN", "MAX") else _combine(signs[0], signs[1] if len(signs) > 1 else None)
+    if f in ("XIDZ", "ZIDZ"):
+        a, b = signs[0], signs[1]
+        return _combine(a, None if b is None else -b)
+    if f == "TREND":
+        return signs[0]
     return 0
 
 

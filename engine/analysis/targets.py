@@ -180,14 +180,17 @@ class Target:
         cur = self.expr.evaluate(lambda c: at(c, y))
         if self.measure == "level":
             return cur
-        base = self.expr.evaluate(lambda c: at(c, self.compare_to_year))
+        since = self.compare_to_year
+        if since is None:   # read_target_tables refuses this; a Target built by hand may not have it
+            raise EngineError(f"{self.id}: measure {self.measure!r} needs compare_to_year")
+        base = self.expr.evaluate(lambda c: at(c, since))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.measure == "change":
                 return cur - base
             ratio = np.divide(cur, np.where(base == 0, np.nan, base))
             if self.measure == "reduction_pct":
                 return 100.0 * (1.0 - ratio)
-            span = y - self.compare_to_year  # cagr_pct
+            span = y - since  # cagr_pct
             if span <= 0:
                 return np.full(np.shape(ratio), np.nan) if np.ndim(ratio) else math.nan
             return 100.0 * (np.power(np.where(ratio > 0, ratio, np.nan), 1.0 / span) - 1.0)
@@ -230,24 +233,31 @@ def read_target_tables(path: str | Path) -> list[dict]:
         if ind.get("direction") not in DIRECTIONS:
             problems.append(Problem(file, key, f"direction must be one of {list(DIRECTIONS)}"))
         if ind.get("modelled", True):
-            if "expression" not in ind:
-                problems.append(Problem(file, key, "modelled indicator without expression",
-                                        "give expression, or modelled = false with reason"))
-            else:
-                try:
-                    Expr(str(ind["expression"]), f"{file}: {key}.expression")
-                except EngineError as exc:
-                    problems.append(Problem(file, key, f"expression: {exc}"))
-            measure = _measure(ind)
-            if measure not in MEASURES:
-                problems.append(Problem(file, key, f"measure must be one of {list(MEASURES)}"))
-            elif measure != "level" and "compare_to_year" not in ind:
-                problems.append(Problem(file, key, f"measure {measure!r} needs compare_to_year"))
+            problems += _modelled_problems(file, key, ind)
         elif "reason" not in ind:
             problems.append(Problem(file, key, "modelled = false needs a reason"))
     if problems:
         raise ScorecardError(problems)
     return items
+
+
+def _modelled_problems(file: str, key: str, ind: Mapping) -> list[Problem]:
+    """What is wrong with a modelled indicator's expression and measure."""
+    problems = []
+    if "expression" not in ind:
+        problems.append(Problem(file, key, "modelled indicator without expression",
+                                "give expression, or modelled = false with reason"))
+    else:
+        try:
+            Expr(str(ind["expression"]), f"{file}: {key}.expression")
+        except EngineError as exc:
+            problems.append(Problem(file, key, f"expression: {exc}"))
+    measure = _measure(ind)
+    if measure not in MEASURES:
+        problems.append(Problem(file, key, f"measure must be one of {list(MEASURES)}"))
+    elif measure != "level" and "compare_to_year" not in ind:
+        problems.append(Problem(file, key, f"measure {measure!r} needs compare_to_year"))
+    return problems
 
 
 def target_of(row: Mapping, file: str = "targets") -> Target:

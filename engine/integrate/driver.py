@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine import limits, progress
 from engine.compile.model_code import ModelCode
 from engine.errors import SimulationError
 from engine.results import RunFailure, RunStatus
@@ -318,6 +319,8 @@ def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, 
     frozen = status.failed | ended
     any_frozen = bool(frozen.any())
     k, t = 0, t0
+    # progress (engine.progress): None unless someone listens, so a run without a listener pays one test a step
+    report = progress.hook(lambda: limits.progress_work(clock.horizon(), n, code.rvars))
 
     def f(tt: float, state: np.ndarray) -> np.ndarray:
         return dyn_rates(tt, *settings, state, P, D, False)[0]
@@ -363,6 +366,8 @@ def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, 
                 S = S_new
                 k += 1
                 t = clock.time(k)
+                if report is not None:
+                    report((t - t0) / ((settings[2] - t0) or 1.0))
     except Exception as exc:
         exc.partial = (t, store.finish()[1])
         raise

@@ -93,9 +93,15 @@ class Adaptive:
         rows = S0.shape[0]
         nonneg = code.layout.non_negative
         calls = [0]
+        from engine import limits, progress
+
+        report = progress.hook(lambda: limits.progress_work(clock.n_steps, n, code.rvars))
+        span = (t1 - t0) or 1.0
 
         def fun(t, y):
             calls[0] += 1
+            if report is not None:
+                report((t - t0) / span)
             if calls[0] > self.MAX_EVALUATIONS or not np.all(np.isfinite(y)):
                 raise _GaveUp(t)
             state = y.reshape(rows, n)

@@ -203,7 +203,8 @@ def _subranges(data: dict, dims: dict[str, tuple[str, ...]], bad) -> dict[str, t
         if not isinstance(elems, list) or not all(isinstance(e, str) for e in elems):
             bad(f"subranges.{name}", "'elements' must be a list of element names (text)")
             continue
-        unknown = [e for e in elems if e not in dims[parent]]
+        known = set(dims[parent])   # a set: a tuple's `in` made a large subrange cost n^2
+        unknown = [e for e in elems if e not in known]
         if unknown:
             bad(f"subranges.{name}", f"elements {unknown} are not in dimension {parent!r}")
             continue

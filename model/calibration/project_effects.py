@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--prior", action="store_true", help="draw every uncertain constant from its range")
     args = ap.parse_args()
     eff = effects(args.samples, args.seed, args.prior)
-    print(f"| scenario | " + " | ".join(f"{v}, {YEAR}" for v in OUTPUTS.values()) + " |")
+    print("| scenario | " + " | ".join(f"{v}, {YEAR}" for v in OUTPUTS.values()) + " |")
     print("|---|" + "---:|" * len(OUTPUTS))
     for s, d in eff.items():
         cells = []
