@@ -56,4 +56,10 @@ class ExpressionSyntaxError(EngineError):
 
 
 class SimulationError(EngineError):
-    """A run produced a non-finite value or could not proceed."""
+    """A run produced a non-finite value or could not proceed.
+
+    The driver sets ``variable`` (the equation that failed, when known) and ``partial`` ((time, saved
+    values so far), when a batch stopped part-way)."""
+
+    variable: str | None = None
+    partial: tuple | None = None

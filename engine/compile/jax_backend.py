@@ -184,7 +184,7 @@ class JaxProgram:
         size = -(-n // k)
         padded = _bucket(size)
         asked = outputs
-        if every is not None and padded <= SAVE_ALL and set(outputs) <= set(every):
+        if every is not None and every_sizes is not None and padded <= SAVE_ALL and set(outputs) <= set(every):
             outputs, sizes = every, every_sizes
         parts = []
         for lo in range(0, n, size):
@@ -214,7 +214,7 @@ class JaxProgram:
         outs, bad = loop(S0, P)
         if bool(np.asarray(bad).any()):
             return None
-        return dict(zip(outputs, outs))
+        return dict(zip(outputs, outs, strict=True))
 
     def _negative_start(self, S0: np.ndarray) -> bool:
         return any((S0[a:b] < 0).any() for a, b in self.code.layout.non_negative)

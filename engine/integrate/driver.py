@@ -87,7 +87,7 @@ class _Pipelines:
     def __init__(self, D0: tuple, DT: tuple, dt: float, n: int, n_steps: int, names: list[str]) -> None:
         self.bufs = []
         self.lags = []
-        for d0, T, name in zip(D0, DT, names):
+        for d0, T, name in zip(D0, DT, names, strict=True):
             T = np.asarray(T, dtype=float)
             if not np.all(np.isfinite(T)):
                 raise SimulationError(f"{name}: the delay time of DELAY FIXED is not a finite number")
@@ -109,7 +109,7 @@ class _Pipelines:
 
     def outputs(self) -> tuple:
         out = []
-        for buf, lag in zip(self.bufs, self.lags):
+        for buf, lag in zip(self.bufs, self.lags, strict=True):
             length = buf.shape[0]
             if np.all(lag == length):
                 out.append(buf[self.k % length])
@@ -119,7 +119,7 @@ class _Pipelines:
         return tuple(out)
 
     def push(self, inputs: tuple) -> None:
-        for buf, x in zip(self.bufs, inputs):
+        for buf, x in zip(self.bufs, inputs, strict=True):
             length = buf.shape[0]
             buf[self.k % length] = np.broadcast_to(x, buf.shape[1:])
         self.k += 1
@@ -134,7 +134,7 @@ class _Store:
         self.times: list[float] = []
         self.fixed = count is not None
         if self.fixed:
-            self.arrays = {o: np.empty((count, *sizes[o], n)) for o in outputs}
+            self.arrays = {o: np.empty((count or 0, *sizes[o], n)) for o in outputs}
         else:
             self.rows: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
         self.ended: list[np.ndarray | None] = []   # per save: runs that had ended before it (None: none)
@@ -144,10 +144,10 @@ class _Store:
         self.times.append(t)
         self.ended.append(ended)
         if self.fixed:
-            for o, v in zip(self.outputs, outs):
+            for o, v in zip(self.outputs, outs, strict=True):
                 self.arrays[o][j] = v
         else:
-            for o, v in zip(self.outputs, outs):
+            for o, v in zip(self.outputs, outs, strict=True):
                 self.rows[o].append(np.array(np.broadcast_to(v, (*self.sizes[o], self.n))))
 
     def finish(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -172,7 +172,7 @@ def guarded(code: ModelCode, loop, *args, **kwargs):
         err.variable, err.partial = name, getattr(exc, "partial", None)
         raise err from None
     except SimulationError as exc:
-        if not hasattr(exc, "variable"):
+        if exc.variable is None:
             exc.variable = _generated_variable(code, exc)
         raise
 
@@ -248,7 +248,7 @@ def _guard_failure(code: ModelCode, clock: Clock, outputs, sizes, labels, exc: S
     times = clock.save_times()
     store = {o: np.full((len(times), *sizes[o], 1), np.nan) for o in outputs}
     t = clock.t0
-    if getattr(exc, "partial", None) is not None:
+    if exc.partial is not None:
         t, saved = exc.partial
         for o in outputs:
             m = min(len(saved[o]), len(times))
@@ -256,7 +256,7 @@ def _guard_failure(code: ModelCode, clock: Clock, outputs, sizes, labels, exc: S
     prefix = f"{code.model.file}: "
     cause = str(exc).removeprefix(prefix)
     failure = RunFailure(0, labels[0], exc.variable or "the run", float(t), cause, RunStatus.GUARD)
-    _blank_failed(store, times, _StatusView([failure]), None)
+    _blank_failed(store, times, _StatusView([failure]), None)  # type: ignore[arg-type]  # the fields it reads
     return times, store, [failure]
 
 
@@ -329,12 +329,7 @@ def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, 
         with np.errstate(all="ignore"):
             while True:
                 if dyn_clock is not None:
-                    k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
-                    if clock.read(c_outs, k, t, ~frozen):
-                        if pipes:
-                            raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
-                        # the new step starts here: STEP and PULSE read it at this time already (as PySD)
-                        k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
+                    k1, X = _read_clock(code, dyn_clock, clock, k, t, S, P, D, ~frozen, pipes is not None)
                 settings = clock.settings()
                 if clock.saves(k, t):
                     k1, X, outs = dyn_save(t, *settings, S, P, D, True)
@@ -351,10 +346,7 @@ def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, 
                     frozen = status.failed | ended
                     any_frozen = bool(frozen.any())
                 S_new = solver.step(f, t, S, settings[0], k1)
-                for a, b in nonneg:
-                    np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
-                if any_frozen:
-                    S_new[:, frozen] = S[:, frozen]   # an ended or failed run keeps its last state
+                _settle(S, S_new, nonneg, frozen if any_frozen else None)
                 if not math.isfinite(float(S_new.sum())) and not np.isfinite(S_new).all():
                     _non_finite_state(code, S, P, D, settings, t, S_new, ~frozen, status)
                     S_new[:, status.failed] = S[:, status.failed]
@@ -369,13 +361,33 @@ def _loop(code: ModelCode, P0: list, n: int, clock, solver, outputs: tuple[str, 
                 if report is not None:
                     report((t - t0) / ((settings[2] - t0) or 1.0))
     except Exception as exc:
-        exc.partial = (t, store.finish()[1])
+        exc.partial = (t, store.finish()[1])  # type: ignore[attr-defined]  # read by _guard_failure
         raise
     times, arrays = store.finish()
     ended_at = _ended_mask(store, n)
     _check_outputs(code, arrays, times, status, ended_at)
     _blank_failed(arrays, times, status, ended_at)
     return times, arrays, list(status.failures.values())
+
+
+def _read_clock(code: ModelCode, dyn_clock, clock, k: int, t: float, S: np.ndarray, P, D, live: np.ndarray,
+                has_pipes: bool) -> tuple:
+    """A dynamic clock reads its time settings at step k; where the step changes, the variables are evaluated
+    again at this time (STEP and PULSE read the new step already, as PySD). Returns (flows, DELAY FIXED inputs)."""
+    k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
+    if clock.read(c_outs, k, t, live):
+        if has_pipes:
+            raise SimulationError(f"{code.model.file}: DELAY FIXED needs a constant TIME STEP")
+        k1, X, c_outs = dyn_clock(t, *clock.settings(), S, P, D, True)
+    return k1, X
+
+
+def _settle(S: np.ndarray, S_new: np.ndarray, nonneg, frozen: np.ndarray | None) -> None:
+    """Clip the non-negative stocks' rows at 0 in place; an ended or failed run (``frozen``) keeps its last state."""
+    for a, b in nonneg:
+        np.maximum(S_new[a:b], 0.0, out=S_new[a:b])
+    if frozen is not None:
+        S_new[:, frozen] = S[:, frozen]
 
 
 def _check_start(code: ModelCode, S: np.ndarray, t0: float, status: _Status) -> None:
@@ -477,7 +489,8 @@ def _non_finite_state(code: ModelCode, S, P, D, settings, t: float, S_new, runs:
 
     state_bad = (~np.isfinite(S_new)).any(axis=0) & runs
     order = code.evaluation_rank()
-    culprits = sorted((nm for nm, v in zip(names, outs) if bad_runs(v).any()), key=lambda nm: order.get(nm, -1))
+    culprits = sorted((nm for nm, v in zip(names, outs, strict=True) if bad_runs(v).any()),
+                      key=lambda nm: order.get(nm, -1))
     blamed = np.zeros(n, dtype=bool)
     for name in culprits:   # the first in evaluation order is the one thrown
         for run in np.flatnonzero(bad_runs(outs[names.index(name)]) & ~blamed):

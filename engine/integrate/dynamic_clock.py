@@ -91,16 +91,16 @@ class _Controls:
         if "stop" not in slots:
             t1 = self.fixed["stop"]
             return dt, sp, t1, t1
-        t1 = np.asarray(outs[slots["stop"]], dtype=float)
-        if t1.size == 1:
-            t1 = float(t1.reshape(-1)[0])
+        t1s = np.asarray(outs[slots["stop"]], dtype=float)
+        if t1s.size == 1:
+            t1 = float(t1s.reshape(-1)[0])
             if not math.isfinite(t1):
                 raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
             return dt, sp, t1, t1
-        t1 = t1.reshape(-1)
-        if not np.all(np.isfinite(t1[alive] if t1.size == alive.size else t1)):
+        t1v = t1s.reshape(-1)
+        if not np.all(np.isfinite(t1v[alive] if t1v.size == alive.size else t1v)):
             raise SimulationError(f"{self.code.model.file}: FINAL TIME is not a finite number at time {t:g}")
-        return dt, sp, t1, float(np.max(t1))
+        return dt, sp, t1v, float(np.max(t1v))
 
 
 def _start_outputs(D0: tuple) -> tuple:
@@ -123,7 +123,7 @@ def start_values(code: ModelCode, P0: list, n: int, fixed: dict[str, float]) -> 
         with np.errstate(all="ignore"):
             S, P, D0, _DT = code.init_fn(g, guess["dt"], g, guess["stop"], guess["saveper"], tuple(P0), n)
             outs = dyn(g, guess["dt"], g, guess["stop"], guess["saveper"], S, P, _start_outputs(D0), True)[2]
-        got = dict(zip(ctl.fields, outs))
+        got = dict(zip(ctl.fields, outs, strict=True))
         new = {"dt": guess["dt"], "stop": guess["stop"], "saveper": guess["saveper"]}
         if "dt" in got:
             new["dt"] = _uniform(code, "dt", got["dt"], None)
@@ -220,6 +220,7 @@ class DynamicClock:
 
     def ended(self, k: int, t: float) -> np.ndarray | bool:
         prec = self.dt * RPREC
+        done: np.ndarray | bool
         if isinstance(self.t1_now, float):
             if not t + prec < self.t1_now:
                 return True             # every run ends together

@@ -45,7 +45,8 @@ def make_loop(dyn_save, dyn_rates, solver, clock: Clock, non_negative: list[tupl
             S, bad = carry
             k = j * se
             _, _, outs = dyn_save(t0 + k * dt, dt, t0, t1, sp, S, P, (), True)
-            outs = tuple(jnp.broadcast_to(jnp.asarray(o, dtype=float), sz + (n,)) for o, sz in zip(outs, sizes))
+            outs = tuple(jnp.broadcast_to(jnp.asarray(o, dtype=float), sz + (n,))
+                         for o, sz in zip(outs, sizes, strict=True))
             hi = jnp.where(j == n_saves - 1, n_steps, k + se)
             return lax.fori_loop(k, hi, plain, (S, bad)), outs
 

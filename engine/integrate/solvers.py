@@ -119,7 +119,8 @@ class Adaptive:
             why = (f"(the state is not finite, or the model needs more than {self.MAX_EVALUATIONS} evaluations: "
                    f"stiff or growing without bound); use euler or rk4")
             if throw:
-                raise SimulationError(f"{code.model.file}: the adaptive solver gave up at time {stop.t:g} {why}") from None
+                raise SimulationError(
+                    f"{code.model.file}: the adaptive solver gave up at time {stop.t:g} {why}") from None
             cause = f"the adaptive solver gave up {why}"
             # one solver drives the whole batch: every run stops where it gave up
             for run in range(n):
@@ -132,7 +133,7 @@ class Adaptive:
                 for a, b in nonneg:  # the solver may overshoot zero by its tolerance
                     np.maximum(state[a:b], 0.0, out=state[a:b])
                 outs = dyn(t, dt, t0, t1, sp, state, P, (), True)[2]
-                for o, v in zip(outputs, outs):
+                for o, v in zip(outputs, outs, strict=True):
                     store[o][j] = v
         _check_outputs(code, store, times, status)
         _blank_failed(store, times, status, None)

@@ -121,11 +121,11 @@ class ColumnMatcher:
     def __init__(self, d: dict) -> None:
         names = (d.get("model") or {}).get("names") or {}
         elems = (d.get("model") or {}).get("element_names") or {}
-        self.var = {}
+        self.var: dict[str, str] = {}
         for ident, orig in names.items():
             self.var.setdefault(_key(orig), ident)
             self.var.setdefault(_key(ident), ident)
-        self.elem = {}
+        self.elem: dict[str, str] = {}
         for ident, orig in elems.items():
             self.elem.setdefault(_key(orig), ident)
             self.elem.setdefault(_key(ident), ident)
@@ -225,7 +225,7 @@ def _at_times(ours: pd.DataFrame, ident: str, times: np.ndarray, ct: np.ndarray)
 
 
 def _absent_time(times: np.ndarray, ct: np.ndarray) -> str:
-    absent = [tt for tt, j in zip(ct, _indices(times, ct)) if j < 0]
+    absent = [tt for tt, j in zip(ct, _indices(times, ct), strict=True) if j < 0]
     return f"time {absent[0]:g} of the canonical output is not in our output"
 
 
@@ -235,6 +235,7 @@ def compare(ours: pd.DataFrame, canon: pd.DataFrame, d: dict) -> str:
     t = d.get("time", {})
     times = np.asarray(ours.index, dtype=float)
     missing, bad = [], []
+    ident: str | None
     first_bad_time = math.inf
     for col in canon.columns:
         name, k = _split_column(col)
@@ -294,7 +295,10 @@ def run_one(model: Path, root: Path | None = None, timeout: float = 120.0) -> Ro
                           if f.is_file()]
             d = import_model(model, data_files=data_files)
             ours = run_imported(d, str(model))
-            canon = load_canonical(canonical_file(model))
+            canon_file = canonical_file(model)
+            if canon_file is None:
+                raise FileNotFoundError(f"{model.parent}: no output.csv or output.tab beside the model")
+            canon = load_canonical(canon_file)
             reason = compare(ours, canon, d)
             stella = model.parent / "output_stella.csv"
             if reason and model.suffix.lower() == ".xmile" and stella.is_file():
