@@ -25,8 +25,12 @@ def page_levers(ctx) -> None:
     st.caption(t("lever_intro", ctx.lang).format(base=ctx.label(ctx.base)))
     lever_screen(ctx)
     from lxapp.pages import lever_table
-    with st.expander(t("lever_doc", ctx.lang)):
-        st.dataframe(lever_table(ctx), hide_index=True, width="stretch")
+    # drawn only when opened: a closed expander's table would still load and lay out the data grid
+    # in every browser that opens the page (about 1.2 MB of script before the first chart)
+    doc = st.expander(t("lever_doc", ctx.lang), key="lever_doc_open", on_change="rerun")
+    if doc.open:
+        with doc:
+            st.dataframe(lever_table(ctx), hide_index=True, width="stretch")
 
 
 @st.fragment

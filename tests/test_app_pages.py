@@ -279,3 +279,16 @@ def test_export_link_opens_the_page_before(monkeypatch):
     assert not at.exception
     link = at.code[0].value
     assert link.startswith("http") and "page=compare" in link and "rongyue_pace%3A2" in link and "ch=" in link
+
+
+def test_lever_doc_table_only_when_opened(monkeypatch):
+    """The lever screen's documentation table is drawn when its expander is open (a closed one
+    would still make every browser load the data grid before the first chart)."""
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en")
+    assert not at.exception and not at.dataframe
+    at.session_state["lever_doc_open"] = True
+    at.run()
+    assert not at.exception and len(at.dataframe) == 1
+    names = set(at.dataframe[0].value["name"])
+    assert {"rongyue_pace", "ethylene_scale"} <= names
