@@ -45,12 +45,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, db: str) -> subprocess.Popen:
+def start_server(port: int, db: str, own_session: bool = True) -> subprocess.Popen:
+    """The app as `streamlit run app.py`; ``own_session``: in its own session (setsid), as a
+    server runs, rather than in the session of this load generator: with Linux's scheduler
+    autogroups (kernel.sched_autogroup_enabled) the CPU is shared between sessions first, so in
+    the benchmark's session the app would share one session's CPU with the simulated users."""
     env = dict(os.environ, LXSD_DB=db, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=own_session)
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -302,6 +307,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--same-session", action="store_true",
+                    help="run the app in this script's session (shares one autogroup's CPU with the simulated users)")
     ap.add_argument("--workers", default=None,
                     help="the app's model-run worker processes ($LXSD_APP_WORKERS; default: the app's own default)")
     a = ap.parse_args()
@@ -314,7 +321,7 @@ def main() -> None:
     browser_error = ""
     load_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, str(Path(tmp) / "bench.sqlite"))
+        proc = start_server(port, str(Path(tmp) / "bench.sqlite"), own_session=not a.same_session)
         try:
             asyncio.run(one_user(port, 2))                       # warm-up: compile, imports
             n_workers = wait_for_workers(proc.pid, 240 if a.workers_expected else 3)
@@ -370,7 +377,7 @@ def main() -> None:
           "headless Chromium. Times are wall-clock from the client's side; the machine is shared, so the "
           "load average is printed with the figures.")
     print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves} "
-          f"--think {a.think}`; "
+          f"--think {a.think}{' --same-session' if a.same_session else ''}`; "
           f"{os.cpu_count()} CPUs, load average {load_start} at the start, {load_avg} at the end; {len(load)} lever moves by "
           f"{a.users} users in {wall:.0f} s\n")
     print("| measurement | median ms | p95 ms | max ms | target ms | n |")
