@@ -385,6 +385,42 @@ def main() -> None:
     for name, med, p95, mx, target, n in rows:
         cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
         print(f"| {name} | {cells} | {target} | {n} |")
+    print("\n" + "\n".join(reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)))
+
+
+def reading(single: list[float], load: list[float], wall: float, cpu_move: float, cpu_app: float,
+            browser, load_start: str, load_avg: str) -> list[str]:
+    """What the figures say, computed from them (the targets of issue 13), for the generated file."""
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    cores = os.cpu_count() or 1
+    one = stats(single)[0]
+    med, p95, _ = stats(load)
+    rate = len(load) / wall if wall else 0.0
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    grouped = autogroup.exists() and autogroup.read_text().strip() == "1"
+    out = ["## What the figures say (computed by the script)", "",
+           f"* One user, lever → rerun done: median {one:.0f} ms (≤ 300): {verdict(one <= 300)}.",
+           f"* {len(load)} moves by the simulated users at once: median {med:.0f} ms (≤ 1000): "
+           f"{verdict(med <= 1000)}; 95th percentile {p95:.0f} ms (≤ 2000): {verdict(p95 <= 2000)}.",
+           f"* The server's CPU time per move is {cpu_move * 1000:.0f} ms ({cpu_app * 1000:.0f} ms of it in the "
+           f"app's process, the rest the model run in its workers); at the {rate:.1f} moves a second the users "
+           f"made, the app needed about {rate * cpu_move:.2f} CPU-seconds a second of the {cores} cores, "
+           f"while the load average was {load_start} at the start and {load_avg} at the end."]
+    if grouped:
+        out.append("* Linux here shares the CPU between sessions first (`kernel.sched_autogroup_enabled = 1`): "
+                   "the app, in its own session, gets about one share among the busy sessions, whatever "
+                   "`nice` the other jobs run at; with a load average above the core count the wall-clock "
+                   "figures measure the machine's other work as much as the app.")
+    if browser:
+        first = stats(browser[1], 1)[0]
+        out.append(f"* Chromium, page open → first chart: median {first:.0f} ms (≤ 2000): {verdict(first <= 2000)}; "
+                   f"the browser spent {stats(browser[2], 1)[0]:.0f} ms of CPU on the page (the server's first run "
+                   "of a page is the websocket figure above). Lever → chart redrawn: median "
+                   f"{stats(browser[0], 1)[0]:.0f} ms (≤ 300): {verdict(stats(browser[0], 1)[0] <= 300)}.")
+    out.append("* Profiles and what was done about them: docs/app.md, section Speed.")
+    return out
 
 
 if __name__ == "__main__":
