@@ -7,6 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lxapp.ui import main  # noqa: E402
+# The model-run workers (lxapp/runpool.py, started with multiprocessing's "spawn") import the
+# script that started them as "__mp_main__": they must not run the app, nor import Streamlit.
+if __name__ != "__mp_main__":
+    from lxapp.ui import main
 
-main()
+    main()

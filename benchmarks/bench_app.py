@@ -45,12 +45,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, db: str) -> subprocess.Popen:
+def start_server(port: int, db: str, own_session: bool = True) -> subprocess.Popen:
+    """The app as `streamlit run app.py`; ``own_session``: in its own session (setsid), as a
+    server runs, rather than in the session of this load generator: with Linux's scheduler
+    autogroups (kernel.sched_autogroup_enabled) the CPU is shared between sessions first, so in
+    the benchmark's session the app would share one session's CPU with the simulated users."""
     env = dict(os.environ, LXSD_DB=db, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=own_session)
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -173,8 +178,9 @@ CHART_DATA = """() => { const g = document.querySelector('.js-plotly-plot'); con
   return t ? Array.from(t.y).map(Number) : null; }"""
 
 
-def browser_user(port: int, moves: int) -> tuple[list[float], list[float]] | None:
-    """Chromium: lever → chart redrawn; and page open → first chart, in ms (wall clock)."""
+def browser_user(port: int, moves: int) -> tuple[list[float], list[float], list[float]] | None:
+    """Chromium: lever → chart redrawn; page open → first chart, in ms (wall clock); and the CPU
+    time Chromium's processes spent on each page open, in ms."""
     if not Path(CHROMIUM).exists():
         return None
     try:
@@ -182,16 +188,18 @@ def browser_user(port: int, moves: int) -> tuple[list[float], list[float]] | Non
     except ImportError:
         return None
     url = f"http://127.0.0.1:{port}/?page=levers&lang=zh"
-    settle, first = [], []
+    settle, first, cpu = [], [], []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         for _ in range(3):
             ctx = b.new_context(viewport={"width": 1500, "height": 1000})
             page = ctx.new_page()
+            c0 = descendants_cpu(os.getpid())
             t0 = time.perf_counter()
             page.goto(url, wait_until="commit")
             page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000, polling=20)
             first.append((time.perf_counter() - t0) * 1000)
+            cpu.append((descendants_cpu(os.getpid()) - c0) * 1000)   # the browser's own work, whatever else runs
             ctx.close()
         ctx = b.new_context(viewport={"width": 1500, "height": 1000})
         page = ctx.new_page()
@@ -210,13 +218,80 @@ def browser_user(port: int, moves: int) -> tuple[list[float], list[float]] | Non
             settle.append((time.perf_counter() - t0) * 1000)
             page.wait_for_timeout(300)
         b.close()
-    return settle, first
+    return settle, first, cpu
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _parents() -> dict[int, int]:
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                out[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """The app's model-run workers (lxapp/runpool.py): its children that run multiprocessing's
+    spawn_main (not the resource tracker)."""
+    out = []
+    for k, parent in _parents().items():
+        if parent == pid:
+            try:
+                cmd = Path(f"/proc/{k}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmd:
+                out.append(k)
+    return out
+
+
+def descendants_cpu(pid: int) -> float:
+    """CPU seconds of every live descendant of ``pid`` (the browser's processes, under Playwright's driver)."""
+    parents = _parents()
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        for k, parent in parents.items():
+            if parent == p:
+                todo.append(k)
+                try:
+                    total += cpu_seconds(k)
+                except OSError:
+                    continue
+    return total
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of the app's process and of its workers together."""
+    kids = 0.0
+    for k in children(pid):
+        try:
+            kids += cpu_seconds(k)
+        except OSError:
+            continue
+    return cpu_seconds(pid), kids
+
+
+def wait_for_workers(pid: int, limit: float = 180) -> int:
+    """Wait until the app's workers (if any) have compiled the model: their CPU time stops growing."""
+    deadline = time.time() + limit
+    last = -1.0
+    while time.time() < deadline:
+        kids = children(pid)
+        now = cpu_split(pid)[1]
+        if kids and abs(now - last) < 0.05:
+            return len(kids)
+        last = now
+        time.sleep(1.5)
+    return len(children(pid))
 
 
 def stats(xs: list[float], scale: float = 1000.0) -> tuple[float, float, float]:
@@ -232,18 +307,30 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--same-session", action="store_true",
+                    help="run the app in this script's session (shares one autogroup's CPU with the simulated users)")
+    ap.add_argument("--workers", default=None,
+                    help="the app's model-run worker processes ($LXSD_APP_WORKERS; default: the app's own default)")
     a = ap.parse_args()
     global THINK
     THINK = tuple(float(x) for x in a.think.split(","))
+    if a.workers is not None:
+        os.environ["LXSD_APP_WORKERS"] = a.workers
+    a.workers_expected = os.environ.get("LXSD_APP_WORKERS", "").strip() not in ("0",)
     port = free_port()
     browser_error = ""
+    load_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, str(Path(tmp) / "bench.sqlite"))
+        proc = start_server(port, str(Path(tmp) / "bench.sqlite"), own_session=not a.same_session)
         try:
             asyncio.run(one_user(port, 2))                       # warm-up: compile, imports
-            cpu0 = cpu_seconds(proc.pid)
+            n_workers = wait_for_workers(proc.pid, 240 if a.workers_expected else 3)
+            asyncio.run(one_user(port, 2))                       # the workers' first runs
+            app0, kids0 = cpu_split(proc.pid)
             single, _ = asyncio.run(one_user(port, 15))
-            cpu_move = (cpu_seconds(proc.pid) - cpu0) / 15      # the server's own work, whatever else runs
+            app1, kids1 = cpu_split(proc.pid)
+            cpu_app, cpu_kids = (app1 - app0) / 15, (kids1 - kids0) / 15   # the server's own work
+            cpu_move = cpu_app + cpu_kids
             firsts = [asyncio.run(one_user(port, 0))[1] for _ in range(5)]
             load, loads, wall = asyncio.run(many_users(port, a.users, a.moves, a.seconds))
             browser = None
@@ -261,6 +348,10 @@ def main() -> None:
     rows = [("one user: lever → fragment rerun done (websocket)", *stats(single), "median ≤ 300", len(single)),
             ("server CPU time per lever move (one user; mean)", cpu_move * 1000, float("nan"), float("nan"), "",
              15),
+            ("… of it in the app's process (Streamlit, sliders, cards, charts)", cpu_app * 1000, float("nan"),
+             float("nan"), "", 15),
+            (f"… of it in its {n_workers} model-run worker processes", cpu_kids * 1000, float("nan"), float("nan"),
+             "", 15),
             ("one user: page open → first chart (websocket, warm server)", *stats(firsts), "≤ 2000", len(firsts)),
             (f"{a.users} users at once: lever → rerun done", *stats(load), "median ≤ 1000, p95 ≤ 2000", len(load)),
             (f"{a.users} users at once: page open → first chart", *stats(loads), "", len(loads))]
@@ -269,6 +360,8 @@ def main() -> None:
                      len(browser[0])))
         rows.append(("one user in Chromium: page open → first chart drawn", *stats(browser[1], 1), "≤ 2000",
                      len(browser[1])))
+        rows.append(("… Chromium's CPU time for that page open (all its processes)", *stats(browser[2], 1), "",
+                     len(browser[2])))
     if browser_error:
         rows.append((f"one user in Chromium: did not finish ({browser_error})", float("nan"), float("nan"),
                      float("nan"), "", 0))
@@ -284,14 +377,50 @@ def main() -> None:
           "headless Chromium. Times are wall-clock from the client's side; the machine is shared, so the "
           "load average is printed with the figures.")
     print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves} "
-          f"--think {a.think}`; "
-          f"{os.cpu_count()} CPUs, load average {load_avg} at the end; {len(load)} lever moves by "
+          f"--think {a.think}{' --same-session' if a.same_session else ''}`; "
+          f"{os.cpu_count()} CPUs, load average {load_start} at the start, {load_avg} at the end; {len(load)} lever moves by "
           f"{a.users} users in {wall:.0f} s\n")
     print("| measurement | median ms | p95 ms | max ms | target ms | n |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, med, p95, mx, target, n in rows:
         cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
         print(f"| {name} | {cells} | {target} | {n} |")
+    print("\n" + "\n".join(reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)))
+
+
+def reading(single: list[float], load: list[float], wall: float, cpu_move: float, cpu_app: float,
+            browser, load_start: str, load_avg: str) -> list[str]:
+    """What the figures say, computed from them (the targets of issue 13), for the generated file."""
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    cores = os.cpu_count() or 1
+    one = stats(single)[0]
+    med, p95, _ = stats(load)
+    rate = len(load) / wall if wall else 0.0
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    grouped = autogroup.exists() and autogroup.read_text().strip() == "1"
+    out = ["## What the figures say (computed by the script)", "",
+           f"* One user, lever → rerun done: median {one:.0f} ms (≤ 300): {verdict(one <= 300)}.",
+           f"* {len(load)} moves by the simulated users at once: median {med:.0f} ms (≤ 1000): "
+           f"{verdict(med <= 1000)}; 95th percentile {p95:.0f} ms (≤ 2000): {verdict(p95 <= 2000)}.",
+           f"* The server's CPU time per move is {cpu_move * 1000:.0f} ms ({cpu_app * 1000:.0f} ms of it in the "
+           f"app's process, the rest the model run in its workers); at the {rate:.1f} moves a second the users "
+           f"made, the app needed about {rate * cpu_move:.2f} CPU-seconds a second of the {cores} cores, "
+           f"while the load average was {load_start} at the start and {load_avg} at the end."]
+    if grouped:
+        out.append("* Linux here shares the CPU between sessions first (`kernel.sched_autogroup_enabled = 1`): "
+                   "the app, in its own session, gets about one share among the busy sessions, whatever "
+                   "`nice` the other jobs run at; with a load average above the core count the wall-clock "
+                   "figures measure the machine's other work as much as the app.")
+    if browser:
+        first = stats(browser[1], 1)[0]
+        out.append(f"* Chromium, page open → first chart: median {first:.0f} ms (≤ 2000): {verdict(first <= 2000)}; "
+                   f"the browser spent {stats(browser[2], 1)[0]:.0f} ms of CPU on the page (the server's first run "
+                   "of a page is the websocket figure above). Lever → chart redrawn: median "
+                   f"{stats(browser[0], 1)[0]:.0f} ms (≤ 300): {verdict(stats(browser[0], 1)[0] <= 300)}.")
+    out.append("* Profiles and what was done about them: docs/app.md, section Speed.")
+    return out
 
 
 if __name__ == "__main__":

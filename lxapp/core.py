@@ -278,6 +278,7 @@ class Lever:
     default: float     # the model default (1.0 for a multiplier)
     step: float
     group: str = ""
+    anchor: float | None = None   # a value the steps run through (the base's calibrated value), else None
 
 
 def role(bundle: Bundle, name: str) -> str:
@@ -297,19 +298,30 @@ def more_constants(bundle: Bundle) -> list[str]:
             if v.range and n not in main and role(bundle, n) in ("lever", "uncertain")]
 
 
-def levers(bundle: Bundle, extra: list[str] | None = None) -> list[Lever]:
+def levers(bundle: Bundle, extra: list[str] | None = None, base: str | None = None) -> list[Lever]:
     """The presentation's levers the model has (with a range), then any ``extra`` ranged
     constants; a constant the model marks as an extreme-condition ``test`` switch is never a slider.
 
-    A slider's step is fine enough that the model's value and every scenario's value of the
-    constant lie on it (0.1204 gets steps of 0.0001), so a slider nobody touched shows the
-    scenario's value exactly; where that would need more than 20 000 steps, a coarser step is
-    used and the app shows a number input instead (``Lever.kind == "number"``).
+    Every lever is a slider, and a slider nobody touched shows the base scenario's value exactly
+    (issue 13 item 1). Its step is the coarsest one on which the model's value and every
+    scenario's value lie (0.1204 gets steps of 0.0001), so the grid is the same whatever the base.
+    Where that would need more than 20 000 steps (a value calibrated to six digits, 0.388274 in
+    0.1-0.5), the slider takes the range's nice step (0.005) on a grid through the ``base``
+    scenario's value (``Lever.anchor``): 0.388274 ± k·0.005, its ends the grid's points inside the
+    range. ``base`` None: the model's own value. Computed once per bundle, ``extra`` and ``base``.
     """
+    cache = bundle.__dict__.setdefault("_levers", {})
+    key = (tuple(extra or ()), base)
+    if key not in cache:
+        cache[key] = _levers(bundle, list(extra or ()), base)
+    return cache[key]
+
+
+def _levers(bundle: Bundle, extra: list[str], base: str | None) -> list[Lever]:
     out = []
     groups = [(n, g["name"]) for g in lever_groups(bundle) for n in g["levers"]]
     seen = {n for n, _ in groups}
-    wanted = groups + [(n, "more") for n in (extra or []) if n not in seen]
+    wanted = groups + [(n, "more") for n in extra if n not in seen]
     for name, group in dict(wanted).items():
         var = bundle.variables.get(name)
         if var is None or var.kind != "constant" or not var.range:
@@ -328,10 +340,35 @@ def levers(bundle: Bundle, extra: list[str] | None = None) -> list[Lever]:
             out.append(Lever(name, "year", lo, hi, float(var.value), 1.0, group))
             continue
         step = precision_step([lo, hi] + values, hi - lo)
-        kind = "value" if (hi - lo) / step <= 20000 else "number"
-        out.append(Lever(name, kind, lo, hi, float(var.value), step if kind == "value" else _nice_step(hi - lo),
-                         group))
+        if (hi - lo) / step <= 20000:
+            out.append(Lever(name, "value", lo, hi, float(var.value), step, group))
+            continue
+        out.append(anchored(Lever(name, "value", lo, hi, float(var.value), _nice_step(hi - lo), group),
+                            _base_value(bundle, base, name, float(var.value))))
     return out
+
+
+def _base_value(bundle: Bundle, base: str | None, name: str, default: float) -> float:
+    sc = bundle.scenarios.get(base) if base else None
+    v = sc.overrides.get(name) if sc is not None else None
+    return float(v) if isinstance(v, (int, float)) else default
+
+
+def anchored(lv: Lever, anchor: float) -> Lever:
+    """``lv`` with its steps on a grid through ``anchor`` (``lv.step`` apart), its ends the grid's
+    first and last points inside the range: a slider that shows ``anchor`` exactly."""
+    k_lo = math.floor((anchor - lv.low) / lv.step + 1e-9)
+    k_hi = math.floor((lv.high - anchor) / lv.step + 1e-9)
+    return Lever(lv.name, lv.kind, round(anchor - k_lo * lv.step, 10), round(anchor + k_hi * lv.step, 10),
+                 lv.default, lv.step, lv.group, anchor=anchor)
+
+
+def decimals(lv: Lever) -> int:
+    """Decimals a slider shows: enough for its step and for its anchor (0.388274: six)."""
+    digits = max(0, -math.floor(math.log10(lv.step) + 1e-9))
+    if lv.anchor is not None:
+        digits = max(digits, max(0, -math.floor(math.log10(precision_step([lv.anchor], 1.0)) + 1e-9)))
+    return digits
 
 
 def precision_step(values: list[float], span: float) -> float:
@@ -381,8 +418,6 @@ def fit(lv: Lever, val: float) -> float:
     v = min(max(float(val), lv.low), lv.high)
     if lv.kind == "year":
         return float(round(v))
-    if lv.kind == "number":
-        return float(v)
     steps = round((v - lv.low) / lv.step)
     return float(round(lv.low + steps * lv.step, 10))
 

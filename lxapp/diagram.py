@@ -2,6 +2,8 @@
 DOT, drawn in the browser by st.graphviz_chart) and the feedback loops between stocks."""
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 
 from lxapp import core
@@ -31,7 +33,10 @@ def dependencies(bundle) -> dict[str, set[str]]:
         o = owner(name)
         if o is None:
             continue
-        for p in list(rv.pieces or []) + list(rv.init_pieces or []) if rv.kind != "stock" else list(rv.init_pieces or []):
+        pieces = list(rv.init_pieces or [])
+        if rv.kind != "stock":        # a stock's equation is its flows; only its initial value depends on others
+            pieces = list(rv.pieces or []) + pieces
+        for p in pieces:
             for d in node_deps(p.ast, rvars):
                 od = owner(d)
                 if od and od != o:
@@ -143,8 +148,6 @@ def feedback_loops(bundle) -> list:
         from engine.analysis.structure import feedback_loops as _loops
 
         cached = _loops(bundle.model.model)
-        try:
+        with contextlib.suppress(AttributeError):  # a frozen bundle: compute each time (cheap: milliseconds)
             bundle._feedback_loops = cached
-        except AttributeError:  # a frozen bundle: compute each time (cheap: milliseconds)
-            pass
     return cached

@@ -25,31 +25,50 @@ def page_levers(ctx) -> None:
     st.caption(t("lever_intro", ctx.lang).format(base=ctx.label(ctx.base)))
     lever_screen(ctx)
     from lxapp.pages import lever_table
-    with st.expander(t("lever_doc", ctx.lang)):
-        st.dataframe(lever_table(ctx), hide_index=True, width="stretch")
+    # drawn only when opened: a closed expander's table would still load and lay out the data grid
+    # in every browser that opens the page (about 1.2 MB of script before the first chart)
+    doc = st.expander(t("lever_doc", ctx.lang), key="lever_doc_open", on_change="rerun")
+    if doc.open:
+        with doc:
+            st.dataframe(lever_table(ctx), hide_index=True, width="stretch")
 
 
 @st.fragment
 def lever_screen(ctx) -> None:
+    """Sliders, Δ cards and charts; a lever move reruns only this (the model run of the current
+    settings, then light work: the charts' fixed parts are built once per base and language)."""
     from lxapp import ui
     ss = st.session_state
     ctx.moved = dict(ss.get("lv", {}))
     # the screen is about the current settings against their base, whatever else is compared
     view = replace(ctx, selected=list(dict.fromkeys([CURRENT, ctx.base])), reference=ctx.base)
-    shown = {core.split_column(c)[0] for c in ctx.bundle.presentation.get("cards", [])}
-    ui.compute(view, tuple(sorted(n for n in shown if n in ctx.bundle.model.visible)) or None)
+    b = ctx.bundle
+    cols = [c for c in b.presentation.get("cards", []) if core.split_column(c)[0] in b.model.visible]
+    shown = tuple(sorted({core.split_column(c)[0] for c in cols})) or None
+    runs = ui.lever_runs(view, shown)
+    if ctx.unc:                # the fan of the current settings: the engine's ensemble (cached by settings)
+        ui.compute(view, shown)
     left, right = st.columns([1, 2.4], gap="medium")
     with left:
+        moved_line(view)
         sliders(view)
     with right:
-        cards(view)
-        charts_grid(view)
+        cards(view, runs, cols)
+        charts_grid(view, runs, cols)
     ui.write_url(ctx)          # the URL keeps the sidebar's scenarios and reference
+
+
+def moved_line(ctx) -> None:
+    """The levers moved so far (inside the fragment, so it is right after every move; the
+    sidebar, outside it, shows this line on the other pages)."""
+    if ctx.moved:
+        st.caption(t("moved_levers", ctx.lang) + ": " + "; ".join(
+            f"{core.var_label(ctx.bundle, k, ctx.lang)} = {v:g}" for k, v in ctx.moved.items()))
 
 
 def sliders(ctx) -> None:
     b = ctx.bundle
-    levers = core.levers(b, st.session_state.get("more", []))
+    levers = core.levers(b, st.session_state.get("more", []), ctx.base)
     groups = {g["name"]: g for g in core.lever_groups(b)}
     shown = None
     values = ctx.lever_values
@@ -79,15 +98,16 @@ def slider(ctx, lv: core.Lever, value: float) -> None:
     base_pos = core.fit(lv, core.scenario_value(b, ctx.base, lv))
     helptext = (var.doc or "") + f"  [{t('base_value', ctx.lang)}: {base_pos:g}]"
     key = f"lv_{lv.name}_{ctx.lang}"
-    st.session_state[key] = int(value) if lv.kind == "year" else float(value)
+    want = int(value) if lv.kind == "year" else float(value)
     kw = dict(key=key, help=helptext, on_change=_moved, args=(key, lv, base_pos))
+    if st.session_state.get(key) != want:
+        st.session_state[key] = want   # a reset, another base, the other language: the slider must show it
+    else:
+        kw["value"] = want             # it shows it already; naming it spares Streamlit a scan of the state
     if lv.kind == "year":
         st.slider(label, int(lv.low), int(lv.high), step=1, **kw)
-    elif lv.kind == "number":
-        st.number_input(label, float(lv.low), float(lv.high), step=float(lv.step), format="%g", **kw)
     else:
-        decimals = max(0, -int(np.floor(np.log10(lv.step) + 1e-9)))
-        st.slider(label, float(lv.low), float(lv.high), step=float(lv.step), format=f"%.{decimals}f", **kw)
+        st.slider(label, float(lv.low), float(lv.high), step=float(lv.step), format=f"%.{core.decimals(lv)}f", **kw)
 
 
 def _moved(key: str, lv: core.Lever, base_pos: float) -> None:
@@ -101,21 +121,30 @@ def _moved(key: str, lv: core.Lever, base_pos: float) -> None:
     ss["lv"] = moved
 
 
-def cards(ctx) -> None:
+def _at(x: np.ndarray, y: np.ndarray, year: float) -> float:
+    return float(np.interp(year, x, y)) if x[0] <= year <= x[-1] else np.nan
+
+
+def cards(ctx, runs: dict, cols: list[str]) -> None:
     """Δ cards: the current settings minus their base, for the presentation's cards and years."""
-    from lxapp.pages import _at, _series, fmt
+    from lxapp.pages import fmt
     b = ctx.bundle
-    cols = [c for c in b.presentation.get("cards", []) if c in ctx.df.columns]
+    cur, base = runs[CURRENT], runs[ctx.base]
+    cols = [c for c in cols if c in cur.columns and c in base.columns]
     years = [y for y in b.presentation.get("card_years", [2025, 2030]) if b.model.time.start <= y <= b.model.time.stop]
     if not cols or not years:
         return
+    x = cur.index.to_numpy(dtype=float)
+    xb = base.index.to_numpy(dtype=float)
     grid = st.columns(len(cols))
     for box, col in zip(grid, cols, strict=True):
-        cur, base = _series(ctx, CURRENT, col), _series(ctx, ctx.base, col)
         frac = core.is_fraction(b, col)
+        scale = 100.0 if frac else 1.0
+        yc, yb = cur[col].to_numpy() * scale, base[col].to_numpy() * scale
         unit = core.unit_label(b, col, ctx.lang)
         for y in years:
-            v, d = _at(cur, y), _at(cur, y) - _at(base, y)
+            v = _at(x, yc, y)
+            d = v - _at(xb, yb, y)
             dtext = (f"{d:+.2f} " + t("pp", ctx.lang)) if frac else f"{d:+,.3g} {unit}"
             if abs(d) < 1e-9 * max(1.0, abs(v)):
                 dtext = "±0"
@@ -123,13 +152,44 @@ def cards(ctx) -> None:
                        delta_color="off" if dtext == "±0" else ("inverse" if col.startswith("co2") else "normal"))
 
 
-def charts_grid(ctx) -> None:
+def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
+    from lxapp import charts
+    from lxapp.pages import line
+    cur = runs[CURRENT]
+    grid = st.columns(2)
+    for i, col in enumerate(c for c in cols if c in cur.columns):
+        if ctx.bands:          # with the fan: the whole chart, as the compare page draws it
+            df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
+            fig = line(ctx, col, df, _labels(ctx))
+        else:
+            spec, k, scale = chart_template(ctx, runs, col)
+            data = list(spec["data"])
+            if k is not None:  # the current settings' line: the one thing a move changes
+                data[k] = {**data[k], "y": cur[col].to_numpy() * scale}
+            fig = charts.Prebuilt({"data": data, "layout": spec["layout"]})
+        with grid[i % 2]:
+            st.plotly_chart(fig, width="stretch", key=f"lev_{col}")
+
+
+def _labels(ctx) -> dict[str, str]:
+    return {CURRENT: ctx.label(CURRENT), ctx.base: ctx.label(ctx.base) + f" ({t('base_short', ctx.lang)})"}
+
+
+def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
+    """A chart of ``col`` with everything but the current settings' line fixed (the base dashed,
+    the plan's path, actuals, history, labels): (spec, index of the current line, y scale).
+    Built once per bundle, base, language and column and shared by every session (read-only)."""
     from lxapp.pages import line
     b = ctx.bundle
-    cols = [c for c in b.presentation.get("cards", []) if c in ctx.df.columns]
-    df = ctx.df.loc[[CURRENT, ctx.base]] if ctx.base != CURRENT else ctx.df.loc[[CURRENT]]
-    labels = {CURRENT: ctx.label(CURRENT), ctx.base: ctx.label(ctx.base) + f" ({t('base_short', ctx.lang)})"}
-    grid = st.columns(2)
-    for i, col in enumerate(cols):
-        with grid[i % 2]:
-            st.plotly_chart(line(ctx, col, df, labels), width="stretch", key=f"lev_{col}")
+    cache = b.__dict__.setdefault("_lever_charts", {})
+    key = (ctx.base, ctx.lang, col)
+    if key not in cache:
+        both = {CURRENT: runs[ctx.base]} | ({ctx.base: runs[ctx.base]} if ctx.base != CURRENT else {})
+        df = core.combine(both)
+        view = replace(ctx, df=df, bands={})
+        labels = _labels(ctx)
+        spec = line(view, col, df, labels).to_dict()
+        k = next((i for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
+                  and tr.get("mode") == "lines"), None)
+        cache[key] = (spec, k, 100.0 if core.is_fraction(b, col) else 1.0)
+    return cache[key]

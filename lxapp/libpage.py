@@ -180,7 +180,7 @@ def _load_into_levers(ctx, entry: dict) -> None:
     ss["base"] = base
     ss["_base_prev"] = base
     moved = {}
-    for lv in core.levers(ctx.bundle, ss.get("more", [])):
+    for lv in core.levers(ctx.bundle, ss.get("more", []), base):
         if lv.name in entry["levers"]:
             try:
                 val = core.fit(lv, float(entry["levers"][lv.name]))

@@ -248,7 +248,7 @@ def differences(ctx, cols: list[str]) -> pd.DataFrame:
 def lever_table(ctx) -> pd.DataFrame:
     rows = []
     values = ctx.lever_values
-    for lv in core.levers(ctx.bundle, st.session_state.get("more", [])):
+    for lv in core.levers(ctx.bundle, st.session_state.get("more", []), ctx.base):
         v = ctx.bundle.variables[lv.name]
         unit = "× " + t("times_default", ctx.lang) if lv.kind == "multiplier" else \
             core.translate_unit(v.unit or "", ctx.lang)

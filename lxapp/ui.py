@@ -11,6 +11,7 @@ copied link reopens the view and a language switch keeps the page.
 """
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,15 +29,27 @@ ENSEMBLE_N = 500
 # ------------------------------------------------------------------ caches
 @st.cache_resource(show_spinner=False)
 def get_bundle(key: str) -> core.Bundle:
-    """Compiled once per process and model file version (key changes when a file changes)."""
-    return core.load_bundle()
+    """Compiled once per process and model file version (key changes when a file changes).
+
+    Then the objects alive (the compiled model, the modules the pages import) are moved out of
+    the garbage collector's sight (``gc.freeze``): Streamlit runs a full collection after every
+    script run, which walked these ~160 000 long-lived objects each time, 150-300 ms a lever
+    move on this machine, more than the model run; they live as long as the process anyway."""
+    bundle = core.load_bundle()
+    from lxapp import runpool
+    runpool.start(bundle.path, bundle.key)     # worker processes compile it meanwhile (lxapp/runpool.py)
+    from lxapp import pages  # noqa: F401 - imported before the freeze: its modules (plotly) live as long
+    gc.collect()
+    gc.freeze()
+    return bundle
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
 def cached_run(key: str, overrides_json: str, variables: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One scenario's run, cached by the model version, its overrides and the variables saved
     (None: all; the lever screen saves only what it shows, ~30 % faster)."""
-    return core.run_one(get_bundle(key), json.loads(overrides_json), list(variables) if variables else None)
+    from lxapp import runpool
+    return runpool.run(get_bundle(key), json.loads(overrides_json), list(variables) if variables else None)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -86,7 +99,7 @@ class Ctx:
     def lever_values(self) -> dict[str, float]:
         """Every lever's position: moved ones as moved, the others at the base scenario's value."""
         out = {}
-        for lv in core.levers(self.bundle, st.session_state.get("more", [])):
+        for lv in core.levers(self.bundle, st.session_state.get("more", []), self.base):
             out[lv.name] = self.moved.get(lv.name, core.fit(lv, core.scenario_value(self.bundle, self.base, lv)))
         return out
 
@@ -180,7 +193,7 @@ def apply_view(bundle: core.Bundle, view: dict) -> list[str]:
         problems += [f"more={m}: not a constant with a range" for m in view["more"] if m not in more_opts]
         ss["more"] = [m for m in view["more"] if m in more_opts]
     ss.setdefault("more", [])
-    levers = {lv.name: lv for lv in core.levers(bundle, ss["more"])}
+    levers = {lv.name: lv for lv in core.levers(bundle, ss["more"], ss["base"])}
     moved = {}
     for name, val in view.get("lv", {}).items():
         lv = levers.get(name)
@@ -291,7 +304,7 @@ def sidebar(bundle: core.Bundle) -> Ctx:
     lever_names = {lv.name for lv in core.levers(bundle, ss.get("more", []))}
     moved = {k: v for k, v in moved.items() if k in lever_names}
     ss["lv"] = moved
-    if moved:
+    if moved and page != "levers":    # on the lever screen the line is in its fragment, current after every move
         sb.caption(t("moved_levers", lang) + ": " + "; ".join(
             f"{core.var_label(bundle, k, lang)} = {v:g}" for k, v in moved.items()))
         if sb.button(t("reset", lang), key="reset_levers"):
@@ -349,6 +362,16 @@ def compute(ctx: Ctx, variables: tuple[str, ...] | None = None) -> None:
         bands, prob, kind = cached_ensemble(b.key, core.overrides_key(ctx.overrides[CURRENT]), vars_, ENSEMBLE_N)
         ctx.bands = {CURRENT: _with_aggregates(b, bands)}
         ctx.prob, ctx.ensemble_kind = prob, kind
+
+
+def lever_runs(ctx: Ctx, variables: tuple[str, ...] | None) -> dict[str, pd.DataFrame]:
+    """The lever screen's two runs, the current settings and their base (each cached by its
+    overrides, saving only ``variables``): scenario -> frame (index time, with subrange sums)."""
+    b = ctx.bundle
+    base_over = dict(b.scenarios[ctx.base].overrides) if ctx.base in b.scenarios else {}
+    ctx.overrides = {CURRENT: core.current_overrides(b, base_over, ctx.moved), ctx.base: base_over}
+    return {s: core.add_aggregates(b, cached_run(b.key, core.overrides_key(ov), variables))
+            for s, ov in ctx.overrides.items()}
 
 
 def _with_aggregates(b: core.Bundle, bands: dict) -> dict:

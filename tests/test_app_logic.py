@@ -85,15 +85,34 @@ def test_precision_step_keeps_calibrated_values():
     assert core.fit(lv, 0.1204) == 0.1204                       # an untouched slider shows the exact value
 
 
+def test_calibrated_lever_is_a_slider_through_the_base_value():
+    """A value calibrated to six digits (0.388274 in 0.1-0.5) would need 400 000 steps on its
+    precision's grid: the slider takes the range's step on a grid through the base's value."""
+    b = core.load_bundle()
+    base = core.scenario_value(b, "actual_trend", next(x for x in core.levers(b) if x.name == "investment_rate_future"))
+    lv = next(x for x in core.levers(b, base="actual_trend") if x.name == "investment_rate_future")
+    assert lv.kind == "value" and lv.anchor == base and len(f"{base}".split(".")[1]) >= 5
+    assert lv.step == pytest.approx(0.005)
+    assert 0.1 <= lv.low < 0.1 + lv.step and 0.5 - lv.step < lv.high <= 0.5
+    assert core.fit(lv, base) == base                            # untouched: the exact value
+    assert core.fit(lv, base + 0.0051) == round(base + 0.005, 10)   # moved: one step from it
+    assert core.decimals(lv) >= len(f"{base}".split(".")[1])     # the slider shows every digit
+    # another base: the grid goes through its value
+    plan = next(x for x in core.levers(b, base="plan") if x.name == "investment_rate_future")
+    assert core.fit(plan, core.scenario_value(b, "plan", plan)) == core.scenario_value(b, "plan", plan)
+
+
 def test_untouched_levers_keep_every_scenario_value():
     """Issue 13: an untouched slider never changes a value; every scenario's lever values lie on
     its slider's steps, and the current settings without moves equal the base scenario."""
     b = core.load_bundle()
-    for lv in core.levers(b):
-        for name in b.scenarios:
+    for name in b.scenarios:
+        for lv in core.levers(b, base=name):
             v = core.scenario_value(b, name, lv)
+            assert lv.kind in ("value", "year", "multiplier"), lv      # every lever is a slider
             if lv.kind in ("value", "year"):
-                assert core.fit(lv, v) == pytest.approx(v, abs=1e-12), (lv.name, name, v, lv.step)
+                assert core.fit(lv, v) == v, (lv.name, name, v, lv.step)
+                assert (lv.high - lv.low) / lv.step <= 20000
     for sc in b.scenarios.values():
         assert core.current_overrides(b, dict(sc.overrides), {}) == dict(sc.overrides)
 

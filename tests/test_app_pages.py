@@ -100,13 +100,39 @@ def test_untouched_sliders_keep_calibrated_values(monkeypatch):
     at = app("levers", "en", base="actual_trend")
     from lxapp import core
     b = core.load_bundle(REAL)
-    lv = next(x for x in core.levers(b) if x.name == "investment_rate_future")
-    # a slider when the value sits on a fine enough grid, else a number input (the calibrated 0.388293)
-    widget = at.slider if lv.kind != "number" else at.number_input
-    assert widget(key="lv_investment_rate_future_en").value == core.scenario_value(b, "actual_trend", lv)
+    lv = next(x for x in core.levers(b, base="actual_trend") if x.name == "investment_rate_future")
+    exact = core.scenario_value(b, "actual_trend", lv)
+    # a slider (never a number input), on a grid through the calibrated value, showing every digit
+    assert not at.number_input
+    s = at.slider(key="lv_investment_rate_future_en")
+    assert s.value == exact and len(f"{exact}".split(".")[1]) >= 5
+    assert s.step == pytest.approx(0.005) and s.min == lv.low and s.max == lv.high
+    assert s.proto.format == f"%.{core.decimals(lv)}f" and f"{s.proto.format % exact}" == f"{exact}"
     at.slider(key="lv_ethylene_start_year_en").set_value(2026).run()
     assert not at.exception
     assert at.session_state["lv"] == {"ethylene_start_year": 2026.0}
+    assert at.slider(key="lv_investment_rate_future_en").value == exact     # still untouched, still exact
+    # moved one step: the value is the base's plus the step, and it is the one moved lever it adds
+    at.slider(key="lv_investment_rate_future_en").set_value(round(exact + 0.005, 10)).run()
+    assert at.session_state["lv"] == {"ethylene_start_year": 2026.0, "investment_rate_future": round(exact + 0.005, 10)}
+
+
+def test_moved_levers_line_is_current(monkeypatch):
+    """The "levers moved" line shows the move just made (on the lever screen it lives inside the
+    fragment; elsewhere in the sidebar, which every other page's run redraws)."""
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en")
+    assert not [c for c in at.caption if c.value.startswith("Levers moved")]
+    at.slider(key="lv_rongyue_pace_en").set_value(2.5).run()
+    lines = [c.value for c in at.main.caption if c.value.startswith("Levers moved")]
+    assert len(lines) == 1 and "2.5" in lines[0], lines
+    assert not [c for c in at.sidebar.caption if c.value.startswith("Levers moved")]   # not twice, not stale
+    at.slider(key="lv_rongyue_pace_en").set_value(2.0).run()
+    lines = [c.value for c in at.main.caption if c.value.startswith("Levers moved")]
+    assert len(lines) == 1 and "= 2;" not in lines[0] and lines[0].endswith("= 2"), lines
+    at.sidebar.radio(key="w_page_en").set_value("compare").run()
+    side = [c.value for c in at.sidebar.caption if c.value.startswith("Levers moved")]
+    assert len(side) == 1 and side[0].endswith("= 2"), side
 
 
 def test_lever_year_and_multiplier(monkeypatch):
@@ -253,3 +279,16 @@ def test_export_link_opens_the_page_before(monkeypatch):
     assert not at.exception
     link = at.code[0].value
     assert link.startswith("http") and "page=compare" in link and "rongyue_pace%3A2" in link and "ch=" in link
+
+
+def test_lever_doc_table_only_when_opened(monkeypatch):
+    """The lever screen's documentation table is drawn when its expander is open (a closed one
+    would still make every browser load the data grid before the first chart)."""
+    monkeypatch.setenv("LXSD_MODEL", DEMO)
+    at = app("levers", "en")
+    assert not at.exception and not at.dataframe
+    at.session_state["lever_doc_open"] = True
+    at.run()
+    assert not at.exception and len(at.dataframe) == 1
+    names = set(at.dataframe[0].value["name"])
+    assert {"rongyue_pace", "ethylene_scale"} <= names

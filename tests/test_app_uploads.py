@@ -169,5 +169,6 @@ def test_app_prefers_the_model_table(tmp_path, monkeypatch):
     pres = tmp_path / "p.toml"
     pres.write_text('[presentation]\nheadline = ["gdp_real"]\n', encoding="utf-8")
     monkeypatch.setenv("LXSD_PRESENTATION", str(pres))
-    b2 = core.load_bundle(plain)        # no table: $LXSD_PRESENTATION's (default: model/linxiang.toml's), unknown names dropped
+    # no table: $LXSD_PRESENTATION's (default: model/linxiang.toml's), unknown names dropped
+    b2 = core.load_bundle(plain)
     assert b2.presentation["headline"] == [] and any("gdp_real" in n for n in b2.presentation_notes)

@@ -127,6 +127,22 @@ def test_lever_screen_and_language(server):
                                arg=before, timeout=120_000)
         assert page.evaluate(CHART_DATA) != before
         page.wait_for_function("location.href.includes('rongyue_pace')", timeout=90_000)   # the URL holds it
+        # the "levers moved" line shows this move, not the one before (it reruns with the fragment)
+        moved = page.locator('[data-testid="stMain"]').get_by_text("已调整的杠杆", exact=False)
+        moved.first.wait_for(timeout=60_000)
+        page.wait_for_function("(() => { const e = Array.from(document.querySelectorAll('[data-testid=stMain] "
+                               "[data-testid=stCaptionContainer]')).find(x => x.innerText.includes('已调整的杠杆'));"
+                               " return e && e.innerText.includes('融岳发展推进速度 = 2.5'); })()", timeout=60_000)
+        slider.focus()
+        slider.press("ArrowLeft")                               # one step down: the line follows at once
+        page.wait_for_function("(() => { const e = Array.from(document.querySelectorAll('[data-testid=stMain] "
+                               "[data-testid=stCaptionContainer]')).find(x => x.innerText.includes('已调整的杠杆'));"
+                               " return e && /融岳发展推进速度 = 2\\.4/.test(e.innerText); })()", timeout=60_000)
+        assert "已调整的杠杆" not in page.locator('[data-testid="stSidebar"]').inner_text()   # not twice, not stale
+        # a calibrated lever is a slider showing its six digits, untouched
+        inv = page.locator('[data-testid="stSlider"]').filter(has_text="2021年起私人投资率")
+        assert inv.count() == 1 and "0.388274" in inv.inner_text()
+        assert page.locator('[data-testid="stNumberInput"]').count() == 0
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "app_zh_lever_moved.png"), full_page=False)
 
