@@ -289,7 +289,31 @@ class Converter:
                     maps_out.setdefault(self.range_ident[key], []).append(self.range_ident[other])
         if maps_out:
             self.out["mappings"] = maps_out
+        self.list_map = self._list_mappings()
         self.out["model"]["element_names"] = dict(self.element_original)
+
+    def _list_mappings(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(range, other range) -> {element of the other: element of the range} for mappings written as
+        element lists (``r: a, b -> (s: s1, s2)``, which mdl_text drops from the text PySD reads)."""
+        if self.path.suffix.lower() != ".mdl" or not self.path.is_file():
+            return {}
+        from .mdl_text import list_mappings
+        out: dict[tuple[str, str], dict[str, str]] = {}
+        for src, (dst, listed) in list_mappings(self.path.read_text(encoding="utf-8", errors="replace")).items():
+            sk, dk = name_key(src), name_key(dst)
+            if sk not in self.ranges or dk not in self.ranges or len(listed) != len(self.ranges[sk]):
+                continue
+            corr: dict[str, str] = {}
+            for elem, name in zip(self.ranges[sk], listed, strict=True):
+                k = name_key(name)
+                for e in self.ranges.get(k, [k]):
+                    corr[e] = elem
+            out[(sk, dk)] = corr
+        return out
+
+    def _top(self, key: str) -> str:
+        """The range a subrange belongs to (a range is its own)."""
+        return self.parent.get(key, key)
 
     def _is_copy(self, key):
         for r in self.main.subscripts:
@@ -1300,9 +1324,14 @@ class Converter:
                         i = self.ranges[lhs_range].index(elem)
                         if i < len(self.ranges[k]):
                             return self.elements[self.ranges[k][i]]
+                    corr = self.list_map.get((k, lhs_range)) or self.list_map.get((k, self._top(lhs_range)))
+                    if corr and elem in corr:
+                        return self.elements[corr[elem]]
             if not bang and ctx.lhs and k not in ctx.lhs and not getattr(ctx, "vector", False):
                 for lhs_range in ctx.lhs:
                     if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
+                        raise _NeedExpand
+                    if (k, lhs_range) in self.list_map or (k, self._top(lhs_range)) in self.list_map:
                         raise _NeedExpand
             return self.range_ident[k] + ("!" if bang else "")
         if k in self.elements:
