@@ -2,32 +2,19 @@
 
 The file starts with the ``{UTF-8}`` header; each variable carries its unit, its
 ``[low,high]`` range (constants with a ``range``) and, in the comment field, its Chinese
-and English labels, documentation and source.  Equations are translated token by token
-from our expression syntax to Vensim's (``IF_THEN_ELSE`` -> ``IF THEN ELSE``, ``and`` ->
-``:AND:``, ``TIME_STEP`` -> ``TIME STEP`` ...); stocks become ``INTEG(inflows - outflows,
+and English labels, documentation and source.  Equations are parsed and printed in
+Vensim's syntax from their AST (``engine.io.print_expr``: ``IF_THEN_ELSE`` -> ``IF THEN ELSE``,
+``and`` -> ``:AND:``, ``TIME_STEP`` -> ``TIME STEP`` ...); stocks become ``INTEG(inflows - outflows,
 initial)``, lookups Vensim lookup tables, data series lookups of ``Time``.
 """
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
 from engine.errors import ModelError, Problem
 
-TOKEN = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
-                   r"|==|!=|<>|<=|>=|:AND:|:OR:|:NOT:|.", re.S)
-
-VENSIM_FUNCS = {
-    "IF_THEN_ELSE": "IF THEN ELSE", "PULSE_TRAIN": "PULSE TRAIN", "DELAY_FIXED": "DELAY FIXED",
-    "WITH_LOOKUP": "WITH LOOKUP", "DELAYN": "DELAY N", "SMOOTHN": "SMOOTH N",
-    "ACTIVE_INITIAL": "ACTIVE INITIAL", "SAMPLE_IF_TRUE": "SAMPLE IF TRUE",
-    "INT": "INTEGER",
-}
-TIME_NAMES = {"TIME": "Time", "TIME_STEP": "TIME STEP", "INITIAL_TIME": "INITIAL TIME",
-              "FINAL_TIME": "FINAL TIME", "SAVEPER": "SAVEPER"}
-LOGIC = {"and": ":AND:", "or": ":OR:", "not": ":NOT:"}
-
+from .print_expr import to_vensim
 
 def load_dict(model: str | Path | dict) -> dict:
     """A model dict from a dict, a .toml file, or (through the importer) a .mdl/.xmile."""
@@ -46,58 +33,15 @@ def load_dict(model: str | Path | dict) -> dict:
 
 
 def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None,
-              subst: dict | None = None) -> str:
-    """Our expression text -> Vensim expression text.
+              subst: dict | None = None, where: str = "equation") -> str:
+    """Our expression text -> Vensim expression text, printed from its AST (``print_expr``).
 
     ``var_dims`` (name -> dims) makes implicit subscripts explicit: ``x`` of a variable
     with dims [sector] is written ``x[sector]`` as Vensim requires.  ``subst`` (range name ->
     element or subrange) rewrites the subscripts of a per-element equation: in the equation of
     ``y[heavy]``, our ``x`` (or ``x[sector]``) means ``x[heavy]``.
     """
-    var_dims = var_dims or {}
-    subst = subst or {}
-
-    def sub(name: str) -> str:
-        name = name.strip()
-        if name.endswith("!"):
-            return name
-        return subst.get(name, name)
-
-    text = re.sub(r"\bIF\s+THEN\s+ELSE\b", "IF_THEN_ELSE", str(expr), flags=re.I)
-    toks = [t for t in TOKEN.findall(text)]
-    out = []
-    i = 0
-    while i < len(toks):
-        t = toks[i]
-        nxt = next((u for u in toks[i + 1:] if not u.isspace()), "")
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
-            up = t.upper()
-            if nxt == "(" and t not in lookups:
-                out.append(VENSIM_FUNCS.get(up, up))
-            elif up in TIME_NAMES and t not in lookups:
-                out.append(TIME_NAMES[up])
-            elif t.lower() in LOGIC:
-                out.append(" " + LOGIC[t.lower()] + " ")
-            elif nxt == "[":
-                # explicit subscripts: copy them, rewriting range names through subst
-                j = toks.index("[", i + 1)
-                k = toks.index("]", j)
-                inner = "".join(toks[j + 1:k])
-                out.append(f"{t}[{','.join(sub(x) for x in inner.split(','))}]")
-                i = k + 1
-                continue
-            elif var_dims.get(t):
-                out.append(f"{t}[{','.join(sub(x) for x in var_dims[t])}]")
-            else:
-                out.append(t)
-        elif t == "==":
-            out.append("=")
-        elif t == "!=":
-            out.append("<>")
-        else:
-            out.append(t)
-        i += 1
-    return re.sub(r"[ ]{2,}", " ", "".join(out)).strip()
+    return to_vensim(str(expr), where, lookups, var_dims, subst)
 
 
 def _selector_subst(d: dict, dims: list[str], sel: str) -> dict:
@@ -193,8 +137,8 @@ def export_mdl(model: str | Path | dict) -> str:
     var_dims = {n: list(s.get("dims") or []) for sec in ("constants", "stocks", "flows", "auxiliaries")
                 for n, s in (d.get(sec) or {}).items() if s.get("dims")}
 
-    def tr(text):
-        return translate(text, lookups, var_dims)
+    def tr(text, where="equation"):
+        return translate(text, lookups, var_dims, where=where)
     lines = ["{UTF-8}"]
 
     def eq(lhs: str, rhs: str, spec: dict, with_range: bool = False) -> None:
@@ -229,7 +173,7 @@ def export_mdl(model: str | Path | dict) -> str:
         if outs:
             rate = (rate if spec.get("inflows") else "0") + "".join(f" - {tr(o)}" for o in outs)
         init = spec.get("initial", 0)
-        init = _num(init) if isinstance(init, (int, float)) else tr(init)
+        init = _num(init) if isinstance(init, (int, float)) else tr(init, name)
         spec2 = dict(spec)
         if spec.get("non_negative"):
             spec2["doc"] = (spec.get("doc", "") + " (non-negative stock in lxsd)").strip()
@@ -237,18 +181,18 @@ def export_mdl(model: str | Path | dict) -> str:
     for section in ("flows", "auxiliaries"):
         for name, spec in (d.get(section) or {}).items():
             if "equation" in spec:
-                eq(lhs(name, spec), tr(spec["equation"]), spec)
+                eq(lhs(name, spec), tr(spec["equation"], name), spec)
                 continue
             eqs = dict(spec.get("equations") or {})
             default = eqs.pop("default", None)
             for sel, text in eqs.items():
                 sub = _selector_subst(d, spec.get("dims") or [], sel)
-                eq(lhs(name, spec, sel), translate(str(text), lookups, var_dims, sub), spec)
+                eq(lhs(name, spec, sel), translate(str(text), lookups, var_dims, sub, name), spec)
             if default is not None:
                 dims = spec.get("dims") or []
                 exc = ", ".join(f"[{sel}]" for sel in eqs)
                 head = f"{name}[{','.join(dims)}]" + (f" :EXCEPT: {exc}" if exc else "")
-                eq(head, tr(str(default)), spec)
+                eq(head, tr(str(default), name), spec)
     for name, spec in (d.get("lookups") or {}).items():
         xs, ys = spec["x"], spec["y"]
         rng = f"[({_num(min(xs))},{_num(min(ys))})-({_num(max(xs))},{_num(max(ys))})]"

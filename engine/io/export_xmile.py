@@ -7,85 +7,17 @@ Names are written with underscores, as XMILE allows; labels and docs go to ``<do
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from engine.errors import ModelError, Problem
 
-from .export_mdl import TOKEN, _dim_elements, _element_entries, _num, load_dict
+from .export_mdl import _dim_elements, _element_entries, _num, load_dict
+from .print_expr import to_xmile
 
-XMILE_FUNCS = {
-    "SMOOTHI": "SMTH1", "SMOOTH": "SMTH1", "SMOOTH3I": "SMTH3", "SMOOTH3": "SMTH3",
-    "DELAY1I": "DELAY1", "DELAY3I": "DELAY3", "DELAY_FIXED": "DELAY", "INTEGER": "INT",
-    "MODULO": "MOD", "ZIDZ": "SAFEDIV", "XIDZ": "SAFEDIV",
-}
-
-
-def _split_args(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        out.append(cur.strip())
-    return out
-
-
-def translate_xmile(expr: str, lookups=frozenset()) -> str:
-    """Our expression text -> XMILE expression text."""
-    text = re.sub(r"\bIF\s+THEN\s+ELSE\b", "IF_THEN_ELSE", str(expr), flags=re.I)
-    # IF_THEN_ELSE(c, a, b) -> (IF c THEN a ELSE b), innermost first
-    for _ in range(100):
-        m = re.search(r"\bIF_THEN_ELSE\s*\(", text, flags=re.I)
-        if not m:
-            break
-        depth, i = 0, m.end() - 1
-        for j in range(i, len(text)):
-            if text[j] == "(":
-                depth += 1
-            elif text[j] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-        args = _split_args(text[i + 1:j])
-        if len(args) != 3:
-            break
-        text = text[:m.start()] + f"(IF {args[0]} THEN {args[1]} ELSE {args[2]})" + text[j + 1:]
-    out = []
-    toks = TOKEN.findall(text)
-    for i, t in enumerate(toks):
-        nxt = next((u for u in toks[i + 1:] if not u.isspace()), "")
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
-            up = t.upper()
-            if nxt == "(" and t in lookups:
-                out.append(t)
-            elif nxt == "(":
-                out.append(XMILE_FUNCS.get(up, up))
-            elif up == "TIME_STEP":
-                out.append("DT")
-            elif up in ("INITIAL_TIME", "FINAL_TIME"):
-                out.append("STARTTIME" if up == "INITIAL_TIME" else "STOPTIME")
-            elif up in ("AND", "OR", "NOT", "IF", "THEN", "ELSE", "TIME"):
-                out.append(up)
-            else:
-                out.append(t)
-        elif t == "==":
-            out.append("=")
-        elif t == "!=":
-            out.append("<>")
-        elif t in (":AND:", ":OR:", ":NOT:"):
-            out.append(" " + t.strip(":") + " ")
-        else:
-            out.append(t)
-    return re.sub(r"[ ]{2,}", " ", "".join(out)).strip()
+def translate_xmile(expr: str, lookups=frozenset(), where: str = "equation") -> str:
+    """Our expression text -> XMILE expression text, printed from its AST (``print_expr``)."""
+    return to_xmile(str(expr), where, lookups)
 
 
 def _doc(spec: dict) -> str:
