@@ -1,0 +1,50 @@
+"""The integration method of an XMILE file's <sim_specs method=...> (issue 14, item 7)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import load_model
+from engine.errors import ModelError
+
+XMILE = """<?xml version="1.0" encoding="utf-8"?>
+<xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">
+<header><vendor>{vendor}</vendor><product version="1.0" lang="en">{product}</product></header>
+<sim_specs method="{method}" time_units="Months"><start>0</start><stop>4</stop><dt>1</dt></sim_specs>
+<model><variables>
+<stock name="s"><eqn>0</eqn><inflow>f</inflow></stock>
+<flow name="f"><eqn>TIME</eqn></flow>
+</variables></model></xmile>
+"""
+
+
+def _run(tmp_path, method, vendor="isee systems, inc.", product="Stella Architect"):
+    f = tmp_path / "m.xmile"
+    f.write_text(XMILE.format(method=method, vendor=vendor, product=product), encoding="utf-8")
+    m = load_model(f)
+    return m.time.method, m.run()["s"][0]
+
+
+
+
+@pytest.mark.parametrize("method, want, values", [
+    ("RK4", "rk4", [0, 0.5, 2, 4.5, 8]),            # exact: t^2/2
+    ("Euler", "euler", [0, 0, 1, 3, 6]),            # sum of the left ends
+    ("RK2", "rk2", [0, 0.5, 2, 4.5, 8]),            # Heun is exact for a linear rate too
+])
+def test_method_from_sim_specs(tmp_path, method, want, values):
+    got, s = _run(tmp_path, method)
+    assert got == want
+    np.testing.assert_allclose(s, values, atol=1e-12)
+
+
+def test_vensim_written_xmile_keeps_euler(tmp_path):
+    # Vensim's XMILE export claims RK4 where Vensim ran Euler (SDXorg zeroled_decimals)
+    got, s = _run(tmp_path, "RK4", vendor="Ventana Systems, Inc.", product="Vensim")
+    assert got == "euler"
+    np.testing.assert_allclose(s, [0, 0, 1, 3, 6])
+
+
+def test_unknown_method_is_an_error(tmp_path):
+    with pytest.raises(ModelError, match="integration method 'Gear' is not available"):
+        _run(tmp_path, "Gear")
