@@ -1,4 +1,5 @@
-"""The integration method of an XMILE file's <sim_specs method=...> (issue 14, item 7)."""
+"""The integration method of an XMILE file's <sim_specs method=...>, and the constructs refused with a
+one-line error: XMILE modules, VECTOR LOOKUP (issue 14, item 7)."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,3 +49,27 @@ def test_vensim_written_xmile_keeps_euler(tmp_path):
 def test_unknown_method_is_an_error(tmp_path):
     with pytest.raises(ModelError, match="integration method 'Gear' is not available"):
         _run(tmp_path, "Gear")
+
+
+def test_module_is_refused_naming_it(tmp_path):
+    f = tmp_path / "mod.xmile"
+    f.write_text("""<?xml version="1.0" encoding="utf-8"?>
+<xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">
+<header><vendor>isee systems, inc.</vendor></header>
+<sim_specs method="Euler"><start>0</start><stop>4</stop><dt>1</dt></sim_specs>
+<model><variables>
+<aux name="a"><eqn>1</eqn></aux>
+<module name="Hares" resource="hares.stmx"><connect to="Hares.lynx" from="a"/></module>
+</variables></model></xmile>
+""", encoding="utf-8")
+    with pytest.raises(ModelError, match="module 'Hares': XMILE modules are not supported") as info:
+        load_model(f)
+    assert len(str(info.value).strip().splitlines()) == 1
+
+
+def test_vector_lookup_is_refused_naming_the_variable(tmp_path):
+    f = tmp_path / "vl.mdl"
+    f.write_text("{UTF-8}\nd: (e1-e3) ~~|\nv[d] = 1, 2, 4 ~~|\ny = VECTOR LOOKUP(v[d!], 1.5, 1, 3, 0) ~~|\n"
+                 "FINAL TIME = 2 ~~|\nINITIAL TIME = 0 ~~|\nSAVEPER = 1 ~~|\nTIME STEP = 1 ~~|\n", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"y: uses VECTOR LOOKUP\(\), which the engine cannot run"):
+        load_model(f)

@@ -99,6 +99,10 @@ def prepare(data: bytes) -> bytes:
         changed = True
     if variables is None or not len(variables):
         raise XmileProblem("the <model> has no variables" + why, "the file may be truncated or damaged")
+    modules = [m.get("name") or "?" for m in variables.findall("x:module", q)]
+    if modules:
+        raise XmileProblem(f"module {modules[0]!r}" + (f" (and {len(modules) - 1} more)" if len(modules) > 1 else "")
+                           + ": XMILE modules are not supported", "flatten the modules into one model in Stella first")
     for stock in variables.findall("x:stock", q):
         for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
             # a flow's name written with spaces (Vensim's export): XMILE names use underscores
