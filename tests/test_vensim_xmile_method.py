@@ -1,5 +1,5 @@
-"""The integration method of an XMILE file's <sim_specs method=...>, and the constructs refused with a
-one-line error: XMILE modules, VECTOR LOOKUP (issue 14, item 7)."""
+"""XMILE (issue 14, item 7): the integration method of <sim_specs method=...>, modules flattened;
+and VECTOR LOOKUP refused with a one-line error."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,18 +51,54 @@ def test_unknown_method_is_an_error(tmp_path):
         _run(tmp_path, "Gear")
 
 
-def test_module_is_refused_naming_it(tmp_path):
-    f = tmp_path / "mod.xmile"
-    f.write_text("""<?xml version="1.0" encoding="utf-8"?>
+MODULES = """<?xml version="1.0" encoding="utf-8"?>
 <xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">
 <header><vendor>isee systems, inc.</vendor></header>
-<sim_specs method="Euler"><start>0</start><stop>4</stop><dt>1</dt></sim_specs>
+<sim_specs method="Euler"><start>0</start><stop>3</stop><dt>1</dt></sim_specs>
 <model><variables>
-<aux name="a"><eqn>1</eqn></aux>
-<module name="Hares" resource="hares.stmx"><connect to="Hares.lynx" from="a"/></module>
-</variables></model></xmile>
-""", encoding="utf-8")
-    with pytest.raises(ModelError, match="module 'Hares': XMILE modules are not supported") as info:
+  <aux name="growth rate"><eqn>0.5</eqn></aux>
+  <aux name="scale"><eqn>10</eqn></aux>
+  <module name="growth"><connect to="growth.rate" from="growth_rate"/></module>
+  <module name="other"><connect to="other.x" from="growth.level"/></module>
+  <aux name="out"><eqn>growth.level * 2 + other.y</eqn></aux>
+</variables></model>
+<model name="growth"><variables>
+  <aux name="rate" access="input"><eqn>99</eqn></aux>
+  <stock name="level"><eqn>1</eqn><inflow>gain</inflow></stock>
+  <flow name="gain"><eqn>level * rate</eqn></flow>
+</variables></model>
+<model name="other"><variables>
+  <aux name="x" access="input"><eqn>0</eqn></aux>
+  <aux name="unset" access="input"><eqn>3</eqn></aux>
+  <module name="inner"><connect to="inner.k" from=".scale"/></module>
+  <aux name="y"><eqn>x * unset + inner.k2</eqn></aux>
+</variables></model>
+<model name="inner"><variables>
+  <aux name="k" access="input"><eqn>0</eqn></aux>
+  <aux name="k2"><eqn>k + 1</eqn></aux>
+</variables></model>
+</xmile>
+"""
+
+
+def test_modules_are_flattened(tmp_path):
+    """Stella's modules: each module's variables under its name, inputs connected to their sources
+    (a variable of the holding model, another module's, or the top model's with a leading dot), an
+    unconnected input keeping its own value, modules inside modules."""
+    f = tmp_path / "mod.xmile"
+    f.write_text(MODULES, encoding="utf-8")
+    m = load_model(f)
+    r = m.run()
+    level = np.array([1, 1.5, 2.25, 3.375])               # Euler at rate 0.5, dt 1
+    np.testing.assert_allclose(r[m.identifier("growth.level")][0], level)
+    np.testing.assert_allclose(r["out"][0], 2 * level + level * 3 + (10 + 1))
+
+
+def test_module_in_another_file_is_refused_naming_it(tmp_path):
+    f = tmp_path / "mod.xmile"
+    f.write_text(MODULES.replace('<module name="growth">', '<module name="growth" resource="g.stmx">'),
+                 encoding="utf-8")
+    with pytest.raises(ModelError, match="module 'growth': its model is in another file") as info:
         load_model(f)
     assert len(str(info.value).strip().splitlines()) == 1
 
