@@ -1,5 +1,4 @@
-"""XMILE (issue 14, item 7): the integration method of <sim_specs method=...>, modules flattened;
-and VECTOR LOOKUP refused with a one-line error."""
+"""XMILE (issue 14, item 7): the integration method of <sim_specs method=...>; modules flattened."""
 from __future__ import annotations
 
 import numpy as np
@@ -101,11 +100,3 @@ def test_module_in_another_file_is_refused_naming_it(tmp_path):
     with pytest.raises(ModelError, match="module 'growth': its model is in another file") as info:
         load_model(f)
     assert len(str(info.value).strip().splitlines()) == 1
-
-
-def test_vector_lookup_is_refused_naming_the_variable(tmp_path):
-    f = tmp_path / "vl.mdl"
-    f.write_text("{UTF-8}\nd: (e1-e3) ~~|\nv[d] = 1, 2, 4 ~~|\ny = VECTOR LOOKUP(v[d!], 1.5, 1, 3, 0) ~~|\n"
-                 "FINAL TIME = 2 ~~|\nINITIAL TIME = 0 ~~|\nSAVEPER = 1 ~~|\nTIME STEP = 1 ~~|\n", encoding="utf-8")
-    with pytest.raises(ModelError, match=r"y: uses VECTOR LOOKUP\(\), which the engine cannot run"):
-        load_model(f)

@@ -1175,6 +1175,8 @@ class Converter(DataSources):
             return self.expr(args[0], ctx)
         if fk == "vector_elm_map":
             return self._vector_elm_map(args, ctx)
+        if fk == "vector_lookup":
+            return self._vector_lookup(args, ctx)
         if fk == "delay_material":
             # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
             # the output is the input of one delay time before, the initial value until then
@@ -1202,24 +1204,62 @@ class Converter(DataSources):
     def _vector_elm_map(self, args, ctx: _Ctx) -> str:
         """VECTOR ELM MAP(x[..., e0], offset): x at the element offset places after e0 along e0's
         dimension; written VECTOR_ELM_MAP(x[..., dim!], offset + position of e0)."""
-        from pysd.translators.structures import abstract_expressions as ae
         vec, off = args
+        x, start, _ = self._vector_from(vec, ctx, "VECTOR ELM MAP")
+        o = _atom(self.expr(off, ctx))
+        return f"VECTOR_ELM_MAP({x}, {o} + {start})" if start else f"VECTOR_ELM_MAP({x}, {o})"
+
+    def _vector_from(self, vec, ctx: _Ctx, fname: str) -> tuple[str, int, int]:
+        """A vector function's first argument x[..., e0]: (x[..., dim!] as our text, the position of e0
+        in dim, the number of elements of dim)."""
+        from pysd.translators.structures import abstract_expressions as ae
         el = self.elements_by_key.get(name_key(getattr(vec, "reference", ""))) if ctx.ns is self.ns else None
         if el is None or not getattr(vec, "subscripts", None):
-            raise Unsupported("VECTOR ELM MAP", "its first argument must be a subscripted variable of the model")
+            raise Unsupported(fname, "its first argument must be a subscripted variable of the model")
         dims = self._dims(el)
         subs = [str(x).strip() for x in vec.subscripts.subscripts]
         at = [i for i, x in enumerate(subs) if name_key(x) in self.elements and name_key(x) not in self.ranges]
         if not at or len(dims) != len(subs):
-            raise Unsupported("VECTOR ELM MAP", "its first argument must name the starting element (x[dim, e0])")
+            raise Unsupported(fname, "its first argument must name the starting element (x[dim, e0])")
         i = at[-1]
         start = self.ranges[dims[i]].index(name_key(subs[i])) if name_key(subs[i]) in self.ranges[dims[i]] else None
         if start is None:
-            raise Unsupported("VECTOR ELM MAP", f"'{subs[i]}' is not an element of {self.range_name[dims[i]]}")
+            raise Unsupported(fname, f"'{subs[i]}' is not an element of {self.range_name[dims[i]]}")
         subs[i] = self.range_name[dims[i]] + "!"
         x = self.expr(ae.ReferenceStructure(vec.reference, ae.SubscriptsReferenceStructure(subs)), ctx)
-        o = _atom(self.expr(off, ctx))
-        return f"VECTOR_ELM_MAP({x}, {o} + {start})" if start else f"VECTOR_ELM_MAP({x}, {o})"
+        return x, start, len(self.ranges[dims[i]])
+
+    def _vector_lookup(self, args, ctx: _Ctx) -> str:
+        """VECTOR LOOKUP(vec[..., e0], x, xmin, xmax, mode): vec's values from e0 to the end of its last
+        dimension as a lookup table with evenly spaced x values from xmin to xmax (Vensim's definition).
+        Written with VECTOR_ELM_MAP: u = (x - xmin) / step; mode 0 interpolates (held beyond the ends),
+        3 extrapolates the end segments, 2 holds the value at the point at or below x (LOOKUP BACKWARD),
+        4 takes the point at or above (LOOKUP FORWARD); the area, invert and slope modes are refused."""
+        if len(args) != 5:
+            raise Unsupported("VECTOR LOOKUP", f"it takes 5 arguments, got {len(args)}")
+        vec, x, xmin, xmax, mode = args
+        try:
+            m = self._const_eval(mode, lambda k: self.time_values.get(k))
+        except _NotConstant:
+            raise Unsupported("VECTOR LOOKUP", "its mode must be a number") from None
+        if m not in (0, 2, 3, 4):
+            raise Unsupported("VECTOR LOOKUP", f"mode {_num(m)} (the LOOKUP AREA, INVERT and SLOPE modes)")
+        vx, start, size = self._vector_from(vec, ctx, "VECTOR LOOKUP")
+        n = size - start
+        if n < 2:
+            raise Unsupported("VECTOR LOOKUP", "its vector needs at least two elements from the one named")
+        X, lo, hi = (_atom(self.expr(a, ctx)) for a in (x, xmin, xmax))
+        u = f"(({X} - {lo}) / (({hi} - {lo}) / {n - 1}))"
+
+        def at(i: str) -> str:
+            return f"VECTOR_ELM_MAP({vx}, {i} + {start})"
+        if m == 2:
+            return at(f"INTEGER(MIN(MAX({u}, 0), {n - 1}))")
+        if m == 4:
+            return at(f"({n - 1} - INTEGER({n - 1} - MIN(MAX({u}, 0), {n - 1})))")
+        uc = u if m == 3 else f"MIN(MAX({u}, 0), {n - 1})"
+        i = f"MIN(MAX(INTEGER({uc}), 0), {n - 2})"
+        return f"({at(i)} + ({uc} - {i}) * ({at(i + ' + 1')} - {at(i)}))"
 
     def _pink_noise(self, args, ctx: _Ctx) -> str:
         """RANDOM PINK NOISE(mean, sd, correlation time, seed): first-order smooth of white noise scaled
