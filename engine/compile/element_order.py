@@ -209,7 +209,8 @@ class ElementOrder:
             ready = sorted(ts.get_ready())
             groups: dict[tuple[str, int], list[tuple[int, ...]]] = {}
             for name, el in ready:
-                groups.setdefault((name, pieces_of[name][el]), []).append(el)
+                if el in pieces_of[name]:   # an element no piece computes is reported by the resolver
+                    groups.setdefault((name, pieces_of[name][el]), []).append(el)
             for (name, k), els in groups.items():
                 axes = tuple(tuple(sorted({e[j] for e in els})) for j in range(len(els[0])))
                 if int(np.prod([len(a) for a in axes])) == len(els):
