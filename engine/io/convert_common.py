@@ -110,3 +110,15 @@ _ORDER = ["dims", "value", "range", "initial", "inflows", "outflows", "non_negat
 
 def _order(entry: dict) -> dict:
     return {k: entry[k] for k in sorted(entry, key=lambda k: _ORDER.index(k) if k in _ORDER else 99)}
+
+
+class _Ctx:
+    """Where an expression is being converted."""
+
+    def __init__(self, var: str, ns: dict, subst: dict | None = None, lhs: list | None = None,
+                 prefix: str = ""):
+        self.var = var            # original variable name, for messages
+        self.ns = ns              # name_key -> identifier (or marker) for references
+        self.subst = subst or {}  # range key -> element key (element-wise expansion)
+        self.lhs = lhs or []      # range keys on the left-hand side
+        self.prefix = prefix      # identifier prefix for helper variables
