@@ -120,3 +120,12 @@ def test_compiled_backend_runs_the_chunks(tmp_path, capsys):
     rj = load_model(f, backend="jax").run()
     assert rj.backend == "jax" and capsys.readouterr().err == ""     # compiled, no fallback notice
     np.testing.assert_allclose(rj["y"], rn["y"], rtol=1e-12)
+
+
+def test_stock_initial_values_ordered_by_element(tmp_path):
+    # a loop between a stock and its initial values, in the initial-value order only
+    m = _model(tmp_path, """
+s[t1] = INTEG(1, 1) ~~|
+s[tNext] = INTEG(1, s[tPrev] * 2) ~~|
+""")
+    np.testing.assert_allclose(m.run()["s"][0], [[1, 2, 4], [2, 3, 5], [3, 4, 6]])
