@@ -4,8 +4,8 @@ Vensim orders equations element by element: ``x[t2] = y[t1]``, ``y[Target] = x[T
 loop between the variables x and y, but not between their elements (x[t1] -> y[t1] -> x[t2] -> y[t2]),
 so Vensim runs it (C-LEARN's cumulative emission targets are built this way). The engine orders whole
 variables everywhere else; only the variables of such a loop (one strongly connected component of the
-variable graph) are split into *chunks*: parts of one piece of one variable, computed by one statement
-each, in an order in which every element is computed after the elements it reads. A loop that remains
+variable graph) are split into *chunks*: elements of one variable (boxes of its pieces) computed by one
+statement each, in an order in which every element is computed after the elements it reads. A loop that remains
 between elements is an algebraic loop, reported with the elements in it.
 
 Which elements of a variable an equation reads is found with the compiler itself, so it follows the
@@ -36,12 +36,12 @@ _MIXING = {"VECTOR_SELECT", "INVERT_MATRIX", "VECTOR_SORT_ORDER", "VECTOR_REORDE
 
 @dataclass(frozen=True)
 class Chunk:
-    """Elements ``local`` (positions along each axis of the variable's own array) of the variable
-    ``name``, computed from its piece number ``piece`` (of the phase's pieces) in one statement."""
+    """Elements of the variable ``name`` computed together (one statement): ``parts`` holds
+    (piece number among the phase's pieces, box), a box giving positions along each axis of the
+    variable's own array."""
 
     name: str
-    piece: int
-    local: tuple[tuple[int, ...], ...]
+    parts: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...]
 
 
 class ElementLoop(Exception):
@@ -207,16 +207,19 @@ class ElementOrder:
         chunks: list[Chunk] = []
         while ts.is_active():
             ready = sorted(ts.get_ready())
-            groups: dict[tuple[str, int], list[tuple[int, ...]]] = {}
+            groups: dict[str, dict[int, list[tuple[int, ...]]]] = {}
             for name, el in ready:
                 if el in pieces_of[name]:   # an element no piece computes is reported by the resolver
-                    groups.setdefault((name, pieces_of[name][el]), []).append(el)
-            for (name, k), els in groups.items():
-                axes = tuple(tuple(sorted({e[j] for e in els})) for j in range(len(els[0])))
-                if int(np.prod([len(a) for a in axes])) == len(els):
-                    chunks.append(Chunk(name, k, axes))
-                else:
-                    chunks.extend(Chunk(name, k, tuple((i,) for i in e)) for e in els)
+                    groups.setdefault(name, {}).setdefault(pieces_of[name][el], []).append(el)
+            for name, by_piece in groups.items():
+                parts: list[tuple[int, tuple[tuple[int, ...], ...]]] = []
+                for k, els in by_piece.items():
+                    axes = tuple(tuple(sorted({e[j] for e in els})) for j in range(len(els[0])))
+                    if int(np.prod([len(a) for a in axes])) == len(els):
+                        parts.append((k, axes))
+                    else:
+                        parts.extend((k, tuple((i,) for i in e)) for e in els)
+                chunks.append(Chunk(name, tuple(parts)))
             ts.done(*ready)
         return chunks
 
@@ -224,14 +227,26 @@ class ElementOrder:
     def code(self, chunk: Chunk, phase: str, first: bool) -> list[str]:
         """Statements computing one chunk into the variable's array (allocated by its first chunk)."""
         rv = self.rvars[chunk.name]
-        p = phase_pieces(rv, phase)[chunk.piece]
+        lines: list[str] = []
+        values = []
+        for k, box in chunk.parts:
+            value = self._part(rv, phase_pieces(rv, phase)[k], box, lines)
+            idx = np.ix_(*[np.array(a, dtype=np.intp) for a in box]) + (slice(None),) if box else (slice(None),)
+            values.append(f"({self.ex.const_global(idx, '_reg')}, {value})")
+        target = vname(chunk.name)
+        if not first:
+            values.insert(0, f"({self.ex.const_global((Ellipsis,), '_reg')}, {target})")
+        lines.append(f"{target} = _rt.assemble({rv.sizes}, [{', '.join(values)}])")
+        return lines
+
+    def _part(self, rv: RVar, p: Piece, box: tuple[tuple[int, ...], ...], lines: list[str]) -> str:
+        """Code for piece p's value over a box of rv's elements (statements it needs go to ``lines``)."""
         cpos = self._ctx_positions(rv, p.region)
         if rv.internal:
-            absolute = tuple(tuple(c[i] for i in loc) for c, loc in zip(cpos, chunk.local, strict=True))
+            absolute = tuple(tuple(c[i] for i in loc) for c, loc in zip(cpos, box, strict=True))
         else:
-            absolute = chunk.local
-        sizes = tuple(len(a) for a in chunk.local)
-        lines: list[str] = []
+            absolute = box
+        sizes = tuple(len(a) for a in box)
         aliases: dict[str, RVar] = {}
 
         def alias(node: Node) -> Node:
@@ -255,17 +270,8 @@ class ElementOrder:
         ast = alias(p.ast)
         self.rvars.update(aliases)
         try:
-            value = self.ex.piece_value(ast, self._ctx(rv, p, absolute), sizes)
+            return self.ex.piece_value(ast, self._ctx(rv, p, absolute), sizes)
         finally:
             for key in aliases:
                 del self.rvars[key]
-        idx = np.ix_(*[np.array(a, dtype=np.intp) for a in chunk.local]) + (slice(None),) if sizes else (slice(None),)
-        g = self.ex.const_global(idx, "_reg")
-        target = vname(chunk.name)
-        if first:
-            lines.append(f"{target} = _rt.assemble({rv.sizes}, [({g}, {value})])")
-        else:
-            everything = self.ex.const_global((Ellipsis,), "_reg")
-            lines.append(f"{target} = _rt.assemble({rv.sizes}, [({everything}, {target}), ({g}, {value})])")
-        return lines
 
