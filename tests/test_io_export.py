@@ -155,5 +155,7 @@ def test_printers_work_from_the_ast():
         "x[heavy] + y[heavy]"
     assert translate_xmile("IF_THEN_ELSE(a and TIME_STEP > 1, SMOOTHI(x, 2, 0), INITIAL_TIME)") == \
         "(IF a AND DT > 1 THEN SMTH1(x, 2, 0) ELSE STARTTIME)"
+    assert translate("VECTOR_ELM_MAP(x[r, d!], k + 1)", elements={"d": ["e1", "e2"]}) == \
+        "VECTOR ELM MAP(x[r,e1], k + 1)"         # Vensim names the vector's first element
     with pytest.raises(ModelError, match="y: cannot export"):
         translate("a +", where="y")

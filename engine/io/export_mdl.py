@@ -33,7 +33,7 @@ def load_dict(model: str | Path | dict) -> dict:
 
 
 def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None,
-              subst: dict | None = None, where: str = "equation") -> str:
+              subst: dict | None = None, where: str = "equation", elements: dict | None = None) -> str:
     """Our expression text -> Vensim expression text, printed from its AST (``print_expr``).
 
     ``var_dims`` (name -> dims) makes implicit subscripts explicit: ``x`` of a variable
@@ -41,7 +41,7 @@ def translate(expr: str, lookups=frozenset(), var_dims: dict | None = None,
     element or subrange) rewrites the subscripts of a per-element equation: in the equation of
     ``y[heavy]``, our ``x`` (or ``x[sector]``) means ``x[heavy]``.
     """
-    return to_vensim(str(expr), where, lookups, var_dims, subst)
+    return to_vensim(str(expr), where, lookups, var_dims, subst, elements)
 
 
 def _selector_subst(d: dict, dims: list[str], sel: str) -> dict:
@@ -140,9 +140,11 @@ class _MdlWriter:
         self.var_dims = {n: list(s.get("dims") or []) for sec in ("constants", "stocks", "flows", "auxiliaries")
                          for n, s in (d.get(sec) or {}).items() if s.get("dims")}
         self.lines = ["{UTF-8}"]
+        self.elements = {**{n: list(e) for n, e in (d.get("dimensions") or {}).items()},
+                         **{n: list(s["elements"]) for n, s in (d.get("subranges") or {}).items()}}
 
     def tr(self, text: str, where: str = "equation", subst: dict | None = None) -> str:
-        return translate(text, self.lookups, self.var_dims, subst, where)
+        return translate(text, self.lookups, self.var_dims, subst, where, self.elements)
 
     def eq(self, lhs: str, rhs: str, spec: dict, with_range: bool = False) -> None:
         self.lines += [f"{lhs}=\n\t{rhs}", f"\t~\t{_units(spec, with_range)}", f"\t~\t{_comment(spec)}", "\t|", ""]

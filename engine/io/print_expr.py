@@ -111,11 +111,22 @@ class VensimPrinter(_Printer):
     time = VENSIM_TIME
     logic = {"and": ":AND:", "or": ":OR:", "not": ":NOT:"}
 
-    def __init__(self, lookups=frozenset(), var_dims: dict | None = None, subst: dict | None = None) -> None:
+    def __init__(self, lookups=frozenset(), var_dims: dict | None = None, subst: dict | None = None,
+                 elements: dict | None = None) -> None:
         super().__init__(lookups)
         self.var_dims = var_dims or {}
         self.subst = subst or {}
+        self.elements = elements or {}   # dimension or subrange -> its elements
         self.variables = frozenset(self.var_dims) | self.lookups
+
+    def call(self, node: Call) -> str:
+        # our VECTOR_ELM_MAP(x[..., d!], offset) is Vensim's VECTOR ELM MAP(x[..., first element of d], offset)
+        if node.func.upper() == "VECTOR_ELM_MAP" and node.func not in self.lookups and len(node.args) == 2:
+            x = node.args[0]
+            if isinstance(x, Ref) and x.subs and x.subs[-1].endswith("!") and self.elements.get(x.subs[-1][:-1]):
+                first = self.elements[x.subs[-1][:-1]][0]
+                node = Call(node.func, (Ref(x.name, x.subs[:-1] + (first,)), node.args[1]), node.subs)
+        return super().call(node)
 
     def _sub(self, s: str) -> str:
         return s if s.endswith("!") else self.subst.get(s, s)
@@ -151,9 +162,9 @@ class XmilePrinter(_Printer):
 
 
 def to_vensim(text: str, where: str, lookups=frozenset(), var_dims: dict | None = None,
-              subst: dict | None = None) -> str:
-    """Our equation text -> Vensim's."""
-    return VensimPrinter(lookups, var_dims, subst).print(parse(text, where))
+              subst: dict | None = None, elements: dict | None = None) -> str:
+    """Our equation text -> Vensim's (``elements``: dimension -> its elements, for vector functions)."""
+    return VensimPrinter(lookups, var_dims, subst, elements).print(parse(text, where))
 
 
 def to_xmile(text: str, where: str, lookups=frozenset()) -> str:
