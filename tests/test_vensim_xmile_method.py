@@ -100,3 +100,41 @@ def test_module_in_another_file_is_refused_naming_it(tmp_path):
     with pytest.raises(ModelError, match="module 'growth': its model is in another file") as info:
         load_model(f)
     assert len(str(info.value).strip().splitlines()) == 1
+
+
+MDL = """{UTF-8}
+s = INTEG(f, 0) ~~|
+f = Time ~~|
+FINAL TIME = 4 ~~|
+INITIAL TIME = 0 ~~|
+SAVEPER = 1 ~~|
+TIME STEP = 1 ~~|
+\\\\\\---/// Sketch information - do not modify anything except names
+V300  Do not put anything below this section - it will be ignored
+*View 1
+///---\\\\\\
+:L<%^E!@
+1:Current.vdf
+15:0,0,0,{code},0,0
+"""
+
+
+@pytest.mark.parametrize("code, want, values", [
+    (0, "euler", [0, 0, 1, 3, 6]), (1, "rk4", [0, 0.5, 2, 4.5, 8]), (5, "rk4", [0, 0.5, 2, 4.5, 8]),
+    (3, "rk2", [0, 0.5, 2, 4.5, 8]), (2, "euler", [0, 0, 1, 3, 6]),
+])
+def test_vensim_integration_setting(tmp_path, code, want, values):
+    """Vensim keeps its integration type in the settings after the sketch (line 15:, 4th number, as
+    xmutil reads it); Wonderland and thyroid use RK4. The .mdl and XMILE exports write it back."""
+    from engine.io.export_mdl import export_mdl
+    from engine.io.export_xmile import export_xmile
+
+    f = tmp_path / "m.mdl"
+    f.write_text(MDL.replace("{code}", str(code)), encoding="utf-8")
+    m = load_model(f)
+    assert m.time.method == want
+    np.testing.assert_allclose(m.run()["s"][0], values, atol=1e-12)
+    again = tmp_path / "again.mdl"
+    again.write_text(export_mdl(f), encoding="utf-8")
+    assert load_model(again).time.method == want
+    assert f'method="{ {"euler": "Euler", "rk4": "RK4", "rk2": "RK2"}[want] }"' in export_xmile(f)

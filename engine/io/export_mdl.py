@@ -131,6 +131,9 @@ def _element_entries(d: dict, dims: list[str], value) -> list[tuple[str, float]]
     return out
 
 
+_MDL_METHOD_CODES = {"euler": 0, "rk4": 1, "rk2": 3, "adaptive": 5}
+
+
 class _MdlWriter:
     """The .mdl text of one model dict, section by section."""
 
@@ -244,7 +247,9 @@ class _MdlWriter:
                        "V300  Do not put anything below this section - it will be ignored",
                        "*View 1",
                        "$192-192-192,0,Times New Roman|12||0-0-0|0-0-0|0-0-255|-1--1--1|-1--1--1|96,96,100,0",
-                       "///---\\\\\\", ":L<%^E!@", ""]
+                       "///---\\\\\\", ":L<%^E!@",
+                       # the integration type (the 4th number; 0 Euler, 1 RK4, 3 RK2, 5 RK4 auto)
+                       f"15:0,0,0,{_MDL_METHOD_CODES.get(str(t.get('method', 'euler')), 0)},0,0", ""]
 
 
 def export_mdl(model: str | Path | dict) -> str:

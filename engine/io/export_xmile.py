@@ -45,6 +45,9 @@ def _gf(xs, ys, extrapolate=False) -> str:
             f"<ypts>{','.join(_num(y) for y in ys)}</ypts></gf>")
 
 
+_XMILE_METHOD = {"euler": "Euler", "rk2": "RK2", "rk4": "RK4", "adaptive": "RK45"}
+
+
 def _header(d: dict, t: dict) -> list[str]:
     meta = d.get("model") or {}
     return ['<?xml version="1.0" encoding="utf-8"?>',
@@ -52,7 +55,8 @@ def _header(d: dict, t: dict) -> list[str]:
             "  <header>", f"    <name>{escape(str(meta.get('name', 'model')))}</name>",
             "    <vendor>Linxiang SD</vendor>", '    <product version="1.0" lang="en">lxsd</product>',
             "  </header>",
-            f'  <sim_specs method="Euler" time_units={quoteattr(str(t.get("unit", "year")))}>',
+            f'  <sim_specs method="{_XMILE_METHOD.get(str(t.get("method", "euler")), "Euler")}" '
+            f'time_units={quoteattr(str(t.get("unit", "year")))}>',
             f"    <start>{_num(t['start'])}</start>", f"    <stop>{_num(t['stop'])}</stop>",
             f"    <dt>{_num(t['dt'])}</dt>", f"    <save_step>{_num(t.get('saveper', t['dt']))}</save_step>",
             "  </sim_specs>"]

@@ -240,15 +240,25 @@ class Converter(DataSources, ExpressionTranslator):
 
     # XMILE's <sim_specs method=...> -> ours (RK45 is adaptive: scipy's RK45 over the span)
     _XMILE_METHODS = {"euler": "euler", "rk2": "rk2", "rk4": "rk4", "rk45": "adaptive"}
+    # Vensim's integration type: the 4th number of the settings line "15:" (after the sketch's
+    # ":L<%^E!@" marker), as xmutil reads it: 1 and 5 are RK4 (fixed, auto), 3 and 4 RK2, others Euler
+    _MDL_METHODS = {1: "rk4", 5: "rk4", 3: "rk2", 4: "rk2"}
 
-    def _xmile_method(self) -> str:
-        """The integration method of an XMILE file's ``<sim_specs method=...>``.
+    def _method(self) -> str:
+        """The integration method the file names: Vensim's settings line ``15:`` or XMILE's
+        ``<sim_specs method=...>`` (Euler, RK2, RK4; RK45 as the adaptive method).
 
-        Euler for .mdl files (PySD's translator does not read Vensim's setting) and for XMILE written
-        by Vensim: those claim RK4 where Vensim ran Euler (SDXorg's zeroled_decimals: a flow equal to
-        Time, whose output is Euler's, exported with method="RK4"), so the claim is not taken."""
-        if self.path.suffix.lower() not in (".xmile", ".xml", ".stmx") or not self.path.is_file():
+        XMILE written by Vensim keeps Euler: those files claim RK4 where Vensim ran Euler (SDXorg's
+        zeroled_decimals: a flow equal to Time, whose output is Euler's, exported with method="RK4")."""
+        if not self.path.is_file():
             return "euler"
+        if self.path.suffix.lower() == ".mdl":
+            text = self.path.read_bytes()
+            at = re.search(rb":L\x7f?<%\^E!@", text)
+            m = re.search(rb"(?m)^15:([^\r\n]*)", text[at.end():]) if at else None
+            fields = m.group(1).split(b",") if m else []
+            code = int(fields[3]) if len(fields) > 3 and fields[3].strip().isdigit() else 0
+            return self._MDL_METHODS.get(code, "euler")
         head = self.path.read_bytes()[:200_000]
         m = re.search(rb"<sim_specs\b[^>]*\bmethod\s*=\s*[\"']([^\"']*)", head)
         name = m.group(1).decode("ascii", "replace").strip() if m else ""
@@ -425,7 +435,7 @@ class Converter(DataSources, ExpressionTranslator):
                                                      f"TIME STEP {_num(nums['dt'])}: saved every {n} step(s)")
         if unit:
             t["unit"] = unit
-        t["method"] = self._xmile_method()
+        t["method"] = self._method()
         self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
                             "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
         # an equation (changes during the run) cannot be folded into a number
