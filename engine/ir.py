@@ -8,8 +8,13 @@ compiler (``engine.compile``) turns it into the vectorised step function.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # engine.parse imports this module
+    from engine.parse.expr import Node
 
 KINDS = ("constant", "stock", "flow", "auxiliary", "lookup", "data")
+INITIAL = "\0initial"  # Variable.ast's key for a stock's initial value (no selector can be this)
 
 
 class Elements(tuple):
@@ -98,6 +103,22 @@ class Variable:
     values: tuple = ()
     interpolation: str = "linear"
     internal: bool = False  # created by the compiler (delay and smooth stocks)
+    # parsed equations, held with the text they came from: selector (or INITIAL) -> (text, AST)
+    _asts: dict[str, tuple[str, Node]] = field(default_factory=dict, repr=False, compare=False)
+
+    def ast(self, selector: str = "") -> Node:
+        """The parsed equation of ``selector`` (a key of ``equations``; ``INITIAL`` for a stock's
+        initial value), parsed once and held; the text stays the source (a changed text is parsed
+        again). Raises engine.errors.ExpressionSyntaxError."""
+        from engine.parse.expr import parse_expression
+
+        text = (self.initial or "") if selector == INITIAL else self.equations[selector]
+        held = self._asts.get(selector)
+        if held is not None and held[0] == text:
+            return held[1]
+        node = parse_expression(text)
+        self._asts[selector] = (text, node)
+        return node
 
 
 @dataclass

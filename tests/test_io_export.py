@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.errors import ModelError
 from engine.io.export_mdl import export_mdl, translate
 from engine.io.export_xmile import export_xmile
 from engine.io.pysd_import import import_model
@@ -139,3 +140,22 @@ def test_linxiang_mdl_export_matches_pysd_every_scenario(tmp_path):
             _close(ours, theirs)
         except AssertionError as exc:
             raise AssertionError(f"scenario {path.name}: {exc}") from None
+
+
+def test_printers_work_from_the_ast():
+    """The exporters print the parsed equation: a logical word before a parenthesis is an operator,
+    not a call (the old token rewrite wrote `(a<b)OR(c)` as a call of OR); precedence is kept."""
+    from engine.io.export_xmile import translate_xmile
+
+    assert translate("(Time < a)or(b > 1)") == "Time < a :OR: b > 1"
+    assert translate("-(a + b) * c ^ 2") == "-(a + b) * c ^ 2"
+    assert translate("SMOOTHN(x, 3, x, 2) + vector_select(a, b, c, d, e)") == \
+        "SMOOTH N(x, 3, x, 2) + VECTOR SELECT(a, b, c, d, e)"
+    assert translate("x[sector] + y", var_dims={"y": ["sector"]}, subst={"sector": "heavy"}) == \
+        "x[heavy] + y[heavy]"
+    assert translate_xmile("IF_THEN_ELSE(a and TIME_STEP > 1, SMOOTHI(x, 2, 0), INITIAL_TIME)") == \
+        "(IF a AND DT > 1 THEN SMTH1(x, 2, 0) ELSE STARTTIME)"
+    assert translate("VECTOR_ELM_MAP(x[r, d!], k + 1)", elements={"d": ["e1", "e2"]}) == \
+        "VECTOR ELM MAP(x[r,e1], k + 1)"         # Vensim names the vector's first element
+    with pytest.raises(ModelError, match="y: cannot export"):
+        translate("a +", where="y")

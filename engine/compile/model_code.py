@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.compile import runtime
+from engine.compile.element_order import Chunk, ElementLoop, ElementOrder
 from engine.compile.expressions import Ctx, DimensionError, ExprCompiler, vname
 from engine.errors import ModelError, Problem
 from engine.ir import Model
@@ -59,6 +60,11 @@ class ModelCode:
         self.rvars = rvars
         self.globals: dict = {"np": np, "_rt": runtime}
         self.ex = ExprCompiler(model, rvars, self.globals)
+        # loops between variables that are not loops between their elements (Vensim orders elements):
+        # per phase ('dyn', 'init'), the loops' variables and, per loop, its chunks in evaluation order
+        self.elements = ElementOrder(self.ex, rvars)
+        self.blocks: dict[str, list[frozenset[str]]] = {"dyn": [], "init": []}
+        self.chunks: dict[str, dict[frozenset[str], list[Chunk]]] = {"dyn": {}, "init": {}}
         self.problems: list[Problem] = []
         self.layout = Layout()
         self._dyn_cache: dict[tuple[str, ...], types.FunctionType] = {}
@@ -92,34 +98,26 @@ class ModelCode:
         # auxiliaries: static when all their inputs are static and they do not read the clock
         dyn_graph = {n: graph.var_deps(v, rv, "dynamic") for n, v in rv.items()
                      if v.kind in ("auxiliary", "flow")}
-        cycle = graph.find_cycle({n: d & set(dyn_graph) for n, d in dyn_graph.items()})
-        if cycle:
-            names = list(dict.fromkeys(self._owner(n) for n in reversed(cycle)))
-            self.problems.append(Problem(self.model.file, names[0],
-                                         f"algebraic loop (no stock in it; each needs the next): "
-                                         f"{' -> '.join(names + [names[0]])}",
-                                         "put a stock (or SMOOTH/DELAY) somewhere in the loop"))
+        dyn_sub = {n: d & set(dyn_graph) for n, d in dyn_graph.items()}
+        blocks = graph.loops(dyn_sub)
+        if not self._order_loops(blocks, "dyn"):
             return
-        for name in graph.order({n: d & set(dyn_graph) for n, d in dyn_graph.items()}):
-            v = rv[name]
-            deps = dyn_graph[name]
-            static = v.init_pieces is None and not graph.uses_time(v) and all(
+        for item in graph.condensed_order(dyn_sub, blocks):
+            members = sorted(blocks[item]) if isinstance(item, int) else [item]
+            deps = set().union(*(dyn_graph[m] for m in members)) - set(members)
+            static = all(rv[m].init_pieces is None and not graph.uses_time(rv[m]) for m in members) and all(
                 self.phase.get(d) in ("param", "static") for d in deps)
-            self.phase[name] = "static" if static else "dynamic"
+            for m in members:
+                self.phase[m] = "static" if static else "dynamic"
         self.dyn_graph = {n: {d for d in deps if self.phase.get(d) in ("dynamic", "data")}
                           for n, deps in dyn_graph.items() if self.phase[n] == "dynamic"}
         for n, v in rv.items():
             if self.phase[n] == "data":
                 self.dyn_graph[n] = set()
+        self.blocks["dyn"] = [b for b in blocks if b <= self.dyn_graph.keys()]
         # the initial-value graph
         init_graph = {n: graph.var_deps(v, rv, "init") for n, v in rv.items() if v.kind != "lookup"}
-        cycle = graph.find_cycle(init_graph)
-        if cycle:
-            names = list(dict.fromkeys(self._owner(n) for n in reversed(cycle)))
-            self.problems.append(Problem(self.model.file, names[0],
-                                         f"initial values depend on each other in a loop (each needs the next): "
-                                         f"{' -> '.join(names + [names[0]])}",
-                                         "give one of the stocks a constant initial value"))
+        if not self._order_loops(graph.loops(init_graph), "init"):
             return
         self.init_graph = init_graph
         # layout
@@ -162,9 +160,42 @@ class ModelCode:
         self.globals[f"_lky_{v.name}"] = ys
         self.globals[f"_lklin_{v.name}"] = linear
 
+    def _order_loops(self, blocks: list[frozenset[str]], phase: str) -> bool:
+        """Order the elements of each loop between variables; False (with a problem) for a loop
+        that is one between elements too."""
+        for b in blocks:
+            try:
+                self.chunks[phase][b] = self.elements.order(set(b), phase)
+            except ElementLoop as exc:
+                path = exc.path
+                owner = self._owner(min(b))
+                what = ("algebraic loop (no stock in it; each needs the next): " if phase == "dyn" else
+                        "initial values depend on each other in a loop (each needs the next): ")
+                hint = ("put a stock (or SMOOTH/DELAY) somewhere in the loop" if phase == "dyn" else
+                        "give one of the stocks a constant initial value")
+                first = path[0].split("[")[0] if path else owner
+                self.problems.append(Problem(self.model.file, first, what + " -> ".join(path), hint))
+                return False
+        self.blocks[phase] = list(blocks)
+        return True
+
+    def ordered(self, g: dict[str, set[str]], phase: str) -> list[str | Chunk]:
+        """The evaluation order of graph ``g`` (a part of the phase's graph, closed under its loops):
+        variable names, and where variables form a loop only between their elements, the ``Chunk``s
+        that compute their elements in order (the variable's array is complete after its last chunk)."""
+        blocks = [b for b in self.blocks[phase] if b <= g.keys()]
+        out: list[str | Chunk] = []
+        for item in graph.condensed_order(g, blocks):
+            if isinstance(item, int):
+                out.extend(self.chunks[phase][blocks[item]])
+            else:
+                out.append(item)
+        return out
+
     def evaluation_rank(self) -> dict[str, int]:
         """Position of each dynamic variable in the per-step evaluation order."""
-        return {n: i for i, n in enumerate(graph.order(self.dyn_graph))}
+        return {(it.name if isinstance(it, Chunk) else it): i
+                for i, it in enumerate(self.ordered(self.dyn_graph, "dyn"))}
 
     def _owner(self, name: str) -> str:
         v = self.rvars[name]
@@ -207,6 +238,20 @@ class ModelCode:
             except DimensionError as exc:
                 what = "" if not v.internal else " (inside a delay/smooth function)"
                 self.problems.append(Problem(self.model.file, v.host or name, f"dimension mismatch{what}: {exc}"))
+        self._chunk_code: dict[tuple[str, Chunk], list[str]] = {}
+        self._last_chunk: set[tuple[str, Chunk]] = set()
+        for phase, by_block in self.chunks.items():
+            for chunks in by_block.values():
+                seen: set[str] = set()
+                for ch in chunks:
+                    try:
+                        self._chunk_code[(phase, ch)] = self.elements.code(ch, phase, first=ch.name not in seen)
+                    except DimensionError as exc:
+                        v = self.rvars[ch.name]
+                        self.problems.append(Problem(self.model.file, v.host or ch.name, f"dimension mismatch: {exc}"))
+                    seen.add(ch.name)
+                last = {ch.name: ch for ch in chunks}
+                self._last_chunk |= {(phase, ch) for ch in last.values()}
 
     # -------------------------------------------------------------- functions
     def _make(self, name: str, source: str) -> types.FunctionType:
@@ -232,8 +277,17 @@ class ModelCode:
         body = [f"({', '.join(targets)},) = P0"] if targets else []
         needed = {s.name for s in lay.stocks} | set(lay.delay_fixed) | {
             n for n in self.rvars if self.phase[n] == "static"}
-        order = [n for n in graph.order(self.init_graph) if n in graph.closure(needed, self.init_graph)]
-        for n in order:
+        closure = graph.closure(needed, self.init_graph)
+        for item in self.ordered(self.init_graph, "init"):
+            if isinstance(item, Chunk):
+                if item.name in closure:
+                    body += self._chunk_code[("init", item)]
+                    if self.rvars[item.name].kind == "delay_fixed" and ("init", item) in self._last_chunk:
+                        body += self._piece_code[(item.name, "delay_time")]
+                continue
+            n = item
+            if n not in closure:
+                continue
             v = self.rvars[n]
             ph = self.phase[n]
             if ph == "param":
@@ -269,8 +323,10 @@ class ModelCode:
     def _compute(self, names: set[str], exclude: set[str] = frozenset()) -> list[str]:
         body: list[str] = []
         todo = graph.closure(names, self.dyn_graph) - exclude
-        for n in graph.order({k: self.dyn_graph[k] & todo for k in todo}):
-            if self.phase[n] == "data":
+        for n in self.ordered({k: self.dyn_graph[k] & todo for k in todo}, "dyn"):
+            if isinstance(n, Chunk):
+                body += self._chunk_code[("dyn", n)]
+            elif self.phase[n] == "data":
                 body.append(f"{vname(n)} = _rt.series(t, {vname(n)}__t, {vname(n)}__v, {self._hold(n)})")
             else:
                 body += self._piece_code[(n, "dyn")]

@@ -7,85 +7,18 @@ Names are written with underscores, as XMILE allows; labels and docs go to ``<do
 """
 from __future__ import annotations
 
-import re
+import itertools
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from engine.errors import ModelError, Problem
 
-from .export_mdl import TOKEN, _dim_elements, _element_entries, _num, load_dict
+from .export_mdl import _dim_elements, _element_entries, _num, load_dict
+from .print_expr import to_xmile
 
-XMILE_FUNCS = {
-    "SMOOTHI": "SMTH1", "SMOOTH": "SMTH1", "SMOOTH3I": "SMTH3", "SMOOTH3": "SMTH3",
-    "DELAY1I": "DELAY1", "DELAY3I": "DELAY3", "DELAY_FIXED": "DELAY", "INTEGER": "INT",
-    "MODULO": "MOD", "ZIDZ": "SAFEDIV", "XIDZ": "SAFEDIV",
-}
-
-
-def _split_args(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        out.append(cur.strip())
-    return out
-
-
-def translate_xmile(expr: str, lookups=frozenset()) -> str:
-    """Our expression text -> XMILE expression text."""
-    text = re.sub(r"\bIF\s+THEN\s+ELSE\b", "IF_THEN_ELSE", str(expr), flags=re.I)
-    # IF_THEN_ELSE(c, a, b) -> (IF c THEN a ELSE b), innermost first
-    for _ in range(100):
-        m = re.search(r"\bIF_THEN_ELSE\s*\(", text, flags=re.I)
-        if not m:
-            break
-        depth, i = 0, m.end() - 1
-        for j in range(i, len(text)):
-            if text[j] == "(":
-                depth += 1
-            elif text[j] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-        args = _split_args(text[i + 1:j])
-        if len(args) != 3:
-            break
-        text = text[:m.start()] + f"(IF {args[0]} THEN {args[1]} ELSE {args[2]})" + text[j + 1:]
-    out = []
-    toks = TOKEN.findall(text)
-    for i, t in enumerate(toks):
-        nxt = next((u for u in toks[i + 1:] if not u.isspace()), "")
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
-            up = t.upper()
-            if nxt == "(" and t in lookups:
-                out.append(t)
-            elif nxt == "(":
-                out.append(XMILE_FUNCS.get(up, up))
-            elif up == "TIME_STEP":
-                out.append("DT")
-            elif up in ("INITIAL_TIME", "FINAL_TIME"):
-                out.append("STARTTIME" if up == "INITIAL_TIME" else "STOPTIME")
-            elif up in ("AND", "OR", "NOT", "IF", "THEN", "ELSE", "TIME"):
-                out.append(up)
-            else:
-                out.append(t)
-        elif t == "==":
-            out.append("=")
-        elif t == "!=":
-            out.append("<>")
-        elif t in (":AND:", ":OR:", ":NOT:"):
-            out.append(" " + t.strip(":") + " ")
-        else:
-            out.append(t)
-    return re.sub(r"[ ]{2,}", " ", "".join(out)).strip()
+def translate_xmile(expr: str, lookups=frozenset(), where: str = "equation") -> str:
+    """Our expression text -> XMILE expression text, printed from its AST (``print_expr``)."""
+    return to_xmile(str(expr), where, lookups)
 
 
 def _doc(spec: dict) -> str:
@@ -112,37 +45,53 @@ def _gf(xs, ys, extrapolate=False) -> str:
             f"<ypts>{','.join(_num(y) for y in ys)}</ypts></gf>")
 
 
-def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
-    """XMILE text of a model; ``source`` names the file in error messages."""
-    d = load_dict(model)
-    lookups = set(d.get("lookups") or {})
-    t = d.get("time") or {}
+_XMILE_METHOD = {"euler": "Euler", "rk2": "RK2", "rk4": "RK4", "adaptive": "RK45"}
+
+
+def _header(d: dict, t: dict) -> list[str]:
     meta = d.get("model") or {}
-    tr = lambda s: escape(translate_xmile(s, lookups))  # noqa: E731
-    for key, label in (("start", "INITIAL TIME"), ("stop", "FINAL TIME"), ("dt", "TIME STEP"), ("saveper", "SAVEPER")):
-        if isinstance(t.get(key), str):
-            where = source or (str(model) if not isinstance(model, dict) else "<model>")
-            raise ModelError(Problem(where, f"time.{key}",
-                                     f"{label} is an equation here, and XMILE's sim_specs hold numbers only",
-                                     "export to .mdl (Vensim allows equations for the time settings)"))
-    L = ['<?xml version="1.0" encoding="utf-8"?>',
-         '<xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">',
-         "  <header>", f"    <name>{escape(str(meta.get('name', 'model')))}</name>",
-         "    <vendor>Linxiang SD</vendor>", '    <product version="1.0" lang="en">lxsd</product>',
-         "  </header>",
-         f'  <sim_specs method="Euler" time_units={quoteattr(str(t.get("unit", "year")))}>',
-         f"    <start>{_num(t['start'])}</start>", f"    <stop>{_num(t['stop'])}</stop>",
-         f"    <dt>{_num(t['dt'])}</dt>", f"    <save_step>{_num(t.get('saveper', t['dt']))}</save_step>",
-         "  </sim_specs>"]
+    return ['<?xml version="1.0" encoding="utf-8"?>',
+            '<xmile version="1.0" xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0">',
+            "  <header>", f"    <name>{escape(str(meta.get('name', 'model')))}</name>",
+            "    <vendor>Linxiang SD</vendor>", '    <product version="1.0" lang="en">lxsd</product>',
+            "  </header>",
+            f'  <sim_specs method="{_XMILE_METHOD.get(str(t.get("method", "euler")), "Euler")}" '
+            f'time_units={quoteattr(str(t.get("unit", "year")))}>',
+            f"    <start>{_num(t['start'])}</start>", f"    <stop>{_num(t['stop'])}</stop>",
+            f"    <dt>{_num(t['dt'])}</dt>", f"    <save_step>{_num(t.get('saveper', t['dt']))}</save_step>",
+            "  </sim_specs>"]
+
+
+def _dimensions(d: dict) -> tuple[dict, list[str]]:
     dims = dict(d.get("dimensions") or {})
     for name, spec in (d.get("subranges") or {}).items():
         dims[name] = spec["elements"]
-    if dims:
-        L.append("  <dimensions>")
-        for name, elems in dims.items():
-            L.append(f"    <dim name={quoteattr(name)}>" + "".join(f"<elem name={quoteattr(e)}/>" for e in elems) + "</dim>")
-        L.append("  </dimensions>")
-    L += ["  <model>", "    <variables>"]
+    if not dims:
+        return dims, []
+    lines = ["  <dimensions>"]
+    for name, elems in dims.items():
+        lines.append(f"    <dim name={quoteattr(name)}>"
+                     + "".join(f"<elem name={quoteattr(e)}/>" for e in elems) + "</dim>")
+    return dims, lines + ["  </dimensions>"]
+
+
+def _per_element(d: dict, dims: dict, spec: dict) -> dict[str, str]:
+    """Element selector ("e1,e2") -> equation text of a variable given per element."""
+    eqs = dict(spec.get("equations") or {})
+    default = eqs.pop("default", None)
+    per: dict[str, str] = {}
+    for sel, text in eqs.items():
+        lists = [_dim_elements(d, p) if p in dims else [p] for p in sel.split(",")]
+        for combo in itertools.product(*lists):
+            per[",".join(combo)] = text
+    if default is not None:
+        for sel, _ in _element_entries(d, spec.get("dims") or [], 0):
+            per.setdefault(sel, default)
+    return per
+
+
+def _variables(d: dict, dims: dict, tr) -> list[str]:
+    L = []
     for name, spec in (d.get("constants") or {}).items():
         vd = spec.get("dims") or []
         if not vd:
@@ -153,7 +102,7 @@ def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
         L.append(f"      <aux name={quoteattr(name)}>{_dims(spec)}{body}{_units(spec)}{_doc(spec)}</aux>")
     for name, spec in (d.get("stocks") or {}).items():
         init = spec.get("initial", 0)
-        init = _num(init) if isinstance(init, (int, float)) else tr(init)
+        init = _num(init) if isinstance(init, (int, float)) else tr(init, name)
         flows = "".join(f"<inflow>{escape(f)}</inflow>" for f in spec.get("inflows") or [])
         flows += "".join(f"<outflow>{escape(f)}</outflow>" for f in spec.get("outflows") or [])
         nn = "<non_negative/>" if spec.get("non_negative") else ""
@@ -162,23 +111,10 @@ def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
     for section, tag in (("flows", "flow"), ("auxiliaries", "aux")):
         for name, spec in (d.get(section) or {}).items():
             if "equation" in spec:
-                body = f"<eqn>{tr(spec['equation'])}</eqn>"
+                body = f"<eqn>{tr(spec['equation'], name)}</eqn>"
             else:
-                eqs = dict(spec.get("equations") or {})
-                default = eqs.pop("default", None)
-                vd = spec.get("dims") or []
-                per = {}
-                for sel, text in eqs.items():
-                    parts = sel.split(",")
-                    lists = [_dim_elements(d, p) if p in dims else [p] for p in parts]
-                    import itertools
-                    for combo in itertools.product(*lists):
-                        per[",".join(combo)] = text
-                if default is not None:
-                    for sel, _ in _element_entries(d, vd, 0):
-                        per.setdefault(sel, default)
-                body = "".join(f"<element subscript={quoteattr(sel)}><eqn>{tr(str(text))}</eqn></element>"
-                               for sel, text in per.items())
+                body = "".join(f"<element subscript={quoteattr(sel)}><eqn>{tr(str(text), name)}</eqn></element>"
+                               for sel, text in _per_element(d, dims, spec).items())
             L.append(f"      <{tag} name={quoteattr(name)}>{_dims(spec)}{body}{_units(spec)}{_doc(spec)}</{tag}>")
     for name, spec in (d.get("lookups") or {}).items():
         kind = ' type="extrapolate"' if spec.get("extrapolation") == "linear" else ""
@@ -190,6 +126,26 @@ def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
         L.append(f"      <aux name={quoteattr(name)}><eqn>TIME</eqn>"
                  f"<gf type=\"{kind}\"><xpts>{','.join(_num(x) for x in spec['time'])}</xpts>"
                  f"<ypts>{','.join(_num(y) for y in spec['values'])}</ypts></gf>{_units(spec)}{_doc(spec)}</aux>")
+    return L
+
+
+def export_xmile(model: str | Path | dict, source: str | None = None) -> str:
+    """XMILE text of a model; ``source`` names the file in error messages."""
+    d = load_dict(model)
+    lookups = set(d.get("lookups") or {})
+    t = d.get("time") or {}
+
+    def tr(text: str, where: str) -> str:
+        return escape(translate_xmile(text, lookups, where))
+    for key, label in (("start", "INITIAL TIME"), ("stop", "FINAL TIME"), ("dt", "TIME STEP"),
+                       ("saveper", "SAVEPER")):
+        if isinstance(t.get(key), str):
+            where = source or (str(model) if not isinstance(model, dict) else "<model>")
+            raise ModelError(Problem(where, f"time.{key}",
+                                     f"{label} is an equation here, and XMILE's sim_specs hold numbers only",
+                                     "export to .mdl (Vensim allows equations for the time settings)"))
+    dims, dim_lines = _dimensions(d)
+    L = _header(d, t) + dim_lines + ["  <model>", "    <variables>"] + _variables(d, dims, tr)
     L += ["    </variables>", "  </model>", "</xmile>", ""]
     return "\n".join(L)
 

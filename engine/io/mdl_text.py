@@ -124,6 +124,27 @@ def _list_mappings(text: str) -> str:
     return "|".join(entries)
 
 
+_LIST_MAPPING_PARTS = re.compile(r"^\s*([^:]+?)\s*:(.*?)->\s*\(\s*([^():]+?)\s*:([^()]*)\)", re.S)
+
+
+def list_mappings(text: str) -> dict[str, tuple[str, list[str]]]:
+    """Subscript mappings written as element lists, ``r: a, b -> (s: s1, s2)``, from a model's text:
+    range name -> (the range it maps to, the names listed, one per element of r; each an element or a
+    subrange of the other range).  A reference ``x[r]`` in an equation over ``s`` reads, at an element
+    e of s, the element of r whose listed name is e or a subrange holding e (Vensim's rule)."""
+    text = re.sub(r"\\\r?\n[ \t]*", " ", text.partition(SKETCH_MARK)[0])
+    out: dict[str, tuple[str, list[str]]] = {}
+    for entry in split_entries(text):
+        eq = split_equation(entry)[0]
+        if "->" not in eq or "(" not in eq:
+            continue
+        m = _LIST_MAPPING_PARTS.match(re.sub(r"\{[^{}]*\}", " ", eq))
+        if m:
+            listed = [x.strip() for x in m.group(4).split(",") if x.strip()]
+            out[m.group(1).strip()] = (m.group(3).strip(), listed)
+    return out
+
+
 def strip_comments(text: str) -> str:
     """Remove ``{...}`` comments from the equations (the part of each entry before its first
     ``~``); the leading ``{UTF-8}`` marker and the documentation are kept."""

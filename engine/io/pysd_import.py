@@ -16,12 +16,9 @@ the variable; nothing is dropped silently.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,42 +39,31 @@ from .toml_writer import to_toml  # noqa: F401 - re-exported: engine.io.pysd_imp
 from .vensim_names import CONTROL_NAMES, RESERVED, _Names, display_name, name_key, to_identifier  # noqa: F401
 from .vensim_reader import PARSE_TIMEOUT_S, _error, parse_abstract_model  # noqa: F401
 
-# Set to "1" (the CLI's --allow-data-outside) to let GET DIRECT/GET XLS read files outside the model's folder.
-ALLOW_DATA_OUTSIDE_ENV = "LXSD_ALLOW_DATA_OUTSIDE"
-
-# PySD's abstract function name -> our builtin name, for plain calls (same arguments).
-SIMPLE_CALLS = {
-    "abs": "ABS", "exp": "EXP", "ln": "LN", "sqrt": "SQRT", "integer": "INTEGER",
-    "modulo": "MODULO", "sin": "SIN", "cos": "COS", "tan": "TAN", "arcsin": "ARCSIN",
-    "arccos": "ARCCOS", "arctan": "ARCTAN", "xidz": "XIDZ", "zidz": "ZIDZ",
-    "quantum": "QUANTUM", "step": "STEP", "ramp": "RAMP", "pulse": "PULSE",
-    "if_then_else": "IF_THEN_ELSE", "min": "MIN", "max": "MAX", "power": "POWER",
-    "log": "LOG",
-}
-# Functions over a dimension (argument carries a `dim!`).
-AGGREGATES = {"sum": "SUM", "prod": "PROD", "vmin": "VMIN", "vmax": "VMAX"}
-# Functions the core may provide beyond docs/model-format.md; emitted as calls so the
-# core's own "unknown function" error names them if missing.
-EXTENDED_CALLS = {
-    "active_initial": "ACTIVE_INITIAL",
-    "get_time_value": "GET_TIME_VALUE",
-    "vector_select": "VECTOR_SELECT",
-    "vector_sort_order": "VECTOR_SORT_ORDER",
-    "vector_reorder": "VECTOR_REORDER",
-    "vector_rank": "VECTOR_RANK",
-    "invert_matrix": "INVERT_MATRIX",
-    "random_0_1": "RANDOM_0_1",
-    "random_uniform": "RANDOM_UNIFORM",
-    "random_normal": "RANDOM_NORMAL",
-    "random_exponential": "RANDOM_EXPONENTIAL",
-}
-
-# Vensim's RANDOM family (engine/compile/random_streams.py), written as PySD names them.
-RANDOM_CALLS = {"RANDOM_0_1", "RANDOM_UNIFORM", "RANDOM_NORMAL", "RANDOM_EXPONENTIAL", "RANDOM_GAMMA",
-                "RANDOM_WEIBULL", "RANDOM_BETA", "RANDOM_POISSON", "RANDOM_TRIANGULAR"}
-# Vensim's stateful functions as calls (XMILE written by Vensim): name -> argument counts.
-VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2), "smooth3i": (3, 3),
-                         "delay1": (2, 2), "delay1i": (3, 3), "delay3": (2, 2), "delay3i": (3, 3)}
+from .convert_common import (  # noqa: F401 - re-exported
+    ALLOW_DATA_OUTSIDE_ENV,
+    Unsupported,
+    _atom,
+    _balanced_outer,
+    _finite,
+    _is_number,
+    _NeedExpand,
+    _NotConstant,
+    _num,
+    _OneComponent,
+    _order,
+    fmt_number,
+    pd_to_numeric,
+)
+from .convert_common import _Ctx  # noqa: F401 - re-exported
+from .vensim_data import DataSources
+from .vensim_expr import (  # noqa: F401 - re-exported
+    AGGREGATES,
+    EXTENDED_CALLS,
+    RANDOM_CALLS,
+    SIMPLE_CALLS,
+    VENSIM_STATEFUL_CALLS,
+    ExpressionTranslator,
+)
 
 # ----------------------------------------------------------------------------------------
 # names
@@ -87,90 +73,31 @@ VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2),
 # errors and parsing
 
 
-class Unsupported(Exception):
-    """A construct we cannot run: carries the function name."""
-
-    def __init__(self, function: str, why: str = ""):
-        self.function = function
-        self.why = why
-        super().__init__(function)
 
 
-class _NeedExpand(Exception):
-    """Raised when an equation must be written element by element."""
 
 
 # ----------------------------------------------------------------------------------------
 # expression helpers
 
 
-NA_VALUE = -1e38          # :NA: as PySD represents it (Vensim writes it as a blank cell)
-NA_TEXT = "(-1e38)"
+from .convert_common import NA_TEXT, NA_VALUE  # noqa: E402,F401 - :NA: as PySD represents it
 _UNDEFINED = 1.2345e301   # marks elements a partial definition leaves out
 
 
-def fmt_number(x) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return "1" if x else "0"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    x = float(x)
-    if math.isnan(x):
-        return NA_TEXT      # Vensim's :NA: (PySD's value)
-    if math.isinf(x):
-        return "1e300" if x > 0 else "(-1e300)"
-    if x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return repr(x)
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
-def _atom(s: str) -> str:
-    """Parenthesise unless already atomic."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\[[^\[\]]*\])?", s) or re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?", s):
-        return s
-    if s.startswith("(") and _balanced_outer(s):
-        return s
-    if re.fullmatch(r"[A-Z_0-9]+\(.*\)", s) and _balanced_outer(s[s.index("("):]):
-        return s
-    return f"({s})"
 
 
-def _balanced_outer(s: str) -> bool:
-    """True if s is '( ... )' with the first paren closing at the very end."""
-    if not (s.startswith("(") and s.endswith(")")):
-        return False
-    depth = 0
-    for i, c in enumerate(s):
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0 and i != len(s) - 1:
-                return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------
 # the converter
 
 
-class _Ctx:
-    """Where an expression is being converted."""
-
-    def __init__(self, var: str, ns: dict, subst: dict | None = None, lhs: list | None = None,
-                 prefix: str = ""):
-        self.var = var            # original variable name, for messages
-        self.ns = ns              # name_key -> identifier (or marker) for references
-        self.subst = subst or {}  # range key -> element key (element-wise expansion)
-        self.lhs = lhs or []      # range keys on the left-hand side
-        self.prefix = prefix      # identifier prefix for helper variables
-
-
-class Converter:
+class Converter(DataSources, ExpressionTranslator):
     def __init__(self, am, path: Path, data_files=()):
         self.data_files = [Path(f) for f in data_files or ()]
         self.am = am
@@ -289,7 +216,63 @@ class Converter:
                     maps_out.setdefault(self.range_ident[key], []).append(self.range_ident[other])
         if maps_out:
             self.out["mappings"] = maps_out
+        self.list_map = self._list_mappings()
         self.out["model"]["element_names"] = dict(self.element_original)
+
+    def _list_mappings(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(range, other range) -> {element of the other: element of the range} for mappings written as
+        element lists (``r: a, b -> (s: s1, s2)``, which mdl_text drops from the text PySD reads)."""
+        if self.path.suffix.lower() != ".mdl" or not self.path.is_file():
+            return {}
+        from .mdl_text import list_mappings
+        out: dict[tuple[str, str], dict[str, str]] = {}
+        for src, (dst, listed) in list_mappings(self.path.read_text(encoding="utf-8", errors="replace")).items():
+            sk, dk = name_key(src), name_key(dst)
+            if sk not in self.ranges or dk not in self.ranges or len(listed) != len(self.ranges[sk]):
+                continue
+            corr: dict[str, str] = {}
+            for elem, name in zip(self.ranges[sk], listed, strict=True):
+                k = name_key(name)
+                for e in self.ranges.get(k, [k]):
+                    corr[e] = elem
+            out[(sk, dk)] = corr
+        return out
+
+    # XMILE's <sim_specs method=...> -> ours (RK45 is adaptive: scipy's RK45 over the span)
+    _XMILE_METHODS = {"euler": "euler", "rk2": "rk2", "rk4": "rk4", "rk45": "adaptive"}
+    # Vensim's integration type: the 4th number of the settings line "15:" (after the sketch's
+    # ":L<%^E!@" marker), as xmutil reads it: 1 and 5 are RK4 (fixed, auto), 3 and 4 RK2, others Euler
+    _MDL_METHODS = {1: "rk4", 5: "rk4", 3: "rk2", 4: "rk2"}
+
+    def _method(self) -> str:
+        """The integration method the file names: Vensim's settings line ``15:`` or XMILE's
+        ``<sim_specs method=...>`` (Euler, RK2, RK4; RK45 as the adaptive method).
+
+        XMILE written by Vensim keeps Euler: those files claim RK4 where Vensim ran Euler (SDXorg's
+        zeroled_decimals: a flow equal to Time, whose output is Euler's, exported with method="RK4")."""
+        if not self.path.is_file():
+            return "euler"
+        if self.path.suffix.lower() == ".mdl":
+            text = self.path.read_bytes()
+            at = re.search(rb":L\x7f?<%\^E!@", text)
+            m = re.search(rb"(?m)^15:([^\r\n]*)", text[at.end():]) if at else None
+            fields = m.group(1).split(b",") if m else []
+            code = int(fields[3]) if len(fields) > 3 and fields[3].strip().isdigit() else 0
+            return self._MDL_METHODS.get(code, "euler")
+        head = self.path.read_bytes()[:200_000]
+        m = re.search(rb"<sim_specs\b[^>]*\bmethod\s*=\s*[\"']([^\"']*)", head)
+        name = m.group(1).decode("ascii", "replace").strip() if m else ""
+        if not name or re.search(rb"<vendor>\s*Ventana|<product\b[^>]*>\s*Vensim", head):
+            return "euler"
+        method = self._XMILE_METHODS.get(name.lower())
+        if method is None:
+            raise _error(self.path, f"integration method {name!r} is not available "
+                         f"(Euler, RK2, RK4 and RK45 are)", variable="sim_specs method")
+        return method
+
+    def _top(self, key: str) -> str:
+        """The range a subrange belongs to (a range is its own)."""
+        return self.parent.get(key, key)
 
     def _is_copy(self, key):
         for r in self.main.subscripts:
@@ -452,7 +435,7 @@ class Converter:
                                                      f"TIME STEP {_num(nums['dt'])}: saved every {n} step(s)")
         if unit:
             t["unit"] = unit
-        t["method"] = "euler"
+        t["method"] = self._method()
         self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
                             "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
         # an equation (changes during the run) cannot be folded into a number
@@ -699,14 +682,6 @@ class Converter:
             entry["range"] = [_num(lo), _num(hi)]
         self.out["constants"][ident] = _order(entry)
 
-    def _ext_constant(self, el, ident, dims, entry):
-        from pysd.translators.structures import abstract_expressions as ae
-        val = self._constant_value(el, ident)
-        arr = self._fill_values(el, dims, val)
-        entry["value"] = self._value_table(dims, arr)
-        entry["source"] = "; ".join(sorted({f"{c.ast.file} {c.ast.tab} {c.ast.cell}" for c in el.components
-                                            if isinstance(c.ast, ae.GetConstantsStructure)}))
-        self.out["constants"][ident] = _order(entry)
 
     def _orig_elem(self, key):
         return self.element_original.get(self.elements.get(key, ""), key)
@@ -760,111 +735,9 @@ class Converter:
             raise Unsupported(f"lookup of type '{a.type}'", "only continuous lookups are supported")
         return [_num(v) for v in xs], [_num(v) for v in ys], extra
 
-    def _ext_lookup(self, el, ident, c):
-        from pysd.py_backend.external import ExtLookup
-        a = c.ast
-        coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
-                  for s in c.subscripts[0]}
-        self._confine(a.file, el.name)
-        self._need_file(a.file, el, "GET LOOKUPS")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ext = ExtLookup(a.file, a.tab, a.x_row_or_col, a.cell, coords, self.path.parent,
-                                coords, "_" + ident)
-                ext.initialize()
-                data = ext.data
-        except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... LOOKUPS from '{a.file}': " + " ".join(str(exc).split()),
-                         variable=el.name) from None
-        xs = [float(v) for v in data.coords["lookup_dim"].values]
-        vals = np.asarray(data.values, dtype=float)
-        if not c.subscripts[0]:
-            return self._clean_series(xs, vals.reshape(-1), el.name) + ({"extrapolation": "clamp"},)
-        out = {}
-        lists = [self._sub_elements(s) for s in c.subscripts[0]]
-        vals = vals.reshape([len(xs)] + [len(x) for x in lists])
-        for combo in self._combos(c):
-            pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
-            out[combo] = self._clean_series(xs, vals[(slice(None),) + pos], el.name) + ({"extrapolation": "clamp"},)
-        return out
 
-    @staticmethod
-    def _clean_series(xs, ys, var):
-        pts = [(x, y) for x, y in zip(xs, ys) if not (math.isnan(x) or math.isnan(y))]
-        if not pts:
-            raise Unsupported("GET ... LOOKUPS", "the table is empty")
-        return [_num(p[0]) for p in pts], [_num(p[1]) for p in pts]
 
     # ---- data
-    def _data(self, el, ident, dims, entry, ns):
-        """DATA variables: GET DATA series, values from data files given at import
-        (`data_files`, as PySD's), and elements defined by constants or equations."""
-        from pysd.translators.structures import abstract_expressions as ae
-        comps = el.components
-        interp = {"interpolate": "linear", None: "linear", "hold_backward": "step",
-                  "look_forward": "look_forward",
-                  "raw": "raw"}
-        series = {}       # combo -> (time, values, interpolation)
-        fixed = {}        # combo -> equation text (numbers, constants, expressions)
-        for c in comps:
-            a = c.ast
-            kw = getattr(c, "keyword", None)
-            if isinstance(a, ae.GetDataStructure):
-                mode = interp.get(kw)
-                if mode is None:
-                    raise Unsupported(f"DATA keyword :{kw}:", "")
-                series.update(self._get_data_series(el, ident, c, mode))
-            elif isinstance(a, ae.DataStructure):
-                found = self._data_file_series(el, c, interp.get(kw, "linear"))
-                if found is None:
-                    raise Unsupported("a DATA variable (:=) without a GET DATA source",
-                                      "its values come from an external .vdf/.tab file given at "
-                                      "run time (give it as a data file)")
-                series.update(found)
-            elif isinstance(a, ae.GetConstantsStructure) or _is_number(a) or isinstance(a, np.ndarray):
-                arr = self._fill_values(_OneComponent(el, c), dims, self._constant_value(el, ident))
-                arr = np.where(np.isnan(arr), NA_VALUE, arr)
-                index = [{e: i for i, e in enumerate(self.ranges[d])} for d in dims]
-                for combo in self._combos(c):
-                    v = arr[tuple(index[i][combo[i]] for i in range(len(combo)))] if dims else arr
-                    fixed[combo] = fmt_number(float(v))
-            else:
-                eq = self._equations(_OneComponent(el, c), dims, ns, lambda x: x.ast, ident)
-                if "equation" in eq:
-                    for combo in self._combos(c):
-                        fixed[combo] = eq["equation"]
-                else:
-                    for k, v in eq["equations"].items():
-                        if k == "default":
-                            continue
-                        fixed[tuple(self._elem_key(x) for x in k.split(","))] = v
-        if not dims and () in series and not fixed:
-            xs, ys, mode = series[()]
-            entry.update({"time": xs, "values": ys, "interpolation": mode})
-            self.out["data"][ident] = _order(entry)
-            return
-        if not dims:
-            if () in series:
-                raise Unsupported("a DATA variable defined twice")
-            entry["equation"] = fixed[()]
-            self.out["auxiliaries"][ident] = _order(entry)
-            return
-        # one data series per element, and an auxiliary gathering them
-        eqs = {}
-        for combo, (xs, ys, mode) in series.items():
-            name = self.names.new(ident + "__" + "__".join(self.elements[e] for e in combo))
-            e2 = {k: v for k, v in entry.items() if k != "dims"}
-            e2["label_en"] = f"{display_name(el.name)}[{','.join(self._orig_elem(e) for e in combo)}]"
-            e2.update({"time": xs, "values": ys, "interpolation": mode})
-            self.out["data"][name] = _order(e2)
-            eqs[",".join(self.elements[e] for e in combo)] = name
-        for combo, text in fixed.items():
-            eqs[",".join(self.elements[e] for e in combo)] = text
-        if len(eqs) < math.prod(len(self.ranges[d]) for d in dims):
-            eqs["default"] = "0"   # Vensim leaves undefined elements at 0
-        entry["equations"] = eqs
-        self.out["auxiliaries"][ident] = _order(entry)
 
     def _elem_key(self, ident: str) -> str:
         for k, v in self.elements.items():
@@ -872,143 +745,11 @@ class Converter:
                 return k
         raise KeyError(ident)
 
-    def _constant_value(self, el, ident):
-        from pysd.py_backend.external import ExtConstant
-        from pysd.translators.structures import abstract_expressions as ae
 
-        def val(c):
-            a = c.ast
-            if not isinstance(a, ae.GetConstantsStructure):
-                return a
-            coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
-                      for s in c.subscripts[0]}
-            self._confine(a.file, el.name)
-            self._need_file(a.file, el, "GET CONSTANTS")
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ext = ExtConstant(a.file, a.tab, a.cell, coords, self.path.parent,
-                                      coords, "_" + ident)
-                    ext.initialize()
-                    data = ext.data
-            except Exception as exc:  # noqa: BLE001
-                raise _error(self.path, f"cannot read GET ... CONSTANTS from '{a.file}': " + " ".join(str(exc).split()),
-                             variable=el.name) from None
-            return np.asarray(getattr(data, "values", data), dtype=float)
-        return val
 
-    def _confine(self, file: object, variable: str) -> None:
-        """GET DIRECT/GET XLS read a data file as Vensim does, but only inside the model's folder: an
-        untrusted .mdl could otherwise read any CSV/XLSX the user can (issue 15). ``--allow-data-outside``
-        (the environment variable LXSD_ALLOW_DATA_OUTSIDE=1) lifts the confinement."""
-        if os.environ.get(ALLOW_DATA_OUTSIDE_ENV) == "1":
-            return
-        folder = self.path.parent.resolve()
-        text = str(file).strip().strip("'\"")
-        try:
-            target = (folder / text).resolve()
-            inside = target.is_relative_to(folder)
-        except (OSError, ValueError, RuntimeError):
-            inside = False
-        if not inside:
-            raise _error(self.path, f"reads the data file {text!r}, which is outside the model's folder {folder}",
-                         variable=variable,
-                         hint="copy the file next to the model, or give --allow-data-outside if you trust the model")
 
-    def _need_file(self, file, el, what: str) -> None:
-        """A clear error naming the variable and the file when a GET ... file is missing."""
-        f = str(file).strip().strip("'\"")
-        if f.startswith("?") or not f:
-            return   # Vensim's indirect file names (?name): PySD resolves or reports them
-        path = (self.path.parent / f)
-        if not path.exists():
-            raise _error(self.path, f"{what} reads '{f}', which is not in {self.path.parent}",
-                         variable=el.name, hint="put the data file next to the model (it is not shipped with it)")
 
-    def _get_data_series(self, el, ident, c, mode):
-        from pysd.py_backend.external import ExtData
-        a = c.ast
-        kw = getattr(c, "keyword", None)
-        coords = {self.range_name.get(name_key(s), s): [self._orig_elem(e) for e in self._sub_elements(s)]
-                  for s in c.subscripts[0]}
-        self._confine(a.file, el.name)
-        self._need_file(a.file, el, "GET DATA")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ext = ExtData(a.file, a.tab, a.time_row_or_col, a.cell, kw, coords,
-                              self.path.parent, coords, "_" + ident)
-                ext.initialize()
-                data = ext.data
-        except Exception as exc:  # noqa: BLE001
-            raise _error(self.path, f"cannot read GET ... DATA from '{a.file}': " + " ".join(str(exc).split()),
-                         variable=el.name) from None
-        ts = [float(v) for v in data.coords["time"].values]
-        vals = np.asarray(data.values, dtype=float)
-        lists = [self._sub_elements(s) for s in c.subscripts[0]]
-        vals = vals.reshape([len(ts)] + [len(x) for x in lists])
-        out = {}
-        for combo in self._combos(c):
-            pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
-            out[combo] = self._series(ts, vals[(slice(None),) + pos], el.name, mode)
-        return out
 
-    def _series(self, ts, vals, name, mode):
-        xs, ys = self._clean_series(ts, vals, name)
-        if mode == "look_forward":
-            # value of the next point: a step series whose steps start just after the previous
-            eps = 1e-9 * max(1.0, max(abs(x) for x in xs))
-            xs = [xs[0]] + [x + eps for x in xs[:-1]]
-            return [_num(x) for x in xs], ys, "step"
-        if mode == "raw":
-            # defined only at the data's times, :NA: between them (as Vensim and PySD)
-            if len(xs) < 2:
-                return xs, ys, "step"
-            gap = min(b - a for a, b in zip(xs, xs[1:]))
-            eps = min(1e-6 * max(1.0, max(abs(x) for x in xs)), gap / 4)
-            rx, ry = [], []
-            for i, (x, y) in enumerate(zip(xs, ys)):
-                rx.append(_num(x - eps) if i else x)
-                ry.append(y)
-                if i < len(xs) - 1:
-                    rx.append(_num(x + eps))
-                    ry.append(NA_VALUE)
-            return rx, ry, "step"
-        return xs, ys, mode
-
-    def _data_file_series(self, el, c, mode):
-        """Series of a DATA variable without source, from the data files (.tab/.csv with a
-        Time column and one column per variable or element, as Vensim exports them)."""
-        if not self.data_files:
-            return None
-        from pysd.py_backend.utils import detect_encoding, load_outputs
-        if not hasattr(self, "_data_frames"):
-            self._data_frames = []
-            for f in self.data_files:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    df = load_outputs(f, encoding=detect_encoding(f))
-                cols = {}
-                for col in df.columns:
-                    m = re.fullmatch(r"(.*?)\s*\[(.*)\]\s*", str(col), flags=re.S)
-                    name, elems = (m.group(1), [x.strip() for x in m.group(2).split(",")]) if m \
-                        else (str(col), [])
-                    cols[(name_key(name), tuple(name_key(e) for e in elems))] = col
-                self._data_frames.append((df, cols))
-        out = {}
-        for combo in self._combos(c):
-            for df, cols in self._data_frames:
-                col = cols.get((name_key(el.name), tuple(combo)))
-                if col is not None:
-                    ts = [float(t) for t in df.index]
-                    vals = np.asarray(pd_to_numeric(df[col]), dtype=float)
-                    out[combo] = self._series(ts, vals, el.name, mode)
-                    break
-            else:
-                raise _error(self.path, f"no column for {display_name(el.name)}"
-                             f"[{','.join(self._orig_elem(e) for e in combo)}] in the data files",
-                             variable=el.name)
-        return out
 
     # ---- stocks
     def _stock(self, el, ident, dims, entry, ns):
@@ -1147,545 +888,20 @@ class Converter:
             eqs["default"] = "0"   # Vensim leaves undefined elements at 0
         return {"equations": eqs}
 
-    # ------------------------------------------------------------------ expressions
-    def expr(self, ast, ctx: _Ctx) -> str:
-        from pysd.translators.structures import abstract_expressions as ae
-        if _is_number(ast):
-            s = fmt_number(ast)
-            return f"({s})" if s.startswith("-") else s
-        if isinstance(ast, np.ndarray):
-            if ast.size == 1:
-                return self.expr(float(ast.reshape(-1)[0]), ctx)
-            raise Unsupported("an array of numbers inside an expression")
-        if isinstance(ast, str):
-            raise Unsupported(f"'{ast.strip()[:40]}'", "unparsed text in the equation")
-        if isinstance(ast, ae.ArithmeticStructure):
-            ArithmeticStructure = ae.ArithmeticStructure
-            if ast.operators == ["negative"]:
-                return "-" + _atom(self.expr(ast.arguments[0], ctx))
-            args = list(ast.arguments)
-            if (ast.operators and all(o == "^" for o in ast.operators) and _is_number(args[0])
-                    and float(args[0]) < 0 and not self._paren_negative(args[0])):
-                # PySD folds the sign of -2^2 into the literal; Vensim and XMILE read -(2^2)
-                rest = ArithmeticStructure(ast.operators, (-float(args[0]),) + tuple(args[1:]))
-                return "(-" + _atom(self.expr(rest, ctx)) + ")"
-            parts = [self.expr(a, ctx) for a in args]
-            out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:]):
-                if op == "negative":
-                    raise Unsupported("negation operator in a chain")
-                out = f"{out} {op} {_atom(p)}"
-            return out
-        if isinstance(ast, ae.LogicStructure):
-            ops = {":AND:": "and", ":OR:": "or", "and": "and", "or": "or",
-                   "=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-            if ast.operators and ast.operators[0].lower() in (":not:", "not") and len(ast.arguments) == 1:
-                return "not " + _atom(self.expr(ast.arguments[0], ctx))
-            parts = [self.expr(a, ctx) for a in ast.arguments]
-            out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:]):
-                o = ops.get(op) or ops.get(op.lower())
-                if o is None:
-                    raise Unsupported(f"operator {op}")
-                out = f"{out} {o} {_atom(p)}"
-            return out
-        if isinstance(ast, ae.ReferenceStructure):
-            return self.reference(ast, ctx)
-        if isinstance(ast, ae.CallStructure):
-            return self.call(ast, ctx)
-        if isinstance(ast, ae.GameStructure):
-            return self.expr(ast.expression, ctx)
-        if isinstance(ast, ae.InitialStructure):
-            return f"INITIAL({self.expr(ast.initial, ctx)})"
-        if isinstance(ast, ae.IntegStructure):
-            raise Unsupported("INTEG inside an expression", "INTEG must be the whole equation")
-        if isinstance(ast, ae.DelayStructure):
-            name = {1: "DELAY1I", 3: "DELAY3I"}.get(int(ast.order))
-            if name is None:
-                return (f"DELAYN({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
-                        f"{self.expr(ast.initial, ctx)}, {fmt_number(ast.order)})")
-            return (f"{name}({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)})")
-        if isinstance(ast, ae.DelayNStructure):
-            return (f"DELAYN({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)}, {self._int_order(ast.order, ctx, 'DELAY N')})")
-        if isinstance(ast, ae.DelayFixedStructure):
-            return (f"DELAY_FIXED({self.expr(ast.input, ctx)}, {self.expr(ast.delay_time, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)})")
-        if isinstance(ast, ae.SmoothStructure):
-            name = {1: "SMOOTHI", 3: "SMOOTH3I"}.get(int(ast.order))
-            if name is None:
-                return (f"SMOOTHN({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
-                        f"{self.expr(ast.initial, ctx)}, {fmt_number(ast.order)})")
-            return (f"{name}({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)})")
-        if isinstance(ast, ae.SmoothNStructure):
-            return (f"SMOOTHN({self.expr(ast.input, ctx)}, {self.expr(ast.smooth_time, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)}, {self._int_order(ast.order, ctx, 'SMOOTH N')})")
-        if isinstance(ast, ae.TrendStructure):
-            return (f"TREND({self.expr(ast.input, ctx)}, {self.expr(ast.average_time, ctx)}, "
-                    f"{self.expr(ast.initial_trend, ctx)})")
-        if isinstance(ast, ae.ForecastStructure):
-            init = ast.initial_trend
-            if not (_is_number(init) and float(init) == 0):
-                raise Unsupported("FORECAST with an initial trend")
-            return (f"FORECAST({self.expr(ast.input, ctx)}, {self.expr(ast.average_time, ctx)}, "
-                    f"{self.expr(ast.horizon, ctx)})")
-        if isinstance(ast, ae.SampleIfTrueStructure):
-            return (f"SAMPLE_IF_TRUE({self.expr(ast.condition, ctx)}, {self.expr(ast.input, ctx)}, "
-                    f"{self.expr(ast.initial, ctx)})")
-        if isinstance(ast, ae.InlineLookupsStructure):
-            xs, ys, extra = self._lookup_table(ast.lookups, ctx.var)
-            if extra.get("extrapolation") != "clamp":
-                raise Unsupported("an extrapolating inline lookup")
-            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys))
-            return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
-        if isinstance(ast, ae.AllocateAvailableStructure):
-            return (f"ALLOCATE_AVAILABLE({self.expr(ast.request, ctx)}, {self.expr(ast.pp, ctx)}, "
-                    f"{self.expr(ast.avail, ctx)})")
-        if isinstance(ast, ae.AllocateByPriorityStructure):
-            return (f"ALLOCATE_BY_PRIORITY({self.expr(ast.request, ctx)}, {self.expr(ast.priority, ctx)}, "
-                    f"{self.expr(ast.size, ctx)}, {self.expr(ast.width, ctx)}, {self.expr(ast.supply, ctx)})")
-        if isinstance(ast, (ae.GetDataStructure, ae.GetLookupsStructure, ae.GetConstantsStructure)):
-            raise Unsupported("GET XLS/DIRECT inside an expression",
-                              "it must be the whole equation")
-        if isinstance(ast, ae.DataStructure):
-            raise Unsupported("DATA")
-        raise Unsupported(type(ast).__name__)
-
-    def _paren_negative(self, x) -> bool:
-        """Whether the source writes this negative number in parentheses, as in (-2)^2."""
-        if not hasattr(self, "_source_text"):
-            try:
-                self._source_text = re.sub(r"\s+", "", self.path.read_text(errors="replace"))
-            except OSError:
-                self._source_text = ""
-        num = fmt_number(-float(x))
-        return bool(re.search(r"\(-" + re.escape(num) + r"(\.0*)?\)\^", self._source_text))
-
-    def _int_order(self, order, ctx, fname):
-        if _is_number(order):
-            return fmt_number(order)
-        if hasattr(order, "reference") and not getattr(order, "subscripts", None):
-            # a macro's parameter given a constant argument (DELAY N's order passed into a macro)
-            folded = self.macro_consts.get(ctx.ns.get(name_key(order.reference)))
-            if folded is not None:
-                return fmt_number(round(folded))
-        try:
-            v = self._const_eval(order, lambda k: self.time_values.get(k))
-        except _NotConstant:
-            # a varying order: pass the expression; the engine requires a constant
-            return self.expr(order, ctx)
-        return fmt_number(round(v))
-
-    def _subscript(self, s: str, ctx: _Ctx, pos: int | None = None) -> str:
-        s = s.strip()
-        bang = s.endswith("!")
-        k = name_key(s.rstrip("!"))
-        if not bang and k in ctx.subst:
-            return self.elements[ctx.subst[k]]
-        if not bang and k in self.ranges:
-            eq = self._equal_range(k, ctx.subst)
-            if eq is not None:
-                return self.elements[ctx.subst[eq]]
-            if ctx.lhs and k not in ctx.lhs:
-                eq = self._equal_range(k, ctx.lhs)
-                if eq is not None:
-                    k = eq
-        if k in self.ranges:
-            if not bang and ctx.subst:
-                # a mapped range (Vensim subscript mapping) follows an expanded one
-                for lhs_range, elem in ctx.subst.items():
-                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
-                        i = self.ranges[lhs_range].index(elem)
-                        if i < len(self.ranges[k]):
-                            return self.elements[self.ranges[k][i]]
-            if not bang and ctx.lhs and k not in ctx.lhs and not getattr(ctx, "vector", False):
-                for lhs_range in ctx.lhs:
-                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
-                        raise _NeedExpand
-            return self.range_ident[k] + ("!" if bang else "")
-        if k in self.elements:
-            return self.elements[k]
-        raise _error(self.path, f"unknown subscript '{s}'", variable=ctx.var)
-
-    def reference(self, ast, ctx: _Ctx) -> str:
-        k = name_key(ast.reference)
-        if k.startswith('"') and k.endswith('"') and k not in ctx.ns:
-            k2 = k[1:-1]
-            if k2 in ctx.ns:
-                k = k2
-        target = ctx.ns.get(k)
-        if target is None and k in self.ranges and not ast.subscripts:
-            # a subscript range used as a value: the element's position (1-based)
-            if k in ctx.subst:
-                return str(self._position(k, ctx.subst[k]))
-            eq = self._equal_range(k, ctx.subst)
-            if eq is not None:
-                return str(self._position(k, ctx.subst[eq]))
-            if k in ctx.lhs or self._equal_range(k, ctx.lhs) is not None:
-                raise _NeedExpand
-            for lhs_range, elem in ctx.subst.items():
-                if elem in self.ranges[k]:
-                    return str(self._position(k, elem))
-            raise Unsupported(f"subscript range '{ast.reference}' as a value",
-                              "it is not a dimension of this variable")
-        if target is None and k in self.elements and k not in self.ranges and not ast.subscripts:
-            # an element used as a value: its position in its dimension (1-based)
-            for rk, elems in self.ranges.items():
-                if rk not in self.parent and k in elems:
-                    return str(elems.index(k) + 1)
-        if target is None:
-            if k in self.sublookups or k in self.lookup_elems:
-                raise Unsupported(f"lookup '{ast.reference}' used without an argument")
-            raise _error(self.path, f"refers to '{ast.reference}', which is not defined",
-                         variable=display_name(ctx.var))
-        if isinstance(target, tuple):  # macro parameter bound to an expression
-            return target[1]
-        if ast.subscripts is None or not ast.subscripts.subscripts:
-            return target
-        subs = [self._subscript(s, ctx) for s in ast.subscripts.subscripts]
-        return f"{target}[{', '.join(subs)}]"
-
-    def call(self, ast, ctx: _Ctx) -> str:
-        fname = ast.function.reference if hasattr(ast.function, "reference") else str(ast.function)
-        fk = name_key(fname)
-        args = ast.arguments
-        # lookups called as functions
-        if fk in self.sublookups or (fk in ctx.ns and fk in self.lookup_elems and ctx.ns is self.ns):
-            return self._lookup_call(fk, ast, ctx)
-        if fk in self.macros:
-            return self._macro_call(fk, args, ctx)
-        if fk in SIMPLE_CALLS:
-            if fk in ("min", "max") and len(args) == 1:
-                return self._aggregate(SIMPLE_CALLS[fk].replace("M", "VM", 1), args[0], ctx)
-            return f"{SIMPLE_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
-        if fk in AGGREGATES:
-            return self._aggregate(AGGREGATES[fk], args[0], ctx)
-        if fk in ("vmax_xmile", "vmin_xmile"):
-            return self._aggregate("VMAX" if fk == "vmax_xmile" else "VMIN", args[0], ctx)
-        if fk == "pulse_train":     # PySD order: start, interval, width, end
-            start, interval, width, end = (self.expr(a, ctx) for a in args)
-            return f"PULSE_TRAIN({start}, {width}, {interval}, {end})"
-        if fk == "xpulse":          # XMILE PULSE(magnitude, start): one dt-wide spike
-            start, mag = (self.expr(a, ctx) for a in args)
-            return f"{_atom(mag)} / TIME_STEP * PULSE({start}, TIME_STEP / 2)"
-        if fk == "xpulse_train":
-            start, interval, mag = (self.expr(a, ctx) for a in args)
-            return (f"{_atom(mag)} / TIME_STEP * PULSE_TRAIN({start}, TIME_STEP / 2, "
-                    f"{interval}, 1e300)")
-        if fk == "xramp":
-            slope, start = (self.expr(a, ctx) for a in args)
-            return f"{_atom(slope)} * MAX(0, TIME - {_atom(start)})"
-        if fk == "pi":
-            return repr(math.pi)
-        if fk in ("sinh", "cosh", "tanh"):
-            x = _atom(self.expr(args[0], ctx))
-            return {"sinh": f"((EXP({x}) - EXP(-{x})) / 2)",
-                    "cosh": f"((EXP({x}) + EXP(-{x})) / 2)",
-                    "tanh": f"((EXP({x}) - EXP(-{x})) / (EXP({x}) + EXP(-{x})))"}[fk]
-        if fk == "elmcount":
-            a = args[0]
-            name = a.reference if hasattr(a, "reference") else str(a)
-            rk = name_key(str(name).rstrip("!"))
-            if rk not in self.ranges:
-                raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
-            return str(len(self.ranges[rk]))
-        if fk in VENSIM_STATEFUL_CALLS and ctx.ns is not None:
-            # Vensim's names in an XMILE file written by Vensim (PySD's XMILE reader leaves them as calls)
-            lo, hi = VENSIM_STATEFUL_CALLS[fk]
-            if not lo <= len(args) <= hi:
-                raise Unsupported(f"{fname.upper()} with {len(args)} arguments")
-            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
-        if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
-            return self.expr(args[0], ctx)
-        if fk == "vector_elm_map":
-            return self._vector_elm_map(args, ctx)
-        if fk == "delay_material":
-            # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
-            # the output is the input of one delay time before, the initial value until then
-            if len(args) == 4 and not (_is_number(args[3]) and float(args[3]) == 0):
-                raise Unsupported("DELAY MATERIAL with a loss/extra argument other than 0")
-            if len(args) not in (3, 4):
-                raise Unsupported(f"DELAY MATERIAL with {len(args)} arguments")
-            return (f"DELAY_FIXED({self.expr(args[0], ctx)}, {self.expr(args[1], ctx)}, "
-                    f"{self.expr(args[2], ctx)})")
-        if fk == "random_pink_noise":
-            return self._pink_noise(args, ctx)
-        if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
-            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
-        if fk in EXTENDED_CALLS:
-            if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
-                # along the last dimension, which Vensim maps by position (company -> scompany)
-                ctx.vector = True
-                try:
-                    return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
-                finally:
-                    ctx.vector = False
-            return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
-        raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
-
-    def _vector_elm_map(self, args, ctx: _Ctx) -> str:
-        """VECTOR ELM MAP(x[..., e0], offset): x at the element offset places after e0 along e0's
-        dimension; written VECTOR_ELM_MAP(x[..., dim!], offset + position of e0)."""
-        from pysd.translators.structures import abstract_expressions as ae
-        vec, off = args
-        el = self.elements_by_key.get(name_key(getattr(vec, "reference", ""))) if ctx.ns is self.ns else None
-        if el is None or not getattr(vec, "subscripts", None):
-            raise Unsupported("VECTOR ELM MAP", "its first argument must be a subscripted variable of the model")
-        dims = self._dims(el)
-        subs = [str(x).strip() for x in vec.subscripts.subscripts]
-        at = [i for i, x in enumerate(subs) if name_key(x) in self.elements and name_key(x) not in self.ranges]
-        if not at or len(dims) != len(subs):
-            raise Unsupported("VECTOR ELM MAP", "its first argument must name the starting element (x[dim, e0])")
-        i = at[-1]
-        start = self.ranges[dims[i]].index(name_key(subs[i])) if name_key(subs[i]) in self.ranges[dims[i]] else None
-        if start is None:
-            raise Unsupported("VECTOR ELM MAP", f"'{subs[i]}' is not an element of {self.range_name[dims[i]]}")
-        subs[i] = self.range_name[dims[i]] + "!"
-        x = self.expr(ae.ReferenceStructure(vec.reference, ae.SubscriptsReferenceStructure(subs)), ctx)
-        o = _atom(self.expr(off, ctx))
-        return f"VECTOR_ELM_MAP({x}, {o} + {start})" if start else f"VECTOR_ELM_MAP({x}, {o})"
-
-    def _pink_noise(self, args, ctx: _Ctx) -> str:
-        """RANDOM PINK NOISE(mean, sd, correlation time, seed): first-order smooth of white noise scaled
-        so the output keeps the standard deviation sd whatever TIME STEP is (Ed Anderson's pink noise
-        molecule, which Vensim's function implements), starting at a random value of the same spread."""
-        if len(args) not in (3, 4):
-            raise _error(self.path, f"RANDOM PINK NOISE takes 4 arguments (mean, standard deviation, "
-                         f"correlation time, seed), got {len(args)}", variable=ctx.var)
-        mean, sd, tc = (_atom(self.expr(a, ctx)) for a in args[:3])
-        seed = self.expr(args[3], ctx) if len(args) == 4 else "0"
-        white = f"RANDOM_NORMAL(-6, 6, 0, 1, {seed})"
-        scaled = f"{mean} + {sd} * SQRT((2 - TIME_STEP / {tc}) / (TIME_STEP / {tc})) * {white}"
-        return f"SMOOTHI({scaled}, {tc}, {mean} + {sd} * {white})"
-
-    def _banged_lookup_ranges(self, ast) -> list[str]:
-        """Ranges marked '!' in the subscripts of a subscripted lookup called inside ast."""
-        from pysd.translators.structures import abstract_expressions as ae
-        found: list[str] = []
-
-        def walk(node):
-            if isinstance(node, ae.CallStructure):
-                f = node.function
-                if isinstance(f, ae.ReferenceStructure) and name_key(f.reference) in self.sublookups \
-                        and f.subscripts:
-                    for x in f.subscripts.subscripts:
-                        k = name_key(str(x).strip().rstrip("!"))
-                        if str(x).strip().endswith("!") and k in self.ranges and k not in found:
-                            found.append(k)
-            if dataclasses.is_dataclass(node):
-                for fld in dataclasses.fields(node):
-                    walk(getattr(node, fld.name))
-            elif isinstance(node, (list, tuple)):
-                for x in node:
-                    walk(x)
-        walk(ast)
-        return found
-
-    def _unbang(self, node, ranges: set[str]):
-        """ast with the '!' of the given ranges removed from every subscript."""
-        from pysd.translators.structures import abstract_expressions as ae
-        if isinstance(node, ae.SubscriptsReferenceStructure):
-            return ae.SubscriptsReferenceStructure(
-                [str(x).strip().rstrip("!") if name_key(str(x).strip().rstrip("!")) in ranges else x
-                 for x in node.subscripts])
-        if dataclasses.is_dataclass(node) and not isinstance(node, type):
-            return dataclasses.replace(node, **{f.name: self._unbang(getattr(node, f.name), ranges)
-                                                for f in dataclasses.fields(node) if f.init})
-        if isinstance(node, list):
-            return [self._unbang(x, ranges) for x in node]
-        if isinstance(node, tuple):
-            return tuple(self._unbang(x, ranges) for x in node)
-        return node
-
-    def _aggregate(self, fname, arg, ctx):
-        from pysd.translators.structures import abstract_expressions as ae
-        banged = self._banged_lookup_ranges(arg)
-        if banged:
-            # SUM(table[r!](x)): one call of the element's table per element of r, combined
-            plain = self._unbang(arg, set(banged))
-            terms = []
-            for combo in itertools.product(*(self.ranges[k] for k in banged)):
-                sub_ctx = _Ctx(ctx.var, ctx.ns, subst={**ctx.subst, **dict(zip(banged, combo))},
-                               lhs=ctx.lhs, prefix=ctx.prefix)
-                terms.append(_atom(self.expr(plain, sub_ctx)))
-            if fname in ("SUM", "PROD"):
-                return "(" + (" + " if fname == "SUM" else " * ").join(terms) + ")"
-            out = terms[0]
-            for t in terms[1:]:
-                out = f"{'MAX' if fname == 'VMAX' else 'MIN'}({out}, {t})"
-            return out
-        if isinstance(arg, ae.ReferenceStructure) and not arg.subscripts and ctx.ns is self.ns:
-            el = self.elements_by_key.get(name_key(arg.reference))
-            if el is not None and el.components and el.components[0].subscripts[0]:
-                dims = self._dims(el)
-                subs = ae.SubscriptsReferenceStructure([self.range_name[d] + "!" for d in dims])
-                arg = ae.ReferenceStructure(arg.reference, subs)
-        elif (isinstance(arg, ae.ReferenceStructure) and arg.subscripts
-                and not any(str(x).strip().endswith("!") for x in arg.subscripts.subscripts)):
-            host = set(ctx.lhs) | set(ctx.subst)
-            subs, changed = [], False
-            for x in arg.subscripts.subscripts:
-                k = name_key(str(x).strip())
-                if k in self.ranges and k not in host and self._equal_range(k, host) is None:
-                    subs.append(str(x).strip() + "!")
-                    changed = True
-                else:
-                    subs.append(x)
-            if changed:
-                arg = ae.ReferenceStructure(arg.reference, ae.SubscriptsReferenceStructure(subs))
-        return f"{fname}({self.expr(arg, ctx)})"
-
-    def _banged_lookup(self, fk, ast, subs, arg: str, ctx) -> str:
-        """``table[r!](x)`` outside SUM (VECTOR SELECT, ...): a helper variable over r holding each
-        element's table at x, referenced as ``helper[r!]``.  x must not vary over dimensions."""
-        info = self.sublookups[fk]
-        name = ast.function.reference
-        if "[" in arg:
-            raise _error(self.path, f"lookup '{name}' is called over a dimension ({', '.join(map(str, subs))}) "
-                         f"with a subscripted argument: write the sum or selection element by element",
-                         variable=ctx.var)
-        banged, fixed = [], []
-        for i, x in enumerate(subs):
-            k = name_key(str(x).strip().rstrip("!"))
-            if str(x).strip().endswith("!") and k in self.ranges:
-                banged.append(k)
-                fixed.append(None)
-            elif k in self.elements and k not in self.ranges:
-                fixed.append(k)
-            elif k in ctx.subst:
-                fixed.append(ctx.subst[k])
-            else:
-                raise _error(self.path, f"lookup '{name}' called with subscripts {list(map(str, subs))}: "
-                             f"mix ranges marked '!' with single elements only", variable=ctx.var)
-        cache = self.__dict__.setdefault("_banged_helpers", {})
-        key = (fk, arg, tuple(fixed), tuple(banged))
-        if key not in cache:
-            helper = self.names.new(f"{name} at")
-            eqs = {}
-            for combo in itertools.product(*(self.ranges[k] for k in banged)):
-                it = iter(combo)
-                full = tuple(f if f is not None else next(it) for f in fixed)
-                table = info["tables"].get(full)
-                if table is None:
-                    raise _error(self.path, f"lookup '{name}' has no table for "
-                                 f"[{', '.join(self._orig_elem(e) for e in full)}]", variable=ctx.var)
-                eqs[",".join(self.elements[e] for e in combo)] = f"{table}({arg})"
-            self.out["auxiliaries"][helper] = {
-                "dims": [self.range_ident[k] for k in banged], "equations": eqs,
-                "label_en": f"{display_name(name)} at ({arg})"}
-            self.original[helper] = f"{display_name(name)} at ({arg})"
-            cache[key] = helper
-        return f"{cache[key]}[{', '.join(self.range_ident[k] + '!' for k in banged)}]"
-
-    def _lookup_call(self, fk, ast, ctx):
-        if len(ast.arguments) != 1:
-            raise Unsupported(f"lookup '{ast.function.reference}' called with {len(ast.arguments)} arguments")
-        arg = self.expr(ast.arguments[0], ctx)
-        if fk not in self.sublookups:
-            return f"{self.ns[fk]}({arg})"
-        info = self.sublookups[fk]
-        subs = ast.function.subscripts.subscripts if ast.function.subscripts else None
-        if subs and any(str(x).strip().endswith("!") for x in subs):
-            return self._banged_lookup(fk, ast, subs, arg, ctx)
-        combo = []
-        for i, d in enumerate(info["dims"]):
-            s = name_key(subs[i]) if subs else d
-            if s in self.elements and s not in self.ranges:
-                combo.append(s)
-            elif s in ctx.subst:
-                combo.append(ctx.subst[s])
-            elif d in ctx.subst:
-                combo.append(ctx.subst[d])
-            else:
-                raise _NeedExpand
-        name = info["tables"].get(tuple(combo))
-        if name is None:
-            raise _error(self.path, f"lookup '{ast.function.reference}' has no table for "
-                         f"[{', '.join(self._orig_elem(e) for e in combo)}]", variable=ctx.var)
-        return f"{name}({arg})"
-
-    def _macro_call(self, fk, args, ctx: _Ctx) -> str:
-        sec = self.macros[fk]
-        if ctx.lhs and not ctx.subst:
-            # a subscripted variable calls the macro element by element: one instance per element
-            raise _NeedExpand
-        if len(args) != len(sec.params):
-            raise _error(self.path, f"macro {sec.name} takes {len(sec.params)} arguments, "
-                         f"got {len(args)}", variable=ctx.var)
-        self.macro_count += 1
-        base = f"{ctx.prefix or 'm'}_{to_identifier(sec.name)}{self.macro_count}"
-        ns: dict[str, Any] = {k: v for k, v in self.ns.items() if k in CONTROL_NAMES or k == "time"}
-        # parameters become auxiliaries holding the argument
-        for p, a in zip(sec.params, args):
-            pid = self.names.new(f"{base}_{p}")
-            if ctx.ns is self.ns:
-                try:
-                    self.macro_consts[pid] = self._const_eval(a, lambda k: self.time_values.get(k))
-                except (_NotConstant, TypeError, ZeroDivisionError, OverflowError):
-                    pass
-            self.out["auxiliaries"][pid] = {"equation": self.expr(a, ctx),
-                                           "label_en": f"{sec.name} argument {p}"}
-            self.original[pid] = f"{sec.name}.{p}"
-            ns[name_key(p)] = pid
-        result = None
-        for el in sec.elements:
-            ek = name_key(el.name)
-            eid = self.names.new(f"{base}_{el.name}")
-            ns[ek] = eid
-            self.original[eid] = f"{sec.name}.{display_name(el.name)}"
-            if ek == fk:
-                result = eid
-        for el in sec.elements:
-            self._element(el, ns[name_key(el.name)], ns, prefix=base)
-        if result is None:
-            if sec.returns:
-                result = ns.get(name_key(sec.returns[0]))
-        if result is None:
-            raise Unsupported(f"macro {sec.name}", "it has no output variable")
-        return result
 
 
-class _OneComponent:
-    """An element seen through one of its components."""
-
-    def __init__(self, el, comp):
-        self.name = el.name
-        self.components = [comp]
-        self.units, self.limits, self.documentation = el.units, el.limits, el.documentation
 
 
-def pd_to_numeric(col):
-    import pandas as pd
-    return pd.to_numeric(col, errors="coerce")
 
 
-class _NotConstant(Exception):
-    pass
 
 
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
-def _num(x):
-    x = float(x)
-    if x.is_integer() and abs(x) < 1e15:
-        return int(x)
-    return x
 
 
-_ORDER = ["dims", "value", "range", "initial", "inflows", "outflows", "non_negative",
-          "equation", "equations", "x", "y", "extrapolation", "time", "values",
-          "interpolation", "unit", "label_zh", "label_en", "doc", "source"]
 
 
-def _order(entry: dict) -> dict:
-    return {k: entry[k] for k in sorted(entry, key=lambda k: _ORDER.index(k) if k in _ORDER else 99)}
 
 
 def import_model(path: str | Path, data_files=()) -> dict:

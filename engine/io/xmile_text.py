@@ -5,9 +5,10 @@
   setting written ``TIME_STEP=10`` is the number;
 * a graphical function written as an ``<aux>`` holding only a ``<gf>`` (no ``<eqn>``) becomes
   the standalone ``<gf name=...>`` the standard defines (PySD fails on it with IndexError);
+* modules (Stella) are flattened into one model (engine/io/xmile_modules.py);
 * a file that would import as an empty model is an error saying why: damaged XML, no ``<model>``,
-  no variables, or several models (Stella modules); the message names a legacy (pre-standard)
-  namespace when the file has one.
+  no variables, or several models that are not modules of the first; the message names a legacy
+  (pre-standard) namespace when the file has one.
 """
 from __future__ import annotations
 
@@ -77,6 +78,8 @@ def prepare(data: bytes) -> bytes:
         if not models or variables is None or not len(variables):
             raise XmileProblem("the file has no <model> with variables", "the file may be truncated or damaged")
         return data
+    from .xmile_modules import flatten_modules   # imports XmileProblem from here
+    flattened = flatten_modules(root, ns, q)
     models = [m for m in root.findall("x:model", q) if m.find("x:variables", q) is not None] \
         or root.findall("x:model", q)
     if not models:
@@ -88,7 +91,7 @@ def prepare(data: bytes) -> bytes:
                            f"({', '.join(m.get('name') for m in named[:4])}): XMILE modules are not supported",
                            "flatten the modules into one model in Stella first")
     variables = models[0].find("x:variables", q)
-    changed = False
+    changed = flattened
     kinds = {"aux", "stock", "flow", "gf", "group", "module"}
     loose = [el for el in models[0] if isinstance(el.tag, str) and etree.QName(el).localname in kinds]
     if variables is None and loose:
@@ -99,6 +102,10 @@ def prepare(data: bytes) -> bytes:
         changed = True
     if variables is None or not len(variables):
         raise XmileProblem("the <model> has no variables" + why, "the file may be truncated or damaged")
+    modules = [m.get("name") or "?" for m in variables.findall("x:module", q)]
+    if modules:
+        raise XmileProblem(f"module {modules[0]!r}" + (f" (and {len(modules) - 1} more)" if len(modules) > 1 else "")
+                           + ": XMILE modules are not supported", "flatten the modules into one model in Stella first")
     for stock in variables.findall("x:stock", q):
         for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
             # a flow's name written with spaces (Vensim's export): XMILE names use underscores

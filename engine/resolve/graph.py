@@ -83,3 +83,65 @@ def closure(targets: set[str], graph: dict[str, set[str]]) -> set[str]:
         seen.add(n)
         stack.extend(graph.get(n, ()))
     return seen
+
+
+def loops(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of ``graph`` that hold a loop (two or more nodes, or one
+    that needs itself), in a deterministic order (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in graph:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    n = stack.pop()
+                    on_stack.discard(n)
+                    comp.append(n)
+                    if n == node:
+                        break
+                if len(comp) > 1 or node in graph.get(node, ()):
+                    found.append(frozenset(comp))
+    return sorted(found, key=lambda c: sorted(c))
+
+
+def condensed_order(graph: dict[str, set[str]], blocks: list[frozenset[str]]) -> list[str | int]:
+    """A topological order of ``graph`` in which each block (a loop's variables, see ``loops``) is one
+    item, given by its index in ``blocks``; every other item is a node's name."""
+    where = {n: i for i, b in enumerate(blocks) for n in b}
+
+    def key(n: str) -> str:
+        return f"\0{where[n]}" if n in where else n
+
+    cg: dict[str, set[str]] = {}
+    for n, deps in graph.items():
+        cg.setdefault(key(n), set()).update(key(d) for d in deps if key(d) != key(n))
+    return [int(k[1:]) if k.startswith("\0") else k for k in order(cg)]

@@ -9,8 +9,8 @@ import difflib
 import itertools
 
 from engine.errors import ExpressionSyntaxError, ModelError, Problem
-from engine.ir import Model, Variable
-from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary, parse_expression
+from engine.ir import INITIAL, Model, Variable
+from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary
 from engine.resolve import builtins
 from engine.resolve.structure import Piece, Region, RVar
 
@@ -31,11 +31,13 @@ class Resolver:
     def sizes(self, dims: tuple[str, ...]) -> tuple[int, ...]:
         return tuple(len(self.model.dim_elements(d)) for d in dims)
 
-    def parse(self, var: str, text: str, what: str = "equation") -> Node | None:
+    def parse(self, var: Variable, selector: str, what: str = "equation") -> Node | None:
+        """The variable's parsed equation (held by the model, see Variable.ast), or None after
+        reporting its syntax error."""
         try:
-            return parse_expression(text)
+            return var.ast(selector)
         except ExpressionSyntaxError as exc:
-            self.bad(var, f"syntax error in {what}: {exc}")
+            self.bad(var.name, f"syntax error in {what}: {exc}")
             return None
 
     # -------------------------------------------------------------- main
@@ -62,9 +64,9 @@ class Resolver:
         rv = RVar(var.name, var.kind, dims, self.sizes(dims), non_negative=var.non_negative)
         full: Region = tuple(None for _ in dims)
         if var.kind in ("auxiliary", "flow"):
-            for selector, text in var.equations.items():
+            for selector in var.equations:
                 region = self._region(var, selector)
-                ast = self.parse(var.name, text) if region is not None else None
+                ast = self.parse(var, selector) if region is not None else None
                 if ast is None:
                     continue
                 rv.pieces.append(Piece(region, ast, is_default=selector in ("", "default")))
@@ -72,7 +74,7 @@ class Resolver:
             if len(var.equations) > 1 and not any(p.is_default for p in rv.pieces):
                 self._check_coverage(var, rv)
         elif var.kind == "stock":
-            init = self.parse(var.name, var.initial or "", "initial value")
+            init = self.parse(var, INITIAL, "initial value")
             rate: Node = Num(0.0)
             terms: list[tuple[str, str]] = [("+", f) for f in var.inflows] + [("-", f) for f in var.outflows]
             for i, (sign, flow) in enumerate(terms):

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import ExpressionSyntaxError, ModelError, Problem
-from engine.ir import Model
+from engine.ir import INITIAL, Model
 from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary, parse_expression
 
 
@@ -209,11 +209,11 @@ class _Checker:
             self.owner = name
             declared = self.units[name]
             if var.kind in ("auxiliary", "flow"):
-                for sel, text in var.equations.items():
-                    got = self.infer_text(text)
+                for sel in var.equations:
+                    got = self.infer_held(var, sel)
                     self.expect(declared, got, f"the equation{' for ' + sel if sel else ''}")
             elif var.kind == "stock":
-                got = self.infer_text(var.initial or "0")
+                got = self.infer_held(var, INITIAL) if var.initial else self.infer_text("0")
                 self.expect(declared, got, "the initial value")
                 if isinstance(declared, Unit):
                     want = declared / self.time
@@ -229,6 +229,13 @@ class _Checker:
             self.problems.append(Problem(self.model.file, self.owner,
                                          f"units: {what} gives {got}, but the variable declares {declared}",
                                          "fix the equation or the declared unit, or skip the check with --no-units"))
+
+    def infer_held(self, var, selector: str):
+        """Units of a variable's parsed equation (Variable.ast), UNKNOWN where it does not parse."""
+        try:
+            return self.infer(var.ast(selector))
+        except ExpressionSyntaxError:
+            return UNKNOWN  # reported by the resolver
 
     def infer_text(self, text: str):
         try:
