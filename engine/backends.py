@@ -17,12 +17,16 @@ import sys
 
 from engine.errors import EngineError
 
-BACKENDS = ("numpy", "jax")
+BACKENDS = ("numpy", "jax", "numba")
 _said: set[tuple[str, str]] = set()
 
 
 def jax_installed() -> bool:
     return importlib.util.find_spec("jax") is not None
+
+
+def numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def default_backend() -> str:
@@ -63,6 +67,10 @@ def describe(backend: str) -> str:
         from engine.compile.jax_backend import version
 
         return f"jax (compiled with XLA; {version()})"
+    if backend == "numba":
+        from engine.compile.numba_backend import version
+
+        return f"numba (a scalar kernel compiled with LLVM; {version()})"
     import numpy as np
 
     return f"numpy {np.__version__} (reference)"
