@@ -351,9 +351,7 @@ class CompiledModel:
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
             self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
             self._check_clock(clock, dt is not None and saveper is None)
-        compiled = None
-        if self._jax is not None or self._numba is not None:
-            compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic))
+        compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._program else None
         if compiled is not None:
             times, store = compiled
             failures = []
@@ -367,6 +365,11 @@ class CompiledModel:
                       time_unit=ts.unit, backend=self.backend if compiled is not None else "numpy")
         res._set_failures(failures)
         return res
+
+    @property
+    def _program(self):
+        """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
+        return self._jax or self._numba
 
     def _meta(self) -> dict[str, tuple]:
         """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""

@@ -31,8 +31,8 @@ WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
 def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
           time=None, name="nb", subranges=None):
     d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
-    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks), ("flows", flows),
-                         ("lookups", lookups), ("data", data)]:
+    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks),
+                         ("flows", flows), ("lookups", lookups), ("data", data)]:
         if section:
             d[key] = section
     if aux:

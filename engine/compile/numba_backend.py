@@ -100,12 +100,11 @@ class NumbaProgram:
             same = file.is_file() and file.read_bytes() == data
         except OSError:
             same = False
-        if not same:
-            if not _write_atomic(file, data):
-                # no writable cache: a private temporary folder (compiled each process)
-                folder = Path(tempfile.mkdtemp(prefix="lxsd-numba-"))
-                file = folder / f"lxsd_{digest}.py"
-                _write_atomic(file, data)
+        if not same and not _write_atomic(file, data):
+            # no writable cache: a private temporary folder (compiled each process)
+            folder = Path(tempfile.mkdtemp(prefix="lxsd-numba-"))
+            file = folder / f"lxsd_{digest}.py"
+            _write_atomic(file, data)
         name = f"_lxsd_numba_{digest}"
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
@@ -124,12 +123,13 @@ class NumbaProgram:
     # ---------------------------------------------------------------- running
     def _nonneg_rows(self) -> np.ndarray:
         """The rows of the packed state that hold non-negative stocks (a bool mask, built once)."""
-        if getattr(self, "_nonneg", None) is None:
+        mask = self._nonneg
+        if mask is None:
             mask = np.zeros(self.code.layout.rows, dtype=bool)
             for a, b in self.code.layout.non_negative:
                 mask[a:b] = True
             self._nonneg = mask
-        return self._nonneg
+        return mask
 
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
@@ -190,7 +190,7 @@ def _pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarr
     sizes = sc.static_sizes
     parts = []
     varies = np.zeros(len(names), dtype=np.int64)
-    for k, (name, value, e) in enumerate(zip(names, statics, sizes)):
+    for k, (name, value, e) in enumerate(zip(names, statics, sizes, strict=True)):
         a = np.asarray(value, dtype=float)
         if a.size == e:       # one value per element, shared by the runs
             parts.append(a.reshape(e))

@@ -11,48 +11,47 @@ import numpy as np
 from numba import njit
 
 _SMALL = 1e-6   # as engine.compile.runtime
-_NB = {"cache": True, "error_model": "numpy"}
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def where(c: bool, a: float, b: float) -> float:
     """numpy.where for one element (both values are already evaluated, as numpy does)."""
     return a if c else b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def b2f(c: bool) -> float:
     return 1.0 if c else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def and_(a: bool, b: bool) -> bool:
     return a and b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def or_(a: bool, b: bool) -> bool:
     return a or b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def not_(a: bool) -> bool:
     return not a
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def fmin(a: float, b: float) -> float:
     """numpy.minimum of two floats (a NaN in either gives NaN)."""
     return a if (a <= b or a != a) else b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def fmax(a: float, b: float) -> float:
     """numpy.maximum of two floats (a NaN in either gives NaN)."""
     return a if (a >= b or a != a) else b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def interp(x: float, tab: np.ndarray, off: int, n: int) -> float:
     """numpy.interp(x, xs, ys) with xs = tab[off:off+n], ys = tab[off+n:off+2n]."""
     ys0 = off + n
@@ -88,7 +87,7 @@ def interp(x: float, tab: np.ndarray, off: int, n: int) -> float:
     return res
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def lookup(x: float, tab: np.ndarray, foff: float, fn: float, linear: float) -> float:
     """A table (runtime.lookup): hold the ends, or with ``linear`` (1.0) extend the end slopes. The table
     is xs = tab[off:off+n], ys = tab[off+n:off+2n] (offsets passed as floats: see scalar_code)."""
@@ -106,14 +105,12 @@ def lookup(x: float, tab: np.ndarray, foff: float, fn: float, linear: float) -> 
     return y
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def series(t: float, times: np.ndarray, values: np.ndarray, fe: float, r: int, hold: float) -> float:
     """A time-series input (runtime.series): element e of run r (values: (T, elements, 1 or runs));
     hold (1.0) keeps each value until the next time instead of interpolating."""
     e = int(fe)
-    b = 0
-    if values.shape[2] > 1:
-        b = np.int64(r)
+    b = r if values.shape[2] > 1 else 0   # r is an int64 (the kernels pass np.int64(run))
     n = times.shape[0]
     if t <= times[0]:
         return values[0, e, b]
@@ -133,50 +130,50 @@ def series(t: float, times: np.ndarray, values: np.ndarray, fe: float, r: int, h
     return values[k, e, b] * (1.0 - w) + values[k + 1, e, b] * w
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def xidz(a: float, b: float, x: float) -> float:
     return x if b == 0 else a / b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def zidz(a: float, b: float) -> float:
     return 0.0 if b == 0 else a / b
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def quantum(x: float, q: float) -> float:
     if q <= 0:
         return x
     return q * np.trunc(x / q)
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def step(t: float, height: float, start: float, dt: float) -> float:
     return height if t + 0.5 * dt > start else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def ramp(t: float, slope: float, start: float) -> float:
     return slope * (t - start) if t + _SMALL > start else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def ramp_end(t: float, slope: float, start: float, end: float) -> float:
     return slope * (fmin(end, t) - start) if t + _SMALL > start else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def pulse(t: float, dt: float, start: float) -> float:
     return 1.0 if (t + _SMALL >= start and t < start + dt) else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def pulse_width(t: float, dt: float, start: float, width: float) -> float:
     w = width if width > 0 else dt
     return 1.0 if (t + _SMALL >= start and t < start + w) else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def pulse_train(t: float, dt: float, start: float, width: float, interval: float, end: float) -> float:
     w = width if width > 0 else dt
     since = t - start
@@ -184,6 +181,6 @@ def pulse_train(t: float, dt: float, start: float, width: float, interval: float
     return 1.0 if (since + _SMALL >= 0 and t - _SMALL <= end and phase < w) else 0.0
 
 
-@njit(**_NB)
+@njit(cache=True, error_model="numpy")
 def log(x: float, base: float) -> float:
     return np.log(x) / np.log(base)

@@ -42,8 +42,8 @@ _NP1 = {"ABS": "np.abs", "EXP": "np.exp", "LN": "np.log", "SQRT": "np.sqrt", "IN
 _NP2 = {"MIN": "_fmin", "MAX": "_fmax", "POWER": "np.power", "MODULO": "np.fmod"}
 _REDUCE = {"SUM", "PROD", "VMIN", "VMAX"}
 _CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_HELPERS = ("where", "b2f", "and", "or", "not", "fmin", "fmax", "lookup", "series", "xidz", "zidz", "quantum", "step", "ramp", "ramp_end", "pulse",
-            "pulse_width", "pulse_train", "log")
+_HELPERS = ("where", "b2f", "and", "or", "not", "fmin", "fmax", "lookup", "series", "xidz", "zidz", "quantum", "step",
+            "ramp", "ramp_end", "pulse", "pulse_width", "pulse_train", "log")
 
 
 def _py(helper: str) -> str:
@@ -147,8 +147,9 @@ def {name}({args}):
         stay this simple for numba's parfor lowering)."""
         lay = self.code.layout
         rows, s0 = lay.rows, self.stock0
-        clip = [f"            for i in range({a}, {b}):\n                if Sn[i] < 0.0:\n                    Sn[i] = 0.0"
-                for a, b in lay.non_negative]
+        clip = [f"            for i in range({a}, {b}):\n"
+                "                if Sn[i] < 0.0:\n"
+                "                    Sn[i] = 0.0" for a, b in lay.non_negative]
         ev = f"TAB{data_args}"
         return f"""@njit(**_NB)
 def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}):
@@ -232,16 +233,17 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
             idx = np.unravel_index(e, v.sizes) if v.sizes else ()
             piece = None
             for p in pieces:
-                if v.internal or all(r is None or int(i) in r for r, i in zip(p.region, idx)):
+                if v.internal or all(r is None or int(i) in r for r, i in zip(p.region, idx, strict=True)):
                     piece = p
             if piece is None:
                 raise NotSupported(f"{v.host or v.name}: element {e} has no equation")
             if v.internal:
-                ctx = Ctx(v.host or v.name, v.dims, v.context)
-                bind = {d: int(i) for d, i in zip(v.dims, idx)}
+                ctx = Ctx(v.host or v.name, v.dims, v.context or tuple(None for _ in v.dims))
+                bind = {d: int(i) for d, i in zip(v.dims, idx, strict=True)}
             else:
                 ctx = Ctx(v.name, v.dims, piece.region)
-                bind = {d: (int(i) if r is None else r.index(int(i))) for d, r, i in zip(v.dims, piece.region, idx)}
+                bind = {d: (int(i) if r is None else r.index(int(i)))
+                        for d, r, i in zip(v.dims, piece.region, idx, strict=True)}
             self._pre = []
             try:
                 code = self._float(piece.ast, ctx, bind)
@@ -313,7 +315,7 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
             idx.append(positions[pos] if positions is not None else pos)
             ax += 1
         sizes = tuple(len(self.model.dim_elements(d)) for d in dims)
-        if any(not 0 <= i < s for i, s in zip(idx, sizes)):
+        if any(not 0 <= i < s for i, s in zip(idx, sizes, strict=True)):
             raise NotSupported(f"{node.name}: an element outside its dimension")
         return int(np.ravel_multi_index(idx, sizes)) if sizes else 0
 
@@ -404,7 +406,7 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
         first = True
         for combo in itertools.product(*(range(s) for s in sizes)):
             b = dict(bind)
-            b.update(zip(red, combo))
+            b.update(zip(red, combo, strict=True))
             term = self._float(arg, ctx, b)
             if first:
                 self._pre.append(f"{acc} = {term}")
