@@ -86,7 +86,10 @@ def builtins_models():
 
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
 @pytest.mark.parametrize("n", [1, 3, 70])
-def test_builtins_equal_numpy(builtins_models, method, n):
+def test_builtins_equal_numpy(builtins_models, method, n, monkeypatch):
+    from engine.compile import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_RUNS", 64)   # 70 runs: the prange kernel
     mn, mb = builtins_models
     params = {"k": np.linspace(0.1, 0.5, n), "h": np.linspace(1, 3, n)} if n > 1 else {}
     assert_same(mn.run(params=params, n=n, method=method), mb.run(params=params, n=n, method=method))

@@ -33,7 +33,10 @@ from engine.compile.model_code import ModelCode
 from engine.compile.scalar_code import NotSupported, ScalarCode
 
 NAME = "numba"
-PARALLEL_MIN_RUNS = 64   # batches from this size on use the kernel with prange over runs
+# Batches from this size on use the kernel with prange over runs (numba's threads, one per core). Measured on
+# the shared 2-core machine under a load of 6 (docs/benchmarks.md): 20 000 runs of the reference model took
+# 0.69 s in parallel against 0.43 s serially, so the threads only pay on large batches of an idle machine.
+PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_NUMBA_PARALLEL_MIN_RUNS", "10000"))
 _METHODS = {"euler": 0, "rk2": 1, "rk4": 2}
 
 
