@@ -99,28 +99,32 @@ class ScalarCode:
             for p in self.rvars[s.name].pieces:
                 rate_deps |= graph.node_deps(p.ast, self.rvars)
         base = graph.closure({d for d in rate_deps if d in self.code.dyn_graph}, self.code.dyn_graph)
-        # Values are locals (v<slot>); V and dS are read and written through a running index, never a
+        # Values are locals (v<slot>); V and dS are read and written through running indices, never a
         # constant one: numba types every integer constant as its own literal type, which makes typing a
-        # function of thousands of constant-index accesses take minutes instead of seconds.
-        body: list[str] = ["i = z"]
+        # function of thousands of constant-index accesses take minutes instead of seconds. Every local is
+        # assigned once: numba's SSA pass searches the block for each redefinition (quadratic time).
+        body: list[str] = []
+        prev = "z"
         for slot in range(self.stock0 + lay.rows):
-            body += [f"v{slot} = V[i]", "i += 1"]
+            body += [f"v{slot} = V[{prev}]", f"i{slot} = {prev} + 1"]
+            prev = f"i{slot}"
         for name in self.order:
             if name in base:
                 body += self._var(name)
-        body.append("j = z")
+        row = "z"
         for s in lay.stocks:
             v = self.rvars[s.name]
-            for line in self._elements(v, v.pieces[:1], lambda e: "_d"):
-                body.append(line)
-                if line.startswith("_d = "):
-                    body += ["dS[j] = _d", "j += 1"]
+            body += self._elements(v, v.pieces[:1], lambda e, s=s: f"_d{s.start + e}")
+            for e in range(s.rows):
+                body += [f"dS[{row}] = _d{s.start + e}", f"j{s.start + e} = {row} + 1"]
+                row = f"j{s.start + e}"
         extra: list[str] = []
         for name in self.order:
             if name not in base:
                 extra += self._var(name)
         for slot in range(self.stock0 + lay.rows, self.n_slots):
-            extra += [f"V[i] = v{slot}", "i += 1"]
+            extra += [f"V[{prev}] = v{slot}", f"i{slot} = {prev} + 1"]
+            prev = f"i{slot}"
         data_args = "".join(f", D{i}t, D{i}v" for i in range(len(self.data)))
         lines = [f"def _eval(t, dt, t0, t1, saveper, V, dS, full, r, z, TAB{data_args}):"]
         lines += ["    " + b for b in body]
@@ -402,21 +406,21 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
         if not red:
             raise NotSupported(f"{f} without a dimension to reduce")
         sizes = [len(self.model.dim_elements(a[:-1])) for a in red]
-        acc = self._tmpname()
-        first = True
+        acc = ""
         for combo in itertools.product(*(range(s) for s in sizes)):
             b = dict(bind)
             b.update(zip(red, combo, strict=True))
             term = self._float(arg, ctx, b)
-            if first:
-                self._pre.append(f"{acc} = {term}")
-                first = False
+            new = self._tmpname()   # a new name each time: every local is assigned once (see _module)
+            if not acc:
+                self._pre.append(f"{new} = {term}")
             elif f == "SUM":
-                self._pre.append(f"{acc} = {acc} + {term}")
+                self._pre.append(f"{new} = {acc} + {term}")
             elif f == "PROD":
-                self._pre.append(f"{acc} = {acc} * {term}")
+                self._pre.append(f"{new} = {acc} * {term}")
             elif f == "VMIN":
-                self._pre.append(f"{acc} = _fmin({acc}, {term})")
+                self._pre.append(f"{new} = _fmin({acc}, {term})")
             else:
-                self._pre.append(f"{acc} = _fmax({acc}, {term})")
+                self._pre.append(f"{new} = _fmax({acc}, {term})")
+            acc = new
         return acc
