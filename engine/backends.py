@@ -1,11 +1,15 @@
-"""Which backend runs a model: ``numpy`` (the reference) or ``jax`` (compiled with XLA).
+"""Which backend runs a model: ``numpy`` (the reference), ``jax`` (compiled with XLA) or ``numba`` (a scalar
+kernel compiled by numba, engine.compile.numba_backend).
 
-The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax). Decided at integration (issue 12):
+The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax or numba). numba (measured 30 Nov, docs/
+benchmarks.md): 100x numpy for one Linxiang run and 0.5-0.65 s to start from its disk cache, but 76-93 s to compile
+Linxiang cold and no faster than numpy for batches of 10 000 or more, so it is not the default either (the issue's
+bar: a cold compile of about 10 s). JAX, decided at integration (issue 12):
 the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
 36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
 every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
 compile time and batch speed meet the issue's targets. A run the compiled backend does not cover runs on numpy; when
-the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend jax``,
+the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend numba``,
 ``LXSD_BACKEND=jax``) one line on stderr says why, once per model and reason; under the
 default it falls back silently (``lxsd describe`` names the default).
 """
@@ -30,7 +34,7 @@ def numba_installed() -> bool:
 
 
 def default_backend() -> str:
-    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax)."""
+    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax or numba)."""
     env = os.environ.get("LXSD_BACKEND")
     if env:
         return check_backend(env)
