@@ -237,3 +237,9 @@ def test_suite_model_equal_numpy(rel):
     if rb.backend != "numba":
         pytest.skip(f"not compiled by the numba backend: {mb._numba.broken if mb._numba else 'numba missing'}")
     assert_same(rn, rb)
+
+
+def test_models_without_stocks_or_dynamics():
+    for name, spec in (("nostock_nb", {"aux": {"y": "TIME * 2", "z": "IF_THEN_ELSE(y > 5, 1, 0)"}}),
+                       ("constonly_nb", {"const": {"c": {"value": 3}}, "aux": {"y": "c * 2"}})):
+        assert_same(build("numpy", name=name, **spec).run(n=2), build("numba", name=name, **spec).run(n=2))

@@ -14,11 +14,14 @@ keeps the compiled machine code next to it (``__pycache__``). The source depends
 structure only (constants and tables are arguments), so changing a constant does not recompile.
 Before the file is imported its bytes are compared with the freshly generated source (generation
 takes a fraction of a second); a file that differs (edited, damaged) is rewritten, atomically, so
-a tampered cache file is never run.
+a tampered cache file is never run, and the module is compiled from those checked bytes (no .pyc is read).
+numba's own cache files (machine code, pickled) in that folder are trusted as the JAX backend trusts its
+serialized executables: they are the user's own cache folder.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -109,7 +112,7 @@ class NumbaProgram:
             file = folder / f"lxsd_{digest}.py"
             _write_atomic(file, data)
         name = f"_lxsd_numba_{digest}"
-        spec = importlib.util.spec_from_file_location(name, file)
+        spec = importlib.util.spec_from_file_location(name, file, loader=_CheckedLoader(name, str(file), data))
         if spec is None or spec.loader is None:
             raise NotSupported(f"cannot import the generated kernel {file}")
         mod = importlib.util.module_from_spec(spec)
@@ -182,6 +185,18 @@ class NumbaProgram:
             store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
             c += e
         return clock.save_times(), store
+
+
+class _CheckedLoader(importlib.machinery.SourceFileLoader):
+    """Imports the generated module from the bytes just checked, never from a .pyc in __pycache__ (which
+    could differ from the checked source); the file path is still the module's, as numba's cache needs."""
+
+    def __init__(self, fullname: str, path: str, data: bytes) -> None:
+        super().__init__(fullname, path)
+        self._checked = data
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        return compile(self._checked, self.path, "exec", dont_inherit=True)
 
 
 def _pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
