@@ -2,9 +2,9 @@
 kernel compiled by numba, engine.compile.numba_backend).
 
 The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax or numba). numba (measured 30 Nov, docs/
-benchmarks.md): 100x numpy for one Linxiang run and 0.5-0.65 s to start from its disk cache, but 76-93 s to compile
-Linxiang cold and no faster than numpy for batches of 10 000 or more, so it is not the default either (the issue's
-bar: a cold compile of about 10 s). JAX, decided at integration (issue 12):
+benchmarks.md): 55x numpy for one Linxiang run and 0.4-0.7 s to start from its disk cache, but 15-36 s to compile
+Linxiang cold and 0.8-0.9x numpy for batches of 10 000 or more, so it is not the default either (the bar: a cold
+compile of about 10-15 s, and batches no slower than numpy). JAX, decided at integration (issue 12):
 the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
 36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
 every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
