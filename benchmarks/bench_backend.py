@@ -1,6 +1,7 @@
-"""Benchmarks of issue 12: the compiled (JAX) backend against the numpy backend.
+"""Benchmarks of issue 12: a compiled backend (JAX, or numba with ``--backend numba``) against numpy.
 
-    .venv/bin/python benchmarks/bench_backend.py [--quick] [--cases a,b,...] [--no-write] [--out FILE]
+    .venv/bin/python benchmarks/bench_backend.py [--backend jax|numba] [--quick] [--cases a,b,...] [--no-write]
+                                                 [--skip-numpy] [--out FILE]
 
 Each case runs in its own subprocess (a fresh interpreter: compile times are a new process's,
 peak memory the case's own). Cases:
@@ -15,8 +16,9 @@ peak memory the case's own). Cases:
   process with an empty cache folder (cold), then again in another fresh process (cached).
 
 Every case also records the largest relative difference between the backends' saved values.
-Writes the section between ``<!-- backend:start -->`` and ``<!-- backend:end -->`` of
-docs/benchmarks.md (the rest of the file is kept), and prints it.
+Writes the section between ``<!-- backend:start -->`` and ``<!-- backend:end -->`` (jax) or
+``<!-- backend-numba:start -->`` and ``<!-- backend-numba:end -->`` (numba) of docs/benchmarks.md
+(the rest of the file is kept), and prints it.
 """
 from __future__ import annotations
 
@@ -49,13 +51,15 @@ RUN_CASES = {
     "world3-1": ("world3", 1, 10),
     "earth4all-1": ("earth4all", 1, 3),
 }
-COMPILE_CASES = {"compile-linxiang": "linxiang", "compile-earth4all": "earth4all"}
+COMPILE_CASES = {"compile-linxiang": "linxiang", "compile-reference": "reference", "compile-world3": "world3",
+                 "compile-earth4all": "earth4all"}
 TARGETS = {  # seconds (and GB for memory), issue 12
     "linxiang-1": 0.5e-3, "linxiang-10k": 0.5, "linxiang-100k": 5.0, "earth4all-1": 0.3,
     "world3-1": 2e-3, "reference-1": 0.1e-3,
 }
 TARGET_MEM_GB = {"linxiang-100k": 1.5}
-TARGET_COMPILE = {"compile-linxiang": (10.0, 1.0), "compile-earth4all": (60.0, 2.0)}
+TARGET_COMPILE = {"compile-linxiang": (10.0, 1.0), "compile-earth4all": (60.0, 2.0),
+                  "compile-reference": (None, None), "compile-world3": (None, None)}
 # SDEverywhere's C build, as measured in issue 12 (not re-measured here; the C toolchain is not part of make bench)
 C_QUOTED = {"linxiang-1": 0.238e-3, "reference-1": 15e-6, "world3-1": 0.318e-3, "earth4all-1": 58e-3}
 CASE_TIMEOUT_S = 1800
@@ -99,7 +103,8 @@ def worker_run(spec: dict) -> dict:
     params = {varied: np.linspace(lo, hi, n)} if varied and n > 1 else {}
     out: dict = {}
     saved = {}
-    for backend in ("jax", "numpy"):
+    compiled = spec.get("backend", "jax")
+    for backend in (compiled, "numpy"):
         if backend == "numpy" and spec.get("skip_numpy"):
             continue
         model = load_model(path, backend=backend)
@@ -117,7 +122,7 @@ def worker_run(spec: dict) -> dict:
     if len(saved) == 2:
         worst = 0.0
         for v, a in saved["numpy"].items():
-            b = saved["jax"][v]
+            b = saved[compiled][v]
             scale = np.maximum(np.abs(a), 1e-12)
             worst = max(worst, float(np.max(np.abs(a - b) / scale)) if a.size else 0.0)
         out["max_rel_diff"] = worst
@@ -129,7 +134,7 @@ def worker_first(spec: dict) -> dict:
     t0 = time.perf_counter()
     from engine import load_model
 
-    model = load_model(MODELS[spec["model"]], backend="jax")
+    model = load_model(MODELS[spec["model"]], backend=spec.get("backend", "jax"))
     t1 = time.perf_counter()
     res = model.run()
     t2 = time.perf_counter()
@@ -169,13 +174,15 @@ def _t(x: float | None) -> str:
     return f"{x:.2f} s"
 
 
-def render(results: dict, started: str, elapsed: float, quick: bool) -> str:
+def render(results: dict, started: str, elapsed: float, quick: bool, backend: str = "jax") -> str:
     intro = (f"Measured {started} by `benchmarks/bench_backend.py{' --quick' if quick else ''}` in {elapsed:.0f} s; "
              f"{os.cpu_count()} CPUs (shared with other work while measured: figures are upper bounds). "
              "Median wall time of repeated runs after the first (compilation) run; C = SDEverywhere's C build "
              "as measured in issue 12 (quoted, not re-measured).")
-    lines = ["<!-- backend:start -->", "## Compiled backend (issue 12)", "", intro, "",
-             "| case | numpy | jax | numpy / jax | jax / C | target | met | max rel. diff | peak RSS (jax) |",
+    tag = "backend" if backend == "jax" else f"backend-{backend}"
+    lines = [f"<!-- {tag}:start -->", f"## Compiled backend: {backend} (issue 12)", "", intro, "",
+             f"| case | numpy | {backend} | numpy / {backend} | {backend} / C | target | met | max rel. diff | "
+             f"peak RSS ({backend}) |",
              "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for case in RUN_CASES:
         r = results.get(case)
@@ -184,20 +191,20 @@ def render(results: dict, started: str, elapsed: float, quick: bool) -> str:
         if not r.get("ok"):
             lines.append(f"| {case} | failed: {r.get('error', '')} | | | | | | | |")
             continue
-        j, n = r.get("jax", {}), r.get("numpy", {})
+        j, n = r.get(backend, {}), r.get("numpy", {})
         jt, nt = j.get("median_s"), n.get("median_s")
         target = TARGETS.get(case)
-        met = jt is not None and target is not None and jt <= target and j.get("ran_on") == "jax"
+        met = jt is not None and target is not None and jt <= target and j.get("ran_on") == backend
         if case in TARGET_MEM_GB:
             met = met and j.get("peak_rss_gb", 99) <= TARGET_MEM_GB[case]
         c = C_QUOTED.get(case)
-        note = "" if j.get("ran_on") == "jax" else " (ran on numpy)"
+        note = "" if j.get("ran_on") == backend else " (ran on numpy)"
         lines.append(f"| {case} | {_t(nt)} | {_t(jt)}{note} | {nt / jt:.1f}x | "
                      f"{f'{jt / c:.0f}x' if c and jt else '—'} | ≤ {_t(target)}"
                      f"{f', ≤ {TARGET_MEM_GB[case]} GB' if case in TARGET_MEM_GB else ''} | {'yes' if met else 'no'} | "
                      f"{r.get('max_rel_diff', float('nan')):.1e} | {j.get('peak_rss_gb', float('nan')):.2f} GB |"
                      if nt and jt else f"| {case} | {_t(nt)} | {_t(jt)}{note} | | | | | | |")
-    lines += ["", "| compilation (compiled backend, a fresh process) | cold | cached | target cold / cached | met |",
+    lines += ["", f"| compilation ({backend}, a fresh process) | cold | cached | target cold / cached | met |",
               "|---|---:|---:|---:|---|"]
     for case in COMPILE_CASES:
         r = results.get(case)
@@ -210,10 +217,13 @@ def render(results: dict, started: str, elapsed: float, quick: bool) -> str:
         tc, tw = TARGET_COMPILE[case]
         cs = cold["load_s"] + cold["first_run_s"]
         ws = cached["load_s"] + cached["first_run_s"]
-        met = cs <= tc and ws <= tw and cold["ran_on"] == "jax"
+        if tc is None:
+            lines.append(f"| {case} (load + first run) | {_t(cs)} | {_t(ws)} | — | — |")
+            continue
+        met = cs <= tc and ws <= tw and cold["ran_on"] == backend
         lines.append(f"| {case} (load + first run) | {_t(cs)} | {_t(ws)} | ≤ {tc:g} s / ≤ {tw:g} s | "
                      f"{'yes' if met else 'no'} |")
-    lines += ["<!-- backend:end -->", ""]
+    lines += [f"<!-- {tag}:end -->", ""]
     return "\n".join(lines)
 
 
@@ -223,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test, not for the record)")
     ap.add_argument("--cases", help="comma-separated cases (default: all)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--backend", default="jax", choices=["jax", "numba"], help="the compiled backend to measure")
+    ap.add_argument("--skip-numpy", action="store_true", help="time the compiled backend only (no numpy column)")
     ap.add_argument("--out", default=str(DOC))
     args = ap.parse_args(argv)
     if args.worker:
@@ -239,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 model, n, reps = RUN_CASES[case]
                 if not MODELS[model].exists():
                     continue
-                results[case] = run_case({"kind": "run", "model": model, "n": n,
+                results[case] = run_case({"kind": "run", "model": model, "n": n, "backend": args.backend,
+                                          "skip_numpy": args.skip_numpy,
                                           "reps": max(1, reps // 5) if args.quick else reps}, env)
             elif case in COMPILE_CASES:
                 model = COMPILE_CASES[case]
@@ -247,20 +260,21 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 with tempfile.TemporaryDirectory() as fresh:
                     env2 = {**os.environ, "LXSD_CACHE_DIR": fresh}
-                    cold = run_case({"kind": "first", "model": model}, env2)
-                    cached = run_case({"kind": "first", "model": model}, env2)
+                    cold = run_case({"kind": "first", "model": model, "backend": args.backend}, env2)
+                    cached = run_case({"kind": "first", "model": model, "backend": args.backend}, env2)
                 ok = cold.get("ok") and cached.get("ok")
                 results[case] = {"ok": ok, "cold": cold, "cached": cached,
                                  "error": cold.get("error") or cached.get("error")}
             else:
                 print(f"unknown case {case}", file=sys.stderr)
-    text = render(results, started, time.perf_counter() - t0, args.quick)
+    text = render(results, started, time.perf_counter() - t0, args.quick, args.backend)
     print(text)
     print(json.dumps(results), file=sys.stderr)
     if not args.no_write:
         out = Path(args.out)
         old = out.read_text(encoding="utf-8") if out.exists() else ""
-        start, end = "<!-- backend:start -->", "<!-- backend:end -->"
+        tag = "backend" if args.backend == "jax" else f"backend-{args.backend}"
+        start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
         if start in old and end in old:
             new = old[:old.index(start)] + text.rstrip("\n") + old[old.index(end) + len(end):]
         else:

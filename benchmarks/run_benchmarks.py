@@ -527,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     # the compiled backend's section (issue 12), in its own subprocesses
     import bench_backend
 
-    bench_backend.main((["--quick"] if args.quick else []) + (["--no-write"] if args.no_write else [])
-                       + ["--out", args.out])
+    for backend in ("jax", "numba"):
+        bench_backend.main((["--quick"] if args.quick else []) + (["--no-write"] if args.no_write else [])
+                           + ["--out", args.out, "--backend", backend])
     return 0
 
 

@@ -40,7 +40,7 @@ def read_model(path: str | Path) -> Model:
 def compile_model(model: Model, check_units: bool = True, backend: str | None = None):
     """Resolve, check and compile a Model; returns a CompiledModel ready to run.
 
-    backend: "numpy" (the reference) or "jax" (compiled); None: numpy unless $LXSD_BACKEND says jax
+    backend: "numpy" (the reference), "jax" or "numba" (compiled); None: numpy unless $LXSD_BACKEND says otherwise
     (engine.backends says why)
     (engine.backends.default_backend)."""
     from engine.backends import check_backend, explicit
@@ -72,7 +72,7 @@ def compile_model(model: Model, check_units: bool = True, backend: str | None = 
 def load_model(path: str | Path, check_units: bool | None = None, backend: str | None = None):
     """Read and compile a model file; raises ModelError naming the file and variable.
 
-    backend: "numpy" or "jax"; None: the default (numpy; see engine.backends).
+    backend: "numpy", "jax" or "numba"; None: the default (numpy; see engine.backends).
 
     Units are checked for our own .toml models; imported Vensim/XMILE models are run
     as their authors wrote them (Vensim checks their units itself).

@@ -1,11 +1,15 @@
-"""Which backend runs a model: ``numpy`` (the reference) or ``jax`` (compiled with XLA).
+"""Which backend runs a model: ``numpy`` (the reference), ``jax`` (compiled with XLA) or ``numba`` (a scalar
+kernel compiled by numba, engine.compile.numba_backend).
 
-The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax). Decided at integration (issue 12):
+The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax or numba). numba (measured 30 Nov, docs/
+benchmarks.md): 55x numpy for one Linxiang run and 0.4-0.7 s to start from its disk cache, but 15-36 s to compile
+Linxiang cold and 0.8-0.9x numpy for batches of 10 000 or more, so it is not the default either (the bar: a cold
+compile of about 10-15 s, and batches no slower than numpy). JAX, decided at integration (issue 12):
 the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
 36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
 every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
 compile time and batch speed meet the issue's targets. A run the compiled backend does not cover runs on numpy; when
-the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend jax``,
+the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend numba``,
 ``LXSD_BACKEND=jax``) one line on stderr says why, once per model and reason; under the
 default it falls back silently (``lxsd describe`` names the default).
 """
@@ -17,7 +21,7 @@ import sys
 
 from engine.errors import EngineError
 
-BACKENDS = ("numpy", "jax")
+BACKENDS = ("numpy", "jax", "numba")
 _said: set[tuple[str, str]] = set()
 
 
@@ -25,8 +29,12 @@ def jax_installed() -> bool:
     return importlib.util.find_spec("jax") is not None
 
 
+def numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
 def default_backend() -> str:
-    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax)."""
+    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax or numba)."""
     env = os.environ.get("LXSD_BACKEND")
     if env:
         return check_backend(env)
@@ -63,6 +71,10 @@ def describe(backend: str) -> str:
         from engine.compile.jax_backend import version
 
         return f"jax (compiled with XLA; {version()})"
+    if backend == "numba":
+        from engine.compile.numba_backend import version
+
+        return f"numba (a scalar kernel compiled with LLVM; {version()})"
     import numpy as np
 
     return f"numpy {np.__version__} (reference)"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.backends import fallback, jax_installed
+from engine.backends import fallback, jax_installed, numba_installed
 from engine.compile.model_code import ModelCode
 from engine.errors import EngineError, ModelError, Problem, SimulationError
 from engine.integrate.driver import Clock, simulate
@@ -57,9 +57,10 @@ class CompiledModel:
         self.model = model
         self.rvars = rvars
         self.code = code
-        self.backend = backend   # "numpy" or "jax" (engine.backends)
+        self.backend = backend   # "numpy", "jax" or "numba" (engine.backends)
         self._say_fallback = say_fallback   # one line on stderr when a run falls back to numpy
         self._jax = None
+        self._numba = None
         self._meta_cache: dict[str, tuple] | None = None
         if backend == "jax":
             if jax_installed():
@@ -68,6 +69,14 @@ class CompiledModel:
             else:
                 if say_fallback:
                     fallback(model.file, "jax is not installed")
+                self.backend = "numpy"
+        if backend == "numba":
+            if numba_installed():
+                from engine.compile.numba_backend import NumbaProgram
+                self._numba = NumbaProgram(code)
+            else:
+                if say_fallback:
+                    fallback(model.file, "numba is not installed")
                 self.backend = "numpy"
         problems: list[Problem] = []
         self._defaults: dict[str, Any] = {}   # an array (*dims, 1), or a data input's (times, values)
@@ -348,7 +357,7 @@ class CompiledModel:
                           ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
             self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
             self._check_clock(clock, dt is not None and saveper is None)
-        compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._jax else None
+        compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._program else None
         if compiled is not None:
             times, store = compiled
             failures: list[RunFailure] = []
@@ -359,9 +368,14 @@ class CompiledModel:
         meta = self._meta()
         res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
                       dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
-                      time_unit=ts.unit, backend="jax" if compiled is not None else "numpy")
+                      time_unit=ts.unit, backend=self.backend if compiled is not None else "numpy")
         res._set_failures(failures)
         return res
+
+    @property
+    def _program(self):
+        """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
+        return self._jax or self._numba
 
     def _meta(self) -> dict[str, tuple]:
         """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
@@ -378,6 +392,8 @@ class CompiledModel:
     def _run_compiled(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
         """The batch on the compiled backend, or None: not covered (said in one line) or a run failed
         (the numpy loop re-runs it, for its exact errors and per-run status)."""
+        if self._numba is not None:
+            return self._run_numba(P0, N, clock, solver, outputs, sizes, dynamic)
         from engine.compile.jax_runtime import Unsupported
 
         if self._jax is None:
@@ -393,6 +409,20 @@ class CompiledModel:
             except Exception as exc:  # noqa: BLE001 - anything tracing cannot do falls back, said once
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 reason = self._jax.broken = f"the step could not be compiled ({type(exc).__name__}: {first[:200]})"
+        if self._say_fallback:
+            fallback(self.model.file, reason)
+        return None
+
+    def _run_numba(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
+        """The batch on the numba backend, or None (as _run_compiled)."""
+        prog = self._numba
+        reason = prog.unsupported(solver.name, dynamic)
+        if reason is None:
+            try:
+                return prog.run(P0, N, clock, solver, outputs, sizes)
+            except Exception as exc:  # noqa: BLE001 - anything numba cannot do falls back, said once
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = prog.broken = f"the kernel could not be compiled ({type(exc).__name__}: {first[:200]})"
         if self._say_fallback:
             fallback(self.model.file, reason)
         return None

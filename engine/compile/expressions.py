@@ -180,6 +180,23 @@ class ExprCompiler:
                 return CExpr(vname(node.name), ctx.dims)
             dims = target.dims
             code = vname(node.name)
+        int_index, takes, axes = self.ref_plan(node, dims, ctx)
+        if any(i != ":" for i in int_index):
+            code = f"{code}[{', '.join(int_index)}]"
+        for pos, positions in takes:
+            if positions == list(range(positions[0], positions[-1] + 1)):
+                sl = [":"] * pos + [f"{positions[0]}:{positions[-1] + 1}"]
+                code = f"{code}[{', '.join(sl)}]"
+            else:
+                g = self.const_global(np.array(positions, dtype=np.intp), "_idx")
+                code = f"np.take({code}, {g}, axis={pos})"
+        return CExpr(code, tuple(axes))
+
+    def ref_plan(self, node: Ref, dims: tuple[str, ...], ctx: Ctx
+                 ) -> tuple[list[str], list[tuple[int, list[int]]], list[str]]:
+        """How a reference to a value over ``dims`` picks its elements: per subscript an element index
+        (a number) or ":" (an axis); the positions each axis takes; the axes' labels. Shared by the
+        numpy code (slices and takes) and the scalar code (engine.compile.scalar_code: one element)."""
         subs = node.subs if node.subs is not None else dims
         if len(subs) != len(dims):
             raise DimensionError(f"{node.name} has {len(dims)} dimension(s) {list(dims)}, "
@@ -255,16 +272,7 @@ class ExprCompiler:
             else:
                 raise DimensionError(f"{node.name}[{sub}]: {sub!r} is not an element or subrange of "
                                      f"{xd!r} (elements: {', '.join(x_elems)})")
-        if any(i != ":" for i in int_index):
-            code = f"{code}[{', '.join(int_index)}]"
-        for pos, positions in takes:
-            if positions == list(range(positions[0], positions[-1] + 1)):
-                sl = [":"] * pos + [f"{positions[0]}:{positions[-1] + 1}"]
-                code = f"{code}[{', '.join(sl)}]"
-            else:
-                g = self.const_global(np.array(positions, dtype=np.intp), "_idx")
-                code = f"np.take({code}, {g}, axis={pos})"
-        return CExpr(code, tuple(axes))
+        return int_index, takes, axes
 
     def call(self, node: Call, ctx: Ctx) -> CExpr:
         if node.func in self.rvars and self.rvars[node.func].kind == "lookup":

@@ -1,0 +1,247 @@
+"""The numba backend: the model as one scalar kernel (engine.compile.scalar_code) compiled by numba.
+
+The kernel loops over runs (numba ``prange`` for larger batches) and steps; the initial values are
+still the numpy ``init`` (once a batch, vectorised over runs). What the generator does not cover
+(DELAY FIXED, RANDOM functions, vector functions, time settings that are equations, the adaptive
+method, ...) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
+in which a run fails (a non-finite saved value or state, a non-negative stock starting below zero)
+is re-run on numpy by the caller, so errors, messages and per-run status are the numpy backend's.
+
+Disk cache: numba's ``cache=True`` needs a real source file, so the generated module is written to
+``$LXSD_CACHE_DIR/numba`` (default ``~/.cache/linxiang-sd/numba``) as ``lxsd_<hash>.py``, the hash
+being of the generated source, numba's version, the helpers' source and Python's version; numba
+keeps the compiled machine code next to it (``__pycache__``). The source depends on the model's
+structure only (constants and tables are arguments), so changing a constant does not recompile.
+Before the file is imported its bytes are compared with the freshly generated source (generation
+takes a fraction of a second); a file that differs (edited, damaged) is rewritten, atomically, so
+a tampered cache file is never run, and the module is compiled from those checked bytes (no .pyc is read).
+numba's own cache files (machine code, pickled) in that folder are trusted as the JAX backend trusts its
+serialized executables: they are the user's own cache folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+from engine.compile import numba_runtime
+from engine.compile.model_code import ModelCode
+from engine.compile.scalar_code import NotSupported, ScalarCode
+
+NAME = "numba"
+# Batches from this size on use the kernel with prange over runs (numba's threads, one per core). Measured on
+# the shared 2-core machine under a load of 6 (docs/benchmarks.md): 20 000 runs of the reference model took
+# 0.69 s in parallel against 0.43 s serially, so the threads only pay on large batches of an idle machine.
+PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_NUMBA_PARALLEL_MIN_RUNS", "10000"))
+_METHODS = {"euler": 0, "rk2": 1, "rk4": 2}
+
+
+def version() -> str:
+    """The backend's version, part of the cache key."""
+    import numba
+
+    return f"numba-{numba.__version__}"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "numba"
+
+
+class NumbaProgram:
+    """One model on the numba backend: its generated module, compiled on the first run."""
+
+    def __init__(self, code: ModelCode) -> None:
+        self.code = code
+        self.broken: str | None = None   # why generation or compilation failed once: not tried again
+        self._scalar: ScalarCode | None = None
+        self._module: types.ModuleType | None = None
+        self.cache_file: Path | None = None
+        self._slots: dict[tuple[str, ...], np.ndarray] = {}
+        self._nonneg: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- what is covered
+    def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
+        """Why this run cannot be compiled, in words; None when it can."""
+        if self.broken:
+            return self.broken
+        if dynamic_clock:
+            return "time settings that are equations (a dynamic clock) are not compiled"
+        if method not in _METHODS:
+            return f"the {method} method is not compiled"
+        if "_streams" in self.code.globals:
+            return "RANDOM functions are not compiled"
+        try:
+            self.scalar()
+        except NotSupported as exc:
+            self.broken = str(exc)
+        return self.broken
+
+    def scalar(self) -> ScalarCode:
+        if self._scalar is None:
+            self._scalar = ScalarCode(self.code)
+        return self._scalar
+
+    # ---------------------------------------------------------------- building
+    def module(self) -> types.ModuleType:
+        """The generated module, written to the cache folder (or checked there) and imported."""
+        if self._module is not None:
+            return self._module
+        src = self.scalar().source
+        data = src.encode("utf-8")
+        h = hashlib.sha256(data)
+        h.update(version().encode())
+        h.update(Path(numba_runtime.__file__).read_bytes())
+        h.update(sys.version.encode())
+        digest = h.hexdigest()[:32]
+        folder = cache_dir()
+        file = folder / f"lxsd_{digest}.py"
+        try:
+            same = file.is_file() and file.read_bytes() == data
+        except OSError:
+            same = False
+        if not same and not _write_atomic(file, data):
+            # no writable cache: a private temporary folder (compiled each process)
+            folder = Path(tempfile.mkdtemp(prefix="lxsd-numba-"))
+            file = folder / f"lxsd_{digest}.py"
+            _write_atomic(file, data)
+        name = f"_lxsd_numba_{digest}"
+        known = sys.modules.get(name)
+        if known is not None and getattr(known, "__file__", None) == str(file):
+            # the same structure, already imported from checked bytes in this process (its name is the hash
+            # of the source): another model object with other constants shares its compiled kernels
+            self.cache_file, self._module = file, known
+            return known
+        spec = importlib.util.spec_from_file_location(name, file, loader=_CheckedLoader(name, str(file), data))
+        if spec is None or spec.loader is None:
+            raise NotSupported(f"cannot import the generated kernel {file}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod   # numba's cache finds the module's functions by the module's name
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        self.cache_file = file
+        self._module = mod
+        return mod
+
+    # ---------------------------------------------------------------- running
+    def _nonneg_rows(self) -> np.ndarray:
+        """The rows of the packed state that hold non-negative stocks (a bool mask, built once)."""
+        mask = self._nonneg
+        if mask is None:
+            mask = np.zeros(self.code.layout.rows, dtype=bool)
+            for a, b in self.code.layout.non_negative:
+                mask[a:b] = True
+            self._nonneg = mask
+        return mask
+
+    def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
+        failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
+        sc = self.scalar()
+        lay = self.code.layout
+        t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+        with np.errstate(all="ignore"):
+            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
+        S0 = np.ascontiguousarray(S0, dtype=float)
+        if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
+            return None
+        PF, OFF, VR = _pack_statics(sc, P[:len(lay.static_names)], n)
+        data = []
+        rest = P[len(lay.static_names):]
+        for i, name in enumerate(lay.data_names):
+            times, values = np.asarray(rest[2 * i], dtype=float), np.asarray(rest[2 * i + 1], dtype=float)
+            e = self.code.rvars[name].size
+            values = values.reshape(values.shape[0], e, -1)
+            if values.shape[2] not in (1, n):
+                raise NotSupported(f"{name}: a data series with {values.shape[2]} columns for {n} runs")
+            data += [np.ascontiguousarray(times), np.ascontiguousarray(values)]
+        outs_idx = self._slots.get(outputs)
+        if outs_idx is None:
+            slots: list[int] = []
+            for o in outputs:
+                base = sc.slot[o]
+                slots += range(base, base + self.code.rvars[o].size)
+            outs_idx = self._slots[outputs] = np.asarray(slots, dtype=np.int64)
+        n_steps, se = clock.n_steps, clock.save_every
+        n_saves = len(range(0, n_steps + 1, se))
+        out = np.empty((n_saves, len(outs_idx), n))
+        bad = np.zeros(n, dtype=np.bool_)
+        tab = np.asarray(sc.tables if sc.tables else [0.0], dtype=float)
+        mod = self.module()
+        kernel = mod.kernel_par if n >= PARALLEL_MIN_RUNS else mod.kernel
+        with np.errstate(all="ignore"):
+            kernel(S0, PF, OFF, VR, tab, outs_idx, out, bad, float(t0), float(dt), float(t1), float(sp),
+                   int(n_steps), int(se), _METHODS[solver.name], *data)
+        if bad.any():
+            return None
+        store: dict[str, np.ndarray] = {}
+        c = 0
+        for o in outputs:
+            e = self.code.rvars[o].size
+            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
+            c += e
+        return clock.save_times(), store
+
+
+class _CheckedLoader(importlib.machinery.SourceFileLoader):
+    """Imports the generated module from the bytes just checked, never from a .pyc in __pycache__ (which
+    could differ from the checked source); the file path is still the module's, as numba's cache needs."""
+
+    def __init__(self, fullname: str, path: str, data: bytes) -> None:
+        super().__init__(fullname, path)
+        self._checked = data
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        return compile(self._checked, self.path, "exec", dont_inherit=True)
+
+
+def _pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The static values as one flat array PF with, per static slot, its offset and whether it varies
+    by run (slot i of run r is PF[OFF[i] + r * VR[i]])."""
+    names = sc.code.layout.static_names
+    if not names:
+        return np.zeros(1), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    sizes = sc.static_sizes
+    parts = []
+    varies = np.zeros(len(names), dtype=np.int64)
+    for k, (name, value, e) in enumerate(zip(names, statics, sizes, strict=True)):
+        a = np.asarray(value, dtype=float)
+        if a.size == e:       # one value per element, shared by the runs
+            parts.append(a.reshape(e))
+            continue
+        rv = sc.rvars[name]
+        b = a.shape[-1] if a.ndim == len(rv.sizes) + 1 else 1
+        if b not in (1, n):
+            raise NotSupported(f"{name}: {b} values for a batch of {n} runs")
+        a = np.broadcast_to(a if a.ndim == len(rv.sizes) + 1 else a[..., None], tuple(rv.sizes) + (b,))
+        parts.append(a.reshape(e * b))
+        varies[k] = b > 1
+    E = np.asarray(sizes, dtype=np.int64)
+    stride = np.where(varies > 0, n, 1)
+    base = np.concatenate([[0], np.cumsum(E * stride)[:-1]])
+    within = np.arange(int(E.sum())) - np.repeat(np.cumsum(E) - E, E)
+    off = np.repeat(base, E) + within * np.repeat(stride, E)
+    return np.concatenate(parts), off.astype(np.int64), np.repeat(varies, E)
+
+
+def _write_atomic(path: Path, data: bytes) -> bool:
+    """Write through a temporary file and a rename; False when the folder cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False

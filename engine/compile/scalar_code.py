@@ -1,0 +1,441 @@
+"""Generate the numba backend's scalar kernel from the resolved model (the same pieces, ASTs and
+dependency order as engine.compile.model_code).
+
+Every value of one run lives in one float vector ``V``: the static values (constants, equations of
+constants, INITIAL values, in ``layout.static_names`` order) first, then the stocks (the packed
+state's rows, in order), then every dynamic variable's elements in evaluation order. A subscripted
+variable is flattened into element slots at generation time: a reference to an element is a fixed
+slot, a reduction (SUM, PROD, VMIN, VMAX) is unrolled element by element, a subscripted lookup
+selects its table here. Lookup tables sit in one flat array ``TAB`` (xs then ys of each table).
+
+The generated module holds two functions:
+
+``_eval(t, dt, t0, t1, saveper, V, dS, full, r, TAB, data...)``
+    evaluates the variables the net flows need and writes the flows into ``dS``; with ``full``,
+    every other dynamic variable too (saving steps);
+``kernel(...)`` / ``kernel_par(...)``
+    the loop over runs (``prange`` in ``kernel_par``) and steps t = t0 + k*dt, with the Solver's
+    step (0 Euler, 1 RK2, 2 RK4, as engine.integrate.solvers, operation for operation), clipping of
+    non-negative stocks, saving every ``save_every`` steps the slots asked for, and a per-run flag
+    when a saved value or the state is not finite.
+
+The source holds only slot numbers, numbers written with ``repr`` and the helpers' names: no text
+of the model (names included) reaches it. What it cannot express raises :class:`NotSupported`
+with the reason; the caller runs the model on numpy.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from engine.compile.expressions import Ctx, DimensionError, ExprCompiler
+from engine.compile.model_code import ModelCode
+from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary
+from engine.resolve import builtins, graph
+from engine.resolve.structure import Piece, RVar
+
+_NP1 = {"ABS": "np.abs", "EXP": "np.exp", "LN": "np.log", "SQRT": "np.sqrt", "INTEGER": "np.trunc",
+        "INT": "np.trunc", "SIN": "np.sin", "COS": "np.cos", "TAN": "np.tan", "ARCSIN": "np.arcsin",
+        "ARCCOS": "np.arccos", "ARCTAN": "np.arctan", "SIGN": "np.sign"}
+_NP2 = {"MIN": "_fmin", "MAX": "_fmax", "POWER": "np.power", "MODULO": "np.fmod"}
+_REDUCE = {"SUM", "PROD", "VMIN", "VMAX"}
+_CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_HELPERS = ("where", "b2f", "and", "or", "not", "fmin", "fmax", "lookup", "series", "xidz", "zidz", "quantum", "step",
+            "ramp", "ramp_end", "pulse", "pulse_width", "pulse_train", "log")
+
+
+def _py(helper: str) -> str:
+    """The helper's name in engine.compile.numba_runtime (and, or, not are keywords there)."""
+    return helper + "_" if helper in ("and", "or", "not") else helper
+
+
+class NotSupported(Exception):
+    """A construct the scalar kernel does not have (the run falls back to numpy)."""
+
+
+class ScalarCode:
+    """The scalar kernel's source for one model, and the slot layout the caller packs values by."""
+
+    def __init__(self, code: ModelCode) -> None:
+        self.code = code
+        self.model = code.model
+        self.rvars = code.rvars
+        lay = code.layout
+        if lay.delay_fixed:
+            names = sorted({self.rvars[d].host or d for d in lay.delay_fixed})
+            raise NotSupported(f"DELAY FIXED (in {', '.join(names[:3])}) is not compiled")
+        # a compiler with its own globals: used for the axes of an expression and the reference plans
+        self.ex = ExprCompiler(self.model, self.rvars, {})
+        self.slot: dict[str, int] = {}
+        n = 0
+        for name in lay.static_names:
+            self.slot[name] = n
+            n += self.rvars[name].size
+        self.n_static = n
+        self.static_sizes = [self.rvars[name].size for name in lay.static_names]
+        self.stock0 = n
+        for s in lay.stocks:
+            self.slot[s.name] = self.stock0 + s.start
+        n += lay.rows
+        self.n_in = n   # statics and stocks: the values _base and _extra read from V
+        self.order = graph.order(code.dyn_graph)
+        rate_deps: set[str] = set()
+        for s in lay.stocks:
+            for p in self.rvars[s.name].pieces:
+                rate_deps |= graph.node_deps(p.ast, self.rvars)
+        base = graph.closure({d for d in rate_deps if d in code.dyn_graph}, code.dyn_graph)
+        # dynamic slots: what the flows need (every step) first, then the rest (saving steps)
+        self.base = [name for name in self.order if name in base]
+        self.extra = [name for name in self.order if name not in base]
+        for name in self.base:
+            self.slot[name] = n
+            n += self.rvars[name].size
+        self.n_base_end = n
+        for name in self.extra:
+            self.slot[name] = n
+            n += self.rvars[name].size
+        self.n_slots = n
+        self.tables: list[float] = []
+        self._table_at: dict[tuple, tuple[int, int, bool]] = {}
+        self.data = list(lay.data_names)
+        self._tmp = 0
+        self._pre: list[str] = []
+        self.source = self._module()
+
+    # ------------------------------------------------------------------ the module
+    def _module(self) -> str:
+        lay = self.code.layout
+        # Values are locals (v<slot>), read from V and handed back as tuples: the statics and stocks come in
+        # as a slice of V unpacked in one statement; the flows and the dynamic values go out as tuples that
+        # the loop copies into arrays (numba's to_fixed_tuple is quadratic at run time: not used). numba's
+        # typing costs milliseconds per operation and tens of milliseconds per array access, and types every
+        # integer constant as its own literal type: the generated equations access no array at all. Every
+        # local is assigned once (numba's SSA pass is quadratic in redefinitions). Each tuple ends with a
+        # 0.0, so none is empty.
+        ins = [f"v{slot}" for slot in range(self.n_in)] + ["_u"]
+        head_in = f"({', '.join(ins)},) = V[:{self.n_in + 1}]"
+        base_body: list[str] = [head_in]
+        for name in self.base:
+            base_body += self._var(name)
+        for s in lay.stocks:
+            v = self.rvars[s.name]
+            base_body += self._elements(v, v.pieces[:1], lambda e, s=s: f"_d{s.start + e}")
+        flows = [f"_d{row}" for row in range(lay.rows)] + ["0.0"]
+        base_vals = [f"v{slot}" for slot in range(self.n_in, self.n_base_end)] + ["0.0"]
+        base_body.append(f"return ({', '.join(flows)},), ({', '.join(base_vals)},)")
+        extra_body: list[str] = [head_in, f"({', '.join(base_vals[:-1] + ['_u2'])},) = B"]
+        for name in self.extra:
+            extra_body += self._var(name)
+        extra_vals = [f"v{slot}" for slot in range(self.n_base_end, self.n_slots)] + ["0.0"]
+        extra_body.append(f"return ({', '.join(extra_vals)},)")
+        data_args = "".join(f", D{i}t, D{i}v" for i in range(len(self.data)))
+        ev = "\n".join([f"def _base(t, dt, t0, t1, saveper, V, r, TAB{data_args}):"] + ["    " + b for b in base_body]
+                       + ["", "", "@njit(**_NB)", f"def _extra(t, dt, t0, t1, saveper, V, r, B, TAB{data_args}):"]
+                       + ["    " + b for b in extra_body])
+        head = ('"""Generated by engine.compile.scalar_code (checked against a fresh generation before use)."""\n'
+                "import numpy as np\nfrom numba import njit, prange\n\n"
+                f"from engine.compile.numba_runtime import {', '.join(f'{_py(h)} as _{h}' for h in _HELPERS)}\n\n"
+                "_NB = {'cache': True, 'error_model': 'numpy'}\n\n\n")
+        args = f"S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}"
+        kernels = "\n\n".join(f"""@njit(**_NB{par})
+def {name}({args}):
+    for r in {rng}(S0.shape[1]):
+        _one(np.int64(r), {args})
+    return 0
+""" for name, rng, par in (("kernel", "range", ""), ("kernel_par", "prange", ", parallel=True")))
+        return head + "@njit(**_NB)\n" + ev + "\n\n\n" + self._one(data_args) + "\n\n" + kernels
+
+    def _one(self, data_args: str) -> str:
+        """One run: the loop over steps (the kernels call it for each run; a parallel loop's body must
+        stay this simple for numba's parfor lowering)."""
+        lay = self.code.layout
+        rows, s0 = lay.rows, self.stock0
+        nb, ne = self.n_base_end - self.n_in, self.n_slots - self.n_base_end
+        clip = [f"            for i in range({a}, {b}):\n"
+                "                if Sn[i] < 0.0:\n"
+                "                    Sn[i] = 0.0" for a, b in lay.non_negative]
+        ev = f"TAB{data_args}"
+
+        def stage(time: str, k: str) -> str:
+            return (f"_base({time}, dt, t0, t1, saveper, V, r, {ev})\n"
+                    f"                Fa = np.asarray(F)\n"
+                    f"                for i in range({rows}):\n"
+                    f"                    {k}[i] = Fa[i]")
+        return f"""@njit(**_NB)
+def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}):
+    if True:
+        V = np.zeros({self.n_slots + 1})
+        S = np.empty({max(rows, 1)})
+        Sn = np.empty({max(rows, 1)})
+        k1 = np.zeros({max(rows, 1)})
+        k2 = np.zeros({max(rows, 1)})
+        k3 = np.zeros({max(rows, 1)})
+        k4 = np.zeros({max(rows, 1)})
+        for i in range({self.n_static}):
+            V[i] = PF[OFF[i] + r * VR[i]]
+        for i in range({rows}):
+            S[i] = S0[i, r]
+        j = 0
+        for k in range(n_steps + 1):
+            t = t0 + k * dt
+            for i in range({rows}):
+                V[{s0} + i] = S[i]
+            F, B = _base(t, dt, t0, t1, saveper, V, r, {ev})
+            Fa = np.asarray(F)   # a tuple indexed at run time is a switch over its elements: copy it once
+            for i in range({rows}):
+                k1[i] = Fa[i]
+            if k % save_every == 0:
+                Ba = np.asarray(B)
+                for i in range({nb}):
+                    V[{self.n_in} + i] = Ba[i]
+                Ea = np.asarray(_extra(t, dt, t0, t1, saveper, V, r, B, {ev}))
+                for i in range({ne}):
+                    V[{self.n_base_end} + i] = Ea[i]
+                for c in range(OUTS.shape[0]):
+                    x = V[OUTS[c]]
+                    out[j, c, r] = x
+                    if not np.isfinite(x):
+                        bad[r] = True
+                j += 1
+            if k >= n_steps or bad[r]:
+                break
+            if method == 0:
+                for i in range({rows}):
+                    Sn[i] = S[i] + dt * k1[i]
+            elif method == 1:
+                for i in range({rows}):
+                    V[{s0} + i] = S[i] + dt * k1[i]
+                F, B = {stage("t + dt", "k2")}
+                for i in range({rows}):
+                    Sn[i] = S[i] + (0.5 * dt) * (k1[i] + k2[i])
+            else:
+                h = 0.5 * dt
+                for i in range({rows}):
+                    V[{s0} + i] = S[i] + h * k1[i]
+                F, B = {stage("t + h", "k2")}
+                for i in range({rows}):
+                    V[{s0} + i] = S[i] + h * k2[i]
+                F, B = {stage("t + h", "k3")}
+                for i in range({rows}):
+                    V[{s0} + i] = S[i] + dt * k3[i]
+                F, B = {stage("t + dt", "k4")}
+                for i in range({rows}):
+                    Sn[i] = S[i] + (dt / 6.0) * (k1[i] + 2.0 * (k2[i] + k3[i]) + k4[i])
+{chr(10).join(clip) if clip else "            pass"}
+            for i in range({rows}):
+                if not np.isfinite(Sn[i]):
+                    bad[r] = True
+                S[i] = Sn[i]
+            if bad[r]:
+                break
+    return 0
+"""
+
+    # ------------------------------------------------------------------ variables
+    def _var(self, name: str) -> list[str]:
+        v = self.rvars[name]
+        if self.code.phase[name] == "data":
+            i = self.data.index(name)
+            hold = self.model.variables[name].interpolation == "step"
+            base = self.slot[name]
+            return [f"v{base + e} = _series(t, D{i}t, D{i}v, {float(e)!r}, r, {float(hold)!r})"
+                    for e in range(v.size)]
+        base = self.slot[name]
+        return self._elements(v, v.pieces, lambda e: f"v{base + e}")
+
+    def _elements(self, v: RVar, pieces: list[Piece], target) -> list[str]:
+        """Statements assigning each element of v from the piece that covers it (later pieces win)."""
+        out: list[str] = []
+        for e in range(v.size):
+            idx = np.unravel_index(e, v.sizes) if v.sizes else ()
+            piece = None
+            for p in pieces:
+                if v.internal or all(r is None or int(i) in r for r, i in zip(p.region, idx, strict=True)):
+                    piece = p
+            if piece is None:
+                raise NotSupported(f"{v.host or v.name}: element {e} has no equation")
+            if v.internal:
+                ctx = Ctx(v.host or v.name, v.dims, v.context or tuple(None for _ in v.dims))
+                bind = {d: int(i) for d, i in zip(v.dims, idx, strict=True)}
+            else:
+                ctx = Ctx(v.name, v.dims, piece.region)
+                bind = {d: (int(i) if r is None else r.index(int(i)))
+                        for d, r, i in zip(v.dims, piece.region, idx, strict=True)}
+            self._pre = []
+            try:
+                code = self._float(piece.ast, ctx, bind)
+            except (DimensionError, KeyError, IndexError, ValueError) as exc:
+                raise NotSupported(f"{v.host or v.name}: {type(exc).__name__}: {exc}") from None
+            out += self._pre
+            out.append(f"{target(e)} = {code}")
+        return out
+
+    # ------------------------------------------------------------------ expressions
+    def _float(self, node: Node, ctx: Ctx, bind: dict[str, int]) -> str:
+        code, is_bool = self._x(node, ctx, bind)
+        return f"_b2f({code})" if is_bool else code
+
+    def _bool(self, node: Node, ctx: Ctx, bind: dict[str, int]) -> str:
+        code, is_bool = self._x(node, ctx, bind)
+        return code if is_bool else f"({code} != 0.0)"
+
+    @staticmethod
+    def _num(value: float) -> str:
+        if value != value:
+            return "np.nan"
+        if math.isinf(value):
+            return "np.inf" if value > 0 else "(-np.inf)"
+        return repr(float(value))
+
+    def _x(self, node: Node, ctx: Ctx, bind: dict[str, int]) -> tuple[str, bool]:
+        """(code, is it a bool) of one element of node."""
+        if isinstance(node, Num):
+            return self._num(node.value), False
+        if isinstance(node, Ref):
+            return self._ref(node, ctx, bind), False
+        if isinstance(node, Unary):
+            if node.op == "not":
+                return f"_not({self._bool(node.operand, ctx, bind)})", True
+            if node.op == "+":
+                return self._x(node.operand, ctx, bind)
+            return f"(-{self._float(node.operand, ctx, bind)})", False
+        if isinstance(node, BinOp):
+            if node.op in ("and", "or"):
+                fn = "_and" if node.op == "and" else "_or"
+                return f"{fn}({self._bool(node.left, ctx, bind)}, {self._bool(node.right, ctx, bind)})", True
+            a, b = self._float(node.left, ctx, bind), self._float(node.right, ctx, bind)
+            if node.op in _CMP:
+                return f"({a} {_CMP[node.op]} {b})", True
+            if node.op == "^":
+                return f"np.power({a}, {b})", False
+            if node.op in ("+", "-", "*", "/"):
+                return f"({a} {node.op} {b})", False
+            raise NotSupported(f"operator {node.op}")
+        if isinstance(node, Call):
+            return self._call(node, ctx, bind), False
+        if isinstance(node, Table):
+            raise NotSupported("an inline lookup table outside WITH_LOOKUP")
+        raise NotSupported(f"cannot compile {type(node).__name__}")
+
+    def _element(self, node: Ref, dims: tuple[str, ...], ctx: Ctx, bind: dict[str, int]) -> int:
+        """The flat element of a value over ``dims`` that this reference reads for the binding."""
+        int_index, takes, axes = self.ex.ref_plan(node, dims, ctx)
+        take = dict(takes)
+        idx: list[int] = []
+        ax = 0
+        for ii in int_index:
+            if ii != ":":
+                idx.append(int(ii))
+                continue
+            pos = bind[axes[ax]]
+            positions = take.get(ax)
+            idx.append(positions[pos] if positions is not None else pos)
+            ax += 1
+        sizes = tuple(len(self.model.dim_elements(d)) for d in dims)
+        if any(not 0 <= i < s for i, s in zip(idx, sizes, strict=True)):
+            raise NotSupported(f"{node.name}: an element outside its dimension")
+        return int(np.ravel_multi_index(idx, sizes)) if sizes else 0
+
+    def _ref(self, node: Ref, ctx: Ctx, bind: dict[str, int]) -> str:
+        upper = node.name.upper()
+        if node.name not in self.rvars and upper in builtins.TIME_NAMES:
+            return builtins.TIME_NAMES[upper]
+        if node.name not in self.rvars:   # a dimension used as a value: the position, 1-based
+            return repr(float(self._element(node, (node.name,), ctx, bind) + 1))
+        target = self.rvars[node.name]
+        if target.kind == "lookup":
+            raise NotSupported(f"the lookup {node.name} used as a value")
+        if node.name not in self.slot:
+            raise NotSupported(f"{node.name} ({target.kind}) has no slot")
+        if target.internal:
+            idx = [bind[d] for d in ctx.dims]
+            e = int(np.ravel_multi_index(idx, target.sizes)) if target.sizes else 0
+            return f"v{self.slot[node.name] + e}"
+        return f"v{self.slot[node.name] + self._element(node, target.dims, ctx, bind)}"
+
+    def _table(self, key: tuple, xs, ys, linear: bool) -> tuple[int, int, bool]:
+        if key not in self._table_at:
+            xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+            if len(xs) != len(ys) or not xs:
+                raise NotSupported("a lookup table with x and y of different lengths")
+            self._table_at[key] = (len(self.tables), len(xs), linear)
+            self.tables += xs + ys
+        return self._table_at[key]
+
+    def _tmpname(self) -> str:
+        self._tmp += 1
+        return f"_r{self._tmp}"
+
+    def _call(self, node: Call, ctx: Ctx, bind: dict[str, int]) -> str:
+        if node.func in self.rvars and self.rvars[node.func].kind == "lookup":
+            x = self._float(node.args[0], ctx, bind)
+            table = self.rvars[node.func]
+            var = self.model.variables[node.func]
+            linear = var.extrapolation == "linear"
+            if not table.dims:
+                off, n, lin = self._table((node.func,), var.xs, var.ys, linear)
+            else:
+                e = self._element(Ref(node.func, node.subs), table.dims, ctx, bind)
+                nested = bool(var.xs) and isinstance(var.xs[0], tuple)
+                xs = var.xs[e] if nested else var.xs
+                ys = var.ys[e] if var.ys and isinstance(var.ys[0], tuple) else var.ys
+                off, n, lin = self._table((node.func, e), xs, ys, linear)
+            # offsets as floats: an integer constant would be typed as its own literal type (slow to compile)
+            return f"_lookup({x}, TAB, {float(off)!r}, {float(n)!r}, {float(lin)!r})"
+        f = node.func.upper()
+        if f == "WITH_LOOKUP":
+            tbl = node.args[1]
+            if not isinstance(tbl, Table):
+                raise NotSupported("WITH_LOOKUP without an inline table")
+            off, n, _ = self._table(("inline", tuple(tbl.xs), tuple(tbl.ys)), tbl.xs, tbl.ys, False)
+            return f"_lookup({self._float(node.args[0], ctx, bind)}, TAB, {float(off)!r}, {float(n)!r}, 0.0)"
+        if f in _REDUCE:
+            return self._reduce(f, node.args[0], ctx, bind)
+        args = node.args
+        if f == "IF_THEN_ELSE":
+            c = self._bool(args[0], ctx, bind)
+            # both branches evaluated, as numpy.where does: no branch in the generated code (numba's
+            # compile time grows with the number of basic blocks)
+            return f"_where({c}, {self._float(args[1], ctx, bind)}, {self._float(args[2], ctx, bind)})"
+        codes = [self._float(a, ctx, bind) for a in args]
+        if f in _NP1 and len(codes) == 1:
+            return f"{_NP1[f]}({codes[0]})"
+        if f in _NP2 and len(codes) == 2:
+            return f"{_NP2[f]}({codes[0]}, {codes[1]})"
+        simple = {("LOG", 1): "np.log10({0})", ("LOG", 2): "_log({0}, {1})", ("XIDZ", 3): "_xidz({0}, {1}, {2})",
+                  ("ZIDZ", 2): "_zidz({0}, {1})", ("QUANTUM", 2): "_quantum({0}, {1})",
+                  ("STEP", 2): "_step(t, {0}, {1}, dt)", ("RAMP", 2): "_ramp(t, {0}, {1})",
+                  ("RAMP", 3): "_ramp_end(t, {0}, {1}, {2})", ("PULSE", 1): "_pulse(t, dt, {0})",
+                  ("PULSE", 2): "_pulse_width(t, dt, {0}, {1})",
+                  ("PULSE_TRAIN", 4): "_pulse_train(t, dt, {0}, {1}, {2}, {3})"}
+        if (f, len(codes)) in simple:
+            return simple[(f, len(codes))].format(*codes)
+        raise NotSupported(f"the function {node.func} is not compiled")
+
+    def _reduce(self, f: str, arg: Node, ctx: Ctx, bind: dict[str, int]) -> str:
+        """A reduction unrolled: one statement per element, in numpy's order (sequential along the axes)."""
+        axes = self.ex.compile(arg, ctx).axes
+        red = [a for a in axes if a.endswith("!")]
+        if not red:
+            raise NotSupported(f"{f} without a dimension to reduce")
+        sizes = [len(self.model.dim_elements(a[:-1])) for a in red]
+        acc = ""
+        for combo in itertools.product(*(range(s) for s in sizes)):
+            b = dict(bind)
+            b.update(zip(red, combo, strict=True))
+            term = self._float(arg, ctx, b)
+            new = self._tmpname()   # a new name each time: every local is assigned once (see _module)
+            if not acc:
+                self._pre.append(f"{new} = {term}")
+            elif f == "SUM":
+                self._pre.append(f"{new} = {acc} + {term}")
+            elif f == "PROD":
+                self._pre.append(f"{new} = {acc} * {term}")
+            elif f == "VMIN":
+                self._pre.append(f"{new} = _fmin({acc}, {term})")
+            else:
+                self._pre.append(f"{new} = _fmax({acc}, {term})")
+            acc = new
+        return acc

@@ -1,0 +1,247 @@
+"""The numba backend (a scalar kernel generated from the resolved model) against the numpy backend,
+the reference (issue 12).
+
+Oracle: the numpy backend on the same model and batch; every saved value must agree to 1e-10
+relative (values near zero: 1e-10 absolute on the variable's scale). Each model compiles once per
+module (numba takes seconds per model; the compiled kernels are cached on disk, so a second session
+is fast). Skipped without numba.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import SimulationError, compile_model, load_model
+from engine.parse import model_from_dict
+from engine.results import RunStatus
+
+pytest.importorskip("numba", reason="the numba backend needs numba (pip install numba)")
+
+ROOT = Path(__file__).resolve().parents[1]
+REL = 1e-10
+SHARED = ROOT.parent / "shared"
+WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
+
+
+def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
+          time=None, name="nb", subranges=None):
+    d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
+    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks),
+                         ("flows", flows), ("lookups", lookups), ("data", data)]:
+        if section:
+            d[key] = section
+    if aux:
+        d["auxiliaries"] = {k: (v if isinstance(v, dict) else {"equation": v}) for k, v in aux.items()}
+    return compile_model(model_from_dict(d, f"{name}.toml"), check_units=False, backend=backend)
+
+
+def assert_same(rn, rb):
+    assert rb.backend == "numba", "the run fell back to numpy"
+    np.testing.assert_array_equal(rn.times, rb.times)
+    assert rn.variables == rb.variables
+    for v in rn.variables:
+        a, b = rn[v], rb[v]
+        assert a.shape == b.shape, v
+        assert (np.isnan(a) == np.isnan(b)).all(), f"{v}: NaN in one backend only"
+        scale = np.maximum(np.abs(a), np.nanmax(np.abs(a), initial=0.0) * 1e-6) + 1e-300
+        with np.errstate(all="ignore"):
+            err = np.nanmax(np.abs(a - b) / scale, initial=0.0)
+        assert err <= REL, f"{v}: relative difference {err:.2e}"
+
+
+BUILTINS = {
+    "dims": {"sector": ["a", "b", "c"]},
+    "subranges": {"sub": {"of": "sector", "elements": ["a", "c"]}},
+    "const": {"k": {"value": 0.3}, "w": {"dims": ["sector"], "value": {"a": 1, "b": 2, "c": 3}},
+              "h": {"value": 2.5}},
+    "lookups": {"tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 6]},
+                "lin": {"x": [0, 1, 2], "y": [0, 10, 5], "extrapolation": "linear"},
+                "hit": {"x": [0, 1, 1, 3], "y": [0, 1, 4, 2]}},
+    "data": {"d": {"time": [1, 3, 5, 8], "values": [10, 30, 10, 15], "interpolation": "linear"},
+             "e": {"time": [1, 3, 5], "values": [1, 2, 3], "interpolation": "step"}},
+    "stocks": {"x": {"initial": "1", "inflows": ["grow"], "outflows": ["loss"]},
+               "v": {"dims": ["sector"], "initial": "w", "inflows": ["fill"], "non_negative": True}},
+    "flows": {"grow": {"equation": "k * x * tbl(TIME) / (1 + x) + STEP(h, 3) + RAMP(0.1, 2, 6)"},
+              "loss": {"equation": "XIDZ(x, 4 + PULSE(5, 1), 0) + ZIDZ(PULSE_TRAIN(1, 0.5, 2, 9), 2)"},
+              "fill": {"dims": ["sector"], "equations": {"default": "d / 10 - v * k * w", "c": "e - 2 * v"}}},
+    "aux": {"s": "SMOOTH(x, 2)", "dl": "DELAY3(x, 1.5)", "tot": "SUM(v[sector!])", "lg": "LOG(x + 1, 3) + LN(x + 1)",
+            "q": "QUANTUM(x, 0.5) + INTEGER(x) + MODULO(TIME, 3) + MIN(x, 2) * MAX(x, 1) + ABS(-x) + SQRT(x)",
+            "ex": "lin(TIME / 3 - 1) + EXP(-x) + POWER(x, 0.7) + IF_THEN_ELSE(x > 2 :AND: TIME < 7, 1, 0)",
+            "wl": "WITH_LOOKUP(TIME, ((0, 0), (4, 4), (8, 1)))", "vs": {"dims": ["sector"], "equation": "v * w + x"},
+            "red": "VMAX(v[sector!]) - VMIN(w[sector!]) + PROD(w[sub!])",
+            "hits": "hit(MODULO(TIME, 4)) + IF_THEN_ELSE(:NOT: (x < 1 :OR: TIME = 2), 1, 0)",
+            "pick": {"dims": ["sub"], "equation": "v[sub] * 2 + w[b]"}},
+}
+
+
+@pytest.fixture(scope="module")
+def builtins_models():
+    return build("numpy", **BUILTINS), build("numba", **BUILTINS)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+@pytest.mark.parametrize("n", [1, 3, 70])
+def test_builtins_equal_numpy(builtins_models, method, n, monkeypatch):
+    from engine.compile import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_RUNS", 64)   # 70 runs: the prange kernel
+    mn, mb = builtins_models
+    params = {"k": np.linspace(0.1, 0.5, n), "h": np.linspace(1, 3, n)} if n > 1 else {}
+    assert_same(mn.run(params=params, n=n, method=method), mb.run(params=params, n=n, method=method))
+
+
+def test_chosen_outputs_saveper_and_varied_series(builtins_models):
+    mn, mb = builtins_models
+    kw = {"stop": 9.75, "saveper": 1.0, "variables": ["x", "vs", "tot", "k"]}
+    assert_same(mn.run(**kw), mb.run(**kw))
+    sc = {"a": {"d": {"time": [0, 10], "values": [5, 25]}}, "b": {"w": [3, 2, 1]}, "c": {}}
+    assert_same(mn.run(scenarios=sc), mb.run(scenarios=sc))
+
+
+def test_reference_model_equal_numpy():
+    path = ROOT / "benchmarks" / "regional_economy.toml"
+    mn, mb = load_model(path, backend="numpy"), load_model(path, backend="numba")
+    rate = np.linspace(0.2, 0.4, 5)
+    assert_same(mn.run(), mb.run())
+    assert_same(mn.run(params={"savings_rate": rate}), mb.run(params={"savings_rate": rate}))
+
+
+@pytest.mark.slow
+def test_linxiang_scenarios_equal_numpy():
+    from engine.scenarios import load_scenario
+
+    path = ROOT / "model" / "linxiang.toml"
+    mn, mb = load_model(path, backend="numpy"), load_model(path, backend="numba")
+    runs = {}
+    for f in sorted(glob.glob(str(ROOT / "scenarios" / "*.toml"))):
+        sc = load_scenario(f, mn)
+        runs[sc.name] = sc.overrides
+    assert len(runs) >= 10
+    assert_same(mn.run(scenarios=runs), mb.run(scenarios=runs))
+    assert_same(mn.run(method="rk4"), mb.run(method="rk4"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WORLD3.is_file(), reason=f"World3-03 not found at {WORLD3}")
+def test_world3_equal_numpy():
+    mn, mb = load_model(WORLD3, backend="numpy"), load_model(WORLD3, backend="numba")
+    with np.errstate(all="ignore"):
+        assert_same(mn.run(), mb.run())
+
+
+def test_unsupported_construct_falls_back_with_one_line(capsys):
+    spec = {"aux": {"y": "DELAY_FIXED(TIME, 2, 0)"}, "time": {"dt": 1, "saveper": 1}}
+    mb = build("numba", name="fixed_delay_nb", **spec)
+    res = mb.run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy" in err[0] and "DELAY FIXED" in err[0] and "fixed_delay_nb.toml" in err[0]
+    assert res.backend == "numpy"
+    np.testing.assert_array_equal(res["y"][0], build("numpy", **spec).run()["y"][0])
+    mb.run()
+    assert capsys.readouterr().err == ""     # said once
+    res = build("numba", name="adaptive_nb", aux={"y": "TIME"}).run(method="adaptive")
+    assert res.backend == "numpy" and "adaptive" in capsys.readouterr().err
+
+
+BLOWUP = {"const": {"T": {"value": 100}}, "stocks": {"x": {"initial": "0", "inflows": ["g"]}},
+          "flows": {"g": {"equation": "1 / (T - TIME)"}}, "time": {"dt": 1, "saveper": 1}}
+
+
+def test_errors_and_per_run_status_are_numpy_s():
+    mn, mb = build("numpy", name="blow", **BLOWUP), build("numba", name="blow", **BLOWUP)
+    with pytest.raises(SimulationError) as en:
+        mn.run(params={"T": [100.0, 4.0]})
+    with pytest.raises(SimulationError) as eb:
+        mb.run(params={"T": [100.0, 4.0]})
+    assert str(en.value) == str(eb.value) and "g" in str(eb.value) and "run '1' (#1)" in str(eb.value)
+    T = np.array([100.0, 4.0, 50.0])
+    rn, rb = mn.run(params={"T": T}, throw=False), mb.run(params={"T": T}, throw=False)
+    assert rb.status.tolist() == rn.status.tolist() == [0, int(RunStatus.NON_FINITE), 0]
+    assert rb.failures == rn.failures
+    np.testing.assert_array_equal(rn["x"], rb["x"])
+    assert mb.run(params={"T": 100.0}).backend == "numba"    # a batch that does not fail stays compiled
+
+
+def test_disk_cache_is_reused_and_a_tampered_file_is_never_run(tmp_path, monkeypatch):
+    from engine.compile import numba_backend
+
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path))
+    spec = {"const": {"a": {"value": 0.5}}, "stocks": {"x": {"initial": "1", "inflows": ["f"]}},
+            "flows": {"f": {"equation": "a * x"}}}
+    m = build("numba", name="cache_nb", **spec)
+    r1 = m.run()
+    assert r1.backend == "numba"
+    file = m._numba.cache_file
+    assert file is not None and file.parent == tmp_path / "numba"
+    assert list((tmp_path / "numba" / "__pycache__").glob(f"{file.stem}*.nbi")), "numba wrote no cache index"
+    # another model object with the same structure and another constant: the same source file, not rewritten
+    stamp = file.stat().st_mtime_ns
+    m2 = build("numba", name="cache_nb", **{**spec, "const": {"a": {"value": 0.25}}})
+    r2 = m2.run()
+    assert m2._numba.cache_file == file and file.stat().st_mtime_ns == stamp
+    assert_same(build("numpy", name="cache_nb", **{**spec, "const": {"a": {"value": 0.25}}}).run(), r2)
+    # a tampered file: detected by its bytes, rewritten before it is imported
+    text = file.read_text(encoding="utf-8")
+    assert "return (_d0, " in text
+    file.write_text(text.replace("return (_d0, ", "return (_d0 * 2.0, "), encoding="utf-8")
+    m3 = build("numba", name="cache_nb", **spec)
+    assert_same(build("numpy", name="cache_nb", **spec).run(), m3.run())
+    assert "_d0 * 2.0" not in file.read_text(encoding="utf-8")
+    assert numba_backend.version().startswith("numba-")
+
+
+def test_backend_names_and_cli(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LXSD_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("LXSD_BACKEND", None)
+    model = ROOT / "tests" / "models" / "decay.toml"
+    out = tmp_path / "r.csv"
+    done = subprocess.run([sys.executable, "-m", "engine", "run", str(model), "--backend", "numba", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "numpy backend" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
+                          env={**env, "LXSD_BACKEND": "numba"}, cwd=ROOT, check=False)
+    assert "backend numba" in done.stdout
+
+
+# ------------------------------------------------------------------ SDXorg suite models (as test_backend_suite)
+SUITE = Path(os.environ.get("SD_TEST_MODELS", SHARED / "sd-test-models"))
+TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
+LISTED = [ln.strip() for ln in (ROOT / "tests" / "data" / "pysd_passing.txt").read_text(encoding="utf-8").splitlines()
+          if ln.strip() and not ln.startswith("#")]
+if os.environ.get("LXSD_BACKEND_SUITE") != "all":
+    LISTED = LISTED[::8]     # numba compiles each model (seconds); LXSD_BACKEND_SUITE=all runs all of them
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("rel", LISTED)
+def test_suite_model_equal_numpy(rel):
+    from engine.io.pysd_import import import_model
+
+    model = TESTS / rel
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        data_files = [f for f in (model.parent / "data.tab", model.parent / "data.csv") if f.is_file()]
+        d = import_model(model, data_files=data_files)
+        mn = compile_model(model_from_dict(d, str(model)), check_units=False, backend="numpy")
+        mb = compile_model(model_from_dict(d, str(model)), check_units=False, backend="numba", )
+        mb._say_fallback = False
+        rn, rb = mn.run(), mb.run()
+    if rb.backend != "numba":
+        pytest.skip(f"not compiled by the numba backend: {mb._numba.broken if mb._numba else 'numba missing'}")
+    assert_same(rn, rb)
+
+
+def test_models_without_stocks_or_dynamics():
+    for name, spec in (("nostock_nb", {"aux": {"y": "TIME * 2", "z": "IF_THEN_ELSE(y > 5, 1, 0)"}}),
+                       ("constonly_nb", {"const": {"c": {"value": 3}}, "aux": {"y": "c * 2"}})):
+        assert_same(build("numpy", name=name, **spec).run(n=2), build("numba", name=name, **spec).run(n=2))
