@@ -80,6 +80,10 @@ class ScalarCode:
             self.slot[s.name] = self.stock0 + s.start
         n += lay.rows
         self.n_in = n   # statics and stocks: the values _base and _extra read from V
+        if code.blocks["dyn"]:
+            # loops only between elements (C-LEARN) are computed in element chunks by the numpy code
+            raise NotSupported("variables computed element by element (a loop between their elements) "
+                               "are not compiled")
         self.order = graph.order(code.dyn_graph)
         rate_deps: set[str] = set()
         for s in lay.stocks:
