@@ -416,6 +416,8 @@ class CompiledModel:
     def _run_numba(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
         """The batch on the numba backend, or None (as _run_compiled)."""
         prog = self._numba
+        if prog is None:   # the numba backend was not chosen
+            return None
         reason = prog.unsupported(solver.name, dynamic)
         if reason is None:
             try:
