@@ -378,7 +378,8 @@ def main() -> None:
           "load average is printed with the figures.")
     print(f"\nApp under load — `python benchmarks/bench_app.py --users {a.users} --moves {a.moves} "
           f"--think {a.think}{' --same-session' if a.same_session else ''}`; "
-          f"{os.cpu_count()} CPUs, load average {load_start} at the start, {load_avg} at the end; {len(load)} lever moves by "
+          f"{os.cpu_count()} CPUs, load average {load_start} at the start, {load_avg} at the end; "
+          f"{len(load)} lever moves by "
           f"{a.users} users in {wall:.0f} s\n")
     print("| measurement | median ms | p95 ms | max ms | target ms | n |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -217,7 +217,7 @@ class ExprCompiler:
                                                   or self.model.mapped(h, self.parent(sub))):
                     claimed[i] = h
                     break
-        for i, (sub, xd) in enumerate(zip(subs, dims)):
+        for i, (sub, xd) in enumerate(zip(subs, dims, strict=True)):
             x_elems = self.elements(xd)
             reduce = sub.endswith("!")
             s = sub[:-1] if reduce else sub
@@ -370,7 +370,7 @@ class ExprCompiler:
         sizes = tuple(len(self.elements(d)) for d in ctx.dims)
         idx = "()"
         if ctx.region and any(r is not None for r in ctx.region):
-            ix = np.ix_(*[np.arange(s) if r is None else np.array(r) for r, s in zip(ctx.region, sizes)])
+            ix = np.ix_(*[np.arange(s) if r is None else np.array(r) for r, s in zip(ctx.region, sizes, strict=True)])
             idx = self.const_global(ix + (slice(None),), "_rix")
         u = f"_rand.uniforms(_streams, {site}, {seed_code}, t, t0, dt, {sizes}, {idx}, _streams.n)"
         return CExpr(f"_rand.draw({f!r}, {u}{''.join(', ' + c for c in codes)})", ctx.dims)

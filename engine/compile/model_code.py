@@ -111,7 +111,7 @@ class ModelCode:
                 self.phase[m] = "static" if static else "dynamic"
         self.dyn_graph = {n: {d for d in deps if self.phase.get(d) in ("dynamic", "data")}
                           for n, deps in dyn_graph.items() if self.phase[n] == "dynamic"}
-        for n, v in rv.items():
+        for n in rv:
             if self.phase[n] == "data":
                 self.dyn_graph[n] = set()
         self.blocks["dyn"] = [b for b in blocks if b <= self.dyn_graph.keys()]
@@ -213,9 +213,9 @@ class ModelCode:
             return [f"{target} = {self.ex.piece_value(p.ast, self._ctx(v, p.region), v.sizes)}"]
         parts = []
         for p in pieces:
-            region_sizes = tuple(s if r is None else len(r) for r, s in zip(p.region, v.sizes))
+            region_sizes = tuple(s if r is None else len(r) for r, s in zip(p.region, v.sizes, strict=True))
             code = self.ex.piece_value(p.ast, self._ctx(v, p.region), region_sizes)
-            axes_idx = [np.arange(s) if r is None else np.array(r) for r, s in zip(p.region, v.sizes)]
+            axes_idx = [np.arange(s) if r is None else np.array(r) for r, s in zip(p.region, v.sizes, strict=True)]
             idx = np.ix_(*axes_idx) + (slice(None),) if axes_idx else (slice(None),)
             g = self.ex.const_global(idx, "_reg")
             parts.append(f"({g}, {code})")

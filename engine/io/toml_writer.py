@@ -22,7 +22,7 @@ def _toml_str(s: str) -> str:
         elif ch == "\t":
             out.append("\\t")
         elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\u%04x" % ord(ch))
+            out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
     out.append('"')

@@ -49,7 +49,7 @@ def to_identifier(name: str) -> str:
         if base and base.isalnum():
             out.append(base.lower())
         elif ch.isalnum():
-            out.append("_u%04x_" % ord(ch))
+            out.append(f"_u{ord(ch):04x}_")
         else:
             out.append("_")
     ident = re.sub(r"_+", "_", "".join(out)).strip("_")
