@@ -21,7 +21,7 @@ import sys
 
 from engine.errors import EngineError
 
-BACKENDS = ("numpy", "jax", "numba")
+BACKENDS = ("numpy", "jax", "numba", "c")
 _said: set[tuple[str, str]] = set()
 
 
@@ -31,6 +31,13 @@ def jax_installed() -> bool:
 
 def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
+
+
+def c_compiler_found() -> bool:
+    """Whether a C compiler ($CC or cc) is on the PATH (the C backend's only requirement)."""
+    import shutil
+
+    return shutil.which(os.environ.get("CC", "cc") or "cc") is not None
 
 
 def default_backend() -> str:
@@ -75,6 +82,10 @@ def describe(backend: str) -> str:
         from engine.compile.numba_backend import version
 
         return f"numba (a scalar kernel compiled with LLVM; {version()})"
+    if backend == "c":
+        from engine.compile.c_backend import version
+
+        return f"c (the scalar kernel as C, compiled by the system compiler; {version()})"
     import numpy as np
 
     return f"numpy {np.__version__} (reference)"
