@@ -40,9 +40,8 @@ def read_model(path: str | Path) -> Model:
 def compile_model(model: Model, check_units: bool = True, backend: str | None = None):
     """Resolve, check and compile a Model; returns a CompiledModel ready to run.
 
-    backend: "numpy" (the reference), "jax" or "numba" (compiled); None: numpy unless $LXSD_BACKEND says otherwise
-    (engine.backends says why)
-    (engine.backends.default_backend)."""
+    backend: "numpy" (the reference), "jax", "numba" or "c" (compiled); None: $LXSD_BACKEND, else "c" with a
+        C compiler, numpy without (engine.backends.default_backend says why)."""
     from engine.backends import check_backend, explicit
     from engine.compile.model_code import ModelCode
     from engine.resolve.resolver import resolve
