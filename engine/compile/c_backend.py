@@ -5,8 +5,8 @@ The same generator as numba, so the same coverage and the same numbers (tested a
 relative), but gcc compiles the Linxiang model in seconds where numba's type inference takes over a
 minute. Built with ``-O2 -fPIC -shared -ffp-contract=off -fno-fast-math -fno-math-errno``: no FMA contraction and
 no reassociation, so + - * / round as numpy's do (library functions such as exp and pow may differ from
-numpy's in the last bit: 1e-15 relative measured on Linxiang, 0 on World3). ``-fopenmp`` is added when the compiler accepts it; the
-run loop then uses threads from ``PARALLEL_MIN_RUNS`` runs on.
+numpy's in the last bit: 1e-15 relative measured on Linxiang, 0 on World3). ``-fopenmp`` is added when
+the compiler accepts it; the run loop then uses threads from ``PARALLEL_MIN_RUNS`` runs on.
 
 Compiler: ``$CC`` or ``cc``. None found, or a compile error: the model runs on numpy (one line says why).
 Disk cache: ``$LXSD_CACHE_DIR/c/<hash>.so`` (default ``~/.cache/linxiang-sd/c``), the hash covering the
