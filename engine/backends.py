@@ -85,7 +85,7 @@ def describe(backend: str) -> str:
     if backend == "c":
         from engine.compile.c_backend import version
 
-        return f"c (the scalar kernel as C, compiled by the system compiler; {version()})"
+        return f"c (the scalar kernel as C, compiled by {version()})"
     import numpy as np
 
     return f"numpy {np.__version__} (reference)"

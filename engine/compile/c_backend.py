@@ -73,9 +73,9 @@ def compiler() -> tuple[str, str, bool] | None:
 
 
 def version() -> str:
-    """The backend's version (the compiler's version line), part of the cache key."""
+    """The C compiler's version line (and whether OpenMP works), for ``lxsd describe``."""
     info = compiler()
-    return f"c ({info[1]}{', OpenMP' if info[2] else ''})" if info else "c (no C compiler found)"
+    return f"{info[1]}{' with OpenMP' if info[2] else ''}" if info else "no C compiler found"
 
 
 def cache_dir() -> Path:
