@@ -71,7 +71,8 @@ def compile_model(model: Model, check_units: bool = True, backend: str | None = 
 def load_model(path: str | Path, check_units: bool | None = None, backend: str | None = None):
     """Read and compile a model file; raises ModelError naming the file and variable.
 
-    backend: "numpy", "jax" or "numba"; None: the default (numpy; see engine.backends).
+    backend: "numpy", "jax", "numba" or "c"; None: the default (c with a C compiler, else numpy; see
+    engine.backends).
 
     Units are checked for our own .toml models; imported Vensim/XMILE models are run
     as their authors wrote them (Vensim checks their units itself).
