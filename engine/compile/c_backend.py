@@ -146,7 +146,7 @@ class CProgram:
         lib = ctypes.CDLL(str(file))
         fn = lib.lx_kernel
         fn.restype = ctypes.c_int
-        P, L, D = ctypes.c_void_p, ctypes.c_long, ctypes.c_double
+        P, L, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double   # int64_t in the C: numpy's int64
         fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, P, P, P, P, P]
         self.cache_file, self.threads_ok, self._fn = file, omp, fn
         return fn

@@ -4,6 +4,7 @@
  * (its slope form, exact hits, the NaN fallbacks), the event functions use the same tolerance. Built
  * without fast-math or FMA contraction, so + - * / give numpy's bits. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,19 +18,19 @@ static inline double lx_fmax(double a, double b) { return (a >= b || a != a) ? a
 static inline double lx_sign(double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : (x == 0 ? 0.0 : x)); }
 
 /* numpy.interp(x, xs, ys) with xs = tab[off:off+n], ys = tab[off+n:off+2n] */
-static double lx_interp(double x, const double *tab, long off, long n) {
-    long ys0 = off + n;
+static double lx_interp(double x, const double *tab, int64_t off, int64_t n) {
+    int64_t ys0 = off + n;
     if (x != x) return x;
     if (n == 1) return tab[ys0];
     if (x < tab[off]) return tab[ys0];
     if (x > tab[off + n - 1]) return tab[ys0 + n - 1];
     if (x == tab[off + n - 1]) return tab[ys0 + n - 1];
-    long lo = 0, hi = n;
+    int64_t lo = 0, hi = n;
     while (hi - lo > 1) {
-        long mid = (lo + hi) / 2;
+        int64_t mid = (lo + hi) / 2;
         if (tab[off + mid] <= x) lo = mid; else hi = mid;
     }
-    long j = lo;
+    int64_t j = lo;
     double xj = tab[off + j], xj1 = tab[off + j + 1];
     double fj = tab[ys0 + j], fj1 = tab[ys0 + j + 1];
     if (x == xj) return fj;
@@ -44,10 +45,10 @@ static double lx_interp(double x, const double *tab, long off, long n) {
 
 /* a table: hold the ends, or with linear (1.0) extend the end slopes */
 static double lx_lookup(double x, const double *tab, double foff, double fn, double linear) {
-    long off = (long)foff, n = (long)fn;
+    int64_t off = (int64_t)foff, n = (int64_t)fn;
     double y = lx_interp(x, tab, off, n);
     if (linear != 0.0 && n > 1) {
-        long ys0 = off + n;
+        int64_t ys0 = off + n;
         double x0 = tab[off], x1 = tab[off + 1], xl = tab[off + n - 1], xm = tab[off + n - 2];
         if (x < x0) {
             double lo = x1 != x0 ? (tab[ys0 + 1] - tab[ys0]) / (x1 - x0) : 0.0;
@@ -62,19 +63,19 @@ static double lx_lookup(double x, const double *tab, double foff, double fn, dou
 }
 
 /* a time-series input: element e of run r; values are (n times, ne elements, nb = 1 or runs) */
-static double lx_series(double t, const double *times, long n, const double *values, long ne, long nb,
-                        double fe, long r, double hold) {
-    long e = (long)fe;
-    long b = nb > 1 ? r : 0;
+static double lx_series(double t, const double *times, int64_t n, const double *values, int64_t ne, int64_t nb,
+                        double fe, int64_t r, double hold) {
+    int64_t e = (int64_t)fe;
+    int64_t b = nb > 1 ? r : 0;
 #define LX_VAL(k) values[((k) * ne + e) * nb + b]
     if (t <= times[0]) return LX_VAL(0);
     if (t >= times[n - 1]) return LX_VAL(n - 1);
-    long lo = 0, hi = n;
+    int64_t lo = 0, hi = n;
     while (hi - lo > 1) {
-        long mid = (lo + hi) / 2;
+        int64_t mid = (lo + hi) / 2;
         if (times[mid] <= t) lo = mid; else hi = mid;
     }
-    long k = lo;
+    int64_t k = lo;
     if (hold != 0.0 || times[k] == t) return LX_VAL(k);
     double w = (t - times[k]) / (times[k + 1] - times[k]);
     return LX_VAL(k) * (1.0 - w) + LX_VAL(k + 1) * w;
