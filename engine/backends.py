@@ -7,11 +7,11 @@ The default is ``c`` when a C compiler (``$CC`` or ``cc``) is on the PATH, numpy
 Linxiang model cold in 1-2 s and starts from its disk cache in a fraction of a second, its numbers equal numpy's
 to 1e-12 relative (tested on every scenario, the suite and World3), and a run it does not cover (DELAY FIXED,
 RANDOM functions, the adaptive method, ...) or one that fails runs on numpy, silently under the default, so the
-default changes speed, never results or errors. numba (76-93 s to compile Linxiang cold) and JAX (36-57 s) are
-not defaults: every first run of a changed model would be a minute slower. A run the compiled backend does not
-cover runs on numpy; when the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend c``,
-``LXSD_BACKEND=numba``) one line on stderr says why, once per model and reason; under the default it falls back
-silently (``lxsd describe`` names the default).
+default changes speed, never results or errors. numba (15-36 s to compile Linxiang cold, with its tuple layout)
+and JAX (36-57 s) are not defaults: every first run of a changed model would be that much slower. A run the
+compiled backend does not cover runs on numpy; when the compiled backend was asked for by name
+(``backend="jax"``, ``lxsd run --backend c``, ``LXSD_BACKEND=numba``) one line on stderr says why, once per model
+and reason; under the default it falls back silently (``lxsd describe`` names the default).
 """
 from __future__ import annotations
 

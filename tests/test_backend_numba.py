@@ -186,7 +186,9 @@ def test_disk_cache_is_reused_and_a_tampered_file_is_never_run(tmp_path, monkeyp
     assert m2._numba.cache_file == file and file.stat().st_mtime_ns == stamp
     assert_same(build("numpy", name="cache_nb", **{**spec, "const": {"a": {"value": 0.25}}}).run(), r2)
     # a tampered file: detected by its bytes, rewritten before it is imported
-    file.write_text(file.read_text(encoding="utf-8").replace("dS[z] = _d0", "dS[z] = _d0 * 2.0"), encoding="utf-8")
+    text = file.read_text(encoding="utf-8")
+    assert "return (_d0, " in text
+    file.write_text(text.replace("return (_d0, ", "return (_d0 * 2.0, "), encoding="utf-8")
     m3 = build("numba", name="cache_nb", **spec)
     assert_same(build("numpy", name="cache_nb", **spec).run(), m3.run())
     assert "_d0 * 2.0" not in file.read_text(encoding="utf-8")

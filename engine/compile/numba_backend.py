@@ -112,6 +112,12 @@ class NumbaProgram:
             file = folder / f"lxsd_{digest}.py"
             _write_atomic(file, data)
         name = f"_lxsd_numba_{digest}"
+        known = sys.modules.get(name)
+        if known is not None and getattr(known, "__file__", None) == str(file):
+            # the same structure, already imported from checked bytes in this process (its name is the hash
+            # of the source): another model object with other constants shares its compiled kernels
+            self.cache_file, self._module = file, known
+            return known
         spec = importlib.util.spec_from_file_location(name, file, loader=_CheckedLoader(name, str(file), data))
         if spec is None or spec.loader is None:
             raise NotSupported(f"cannot import the generated kernel {file}")

@@ -79,8 +79,21 @@ class ScalarCode:
         for s in lay.stocks:
             self.slot[s.name] = self.stock0 + s.start
         n += lay.rows
+        self.n_in = n   # statics and stocks: the values _base and _extra read from V
         self.order = graph.order(code.dyn_graph)
-        for name in self.order:
+        rate_deps: set[str] = set()
+        for s in lay.stocks:
+            for p in self.rvars[s.name].pieces:
+                rate_deps |= graph.node_deps(p.ast, self.rvars)
+        base = graph.closure({d for d in rate_deps if d in code.dyn_graph}, code.dyn_graph)
+        # dynamic slots: what the flows need (every step) first, then the rest (saving steps)
+        self.base = [name for name in self.order if name in base]
+        self.extra = [name for name in self.order if name not in base]
+        for name in self.base:
+            self.slot[name] = n
+            n += self.rvars[name].size
+        self.n_base_end = n
+        for name in self.extra:
             self.slot[name] = n
             n += self.rvars[name].size
         self.n_slots = n
@@ -94,45 +107,33 @@ class ScalarCode:
     # ------------------------------------------------------------------ the module
     def _module(self) -> str:
         lay = self.code.layout
-        rate_deps: set[str] = set()
-        for s in lay.stocks:
-            for p in self.rvars[s.name].pieces:
-                rate_deps |= graph.node_deps(p.ast, self.rvars)
-        base = graph.closure({d for d in rate_deps if d in self.code.dyn_graph}, self.code.dyn_graph)
-        # Values are locals (v<slot>); V and dS are read and written through running indices, never a
-        # constant one: numba types every integer constant as its own literal type, which makes typing a
-        # function of thousands of constant-index accesses take minutes instead of seconds. Every local is
-        # assigned once: numba's SSA pass searches the block for each redefinition (quadratic time).
-        body: list[str] = []
-        prev = "z"
-        for slot in range(self.stock0 + lay.rows):
-            body += [f"v{slot} = V[{prev}]", f"i{slot} = {prev} + 1"]
-            prev = f"i{slot}"
-        for name in self.order:
-            if name in base:
-                body += self._var(name)
-        row = "z"
+        # Values are locals (v<slot>), read from V and handed back as tuples: the statics and stocks come in
+        # as a slice of V unpacked in one statement; the flows and the dynamic values go out as tuples that
+        # the loop copies into arrays (numba's to_fixed_tuple is quadratic at run time: not used). numba's
+        # typing costs milliseconds per operation and tens of milliseconds per array access, and types every
+        # integer constant as its own literal type: the generated equations access no array at all. Every
+        # local is assigned once (numba's SSA pass is quadratic in redefinitions). Each tuple ends with a
+        # 0.0, so none is empty.
+        ins = [f"v{slot}" for slot in range(self.n_in)] + ["_u"]
+        head_in = f"({', '.join(ins)},) = V[:{self.n_in + 1}]"
+        base_body: list[str] = [head_in]
+        for name in self.base:
+            base_body += self._var(name)
         for s in lay.stocks:
             v = self.rvars[s.name]
-            body += self._elements(v, v.pieces[:1], lambda e, s=s: f"_d{s.start + e}")
-            for e in range(s.rows):
-                body += [f"dS[{row}] = _d{s.start + e}", f"j{s.start + e} = {row} + 1"]
-                row = f"j{s.start + e}"
-        extra: list[str] = []
-        for name in self.order:
-            if name not in base:
-                extra += self._var(name)
-        for slot in range(self.stock0 + lay.rows, self.n_slots):
-            extra += [f"V[{prev}] = v{slot}", f"i{slot} = {prev} + 1"]
-            prev = f"i{slot}"
+            base_body += self._elements(v, v.pieces[:1], lambda e, s=s: f"_d{s.start + e}")
+        flows = [f"_d{row}" for row in range(lay.rows)] + ["0.0"]
+        base_vals = [f"v{slot}" for slot in range(self.n_in, self.n_base_end)] + ["0.0"]
+        base_body.append(f"return ({', '.join(flows)},), ({', '.join(base_vals)},)")
+        extra_body: list[str] = [head_in, f"({', '.join(base_vals[:-1] + ['_u2'])},) = B"]
+        for name in self.extra:
+            extra_body += self._var(name)
+        extra_vals = [f"v{slot}" for slot in range(self.n_base_end, self.n_slots)] + ["0.0"]
+        extra_body.append(f"return ({', '.join(extra_vals)},)")
         data_args = "".join(f", D{i}t, D{i}v" for i in range(len(self.data)))
-        lines = [f"def _eval(t, dt, t0, t1, saveper, V, dS, full, r, z, TAB{data_args}):"]
-        lines += ["    " + b for b in body]
-        if extra:
-            lines.append("    if full:")
-            lines += ["        " + b for b in extra]
-        lines.append("    return 0")
-        ev = "\n".join(lines)
+        ev = "\n".join([f"def _base(t, dt, t0, t1, saveper, V, r, TAB{data_args}):"] + ["    " + b for b in base_body]
+                       + ["", "", "@njit(**_NB)", f"def _extra(t, dt, t0, t1, saveper, V, r, B, TAB{data_args}):"]
+                       + ["    " + b for b in extra_body])
         head = ('"""Generated by engine.compile.scalar_code (checked against a fresh generation before use)."""\n'
                 "import numpy as np\nfrom numba import njit, prange\n\n"
                 f"from engine.compile.numba_runtime import {', '.join(f'{_py(h)} as _{h}' for h in _HELPERS)}\n\n"
@@ -151,15 +152,21 @@ def {name}({args}):
         stay this simple for numba's parfor lowering)."""
         lay = self.code.layout
         rows, s0 = lay.rows, self.stock0
+        nb, ne = self.n_base_end - self.n_in, self.n_slots - self.n_base_end
         clip = [f"            for i in range({a}, {b}):\n"
                 "                if Sn[i] < 0.0:\n"
                 "                    Sn[i] = 0.0" for a, b in lay.non_negative]
         ev = f"TAB{data_args}"
+
+        def stage(time: str, k: str) -> str:
+            return (f"_base({time}, dt, t0, t1, saveper, V, r, {ev})\n"
+                    f"                Fa = np.asarray(F)\n"
+                    f"                for i in range({rows}):\n"
+                    f"                    {k}[i] = Fa[i]")
         return f"""@njit(**_NB)
 def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, save_every, method{data_args}):
-    z = OUTS.shape[0] * 0
     if True:
-        V = np.zeros({self.n_slots})
+        V = np.zeros({self.n_slots + 1})
         S = np.empty({max(rows, 1)})
         Sn = np.empty({max(rows, 1)})
         k1 = np.zeros({max(rows, 1)})
@@ -175,9 +182,17 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
             t = t0 + k * dt
             for i in range({rows}):
                 V[{s0} + i] = S[i]
-            save = k % save_every == 0
-            _eval(t, dt, t0, t1, saveper, V, k1, save, r, z, {ev})
-            if save:
+            F, B = _base(t, dt, t0, t1, saveper, V, r, {ev})
+            Fa = np.asarray(F)   # a tuple indexed at run time is a switch over its elements: copy it once
+            for i in range({rows}):
+                k1[i] = Fa[i]
+            if k % save_every == 0:
+                Ba = np.asarray(B)
+                for i in range({nb}):
+                    V[{self.n_in} + i] = Ba[i]
+                Ea = np.asarray(_extra(t, dt, t0, t1, saveper, V, r, B, {ev}))
+                for i in range({ne}):
+                    V[{self.n_base_end} + i] = Ea[i]
                 for c in range(OUTS.shape[0]):
                     x = V[OUTS[c]]
                     out[j, c, r] = x
@@ -192,20 +207,20 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
             elif method == 1:
                 for i in range({rows}):
                     V[{s0} + i] = S[i] + dt * k1[i]
-                _eval(t + dt, dt, t0, t1, saveper, V, k2, False, r, z, {ev})
+                F, B = {stage("t + dt", "k2")}
                 for i in range({rows}):
                     Sn[i] = S[i] + (0.5 * dt) * (k1[i] + k2[i])
             else:
                 h = 0.5 * dt
                 for i in range({rows}):
                     V[{s0} + i] = S[i] + h * k1[i]
-                _eval(t + h, dt, t0, t1, saveper, V, k2, False, r, z, {ev})
+                F, B = {stage("t + h", "k2")}
                 for i in range({rows}):
                     V[{s0} + i] = S[i] + h * k2[i]
-                _eval(t + h, dt, t0, t1, saveper, V, k3, False, r, z, {ev})
+                F, B = {stage("t + h", "k3")}
                 for i in range({rows}):
                     V[{s0} + i] = S[i] + dt * k3[i]
-                _eval(t + dt, dt, t0, t1, saveper, V, k4, False, r, z, {ev})
+                F, B = {stage("t + dt", "k4")}
                 for i in range({rows}):
                     Sn[i] = S[i] + (dt / 6.0) * (k1[i] + 2.0 * (k2[i] + k3[i]) + k4[i])
 {chr(10).join(clip) if clip else "            pass"}
