@@ -1,6 +1,6 @@
-"""Benchmarks of issue 12: a compiled backend (JAX, or numba with ``--backend numba``) against numpy.
+"""Benchmarks of issue 12: a compiled backend (JAX, or numba / C with ``--backend numba|c``) against numpy.
 
-    .venv/bin/python benchmarks/bench_backend.py [--backend jax|numba] [--quick] [--cases a,b,...] [--no-write]
+    .venv/bin/python benchmarks/bench_backend.py [--backend jax|numba|c] [--quick] [--cases a,b,...] [--no-write]
                                                  [--skip-numpy] [--out FILE]
 
 Each case runs in its own subprocess (a fresh interpreter: compile times are a new process's,
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test, not for the record)")
     ap.add_argument("--cases", help="comma-separated cases (default: all)")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--backend", default="jax", choices=["jax", "numba"], help="the compiled backend to measure")
+    ap.add_argument("--backend", default="jax", choices=["jax", "numba", "c"], help="the compiled backend to measure")
     ap.add_argument("--skip-numpy", action="store_true", help="time the compiled backend only (no numpy column)")
     ap.add_argument("--out", default=str(DOC))
     args = ap.parse_args(argv)

@@ -40,9 +40,8 @@ def read_model(path: str | Path) -> Model:
 def compile_model(model: Model, check_units: bool = True, backend: str | None = None):
     """Resolve, check and compile a Model; returns a CompiledModel ready to run.
 
-    backend: "numpy" (the reference), "jax" or "numba" (compiled); None: numpy unless $LXSD_BACKEND says otherwise
-    (engine.backends says why)
-    (engine.backends.default_backend)."""
+    backend: "numpy" (the reference), "jax", "numba" or "c" (compiled); None: $LXSD_BACKEND, else "c" with a
+        C compiler, numpy without (engine.backends.default_backend says why)."""
     from engine.backends import check_backend, explicit
     from engine.compile.model_code import ModelCode
     from engine.resolve.resolver import resolve
@@ -72,7 +71,8 @@ def compile_model(model: Model, check_units: bool = True, backend: str | None = 
 def load_model(path: str | Path, check_units: bool | None = None, backend: str | None = None):
     """Read and compile a model file; raises ModelError naming the file and variable.
 
-    backend: "numpy", "jax" or "numba"; None: the default (numpy; see engine.backends).
+    backend: "numpy", "jax", "numba" or "c"; None: the default (c with a C compiler, else numpy; see
+    engine.backends).
 
     Units are checked for our own .toml models; imported Vensim/XMILE models are run
     as their authors wrote them (Vensim checks their units itself).

@@ -1,17 +1,17 @@
-"""Which backend runs a model: ``numpy`` (the reference), ``jax`` (compiled with XLA) or ``numba`` (a scalar
-kernel compiled by numba, engine.compile.numba_backend).
+"""Which backend runs a model: ``numpy`` (the reference), ``jax`` (compiled with XLA), ``numba`` (a scalar
+kernel compiled by numba, engine.compile.numba_backend) or ``c`` (the same scalar kernel printed as C and
+compiled by the system C compiler, engine.compile.c_backend).
 
-The default is numpy (``LXSD_BACKEND`` or ``backend=`` choose jax or numba). numba (measured 30 Nov, docs/
-benchmarks.md): 55x numpy for one Linxiang run and 0.4-0.7 s to start from its disk cache, but 15-36 s to compile
-Linxiang cold and 0.8-0.9x numpy for batches of 10 000 or more, so it is not the default either (the bar: a cold
-compile of about 10-15 s, and batches no slower than numpy). JAX, decided at integration (issue 12):
-the compiled backend is 50-250x faster for one run once compiled, but compiling the Linxiang model takes
-36-57 s cold and 4 s cached, and batches of 10 000 or more are no faster than numpy; as the default it would make
-every first run, the app's first page and every CLI call on a new model slower. It becomes the default when its
-compile time and batch speed meet the issue's targets. A run the compiled backend does not cover runs on numpy; when
-the compiled backend was asked for by name (``backend="jax"``, ``lxsd run --backend numba``,
-``LXSD_BACKEND=jax``) one line on stderr says why, once per model and reason; under the
-default it falls back silently (``lxsd describe`` names the default).
+The default is ``c`` when a C compiler (``$CC`` or ``cc``) is on the PATH, numpy otherwise; ``LXSD_BACKEND`` or
+``backend=`` choose another. Why c (measured 30 Nov, docs/architecture.md "The C backend"): it compiles the
+Linxiang model cold in 1-2 s and starts from its disk cache in a fraction of a second, its numbers equal numpy's
+to 1e-12 relative (tested on every scenario, the suite and World3), and a run it does not cover (DELAY FIXED,
+RANDOM functions, the adaptive method, ...) or one that fails runs on numpy, silently under the default, so the
+default changes speed, never results or errors. numba (15-36 s to compile Linxiang cold, with its tuple layout)
+and JAX (36-57 s) are not defaults: every first run of a changed model would be that much slower. A run the
+compiled backend does not cover runs on numpy; when the compiled backend was asked for by name
+(``backend="jax"``, ``lxsd run --backend c``, ``LXSD_BACKEND=numba``) one line on stderr says why, once per model
+and reason; under the default it falls back silently (``lxsd describe`` names the default).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import sys
 
 from engine.errors import EngineError
 
-BACKENDS = ("numpy", "jax", "numba")
+BACKENDS = ("numpy", "jax", "numba", "c")
 _said: set[tuple[str, str]] = set()
 
 
@@ -33,12 +33,19 @@ def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def c_compiler_found() -> bool:
+    """Whether a C compiler ($CC or cc) is on the PATH (the C backend's only requirement)."""
+    import shutil
+
+    return shutil.which(os.environ.get("CC", "cc") or "cc") is not None
+
+
 def default_backend() -> str:
-    """``$LXSD_BACKEND`` if set, else numpy (see the module's docstring for why not jax or numba)."""
+    """``$LXSD_BACKEND`` if set, else c with a C compiler, numpy without (see the module's docstring)."""
     env = os.environ.get("LXSD_BACKEND")
     if env:
         return check_backend(env)
-    return "numpy"
+    return "c" if c_compiler_found() else "numpy"
 
 
 def explicit(name: str | None) -> bool:
@@ -75,6 +82,10 @@ def describe(backend: str) -> str:
         from engine.compile.numba_backend import version
 
         return f"numba (a scalar kernel compiled with LLVM; {version()})"
+    if backend == "c":
+        from engine.compile.c_backend import version
+
+        return f"c (the scalar kernel as C, compiled by {version()})"
     import numpy as np
 
     return f"numpy {np.__version__} (reference)"

@@ -374,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a constant in every run (NAME[element] for one element)")
     r.add_argument("--sweep", action="append", metavar="NAME=LO:HI:N", help="N runs with NAME from LO to HI")
     r.add_argument("--method", choices=["euler", "rk2", "rk4", "adaptive"], default=None)
-    r.add_argument("--backend", choices=["numpy", "jax", "numba"], default=None,
-                   help="numpy (the reference, the default), jax or numba (compiled: fast single runs after a "
-                        "slow first compilation, cached on disk)")
+    r.add_argument("--backend", choices=["numpy", "jax", "numba", "c"], default=None,
+                   help="numpy (the reference), jax, numba or c (compiled, cached on disk; c is the default where a "
+                        "C compiler is found, numpy elsewhere)")
     r.add_argument("--dt", type=_finite_float)
     r.add_argument("--start", type=_finite_float)
     r.add_argument("--stop", type=_finite_float)

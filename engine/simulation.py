@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.backends import fallback, jax_installed, numba_installed
+from engine.backends import c_compiler_found, fallback, jax_installed, numba_installed
 from engine.compile.model_code import ModelCode
 from engine.errors import EngineError, ModelError, Problem, SimulationError
 from engine.integrate.driver import Clock, simulate
@@ -61,6 +61,7 @@ class CompiledModel:
         self._say_fallback = say_fallback   # one line on stderr when a run falls back to numpy
         self._jax = None
         self._numba = None
+        self._c = None
         self._meta_cache: dict[str, tuple] | None = None
         if backend == "jax":
             if jax_installed():
@@ -77,6 +78,14 @@ class CompiledModel:
             else:
                 if say_fallback:
                     fallback(model.file, "numba is not installed")
+                self.backend = "numpy"
+        if backend == "c":
+            if c_compiler_found():
+                from engine.compile.c_backend import CProgram
+                self._c = CProgram(code)
+            else:
+                if say_fallback:
+                    fallback(model.file, "no C compiler found (cc; set CC)")
                 self.backend = "numpy"
         problems: list[Problem] = []
         self._defaults: dict[str, Any] = {}   # an array (*dims, 1), or a data input's (times, values)
@@ -375,7 +384,7 @@ class CompiledModel:
     @property
     def _program(self):
         """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
-        return self._jax or self._numba
+        return self._jax or self._numba or self._c
 
     def _meta(self) -> dict[str, tuple]:
         """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
@@ -394,6 +403,8 @@ class CompiledModel:
         (the numpy loop re-runs it, for its exact errors and per-run status)."""
         if self._numba is not None:
             return self._run_numba(P0, N, clock, solver, outputs, sizes, dynamic)
+        if self._c is not None:
+            return self._run_scalar(self._c, P0, N, clock, solver, outputs, sizes, dynamic)
         from engine.compile.jax_runtime import Unsupported
 
         if self._jax is None:
@@ -415,8 +426,11 @@ class CompiledModel:
 
     def _run_numba(self, P0, N, clock, solver, outputs, sizes, dynamic: bool):
         """The batch on the numba backend, or None (as _run_compiled)."""
-        prog = self._numba
-        if prog is None:   # the numba backend was not chosen
+        return self._run_scalar(self._numba, P0, N, clock, solver, outputs, sizes, dynamic)
+
+    def _run_scalar(self, prog, P0, N, clock, solver, outputs, sizes, dynamic: bool):
+        """The batch on a scalar-kernel backend (numba or C), or None (as _run_compiled)."""
+        if prog is None:   # that backend was not chosen
             return None
         reason = prog.unsupported(solver.name, dynamic)
         if reason is None:

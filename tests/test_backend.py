@@ -116,13 +116,19 @@ def test_unsupported_construct_falls_back_with_one_line(capsys):
     assert capsys.readouterr().err == ""     # said once
 
 
-def test_default_backend_is_numpy(monkeypatch):
-    """numpy stays the default until the compiled backend's compile time and batch speed meet issue 12's
-    targets (engine/backends.py says why)."""
+def test_default_backend_is_c_with_a_compiler_else_numpy(monkeypatch, tmp_path):
+    """The C backend is the default where a C compiler is found, numpy elsewhere (engine/backends.py says
+    why; changed from numpy by the C backend, issue 12)."""
+    from engine.backends import c_compiler_found
+
     monkeypatch.delenv("LXSD_BACKEND", raising=False)
-    m = compile_model(model_from_dict({"model": {"name": "q"}, "time": {"start": 0, "stop": 3, "dt": 1},
-                                       "auxiliaries": {"y": {"equation": "TIME"}}}, "q.toml"))
-    assert m.backend == "numpy"
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path))
+    spec = {"model": {"name": "q"}, "time": {"start": 0, "stop": 3, "dt": 1},
+            "auxiliaries": {"y": {"equation": "TIME"}}}
+    m = compile_model(model_from_dict(spec, "q.toml"))
+    assert m.backend == ("c" if c_compiler_found() else "numpy")
+    monkeypatch.setenv("CC", "no-such-compiler-lxsd")
+    assert compile_model(model_from_dict(spec, "q.toml")).backend == "numpy"
 
 
 def test_jax_by_environment_falls_back_with_one_line(monkeypatch, capsys):
@@ -221,7 +227,10 @@ def test_cli_backend_option(tmp_path):
         assert done.returncode == 0, done.stderr
     done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
                           env=env, cwd=ROOT, check=False)
-    assert "backend numpy" in done.stdout          # the default (engine/backends.py)
+    from engine.backends import c_compiler_found
+
+    # the default (engine/backends.py): c with a C compiler, numpy without
+    assert f"backend {'c' if c_compiler_found() else 'numpy'}" in done.stdout
     done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
                           env={**env, "LXSD_BACKEND": "jax"}, cwd=ROOT, check=False)
     assert "backend jax" in done.stdout

@@ -131,14 +131,21 @@ s[tNext] = INTEG(1, s[tPrev] * 2) ~~|
     np.testing.assert_allclose(m.run()["s"][0], [[1, 2, 4], [2, 3, 5], [3, 4, 6]])
 
 
-def test_numba_backend_falls_back_on_element_chunks(tmp_path, capsys):
-    """The scalar kernel does not compile element chunks: numba falls back to numpy with one line."""
-    pytest.importorskip("numba", reason="the numba backend needs numba")
+@pytest.mark.parametrize("backend", ["numba", "c"])
+def test_scalar_backends_fall_back_on_element_chunks(tmp_path, capsys, backend):
+    """The scalar kernel (numba, C) does not compile element chunks: it falls back to numpy with one line."""
+    if backend == "numba":
+        pytest.importorskip("numba", reason="the numba backend needs numba")
+    else:
+        from engine.compile import c_backend
+
+        if c_backend.compiler() is None:
+            pytest.skip("the C backend needs a C compiler (cc or $CC)")
     f = tmp_path / "m.mdl"
     f.write_text(HEAD + "x[t1] = 1 ~~|\nx[tNext] = y[tPrev] + 1 ~~|\ny[Target] = x[Target] * 2 + Time ~~|\n"
                  + CONTROL, encoding="utf-8")
     rn = load_model(f, backend="numpy").run()
-    rb = load_model(f, backend="numba").run()
+    rb = load_model(f, backend=backend).run()
     err = capsys.readouterr().err
     assert rb.backend == "numpy" and "element by element" in err and len(err.strip().splitlines()) == 1
     np.testing.assert_array_equal(rb["y"], rn["y"])

@@ -1,0 +1,258 @@
+"""The C backend's source: the numba backend's scalar kernel (engine.compile.scalar_code) printed as C.
+
+The statements come from :class:`ScalarCode` (``_var`` and ``_elements``: one ``name = expression``
+per element, in dependency order, the expression being Python text that the generator wrote from the
+resolved model's AST). Each statement is parsed with :mod:`ast` and printed as C from a small set of
+nodes (names, numbers, + - * /, unary minus, comparisons, calls of the known helpers); anything else
+raises :class:`NotSupported`, and the model runs on numpy. The C therefore holds only slot numbers,
+numbers (``%.17g``-exact ``repr``, ``INFINITY``/``NAN``) and helper names: no text of the model.
+
+The step loop (``lx_one``) is ``_one`` of the numba kernel written in C, operation for operation:
+t = t0 + k*dt, Euler / RK2 / RK4 by number, clipping of non-negative stocks, saving every
+``save_every`` steps the slots asked for, a per-run flag on a non-finite saved value or state.
+``lx_kernel`` loops over the runs (an OpenMP loop when built with ``-fopenmp`` and asked for threads).
+"""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+from engine.compile.scalar_code import NotSupported, ScalarCode
+from engine.resolve import graph
+
+RUNTIME_H = Path(__file__).with_name("c_runtime.h")
+
+# helper name in the generated Python -> (C function, number of arguments); None: printed specially
+_CALLS: dict[str, tuple[str, int] | None] = {
+    "np.abs": ("fabs", 1), "np.exp": ("exp", 1), "np.log": ("log", 1), "np.sqrt": ("sqrt", 1),
+    "np.trunc": ("trunc", 1), "np.sin": ("sin", 1), "np.cos": ("cos", 1), "np.tan": ("tan", 1),
+    "np.arcsin": ("asin", 1), "np.arccos": ("acos", 1), "np.arctan": ("atan", 1), "np.sign": ("lx_sign", 1),
+    "np.log10": ("log10", 1), "np.power": ("pow", 2), "np.fmod": ("fmod", 2),
+    "_fmin": ("lx_fmin", 2), "_fmax": ("lx_fmax", 2), "_where": ("lx_where", 3), "_b2f": ("lx_b2f", 1),
+    "_xidz": ("lx_xidz", 3), "_zidz": ("lx_zidz", 2), "_quantum": ("lx_quantum", 2), "_step": ("lx_step", 4),
+    "_ramp": ("lx_ramp", 3), "_ramp_end": ("lx_ramp_end", 4), "_pulse": ("lx_pulse", 3),
+    "_pulse_width": ("lx_pulse_width", 4), "_pulse_train": ("lx_pulse_train", 6), "_log": ("lx_log", 2),
+    "_and": None, "_or": None, "_not": None, "_lookup": None, "_series": None,
+}
+_BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_SCALARS = {"t", "dt", "t0", "t1", "saveper", "r"}
+
+
+def _num(value: float) -> str:
+    if value != value:
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "(-INFINITY)"
+    text = repr(float(value))       # shortest text that reads back to the same double, valid C
+    return f"({text})" if text.startswith("-") else text
+
+
+class _Printer:
+    """C text of one generated Python expression, over the allowed nodes only."""
+
+    def __init__(self, locals_: set[str]) -> None:
+        self.locals = locals_
+
+    def name(self, n: str) -> str:
+        if n in self.locals or n in _SCALARS:
+            return n
+        raise NotSupported(f"the C backend cannot print the name {n!r}")
+
+    def expr(self, node: ast.expr) -> str:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return _num(float(node.value))
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "np":
+            if node.attr == "nan":
+                return "NAN"
+            if node.attr == "inf":
+                return "INFINITY"
+        if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+            return f"({self.expr(node.left)} {_BIN[type(node.op)]} {self.expr(node.right)})"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return f"(-{self.expr(node.operand)})"
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
+            return f"({self.expr(node.left)} {_CMP[type(node.ops[0])]} {self.expr(node.comparators[0])})"
+        if isinstance(node, ast.Call) and not node.keywords:
+            return self.call(ast.unparse(node.func), node.args)
+        raise NotSupported(f"the C backend cannot print {type(node).__name__}")
+
+    def call(self, fn: str, args: list[ast.expr]) -> str:
+        if fn not in _CALLS:
+            raise NotSupported(f"the C backend has no helper {fn}")
+        spec = _CALLS[fn]
+        if spec is not None:
+            c_fn, n = spec
+            if len(args) != n:
+                raise NotSupported(f"{fn} with {len(args)} arguments")
+            return f"{c_fn}({', '.join(self.expr(a) for a in args)})"
+        if fn in ("_and", "_or") and len(args) == 2:
+            return f"({self.expr(args[0])} {'&&' if fn == '_and' else '||'} {self.expr(args[1])})"
+        if fn == "_not" and len(args) == 1:
+            return f"(!{self.expr(args[0])})"
+        if fn == "_lookup" and len(args) == 5 and ast.unparse(args[1]) == "TAB":
+            return f"lx_lookup({self.expr(args[0])}, TAB, {', '.join(self.expr(a) for a in args[2:])})"
+        if fn == "_series" and len(args) == 6:
+            times, values = ast.unparse(args[1]), ast.unparse(args[2])
+            i = times[1:-1]
+            if not (times == f"D{i}t" and values == f"D{i}v" and i.isdigit()):
+                raise NotSupported("a data series the C backend cannot name")
+            rest = ", ".join(self.expr(a) for a in (args[3], args[4], args[5]))
+            return f"lx_series({self.expr(args[0])}, DT[{i}], NT[{i}], DV[{i}], NE[{i}], NB[{i}], {rest})"
+        raise NotSupported(f"{fn} with {len(args)} arguments")
+
+
+class CCode:
+    """The C source of one model's kernel (from the numba backend's generator) and its slot layout."""
+
+    def __init__(self, sc: ScalarCode) -> None:
+        self.sc = sc
+        self.source = self._source()
+
+    def _statements(self, lines: list[str], printer: _Printer, out: list[str]) -> None:
+        for line in lines:
+            try:
+                tree = ast.parse(line, mode="exec")
+            except SyntaxError as exc:
+                raise NotSupported(f"the C backend cannot parse a generated statement ({exc.msg})") from None
+            if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign):
+                raise NotSupported("the C backend expects one assignment per generated statement")
+            st = tree.body[0]
+            if len(st.targets) != 1 or not isinstance(st.targets[0], ast.Name):
+                raise NotSupported("the C backend expects an assignment to one name")
+            target = st.targets[0].id
+            value = printer.expr(st.value)
+            if target in printer.locals:
+                raise NotSupported(f"the generated local {target} is assigned twice")
+            printer.locals.add(target)
+            out.append(f"    const double {target} = {value};")
+
+    def _source(self) -> str:
+        sc = self.sc
+        code = sc.code
+        lay = code.layout
+        rows, s0, n_in = lay.rows, sc.stock0, sc.stock0 + lay.rows
+        rate_deps: set[str] = set()
+        for s in lay.stocks:
+            for p in sc.rvars[s.name].pieces:
+                rate_deps |= graph.node_deps(p.ast, sc.rvars)
+        base = graph.closure({d for d in rate_deps if d in code.dyn_graph}, code.dyn_graph)
+        printer = _Printer(set())
+        body: list[str] = []
+        for slot in range(n_in):
+            printer.locals.add(f"v{slot}")
+            body.append(f"    const double v{slot} = V[{slot}];")
+        for name in sc.order:
+            if name in base:
+                self._statements(sc._var(name), printer, body)
+        row = 0
+        for s in lay.stocks:
+            v = sc.rvars[s.name]
+            self._statements(sc._elements(v, v.pieces[:1], lambda e, s=s: f"_d{s.start + e}"), printer, body)
+            for e in range(s.rows):
+                body.append(f"    dS[{row}] = _d{s.start + e};")
+                row += 1
+        extra: list[str] = []
+        for name in sc.order:
+            if name not in base:
+                self._statements(sc._var(name), printer, extra)
+        for slot in range(n_in, sc.n_slots):
+            extra.append(f"    V[{slot}] = v{slot};")
+        # the only model-dependent parts below are integers (sizes, slots, rows)
+        clip = "\n".join(f"            for (int64_t i = {a}; i < {b}; i++) if (Sn[i] < 0.0) Sn[i] = 0.0;"
+                         for a, b in lay.non_negative)
+        R = max(rows, 1)
+        header = RUNTIME_H.read_text(encoding="utf-8")
+        data = ("const double *const *DT, const int64_t *NT, const double *const *DV, const int64_t *NE, "
+                "const int64_t *NB")
+        return f"""/* Generated by engine.compile.c_code from engine.compile.scalar_code's statements. */
+{header}
+#define LX_DATA {data}
+#define LX_DARGS DT, NT, DV, NE, NB
+
+static void lx_eval(double t, double dt, double t0, double t1, double saveper, double *restrict V,
+                    double *restrict dS, int full, int64_t r, const double *restrict TAB, LX_DATA) {{
+    (void)t; (void)dt; (void)t0; (void)t1; (void)saveper; (void)r; (void)TAB;
+    (void)DT; (void)NT; (void)DV; (void)NE; (void)NB; (void)dS;
+{chr(10).join(body)}
+    if (full) {{
+    {(chr(10) + '    ').join(extra)}
+    }}
+}}
+
+/* one run (the numba kernel's _one); W is this thread's work space of {sc.n_slots + 6 * R} doubles */
+static void lx_one(int64_t r, int64_t n, double *W, const double *S0, const double *PF, const int64_t *OFF,
+                   const int64_t *VR,
+                   const double *TAB, const int64_t *OUTS, int64_t n_outs, double *out, unsigned char *bad,
+                   double t0, double dt, double t1, double saveper, int64_t n_steps, int64_t save_every, int64_t method,
+                   LX_DATA) {{
+    double *V = W, *S = W + {sc.n_slots}, *Sn = S + {R}, *k1 = Sn + {R}, *k2 = k1 + {R}, *k3 = k2 + {R}, *k4 = k3 + {R};
+    memset(V, 0, sizeof(double) * {sc.n_slots});
+    memset(k1, 0, sizeof(double) * {4 * R});
+    for (int64_t i = 0; i < {sc.n_static}; i++) V[i] = PF[OFF[i] + r * VR[i]];
+    for (int64_t i = 0; i < {rows}; i++) S[i] = S0[i * n + r];
+    int64_t j = 0;
+    for (int64_t k = 0; k < n_steps + 1; k++) {{
+        double t = t0 + (double)k * dt;
+        for (int64_t i = 0; i < {rows}; i++) V[{s0} + i] = S[i];
+        int save = k % save_every == 0;
+        lx_eval(t, dt, t0, t1, saveper, V, k1, save, r, TAB, LX_DARGS);
+        if (save) {{
+            for (int64_t c = 0; c < n_outs; c++) {{
+                double x = V[OUTS[c]];
+                out[(j * n_outs + c) * n + r] = x;
+                if (!isfinite(x)) bad[r] = 1;
+            }}
+            j += 1;
+        }}
+        if (k >= n_steps || bad[r]) break;
+        if (method == 0) {{
+            for (int64_t i = 0; i < {rows}; i++) Sn[i] = S[i] + dt * k1[i];
+        }} else if (method == 1) {{
+            for (int64_t i = 0; i < {rows}; i++) V[{s0} + i] = S[i] + dt * k1[i];
+            lx_eval(t + dt, dt, t0, t1, saveper, V, k2, 0, r, TAB, LX_DARGS);
+            for (int64_t i = 0; i < {rows}; i++) Sn[i] = S[i] + (0.5 * dt) * (k1[i] + k2[i]);
+        }} else {{
+            double h = 0.5 * dt;
+            for (int64_t i = 0; i < {rows}; i++) V[{s0} + i] = S[i] + h * k1[i];
+            lx_eval(t + h, dt, t0, t1, saveper, V, k2, 0, r, TAB, LX_DARGS);
+            for (int64_t i = 0; i < {rows}; i++) V[{s0} + i] = S[i] + h * k2[i];
+            lx_eval(t + h, dt, t0, t1, saveper, V, k3, 0, r, TAB, LX_DARGS);
+            for (int64_t i = 0; i < {rows}; i++) V[{s0} + i] = S[i] + dt * k3[i];
+            lx_eval(t + dt, dt, t0, t1, saveper, V, k4, 0, r, TAB, LX_DARGS);
+            for (int64_t i = 0; i < {rows}; i++) Sn[i] = S[i] + (dt / 6.0) * (k1[i] + 2.0 * (k2[i] + k3[i]) + k4[i]);
+        }}
+{clip}
+        for (int64_t i = 0; i < {rows}; i++) {{
+            if (!isfinite(Sn[i])) bad[r] = 1;
+            S[i] = Sn[i];
+        }}
+        if (bad[r]) break;
+    }}
+}}
+
+/* every run; threads > 1: an OpenMP loop (when built with -fopenmp). Returns 0. */
+int lx_kernel(int64_t n, int64_t threads, const double *S0, const double *PF, const int64_t *OFF, const int64_t *VR,
+              const double *TAB, const int64_t *OUTS, int64_t n_outs, double *out, unsigned char *bad,
+              double t0, double dt, double t1, double saveper, int64_t n_steps, int64_t save_every, int64_t method,
+              LX_DATA) {{
+    (void)threads;
+#pragma omp parallel num_threads((int)threads) if (threads > 1)
+    {{
+        double *W = (double *)malloc(sizeof(double) * {sc.n_slots + 6 * R});
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t r = 0; r < n; r++) {{
+            if (W == NULL) {{ bad[r] = 1; continue; }}   /* no memory: the caller re-runs the batch on numpy */
+            lx_one(r, n, W, S0, PF, OFF, VR, TAB, OUTS, n_outs, out, bad, t0, dt, t1, saveper, n_steps,
+                   save_every, method, LX_DARGS);
+        }}
+        free(W);
+    }}
+    return 0;
+}}
+
+int lx_n_slots(void) {{ return {sc.n_slots}; }}
+"""

@@ -1,0 +1,304 @@
+"""The C backend (the numba backend's scalar kernel printed as C, compiled by the system compiler)
+against the numpy backend, the reference (issue 12).
+
+Oracle: the numpy backend on the same model and batch; every saved value must agree to 1e-10
+relative (values near zero: 1e-10 absolute on the variable's scale). Skipped without a C compiler.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import SimulationError, compile_model, load_model
+from engine.backends import c_compiler_found
+from engine.parse import model_from_dict
+from engine.results import RunStatus
+
+if not c_compiler_found():
+    pytest.skip("the C backend needs a C compiler (cc or $CC)", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+REL = 1e-10
+SHARED = ROOT.parent / "shared"
+WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """A cache folder of this test module's own (compiled libraries are reused between its tests)."""
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "c-cache"))
+
+
+def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
+          time=None, name="cb", subranges=None):
+    d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
+    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks),
+                         ("flows", flows), ("lookups", lookups), ("data", data)]:
+        if section:
+            d[key] = section
+    if aux:
+        d["auxiliaries"] = {k: (v if isinstance(v, dict) else {"equation": v}) for k, v in aux.items()}
+    return compile_model(model_from_dict(d, f"{name}.toml"), check_units=False, backend=backend)
+
+
+def assert_same(rn, rc):
+    assert rc.backend == "c", "the run fell back to numpy"
+    np.testing.assert_array_equal(rn.times, rc.times)
+    assert rn.variables == rc.variables
+    for v in rn.variables:
+        a, b = rn[v], rc[v]
+        assert a.shape == b.shape, v
+        assert (np.isnan(a) == np.isnan(b)).all(), f"{v}: NaN in one backend only"
+        scale = np.maximum(np.abs(a), np.nanmax(np.abs(a), initial=0.0) * 1e-6) + 1e-300
+        with np.errstate(all="ignore"):
+            err = np.nanmax(np.abs(a - b) / scale, initial=0.0)
+        assert err <= REL, f"{v}: relative difference {err:.2e}"
+
+
+BUILTINS = {
+    "dims": {"sector": ["a", "b", "c"]},
+    "subranges": {"sub": {"of": "sector", "elements": ["a", "c"]}},
+    "const": {"k": {"value": 0.3}, "w": {"dims": ["sector"], "value": {"a": 1, "b": 2, "c": 3}},
+              "h": {"value": 2.5}},
+    "lookups": {"tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 6]},
+                "lin": {"x": [0, 1, 2], "y": [0, 10, 5], "extrapolation": "linear"},
+                "hit": {"x": [0, 1, 1, 3], "y": [0, 1, 4, 2]}},
+    "data": {"d": {"time": [1, 3, 5, 8], "values": [10, 30, 10, 15], "interpolation": "linear"},
+             "e": {"time": [1, 3, 5], "values": [1, 2, 3], "interpolation": "step"}},
+    "stocks": {"x": {"initial": "1", "inflows": ["grow"], "outflows": ["loss"]},
+               "v": {"dims": ["sector"], "initial": "w", "inflows": ["fill"], "non_negative": True}},
+    "flows": {"grow": {"equation": "k * x * tbl(TIME) / (1 + x) + STEP(h, 3) + RAMP(0.1, 2, 6)"},
+              "loss": {"equation": "XIDZ(x, 4 + PULSE(5, 1), 0) + ZIDZ(PULSE_TRAIN(1, 0.5, 2, 9), 2)"},
+              "fill": {"dims": ["sector"], "equations": {"default": "d / 10 - v * k * w", "c": "e - 2 * v"}}},
+    "aux": {"s": "SMOOTH(x, 2)", "dl": "DELAY3(x, 1.5)", "tot": "SUM(v[sector!])", "lg": "LOG(x + 1, 3) + LN(x + 1)",
+            "q": "QUANTUM(x, 0.5) + INTEGER(x) + MODULO(TIME, 3) + MIN(x, 2) * MAX(x, 1) + ABS(-x) + SQRT(x)",
+            "ex": "lin(TIME / 3 - 1) + EXP(-x) + POWER(x, 0.7) + IF_THEN_ELSE(x > 2 :AND: TIME < 7, 1, 0)",
+            "wl": "WITH_LOOKUP(TIME, ((0, 0), (4, 4), (8, 1)))", "vs": {"dims": ["sector"], "equation": "v * w + x"},
+            "red": "VMAX(v[sector!]) - VMIN(w[sector!]) + PROD(w[sub!])",
+            "hits": "hit(MODULO(TIME, 4)) + IF_THEN_ELSE(:NOT: (x < 1 :OR: TIME = 2), 1, 0)",
+            "pick": {"dims": ["sub"], "equation": "v[sub] * 2 + w[b]"},
+            "trig": "SIN(x) + COS(TIME) + TAN(0.1 * x) + ARCTAN(x) + ARCSIN(0.1) + ARCCOS(0.2) + SIGN(x - 2)",
+            "ramp2": "RAMP(0.5, 1, 4) + PULSE(2, 1.5) + LOG(x + 2)"},
+}
+
+
+@pytest.fixture(scope="module")
+def builtins_models():
+    return build("numpy", **BUILTINS), build("c", **BUILTINS)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+@pytest.mark.parametrize("n", [1, 3, 70])
+def test_builtins_equal_numpy(builtins_models, method, n, monkeypatch):
+    from engine.compile import c_backend
+
+    monkeypatch.setattr(c_backend, "PARALLEL_MIN_RUNS", 64)   # 70 runs: the threaded loop (when OpenMP works)
+    mn, mc = builtins_models
+    params = {"k": np.linspace(0.1, 0.5, n), "h": np.linspace(1, 3, n)} if n > 1 else {}
+    assert_same(mn.run(params=params, n=n, method=method), mc.run(params=params, n=n, method=method))
+
+
+def test_chosen_outputs_saveper_and_varied_series(builtins_models):
+    mn, mc = builtins_models
+    kw = {"stop": 9.75, "saveper": 1.0, "variables": ["x", "vs", "tot", "k"]}
+    assert_same(mn.run(**kw), mc.run(**kw))
+    sc = {"a": {"d": {"time": [0, 10], "values": [5, 25]}}, "b": {"w": [3, 2, 1]}, "c": {}}
+    assert_same(mn.run(scenarios=sc), mc.run(scenarios=sc))
+
+
+def test_reference_model_equal_numpy():
+    path = ROOT / "benchmarks" / "regional_economy.toml"
+    mn, mc = load_model(path, backend="numpy"), load_model(path, backend="c")
+    rate = np.linspace(0.2, 0.4, 5)
+    assert_same(mn.run(), mc.run())
+    assert_same(mn.run(params={"savings_rate": rate}), mc.run(params={"savings_rate": rate}))
+
+
+def test_linxiang_scenarios_equal_numpy():
+    from engine.scenarios import load_scenario
+
+    path = ROOT / "model" / "linxiang.toml"
+    mn, mc = load_model(path, backend="numpy"), load_model(path, backend="c")
+    runs = {}
+    for f in sorted(glob.glob(str(ROOT / "scenarios" / "*.toml"))):
+        sc = load_scenario(f, mn)
+        runs[sc.name] = sc.overrides
+    assert len(runs) >= 10
+    assert_same(mn.run(scenarios=runs), mc.run(scenarios=runs))
+    assert_same(mn.run(method="rk4"), mc.run(method="rk4"))
+
+
+@pytest.mark.skipif(not WORLD3.is_file(), reason=f"World3-03 not found at {WORLD3}")
+def test_world3_equal_numpy():
+    mn, mc = load_model(WORLD3, backend="numpy"), load_model(WORLD3, backend="c")
+    with np.errstate(all="ignore"):
+        assert_same(mn.run(), mc.run())
+        assert_same(mn.run(method="rk2"), mc.run(method="rk2"))
+
+
+def test_unsupported_construct_falls_back_with_one_line(capsys):
+    spec = {"aux": {"y": "DELAY_FIXED(TIME, 2, 0)"}, "time": {"dt": 1, "saveper": 1}}
+    mc = build("c", name="fixed_delay_c", **spec)
+    res = mc.run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy" in err[0] and "DELAY FIXED" in err[0] and "fixed_delay_c.toml" in err[0]
+    assert res.backend == "numpy"
+    np.testing.assert_array_equal(res["y"][0], build("numpy", **spec).run()["y"][0])
+    mc.run()
+    assert capsys.readouterr().err == ""     # said once
+    res = build("c", name="adaptive_c", aux={"y": "TIME"}).run(method="adaptive")
+    assert res.backend == "numpy" and "adaptive" in capsys.readouterr().err
+
+
+def test_no_compiler_falls_back_with_one_line(capsys, monkeypatch):
+    from engine.compile import c_backend
+
+    monkeypatch.setenv("CC", "no-such-compiler-lxsd")
+    spec = {"aux": {"y": "TIME * 2"}}
+    res = build("c", name="nocc_c", **spec).run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert res.backend == "numpy"
+    assert len(err) == 1 and "nocc_c.toml" in err[0] and "no C compiler" in err[0]
+    # a compiler found but failing: one line naming the failure, numbers from numpy
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setattr(c_backend, "_compiler_info", ("false", "false (test)", False))
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(Path(os.environ["LXSD_CACHE_DIR"]) / "broken"))
+    res = build("c", name="badcc_c", **spec).run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert res.backend == "numpy" and len(err) == 1 and "C compiler failed" in err[0]
+    np.testing.assert_array_equal(res["y"], build("numpy", **spec).run()["y"])
+
+
+BLOWUP = {"const": {"T": {"value": 100}}, "stocks": {"x": {"initial": "0", "inflows": ["g"]}},
+          "flows": {"g": {"equation": "1 / (T - TIME)"}}, "time": {"dt": 1, "saveper": 1}}
+
+
+def test_errors_and_per_run_status_are_numpy_s():
+    mn, mc = build("numpy", name="blow", **BLOWUP), build("c", name="blow", **BLOWUP)
+    with pytest.raises(SimulationError) as en:
+        mn.run(params={"T": [100.0, 4.0]})
+    with pytest.raises(SimulationError) as ec:
+        mc.run(params={"T": [100.0, 4.0]})
+    assert str(en.value) == str(ec.value) and "g" in str(ec.value) and "run '1' (#1)" in str(ec.value)
+    T = np.array([100.0, 4.0, 50.0])
+    rn, rc = mn.run(params={"T": T}, throw=False), mc.run(params={"T": T}, throw=False)
+    assert rc.status.tolist() == rn.status.tolist() == [0, int(RunStatus.NON_FINITE), 0]
+    assert rc.failures == rn.failures
+    np.testing.assert_array_equal(rn["x"], rc["x"])
+    assert mc.run(params={"T": 100.0}).backend == "c"    # a batch that does not fail stays compiled
+
+
+def test_disk_cache_is_reused(tmp_path, monkeypatch):
+    from engine.compile import c_backend
+
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path))
+    spec = {"const": {"a": {"value": 0.5}}, "stocks": {"x": {"initial": "1", "inflows": ["f"]}},
+            "flows": {"f": {"equation": "a * x"}}}
+    m = build("c", name="cache_c", **spec)
+    assert m.run().backend == "c"
+    file = m._c.cache_file
+    assert file is not None and file.parent == tmp_path / "c" and file.suffix == ".so"
+    stamp = file.stat().st_mtime_ns
+    # the same structure with another constant: the same library, not rebuilt
+    other = {**spec, "const": {"a": {"value": 0.25}}}
+    m2 = build("c", name="cache_c", **other)
+    r2 = m2.run()
+    assert m2._c.cache_file == file and file.stat().st_mtime_ns == stamp
+    assert_same(build("numpy", name="cache_c", **other).run(), r2)
+    # another structure: another library
+    m3 = build("c", name="cache_c", **{**spec, "flows": {"f": {"equation": "a * x + 1"}}})
+    assert m3.run().backend == "c" and m3._c.cache_file != file
+    assert list((tmp_path / "c").glob("*.so")) and not list((tmp_path / "c").glob(".build-*"))
+    # a new process finds the library and does not call the compiler
+    code = ("import numpy as np; from engine import compile_model; from engine.parse import model_from_dict; "
+            "from engine.compile import c_backend; import subprocess; "
+            "called = []; real = subprocess.run; "
+            "c_backend.subprocess.run = lambda a, **k: "
+            "(called.append(a[0]) if str(a[-2]).endswith('kernel.c') else None) or real(a, **k); "
+            f"d = {{'model': {{'name': 'cache_c'}}, 'time': {{'start': 0, 'stop': 10, 'dt': 0.25, 'saveper': 0.5}}, "
+            f"'constants': {spec['const']!r}, 'stocks': {spec['stocks']!r}, 'flows': {spec['flows']!r}}}; "
+            "m = compile_model(model_from_dict(d, 'cache_c.toml'), check_units=False, backend='c'); r = m.run(); "
+            "print(r.backend, m._c.cache_file, len(called))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False,
+                          env={**os.environ, "LXSD_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["c", str(file), "0"]
+    assert c_backend.version() == " ".join(c_backend.compiler()[1:2]) + (" with OpenMP" if m._c.threads_ok else "")
+
+
+def test_generated_c_holds_no_model_text():
+    names = ["very_secret_name", "other_secret"]
+    m = build("c", name="secret_c", const={names[0]: {"value": 2.0}},
+              stocks={names[1]: {"initial": "1", "inflows": ["flow_secret"]}},
+              flows={"flow_secret": {"equation": f"{names[0]} * {names[1]} / 10"}})
+    assert m.run().backend == "c"
+    src = m._c.ccode().source
+    assert "secret" not in src and "flow" not in src
+
+
+def test_printer_refuses_unknown_nodes():
+    from engine.compile.c_code import _Printer
+    from engine.compile.scalar_code import NotSupported
+    import ast
+
+    p = _Printer({"v0"})
+    assert p.expr(ast.parse("_fmin(v0, -np.inf) + 1e-06", mode="eval").body) == "(lx_fmin(v0, (-INFINITY)) + 1e-06)"
+    for bad in ("__import__('os')", "v0.real", "v0[0]", "v1", "lambda: 0", "'text'", "v0 ** 2", "open(v0)"):
+        with pytest.raises(NotSupported):
+            p.expr(ast.parse(bad, mode="eval").body)
+
+
+def test_backend_names_and_cli(tmp_path):
+    env = {**os.environ, "LXSD_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("LXSD_BACKEND", None)
+    model = ROOT / "tests" / "models" / "decay.toml"
+    out = tmp_path / "r.csv"
+    done = subprocess.run([sys.executable, "-m", "engine", "run", str(model), "--backend", "c", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "numpy backend" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "engine", "describe", str(model)], capture_output=True, text=True,
+                          env={**env, "LXSD_BACKEND": "c"}, cwd=ROOT, check=False)
+    assert "backend c" in done.stdout
+
+
+def test_models_without_stocks_or_dynamics():
+    for name, spec in (("nostock_c", {"aux": {"y": "TIME * 2", "z": "IF_THEN_ELSE(y > 5, 1, 0)"}}),
+                       ("constonly_c", {"const": {"c": {"value": 3}}, "aux": {"y": "c * 2"}})):
+        assert_same(build("numpy", name=name, **spec).run(n=2), build("c", name=name, **spec).run(n=2))
+
+
+# ------------------------------------------------------------------ SDXorg suite models (as test_backend_suite)
+SUITE = Path(os.environ.get("SD_TEST_MODELS", SHARED / "sd-test-models"))
+TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
+LISTED = [ln.strip() for ln in (ROOT / "tests" / "data" / "pysd_passing.txt").read_text(encoding="utf-8").splitlines()
+          if ln.strip() and not ln.startswith("#")]
+# every listed model: the compiler takes a fraction of a second a model (the whole list ran in 34 s)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("rel", LISTED)
+def test_suite_model_equal_numpy(rel):
+    from engine.io.pysd_import import import_model
+
+    model = TESTS / rel
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        data_files = [f for f in (model.parent / "data.tab", model.parent / "data.csv") if f.is_file()]
+        d = import_model(model, data_files=data_files)
+        mn = compile_model(model_from_dict(d, str(model)), check_units=False, backend="numpy")
+        mc = compile_model(model_from_dict(d, str(model)), check_units=False, backend="c")
+        mc._say_fallback = False
+        rn, rc = mn.run(), mc.run()
+    if rc.backend != "c":
+        why = (mc._c.broken or "RANDOM functions or a dynamic clock") if mc._c else "no C compiler"
+        pytest.skip(f"not compiled by the C backend: {why}")
+    assert_same(rn, rc)
