@@ -162,6 +162,11 @@ def check_inputs(names: list[str], values: list, runs: list[str], where: str = "
     import numpy as np
 
     pre = f"{where}: " if where else ""
+    # the common case, every input finite, in one pass over all of them; the loop below finds the culprit
+    flat = [np.asarray(arr, dtype=float).ravel()
+            for value in values for arr in (value if isinstance(value, tuple) else (value,))]
+    if not flat or np.isfinite(np.concatenate(flat)).all():
+        return
     for name, value in zip(names, values, strict=True):
         arrays = value if isinstance(value, tuple) else (value,)
         for arr in arrays:

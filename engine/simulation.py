@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -89,6 +90,7 @@ class CompiledModel:
                 self.backend = "numpy"
         problems: list[Problem] = []
         self._defaults: dict[str, Any] = {}   # an array (*dims, 1), or a data input's (times, values)
+        self._defaults_finite = False   # every default input checked finite once (engine.limits.check_inputs)
         for name in code.layout.param_names:
             var = model.variables[name]
             try:
@@ -310,24 +312,7 @@ class CompiledModel:
             variables = [self.identifier(v) for v in variables]
         scen_names, overrides = self._batch(params, scenarios, n, names)
         N = len(scen_names)
-        P0 = []
-        for name in self.code.layout.param_names:
-            var = self.model.variables[name]
-            vals = [o.get(name) for o in overrides]
-            if var.kind == "data":
-                per = [self._defaults[name] if v is None else self._series_override(name, v) for v in vals]
-                if all(v is None for v in vals):
-                    P0.append(self._defaults[name])
-                else:
-                    P0.append(self._batch_series(name, per))
-                continue
-            if all(v is None for v in vals):
-                P0.append(self._defaults[name])
-            elif len(overrides) == 1:
-                P0.append(self._value_array(name, vals[0], N))
-            else:
-                cols = [self._defaults[name] if v is None else self._value_array(name, v, None) for v in vals]
-                P0.append(np.concatenate([np.broadcast_to(c, c.shape[:-1] + (1,)) for c in cols], axis=-1))
+        P0 = self._inputs(overrides, N)
         ts = self.model.time
         method = (method or ts.method).lower()
         if method not in METHODS:
@@ -349,7 +334,12 @@ class CompiledModel:
                               f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
                               f"change the equation or the constants it reads")
         from engine import limits
-        limits.check_inputs(list(self.code.layout.param_names), P0, scen_names, self.model.file)
+        # the model's own values are checked once (they cannot change); what this call gives, every time
+        check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
+                 if not (self._defaults_finite and v is self._defaults[nm])]
+        limits.check_inputs([nm for nm, _ in check], [v for _, v in check], scen_names, self.model.file)
+        if not self._defaults_finite and len(check) == len(P0):
+            self._defaults_finite = True   # reached only when every input, the defaults among them, was finite
         solver = solver_for(method)
         clock: Clock | DynamicClock
         if dynamic:
@@ -443,13 +433,45 @@ class CompiledModel:
             fallback(self.model.file, reason)
         return None
 
+    def _inputs(self, overrides: list[dict], N: int) -> list:
+        """The inputs of a batch of N runs, in layout.param_names order: the model's own value where no run
+        overrides it, else (*dims, N) arrays (data inputs: (times, values))."""
+        P0: list = []
+        touched = set().union(*overrides)
+        for name in self.code.layout.param_names:
+            if name not in touched:        # most inputs: the model's own value, shared by the runs
+                P0.append(self._defaults[name])
+                continue
+            var = self.model.variables[name]
+            vals = [o.get(name) for o in overrides]
+            if var.kind == "data":
+                per = [self._defaults[name] if v is None else self._series_override(name, v) for v in vals]
+                if all(v is None for v in vals):
+                    P0.append(self._defaults[name])
+                else:
+                    P0.append(self._batch_series(name, per))
+                continue
+            if all(v is None for v in vals):
+                P0.append(self._defaults[name])
+            elif len(overrides) == 1:
+                P0.append(self._value_array(name, vals[0], N))
+            else:
+                cols = [self._defaults[name] if v is None else self._value_array(name, v, None) for v in vals]
+                P0.append(np.concatenate([np.broadcast_to(c, c.shape[:-1] + (1,)) for c in cols], axis=-1))
+        return P0
+
+    @functools.cached_property
+    def _cells(self) -> int:
+        """Values one run holds at a time (every variable's elements but lookups'): the limits' unit of work."""
+        return sum(math.prod(rv.sizes) for rv in self.rvars.values() if rv.kind != "lookup")
+
     def _estimate(self, start: float, stop: float, dt: float, saveper: float, n_runs: int,
                   saved: dict[str, tuple[int, ...]]) -> None:
         """Refuse, before allocating anything, a run past the limits of engine.limits (unless forced)."""
         from engine import limits
 
         steps = limits.check_clock(start, stop, dt, saveper, self.model.file)
-        cells = sum(math.prod(rv.sizes) for rv in self.rvars.values() if rv.kind != "lookup")
+        cells = self._cells
         saved_cells = sum(math.prod(s) for s in saved.values())
         every = max(1, round(saveper / dt)) if saveper >= dt else 1
         limits.check_run(steps, n_runs, cells, saved_cells, steps // every + 1, self.model.file)

@@ -263,6 +263,11 @@ def _pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarr
     if not names:
         return np.zeros(1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
     sizes = sc.static_sizes
+    if all(np.size(v) == e for v, e in zip(statics, sizes, strict=True)):
+        # no static value varies by run (always so for one run): one concatenation, offsets 0, 1, 2, ...
+        total = int(sum(sizes))
+        return (np.concatenate([np.asarray(v, dtype=float).ravel() for v in statics]),
+                np.arange(total, dtype=np.int64), np.zeros(total, dtype=np.int64))
     parts = []
     varies = np.zeros(len(names), dtype=np.int64)
     for k, (name, value, e) in enumerate(zip(names, statics, sizes, strict=True)):
