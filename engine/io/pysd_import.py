@@ -475,7 +475,7 @@ class Converter(DataSources, ExpressionTranslator):
             if ast.operators == ["negative"]:
                 return -args[0]
             v = args[0]
-            for op, a in zip(ast.operators, args[1:]):
+            for op, a in zip(ast.operators, args[1:], strict=False):
                 v = {"+": v + a, "-": v - a, "*": v * a, "/": v / a if a else math.inf,
                      "^": v ** a}[op]
             return v
@@ -801,7 +801,7 @@ class Converter(DataSources, ExpressionTranslator):
             terms = [("+", ast)]
         elif isinstance(ast, ae.ArithmeticStructure) and all(o in "+-" for o in ast.operators) \
                 and len(ast.arguments) == len(ast.operators) + 1:
-            terms = [("+", ast.arguments[0])] + list(zip(ast.operators, ast.arguments[1:]))
+            terms = [("+", ast.arguments[0])] + list(zip(ast.operators, ast.arguments[1:], strict=False))
         else:
             return None
         ins, outs = [], []

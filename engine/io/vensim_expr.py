@@ -87,7 +87,7 @@ class ExpressionTranslator:
                 return "(-" + _atom(self.expr(rest, ctx)) + ")"
             parts = [self.expr(a, ctx) for a in args]
             out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:]):
+            for op, p in zip(ast.operators, parts[1:], strict=False):
                 if op == "negative":
                     raise Unsupported("negation operator in a chain")
                 out = f"{out} {op} {_atom(p)}"
@@ -99,7 +99,7 @@ class ExpressionTranslator:
                 return "not " + _atom(self.expr(ast.arguments[0], ctx))
             parts = [self.expr(a, ctx) for a in ast.arguments]
             out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:]):
+            for op, p in zip(ast.operators, parts[1:], strict=False):
                 o = ops.get(op) or ops.get(op.lower())
                 if o is None:
                     raise Unsupported(f"operator {op}")
@@ -154,7 +154,7 @@ class ExpressionTranslator:
             xs, ys, extra = self._lookup_table(ast.lookups, ctx.var)
             if extra.get("extrapolation") != "clamp":
                 raise Unsupported("an extrapolating inline lookup")
-            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys))
+            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys, strict=False))
             return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
         if isinstance(ast, ae.AllocateAvailableStructure):
             return (f"ALLOCATE_AVAILABLE({self.expr(ast.request, ctx)}, {self.expr(ast.pp, ctx)}, "
@@ -468,7 +468,7 @@ class ExpressionTranslator:
             plain = self._unbang(arg, set(banged))
             terms = []
             for combo in itertools.product(*(self.ranges[k] for k in banged)):
-                sub_ctx = _Ctx(ctx.var, ctx.ns, subst={**ctx.subst, **dict(zip(banged, combo))},
+                sub_ctx = _Ctx(ctx.var, ctx.ns, subst={**ctx.subst, **dict(zip(banged, combo, strict=False))},
                                lhs=ctx.lhs, prefix=ctx.prefix)
                 terms.append(_atom(self.expr(plain, sub_ctx)))
             if fname in ("SUM", "PROD"):
@@ -579,7 +579,7 @@ class ExpressionTranslator:
         base = f"{ctx.prefix or 'm'}_{to_identifier(sec.name)}{self.macro_count}"
         ns: dict[str, Any] = {k: v for k, v in self.ns.items() if k in CONTROL_NAMES or k == "time"}
         # parameters become auxiliaries holding the argument
-        for p, a in zip(sec.params, args):
+        for p, a in zip(sec.params, args, strict=False):
             pid = self.names.new(f"{base}_{p}")
             if ctx.ns is self.ns:
                 try:
