@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     # the compiled backend's section (issue 12), in its own subprocesses
     import bench_backend
 
-    for backend in ("jax", "numba"):
+    for backend in ("c", "jax", "numba"):   # c: the default where a C compiler is found
         bench_backend.main((["--quick"] if args.quick else []) + (["--no-write"] if args.no_write else [])
                            + ["--out", args.out, "--backend", backend])
     return 0
