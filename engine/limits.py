@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 
 from engine.errors import EngineError
@@ -59,8 +60,20 @@ def is_forced() -> bool:
     return _force
 
 
+_memory_read: list[float] = [-math.inf, 0.0]   # (when, bytes) of the last reading
+
+
 def available_memory() -> int:
-    """Bytes of memory available now (Linux's MemAvailable, else physical pages), or a fallback."""
+    """Bytes of memory available now (Linux's MemAvailable, else physical pages), or a fallback. Read at most
+    once a second: reading /proc/meminfo costs more than a small model's run, and memory moves slower."""
+    now = time.monotonic()
+    if now - _memory_read[0] < 1.0:
+        return int(_memory_read[1])
+    _memory_read[:] = [now, float(_read_memory())]
+    return int(_memory_read[1])
+
+
+def _read_memory() -> int:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:

@@ -161,6 +161,12 @@ class CProgram:
             self._nonneg = mask
         return mask
 
+    def _tables(self, sc: ScalarCode) -> np.ndarray:
+        """Every lookup table's xs and ys, flat (built once: they are the model's)."""
+        if getattr(self, "_tab", None) is None:
+            self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
+        return self._tab
+
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
@@ -204,7 +210,7 @@ class CProgram:
         n_saves = len(range(0, n_steps + 1, se))
         out = np.empty((n_saves, len(outs_idx), n))
         bad = np.zeros(n, dtype=np.uint8)
-        tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
+        tab = self._tables(sc)
         threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
         ptr = _ptr
         fn(n, threads, ptr(S0), ptr(PF), ptr(OFF), ptr(VR), ptr(tab), ptr(outs_idx), len(outs_idx), ptr(out),
