@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.compile import numba_runtime
 from engine.compile.model_code import ModelCode
-from engine.compile.scalar_code import NotSupported, ScalarCode
+from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
 
 NAME = "numba"
 # Batches from this size on use the kernel with prange over runs (numba's threads, one per core). Measured on
@@ -155,7 +155,7 @@ class NumbaProgram:
         S0 = np.ascontiguousarray(S0, dtype=float)
         if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
             return None
-        PF, OFF, VR = _pack_statics(sc, P[:len(lay.static_names)], n)
+        PF, OFF, VR = pack_statics(sc, P[:len(lay.static_names)], n)
         data = []
         rest = P[len(lay.static_names):]
         for i, name in enumerate(lay.data_names):
@@ -203,35 +203,6 @@ class _CheckedLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> types.CodeType:
         return compile(self._checked, self.path, "exec", dont_inherit=True)
-
-
-def _pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The static values as one flat array PF with, per static slot, its offset and whether it varies
-    by run (slot i of run r is PF[OFF[i] + r * VR[i]])."""
-    names = sc.code.layout.static_names
-    if not names:
-        return np.zeros(1), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    sizes = sc.static_sizes
-    parts = []
-    varies = np.zeros(len(names), dtype=np.int64)
-    for k, (name, value, e) in enumerate(zip(names, statics, sizes, strict=True)):
-        a = np.asarray(value, dtype=float)
-        if a.size == e:       # one value per element, shared by the runs
-            parts.append(a.reshape(e))
-            continue
-        rv = sc.rvars[name]
-        b = a.shape[-1] if a.ndim == len(rv.sizes) + 1 else 1
-        if b not in (1, n):
-            raise NotSupported(f"{name}: {b} values for a batch of {n} runs")
-        a = np.broadcast_to(a if a.ndim == len(rv.sizes) + 1 else a[..., None], tuple(rv.sizes) + (b,))
-        parts.append(a.reshape(e * b))
-        varies[k] = b > 1
-    E = np.asarray(sizes, dtype=np.int64)
-    stride = np.where(varies > 0, n, 1)
-    base = np.concatenate([[0], np.cumsum(E * stride)[:-1]])
-    within = np.arange(int(E.sum())) - np.repeat(np.cumsum(E) - E, E)
-    off = np.repeat(base, E) + within * np.repeat(stride, E)
-    return np.concatenate(parts), off.astype(np.int64), np.repeat(varies, E)
 
 
 def _write_atomic(path: Path, data: bytes) -> bool:

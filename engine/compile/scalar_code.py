@@ -443,3 +443,38 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
                 self._pre.append(f"{new} = _fmax({acc}, {term})")
             acc = new
         return acc
+
+
+def pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The static values as one flat array PF with, per static slot, its offset and whether it varies
+    by run (slot i of run r is PF[OFF[i] + r * VR[i]]); for both scalar backends (numba, C)."""
+    names = sc.code.layout.static_names
+    if not names:
+        return np.zeros(1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    sizes = sc.static_sizes
+    if all(np.size(v) == e for v, e in zip(statics, sizes, strict=True)):
+        # no static value varies by run (always so for one run): one concatenation, offsets 0, 1, 2, ...
+        total = int(sum(sizes))
+        return (np.concatenate([np.asarray(v, dtype=float).ravel() for v in statics]),
+                np.arange(total, dtype=np.int64), np.zeros(total, dtype=np.int64))
+    parts = []
+    varies = np.zeros(len(names), dtype=np.int64)
+    for k, (name, value, e) in enumerate(zip(names, statics, sizes, strict=True)):
+        a = np.asarray(value, dtype=float)
+        if a.size == e:       # one value per element, shared by the runs
+            parts.append(a.reshape(e))
+            continue
+        rv = sc.rvars[name]
+        b = a.shape[-1] if a.ndim == len(rv.sizes) + 1 else 1
+        if b not in (1, n):
+            raise NotSupported(f"{name}: {b} values for a batch of {n} runs")
+        a = np.broadcast_to(a if a.ndim == len(rv.sizes) + 1 else a[..., None], tuple(rv.sizes) + (b,))
+        parts.append(a.reshape(e * b))
+        varies[k] = b > 1
+    E = np.asarray(sizes, dtype=np.int64)
+    stride = np.where(varies > 0, n, 1)
+    base = np.concatenate([[0], np.cumsum(E * stride)[:-1]])
+    within = np.arange(int(E.sum())) - np.repeat(np.cumsum(E) - E, E)
+    off = np.repeat(base, E) + within * np.repeat(stride, E)
+    return (np.ascontiguousarray(np.concatenate(parts), dtype=float), np.ascontiguousarray(off, dtype=np.int64),
+            np.ascontiguousarray(np.repeat(varies, E), dtype=np.int64))
