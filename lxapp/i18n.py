@@ -22,6 +22,7 @@ TEXT = {
     "uncertainty": ("不确定性(500次抽样)", "Uncertainty (500 samples)"),
     "reset": ("重置杠杆", "Reset levers"),
     "more_levers": ("更多参数", "More constants"),
+    "choose": ("请选择", "Choose options"),   # the multiselects' placeholder (Streamlit's own is English)
     "times_default": ("×默认值", "× default"),
     "demo_warning": ("无法载入模型,正在使用演示模型(数字仅为示意):",
                      "The model could not be loaded; the demo model stands in (numbers are illustrative):"),

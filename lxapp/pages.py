@@ -175,7 +175,7 @@ def page_compare(ctx) -> None:
     if st.session_state.get("ch") is None:
         st.session_state["ch"] = default_charts(ctx.bundle, options)
     chosen = st.multiselect(t("variables", ctx.lang), options, format_func=ctx.vlabel,
-                            max_selections=core.MAX_CHARTS, select_all=False,
+                            max_selections=core.MAX_CHARTS, select_all=False, placeholder=t("choose", ctx.lang),
                             help=t("max_charts", ctx.lang).format(n=core.MAX_CHARTS),
                             **bind("ch", ctx.lang, lambda v: [c for c in (v or []) if c in options][:core.MAX_CHARTS]))
     st.caption(t("max_charts", ctx.lang).format(n=core.MAX_CHARTS) + " · " + t("chart_legend", ctx.lang))

@@ -290,7 +290,7 @@ def sidebar(bundle: core.Bundle) -> Ctx:
         ss["sc"] = [base if s == ss["_base_prev"] else s for s in ss.get("sc", [])]
         ss["lv"] = {}
     ss["_base_prev"] = base
-    selected = sb.multiselect(t("scenarios", lang), options, format_func=ctx_label,
+    selected = sb.multiselect(t("scenarios", lang), options, format_func=ctx_label, placeholder=t("choose", lang),
                               **bind("sc", lang, lambda v: [s for s in (v or []) if s in options]))
     selected = list(selected) or [CURRENT]
     ref_opts = list(dict.fromkeys([base] + selected))
@@ -299,6 +299,7 @@ def sidebar(bundle: core.Bundle) -> Ctx:
     unc = sb.toggle(t("uncertainty", lang), **bind("unc", lang, bool))
     more_opts = core.more_constants(bundle)
     sb.multiselect(t("more_levers", lang), more_opts, format_func=lambda n: core.var_label(bundle, n, lang),
+                   placeholder=t("choose", lang),
                    **bind("more", lang, lambda v: [m for m in (v or []) if m in more_opts]))
     moved = dict(ss.get("lv", {}))
     lever_names = {lv.name for lv in core.levers(bundle, ss.get("more", []))}

@@ -292,3 +292,10 @@ def test_lever_doc_table_only_when_opened(monkeypatch):
     assert not at.exception and len(at.dataframe) == 1
     names = set(at.dataframe[0].value["name"])
     assert {"rongyue_pace", "ethylene_scale"} <= names
+
+
+@pytest.mark.parametrize("lang,text", [("zh", "请选择"), ("en", "Choose options")])
+def test_multiselect_placeholders_follow_the_language(lang, text):
+    at = app(lang=lang)
+    boxes = list(at.sidebar.multiselect)
+    assert boxes and all(box.placeholder == text for box in boxes)
