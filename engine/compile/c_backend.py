@@ -29,7 +29,8 @@ import numpy as np
 
 from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
-from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
+from engine.compile.scalar_code import NotSupported
+from engine.compile.scalar_program import METHODS, ScalarProgram
 
 NAME = "c"
 # -fno-math-errno: sqrt and friends inlined (errno is never read; values unchanged): 241 against 287 µs a Linxiang
@@ -38,7 +39,6 @@ FLAGS = ("-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-fno
 # Threads from this batch size on (OpenMP, one per core). Small batches are not worth the thread start-up,
 # and on the shared 2-core machine threads only pay on an idle machine (docs/architecture.md).
 PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_C_PARALLEL_MIN_RUNS", "10000"))
-_METHODS = {"euler": 0, "rk2": 1, "rk4": 2}
 _compiler_info: tuple[str, str, bool] | None = None   # (path, version line, accepts -fopenmp)
 
 
@@ -82,30 +82,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "c"
 
 
-class CProgram:
+class CProgram(ScalarProgram):
     """One model on the C backend: its generated C, compiled on the first run."""
 
     def __init__(self, code: ModelCode) -> None:
-        self.code = code
-        self.broken: str | None = None   # why generation or compilation failed once: not tried again
-        self._scalar: ScalarCode | None = None
+        super().__init__(code)
         self._c: CCode | None = None
         self._fn = None
         self.threads_ok = False
         self.cache_file: Path | None = None
-        self._slots: dict[tuple[str, ...], np.ndarray] = {}
-        self._nonneg: np.ndarray | None = None
 
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
-        if self.broken:
-            return self.broken
-        if dynamic_clock:
-            return "time settings that are equations (a dynamic clock) are not compiled"
-        if method not in _METHODS:
-            return f"the {method} method is not compiled"
-        if "_streams" in self.code.globals:
-            return "RANDOM functions are not compiled"
+        reason = self._reason(method, dynamic_clock)
+        if reason is not None:
+            return reason
         if compiler() is None:
             self.broken = f"no C compiler found ({os.environ.get('CC') or 'cc'}; set CC)"
             return self.broken
@@ -114,11 +105,6 @@ class CProgram:
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
-
-    def scalar(self) -> ScalarCode:
-        if self._scalar is None:
-            self._scalar = ScalarCode(self.code)
-        return self._scalar
 
     def ccode(self) -> CCode:
         if self._c is None:
@@ -152,79 +138,30 @@ class CProgram:
         return fn
 
     # ---------------------------------------------------------------- running
-    def _nonneg_rows(self) -> np.ndarray:
-        mask = self._nonneg
-        if mask is None:
-            mask = np.zeros(self.code.layout.rows, dtype=bool)
-            for a, b in self.code.layout.non_negative:
-                mask[a:b] = True
-            self._nonneg = mask
-        return mask
-
-    def _tables(self, sc: ScalarCode) -> np.ndarray:
-        """Every lookup table's xs and ys, flat (built once: they are the model's)."""
-        if getattr(self, "_tab", None) is None:
-            self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
-        return self._tab
-
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
-        sc = self.scalar()
         fn = self.library()
-        lay = self.code.layout
-        t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
-        with np.errstate(all="ignore"):
-            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
-        S0 = np.ascontiguousarray(S0, dtype=float).reshape(lay.rows, n) if lay.rows else np.zeros((0, n))
-        if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
+        b = self._batch(P0, n, clock, outputs)
+        if b is None:
             return None
-        PF, OFF, VR = pack_statics(sc, P[:len(lay.static_names)], n)
-        times_l, values_l, nt, ne, nb = [], [], [], [], []
-        rest = P[len(lay.static_names):]
-        for i, name in enumerate(lay.data_names):
-            times = np.ascontiguousarray(rest[2 * i], dtype=float)
-            values = np.asarray(rest[2 * i + 1], dtype=float)
-            e = self.code.rvars[name].size
-            values = np.ascontiguousarray(values.reshape(values.shape[0], e, -1))
-            if values.shape[2] not in (1, n):
-                raise NotSupported(f"{name}: a data series with {values.shape[2]} columns for {n} runs")
-            times_l.append(times)
-            values_l.append(values)
-            nt.append(times.shape[0])
-            ne.append(e)
-            nb.append(values.shape[2])
-        k = max(len(times_l), 1)
-        DT = (ctypes.c_void_p * k)(*[a.ctypes.data for a in times_l])
-        DV = (ctypes.c_void_p * k)(*[a.ctypes.data for a in values_l])
-        NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in (nt, ne, nb))
-        outs_idx = self._slots.get(outputs)
-        if outs_idx is None:
-            slots: list[int] = []
-            for o in outputs:
-                base = sc.slot[o]
-                slots += range(base, base + self.code.rvars[o].size)
-            outs_idx = self._slots[outputs] = np.asarray(slots, dtype=np.int64)
-        n_steps, se = clock.n_steps, clock.save_every
-        n_saves = len(range(0, n_steps + 1, se))
-        out = np.empty((n_saves, len(outs_idx), n))
+        k = max(len(b.data), 1)
+        DT = (ctypes.c_void_p * k)(*[times.ctypes.data for times, _ in b.data])
+        DV = (ctypes.c_void_p * k)(*[values.ctypes.data for _, values in b.data])
+        NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in
+                      ([v.shape[0] for _, v in b.data], [v.shape[1] for _, v in b.data],
+                       [v.shape[2] for _, v in b.data]))
         bad = np.zeros(n, dtype=np.uint8)
-        tab = self._tables(sc)
         threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
         ptr = _ptr
-        fn(n, threads, ptr(S0), ptr(PF), ptr(OFF), ptr(VR), ptr(tab), ptr(outs_idx), len(outs_idx), ptr(out),
-           ptr(bad), float(t0), float(dt), float(t1), float(sp), int(n_steps), int(se), _METHODS[solver.name],
+        fn(n, threads, ptr(b.S0), ptr(b.PF), ptr(b.OFF), ptr(b.VR), ptr(b.tables), ptr(b.outs), len(b.outs),
+           ptr(b.out), ptr(bad), float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
+           int(clock.n_steps), int(clock.save_every), METHODS[solver.name],
            ctypes.cast(DT, ctypes.c_void_p), ptr(NT), ctypes.cast(DV, ctypes.c_void_p), ptr(NE), ptr(NB))
         if bad.any():
             return None
-        store: dict[str, np.ndarray] = {}
-        c = 0
-        for o in outputs:
-            e = self.code.rvars[o].size
-            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
-            c += e
-        return clock.save_times(), store
+        return self._saved(b, clock, outputs, sizes)
 
 
 def _ptr(a: np.ndarray) -> int:

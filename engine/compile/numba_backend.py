@@ -33,14 +33,14 @@ import numpy as np
 
 from engine.compile import numba_runtime
 from engine.compile.model_code import ModelCode
-from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
+from engine.compile.scalar_code import NotSupported
+from engine.compile.scalar_program import METHODS, ScalarProgram
 
 NAME = "numba"
 # Batches from this size on use the kernel with prange over runs (numba's threads, one per core). Measured on
 # the shared 2-core machine under a load of 6 (docs/benchmarks.md): 20 000 runs of the reference model took
 # 0.69 s in parallel against 0.43 s serially, so the threads only pay on large batches of an idle machine.
 PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_NUMBA_PARALLEL_MIN_RUNS", "10000"))
-_METHODS = {"euler": 0, "rk2": 1, "rk4": 2}
 
 
 def version() -> str:
@@ -54,39 +54,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "numba"
 
 
-class NumbaProgram:
+class NumbaProgram(ScalarProgram):
     """One model on the numba backend: its generated module, compiled on the first run."""
 
     def __init__(self, code: ModelCode) -> None:
-        self.code = code
-        self.broken: str | None = None   # why generation or compilation failed once: not tried again
-        self._scalar: ScalarCode | None = None
+        super().__init__(code)
         self._module: types.ModuleType | None = None
         self.cache_file: Path | None = None
-        self._slots: dict[tuple[str, ...], np.ndarray] = {}
-        self._nonneg: np.ndarray | None = None
 
     # ---------------------------------------------------------------- what is covered
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
-        if self.broken:
-            return self.broken
-        if dynamic_clock:
-            return "time settings that are equations (a dynamic clock) are not compiled"
-        if method not in _METHODS:
-            return f"the {method} method is not compiled"
-        if "_streams" in self.code.globals:
-            return "RANDOM functions are not compiled"
+        reason = self._reason(method, dynamic_clock)
+        if reason is not None:
+            return reason
         try:
             self.scalar()
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
-
-    def scalar(self) -> ScalarCode:
-        if self._scalar is None:
-            self._scalar = ScalarCode(self.code)
-        return self._scalar
 
     # ---------------------------------------------------------------- building
     def module(self) -> types.ModuleType:
@@ -133,64 +119,24 @@ class NumbaProgram:
         return mod
 
     # ---------------------------------------------------------------- running
-    def _nonneg_rows(self) -> np.ndarray:
-        """The rows of the packed state that hold non-negative stocks (a bool mask, built once)."""
-        mask = self._nonneg
-        if mask is None:
-            mask = np.zeros(self.code.layout.rows, dtype=bool)
-            for a, b in self.code.layout.non_negative:
-                mask[a:b] = True
-            self._nonneg = mask
-        return mask
-
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
-        sc = self.scalar()
-        lay = self.code.layout
-        t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
-        with np.errstate(all="ignore"):
-            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
-        S0 = np.ascontiguousarray(S0, dtype=float)
-        if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
+        b = self._batch(P0, n, clock, outputs)
+        if b is None:
             return None
-        PF, OFF, VR = pack_statics(sc, P[:len(lay.static_names)], n)
-        data = []
-        rest = P[len(lay.static_names):]
-        for i, name in enumerate(lay.data_names):
-            times, values = np.asarray(rest[2 * i], dtype=float), np.asarray(rest[2 * i + 1], dtype=float)
-            e = self.code.rvars[name].size
-            values = values.reshape(values.shape[0], e, -1)
-            if values.shape[2] not in (1, n):
-                raise NotSupported(f"{name}: a data series with {values.shape[2]} columns for {n} runs")
-            data += [np.ascontiguousarray(times), np.ascontiguousarray(values)]
-        outs_idx = self._slots.get(outputs)
-        if outs_idx is None:
-            slots: list[int] = []
-            for o in outputs:
-                base = sc.slot[o]
-                slots += range(base, base + self.code.rvars[o].size)
-            outs_idx = self._slots[outputs] = np.asarray(slots, dtype=np.int64)
-        n_steps, se = clock.n_steps, clock.save_every
-        n_saves = len(range(0, n_steps + 1, se))
-        out = np.empty((n_saves, len(outs_idx), n))
+        data = [a for pair in b.data for a in pair]
         bad = np.zeros(n, dtype=np.bool_)
-        tab = np.asarray(sc.tables if sc.tables else [0.0], dtype=float)
         mod = self.module()
         kernel = mod.kernel_par if n >= PARALLEL_MIN_RUNS else mod.kernel
         with np.errstate(all="ignore"):
-            kernel(S0, PF, OFF, VR, tab, outs_idx, out, bad, float(t0), float(dt), float(t1), float(sp),
-                   int(n_steps), int(se), _METHODS[solver.name], *data)
+            kernel(b.S0, b.PF, b.OFF, b.VR, b.tables, b.outs, b.out, bad, float(clock.t0), float(clock.dt),
+                   float(clock.t1), float(clock.saveper), int(clock.n_steps), int(clock.save_every),
+                   METHODS[solver.name], *data)
         if bad.any():
             return None
-        store: dict[str, np.ndarray] = {}
-        c = 0
-        for o in outputs:
-            e = self.code.rvars[o].size
-            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
-            c += e
-        return clock.save_times(), store
+        return self._saved(b, clock, outputs, sizes)
 
 
 class _CheckedLoader(importlib.machinery.SourceFileLoader):

@@ -1,0 +1,117 @@
+"""What the two scalar-kernel backends (numba, C) share around their kernels: which runs they cover, the
+batch's inputs packed as the kernel reads them (statics, data series, the slots to save) and the saved
+values handed back in the numpy loop's shapes. Each backend adds how its kernel is built and called."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.compile.model_code import ModelCode
+from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
+
+METHODS = {"euler": 0, "rk2": 1, "rk4": 2}   # the kernels' method numbers (engine.integrate.solvers' names)
+
+
+@dataclass
+class Batch:
+    """One batch's arrays as a kernel reads them (every array C-contiguous float64, indices int64)."""
+
+    S0: np.ndarray                          # (rows, n) initial state
+    PF: np.ndarray                          # statics, flat (pack_statics)
+    OFF: np.ndarray
+    VR: np.ndarray
+    data: list[tuple[np.ndarray, np.ndarray]]   # per data input: times (T,), values (T, elements, 1 or n)
+    outs: np.ndarray                        # the slots to save, in order
+    out: np.ndarray                         # (n_saves, len(outs), n), filled by the kernel
+    tables: np.ndarray                      # every lookup table's xs and ys, flat
+
+
+class ScalarProgram:
+    """One model on a scalar-kernel backend; subclasses build and call the kernel."""
+
+    def __init__(self, code: ModelCode) -> None:
+        self.code = code
+        self.broken: str | None = None   # why generation or compilation failed once: not tried again
+        self._scalar: ScalarCode | None = None
+        self._slots: dict[tuple[str, ...], np.ndarray] = {}
+        self._nonneg: np.ndarray | None = None
+        self._tab: np.ndarray | None = None
+
+    def _reason(self, method: str, dynamic_clock: bool) -> str | None:
+        """What neither scalar kernel covers, in words; None when this run may be compiled."""
+        if self.broken:
+            return self.broken
+        if dynamic_clock:
+            return "time settings that are equations (a dynamic clock) are not compiled"
+        if method not in METHODS:
+            return f"the {method} method is not compiled"
+        if "_streams" in self.code.globals:
+            return "RANDOM functions are not compiled"
+        return None
+
+    def scalar(self) -> ScalarCode:
+        if self._scalar is None:
+            self._scalar = ScalarCode(self.code)
+        return self._scalar
+
+    def _nonneg_rows(self) -> np.ndarray:
+        """The rows of the packed state that hold non-negative stocks (a bool mask, built once)."""
+        if self._nonneg is None:
+            mask = np.zeros(self.code.layout.rows, dtype=bool)
+            for a, b in self.code.layout.non_negative:
+                mask[a:b] = True
+            self._nonneg = mask
+        return self._nonneg
+
+    def _outputs(self, outputs: tuple[str, ...]) -> np.ndarray:
+        """The slots of the variables to save, in order (built once per output list)."""
+        idx = self._slots.get(outputs)
+        if idx is None:
+            sc = self.scalar()
+            slots: list[int] = []
+            for o in outputs:
+                base = sc.slot[o]
+                slots += range(base, base + self.code.rvars[o].size)
+            idx = self._slots[outputs] = np.asarray(slots, dtype=np.int64)
+        return idx
+
+    def _batch(self, P0: list, n: int, clock, outputs: tuple[str, ...]) -> Batch | None:
+        """The batch's arrays; None when a run cannot start (a non-finite initial state, a non-negative stock
+        below zero): the caller re-runs the batch on numpy, which reports it."""
+        sc = self.scalar()
+        lay = self.code.layout
+        t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
+        with np.errstate(all="ignore"):
+            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
+        S0 = np.ascontiguousarray(S0, dtype=float).reshape(lay.rows, n) if lay.rows else np.zeros((0, n))
+        if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
+            return None
+        PF, OFF, VR = pack_statics(sc, P[:len(lay.static_names)], n)
+        data = []
+        rest = P[len(lay.static_names):]
+        for i, name in enumerate(lay.data_names):
+            times = np.ascontiguousarray(rest[2 * i], dtype=float)
+            values = np.asarray(rest[2 * i + 1], dtype=float)
+            values = np.ascontiguousarray(values.reshape(values.shape[0], self.code.rvars[name].size, -1))
+            if values.shape[2] not in (1, n):
+                raise NotSupported(f"{name}: a data series with {values.shape[2]} columns for {n} runs")
+            data.append((times, values))
+        outs = self._outputs(outputs)
+        n_saves = len(range(0, clock.n_steps + 1, clock.save_every))
+        if self._tab is None:
+            self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
+        return Batch(S0, PF, OFF, VR, data, outs, np.empty((n_saves, len(outs), n)), self._tab)
+
+    def _saved(self, batch: Batch, clock, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The kernel's output as the numpy loop hands it back: {name: (T, *dims, n)}."""
+        out = batch.out
+        n_saves, n = out.shape[0], out.shape[2]
+        store: dict[str, np.ndarray] = {}
+        c = 0
+        for o in outputs:
+            e = self.code.rvars[o].size
+            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
+            c += e
+        return clock.save_times(), store
