@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_helpers import REL, build
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -19,19 +20,6 @@ from engine.results import RunStatus
 jax = pytest.importorskip("jax", reason="the compiled backend needs jax (pip install jax)")
 
 ROOT = Path(__file__).resolve().parents[1]
-REL = 1e-10
-
-
-def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
-          time=None, name="t"):
-    d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
-    for key, section in [("dimensions", dims), ("constants", const), ("stocks", stocks), ("flows", flows),
-                         ("lookups", lookups), ("data", data)]:
-        if section:
-            d[key] = section
-    if aux:
-        d["auxiliaries"] = {k: (v if isinstance(v, dict) else {"equation": v}) for k, v in aux.items()}
-    return compile_model(model_from_dict(d, f"{name}.toml"), check_units=False, backend=backend)
 
 
 def assert_same(rn, rj):

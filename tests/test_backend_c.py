@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_helpers import assert_same_scalar
+from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
 from engine.backends import c_compiler_found
@@ -25,7 +27,6 @@ if not c_compiler_found():
     pytest.skip("the C backend needs a C compiler (cc or $CC)", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
-REL = 1e-10
 SHARED = ROOT.parent / "shared"
 WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
 
@@ -36,30 +37,12 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "c-cache"))
 
 
-def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
-          time=None, name="cb", subranges=None):
-    d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
-    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks),
-                         ("flows", flows), ("lookups", lookups), ("data", data)]:
-        if section:
-            d[key] = section
-    if aux:
-        d["auxiliaries"] = {k: (v if isinstance(v, dict) else {"equation": v}) for k, v in aux.items()}
-    return compile_model(model_from_dict(d, f"{name}.toml"), check_units=False, backend=backend)
+def build(backend, **sections):
+    return _build(backend, **{"name": "cb", **sections})
 
 
-def assert_same(rn, rc):
-    assert rc.backend == "c", "the run fell back to numpy"
-    np.testing.assert_array_equal(rn.times, rc.times)
-    assert rn.variables == rc.variables
-    for v in rn.variables:
-        a, b = rn[v], rc[v]
-        assert a.shape == b.shape, v
-        assert (np.isnan(a) == np.isnan(b)).all(), f"{v}: NaN in one backend only"
-        scale = np.maximum(np.abs(a), np.nanmax(np.abs(a), initial=0.0) * 1e-6) + 1e-300
-        with np.errstate(all="ignore"):
-            err = np.nanmax(np.abs(a - b) / scale, initial=0.0)
-        assert err <= REL, f"{v}: relative difference {err:.2e}"
+def assert_same(rn, rb):
+    assert_same_scalar(rn, rb, "c")
 
 
 BUILTINS = {

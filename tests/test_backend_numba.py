@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_helpers import assert_same_scalar
+from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -23,35 +25,16 @@ from engine.results import RunStatus
 pytest.importorskip("numba", reason="the numba backend needs numba (pip install numba)")
 
 ROOT = Path(__file__).resolve().parents[1]
-REL = 1e-10
 SHARED = ROOT.parent / "shared"
 WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
 
 
-def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
-          time=None, name="nb", subranges=None):
-    d = {"model": {"name": name}, "time": {"start": 0, "stop": 10, "dt": 0.25, "saveper": 0.5, **(time or {})}}
-    for key, section in [("dimensions", dims), ("subranges", subranges), ("constants", const), ("stocks", stocks),
-                         ("flows", flows), ("lookups", lookups), ("data", data)]:
-        if section:
-            d[key] = section
-    if aux:
-        d["auxiliaries"] = {k: (v if isinstance(v, dict) else {"equation": v}) for k, v in aux.items()}
-    return compile_model(model_from_dict(d, f"{name}.toml"), check_units=False, backend=backend)
+def build(backend, **sections):
+    return _build(backend, **{"name": "nb", **sections})
 
 
 def assert_same(rn, rb):
-    assert rb.backend == "numba", "the run fell back to numpy"
-    np.testing.assert_array_equal(rn.times, rb.times)
-    assert rn.variables == rb.variables
-    for v in rn.variables:
-        a, b = rn[v], rb[v]
-        assert a.shape == b.shape, v
-        assert (np.isnan(a) == np.isnan(b)).all(), f"{v}: NaN in one backend only"
-        scale = np.maximum(np.abs(a), np.nanmax(np.abs(a), initial=0.0) * 1e-6) + 1e-300
-        with np.errstate(all="ignore"):
-            err = np.nanmax(np.abs(a - b) / scale, initial=0.0)
-        assert err <= REL, f"{v}: relative difference {err:.2e}"
+    assert_same_scalar(rn, rb, "numba")
 
 
 BUILTINS = {
