@@ -122,3 +122,4 @@ class _Ctx:
         self.subst = subst or {}  # range key -> element key (element-wise expansion)
         self.lhs = lhs or []      # range keys on the left-hand side
         self.prefix = prefix      # identifier prefix for helper variables
+        self.vector = False       # inside a VECTOR SORT ORDER/RANK/REORDER: dimensions map by position

@@ -24,15 +24,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # the core's error type
-    from engine.errors import ModelError, Problem
-except Exception:  # pragma: no cover - only while the core is missing
-    class ModelError(ValueError):  # type: ignore[no-redef]
-        def __init__(self, problems, file=""):
-            super().__init__(str(problems))
-            self.problems = [problems]
-
-    Problem = None  # type: ignore[assignment]
+from engine.errors import ModelError, Problem
 
 from . import IMPORT_SUFFIXES  # noqa: F401
 from .toml_writer import to_toml  # noqa: F401 - re-exported: engine.io.pysd_import.to_toml
@@ -321,11 +313,10 @@ class Converter(DataSources, ExpressionTranslator):
         controls = {}
         for el in self.main.elements:
             key = name_key(el.name)
-            if type(el).__name__ == "AbstractControlElement" or key in CONTROL_NAMES:
-                if key in CONTROL_NAMES:
-                    controls[key] = el
-                    self.ns[key] = CONTROL_NAMES[key]
-                    continue
+            if key in CONTROL_NAMES:   # a control element under another name is an ordinary variable
+                controls[key] = el
+                self.ns[key] = CONTROL_NAMES[key]
+                continue
             if key in self.ns:
                 raise _error(self.path, "variable defined twice", variable=el.name)
             ident = self.names.new(el.name)
@@ -356,9 +347,7 @@ class Converter(DataSources, ExpressionTranslator):
             except ModelError:
                 raise
         if self.problems:
-            if Problem is not None:
-                raise ModelError([Problem(str(self.path), display_name(v), msg) for v, msg in self.problems])
-            raise ModelError("; ".join(f"{v}: {msg}" for v, msg in self.problems))
+            raise ModelError([Problem(str(self.path), display_name(v), msg) for v, msg in self.problems])
         # a referenced flow moves to [flows]
         for ident in list(self.out["auxiliaries"]):
             if ident in self.flow_refs:
@@ -464,9 +453,9 @@ class Converter(DataSources, ExpressionTranslator):
             f = name_key(ast.function.reference)
             args = [self._const_eval(a, lookup, fold_refs) for a in ast.arguments]
             t = self.time_values["initial_time"]
-            fns = {"step": lambda h, t0: h if t >= t0 else 0.0,
-                   "min": min, "max": max, "abs": abs, "integer": lambda x: float(int(x)),
-                   "if_then_else": lambda c, a, b: a if c else b}
+            fns: dict[str, Any] = {"step": lambda h, t0: h if t >= t0 else 0.0,
+                                   "min": min, "max": max, "abs": abs, "integer": lambda x: float(int(x)),
+                                   "if_then_else": lambda c, a, b: a if c else b}
             if f in fns:
                 return float(fns[f](*args))
             raise _NotConstant
@@ -855,7 +844,7 @@ class Converter(DataSources, ExpressionTranslator):
                 vals = np.asarray(a, dtype=float).reshape([len(x) for x in lists])
                 for combo in self._combos(c):
                     pos = tuple(lists[i].index(combo[i]) for i in range(len(combo)))
-                    eqs[",".join(self.elements[e] for e in combo)] = self.expr(float(vals[pos]), None)
+                    eqs[",".join(self.elements[e] for e in combo)] = self.expr(float(vals[pos]), _Ctx(el.name, ns))
                 continue
             if not c.subscripts[1]:
                 ctx = _Ctx(el.name, ns, lhs=[k for k in lhs_keys if k in self.ranges], prefix=prefix)
@@ -867,7 +856,7 @@ class Converter(DataSources, ExpressionTranslator):
                 except _NeedExpand:
                     pass
             for combo in self._combos(c):
-                subst = {}
+                subst: dict[str, str] = {}
                 for i, k in enumerate([name_key(x) for x in c.subscripts[0]]):
                     if k in self.ranges:
                         subst.setdefault(k, combo[i])

@@ -4,11 +4,13 @@ RANDOM PINK NOISE, macros). A mixin of ``pysd_import.Converter``: it uses the co
 names and macro instances."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from .convert_common import (
     _num,
     fmt_number,
 )
-from .vensim_names import CONTROL_NAMES, display_name, name_key, to_identifier
+from .vensim_names import CONTROL_NAMES, _Names, display_name, name_key, to_identifier
 from .vensim_reader import _error
 
 # PySD's abstract function name -> our builtin name, for plain calls (same arguments).
@@ -62,6 +64,37 @@ VENSIM_STATEFUL_CALLS = {"smooth": (2, 2), "smoothi": (3, 3), "smooth3": (2, 2),
 
 class ExpressionTranslator:
     """Expression conversion for one model (mixed into the Converter)."""
+
+    # What the mixin reads of the Converter (pysd_import.Converter sets them), declared for the type checker.
+    path: Path
+    names: _Names
+    ns: dict[str, Any]
+    out: dict[str, Any]
+    original: dict[str, str]
+    ranges: dict[str, list[str]]            # range key -> element keys
+    range_ident: dict[str, str]
+    range_name: dict[str, str]
+    elements: dict[str, str]                # element key -> identifier
+    elements_by_key: dict[str, Any]
+    mapping: dict[str, set[str]]
+    list_map: dict[tuple[str, str], dict[str, str]]
+    lookup_elems: dict[str, Any]
+    sublookups: dict[str, dict]
+    macros: dict[str, Any]
+    macro_count: int
+    macro_consts: dict[str, float]
+    parent: dict[str, str]                  # subrange key -> its parent range key
+    time_values: dict[str, Any]
+
+    if TYPE_CHECKING:  # the Converter's methods the mixin calls
+        def _top(self, key: str) -> str: ...
+        def _equal_range(self, k: str, among: Any) -> str | None: ...
+        def _position(self, k: str, elem: str) -> int: ...
+        def _const_eval(self, ast: Any, lookup: Any, fold_refs: bool = True) -> float: ...
+        def _dims(self, el: Any) -> list[str]: ...
+        def _element(self, el: Any, ident: str, ns: dict[str, Any], prefix: str = "") -> Any: ...
+        def _orig_elem(self, key: str) -> str: ...
+        def _lookup_table(self, a: Any, var: str) -> Any: ...
 
     # ------------------------------------------------------------------ expressions
     def expr(self, ast, ctx: _Ctx) -> str:
@@ -219,7 +252,7 @@ class ExpressionTranslator:
                     corr = self.list_map.get((k, lhs_range)) or self.list_map.get((k, self._top(lhs_range)))
                     if corr and elem in corr:
                         return self.elements[corr[elem]]
-            if not bang and ctx.lhs and k not in ctx.lhs and not getattr(ctx, "vector", False):
+            if not bang and ctx.lhs and k not in ctx.lhs and not ctx.vector:
                 for lhs_range in ctx.lhs:
                     if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
                         raise _NeedExpand
@@ -246,7 +279,7 @@ class ExpressionTranslator:
                 return str(self._position(k, ctx.subst[eq]))
             if k in ctx.lhs or self._equal_range(k, ctx.lhs) is not None:
                 raise _NeedExpand
-            for lhs_range, elem in ctx.subst.items():
+            for elem in ctx.subst.values():
                 if elem in self.ranges[k]:
                     return str(self._position(k, elem))
             raise Unsupported(f"subscript range '{ast.reference}' as a value",
@@ -507,8 +540,9 @@ class ExpressionTranslator:
             raise _error(self.path, f"lookup '{name}' is called over a dimension ({', '.join(map(str, subs))}) "
                          f"with a subscripted argument: write the sum or selection element by element",
                          variable=ctx.var)
-        banged, fixed = [], []
-        for i, x in enumerate(subs):
+        banged: list[str] = []
+        fixed: list[str | None] = []
+        for x in subs:
             k = name_key(str(x).strip().rstrip("!"))
             if str(x).strip().endswith("!") and k in self.ranges:
                 banged.append(k)
@@ -582,10 +616,8 @@ class ExpressionTranslator:
         for p, a in zip(sec.params, args, strict=False):
             pid = self.names.new(f"{base}_{p}")
             if ctx.ns is self.ns:
-                try:
+                with contextlib.suppress(_NotConstant, TypeError, ZeroDivisionError, OverflowError):
                     self.macro_consts[pid] = self._const_eval(a, lambda k: self.time_values.get(k))
-                except (_NotConstant, TypeError, ZeroDivisionError, OverflowError):
-                    pass
             self.out["auxiliaries"][pid] = {"equation": self.expr(a, ctx),
                                            "label_en": f"{sec.name} argument {p}"}
             self.original[pid] = f"{sec.name}.{p}"
@@ -600,9 +632,8 @@ class ExpressionTranslator:
                 result = eid
         for el in sec.elements:
             self._element(el, ns[name_key(el.name)], ns, prefix=base)
-        if result is None:
-            if sec.returns:
-                result = ns.get(name_key(sec.returns[0]))
+        if result is None and sec.returns:
+            result = ns.get(name_key(sec.returns[0]))
         if result is None:
             raise Unsupported(f"macro {sec.name}", "it has no output variable")
         return result
