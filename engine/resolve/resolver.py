@@ -66,7 +66,9 @@ class Resolver:
         if var.kind in ("auxiliary", "flow"):
             for selector in var.equations:
                 region = self._region(var, selector)
-                ast = self.parse(var, selector) if region is not None else None
+                if region is None:
+                    continue
+                ast = self.parse(var, selector)
                 if ast is None:
                     continue
                 rv.pieces.append(Piece(region, ast, is_default=selector in ("", "default")))
@@ -110,7 +112,7 @@ class Resolver:
             self.bad(var.name, f"equation selector {selector!r} names {len(parts)} subscript(s); "
                      f"the variable has dims {list(var.dims)}")
             return None
-        region = []
+        region: list[tuple[int, ...] | None] = []
         for part, dim in zip(parts, var.dims, strict=True):
             elems = self.model.dim_elements(dim)
             if part == dim:
@@ -145,9 +147,10 @@ class Resolver:
         self.rvars[name] = rv
         return rv
 
-    def _aux(self, host: RVar, piece: Piece, tag: str, ast: Node) -> Ref:
-        if isinstance(ast, (Num,)):
-            return ast  # type: ignore[return-value]
+    def _aux(self, host: RVar, piece: Piece, tag: str, ast: Node) -> Node:
+        """A reference to a new internal auxiliary holding ``ast`` (a number stays a number)."""
+        if isinstance(ast, Num):
+            return ast
         rv = self._new(host, piece, "auxiliary", tag)
         rv.pieces = [Piece(piece.region, ast)]
         return Ref(rv.name)
@@ -230,10 +233,10 @@ class Resolver:
             init = a[2] if f in ("DELAY1I", "DELAY3I", "DELAYN") else x
             if order == 1:
                 rv = self._new(host, piece, "stock", "delay")
-                out = self._aux(host, piece, "delay_out", div(Ref(rv.name), T))
-                rv.pieces = [Piece(piece.region, sub(x, out))]
+                out1 = self._aux(host, piece, "delay_out", div(Ref(rv.name), T))
+                rv.pieces = [Piece(piece.region, sub(x, out1))]
                 rv.init_pieces = [Piece(piece.region, mul(init, T))]
-                return out
+                return out1
             # As Vensim (and PySD): when order * TIME STEP exceeds the delay time at the start,
             # the order drops to the whole number of steps in the delay (at least 1). The dropped
             # stages pass their inflow straight through.
@@ -271,28 +274,28 @@ class Resolver:
             return out
         if f == "DELAY_FIXED":
             inp = self._aux(host, piece, "delay_fixed_in", a[0])
-            rv = self._new(host, piece, "delay_fixed", "delay_fixed")
-            rv.delay_time = a[1]
-            rv.delay_input = inp.name if isinstance(inp, Ref) else None
-            if rv.delay_input is None:  # a constant input: keep it as an aux so it can be pushed
+            fixed = self._new(host, piece, "delay_fixed", "delay_fixed")
+            fixed.delay_time = a[1]
+            fixed.delay_input = inp.name if isinstance(inp, Ref) else None
+            if fixed.delay_input is None:  # a constant input: keep it as an aux so it can be pushed
                 aux = self._new(host, piece, "auxiliary", "delay_fixed_in")
                 aux.pieces = [Piece(piece.region, inp)]
-                rv.delay_input = aux.name
-            rv.init_pieces = [Piece(piece.region, a[2])]
-            return Ref(rv.name)
+                fixed.delay_input = aux.name
+            fixed.init_pieces = [Piece(piece.region, a[2])]
+            return Ref(fixed.name)
         if f == "SAMPLE_IF_TRUE":
             # out = IF cond THEN input ELSE (out one step ago); "one step ago" is a one-step
             # DELAY FIXED pipeline of out itself, which starts at the initial value.
-            out = self._new(host, piece, "auxiliary", "sample")
-            prev = self._new(host, piece, "delay_fixed", "sample_prev")
-            prev.delay_time = Ref("TIME_STEP")
-            prev.delay_input = out.name
-            prev.init_pieces = [Piece(piece.region, a[2])]
+            sample = self._new(host, piece, "auxiliary", "sample")
+            held = self._new(host, piece, "delay_fixed", "sample_prev")
+            held.delay_time = Ref("TIME_STEP")
+            held.delay_input = sample.name
+            held.init_pieces = [Piece(piece.region, a[2])]
             # the variable read inside its own SAMPLE IF TRUE is its value so far (Vensim holds it
             # as a state): PEAK = SAMPLE IF TRUE(x > PEAK, x, x)
-            cond, x = (_replace_ref(e, host, Ref(prev.name)) for e in (a[0], a[1]))
-            out.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (cond, x, Ref(prev.name))))]
-            return Ref(out.name)
+            cond, x = (_replace_ref(e, host, Ref(held.name)) for e in (a[0], a[1]))
+            sample.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (cond, x, Ref(held.name))))]
+            return Ref(sample.name)
         if f in ("TREND", "FORECAST"):
             x = self._aux(host, piece, "trend_in", a[0])
             T = self._aux(host, piece, "trend_time", a[1])
