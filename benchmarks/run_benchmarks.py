@@ -172,7 +172,7 @@ def _linxiang_plan(path: Path) -> dict:
             continue
         plan.update(varied=name, lo=lo, hi=hi)
         break
-    names = list((data.get("stocks") or {})) + list((data.get("auxiliaries") or {}))
+    names = list(data.get("stocks") or {}) + list(data.get("auxiliaries") or {})
     plan["variables"] = names[:10]
     plan["time"] = data.get("time") or {}
     plan["n_variables"] = sum(len(data.get(sec) or {}) for sec in
@@ -350,7 +350,7 @@ def machine_info() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "cores": os.cpu_count()}
     try:
-        info["load_start"] = "%.1f" % os.getloadavg()[0]
+        info["load_start"] = f"{os.getloadavg()[0]:.1f}"
     except OSError:
         info["load_start"] = "?"
     try:
@@ -568,7 +568,7 @@ def render(info, started, elapsed, args, saved, compile_runs, ours, floor, floor
              "What is measured and how: see the notes at the end.")
     L.append("")
     try:
-        load_end = "%.1f" % os.getloadavg()[0]
+        load_end = f"{os.getloadavg()[0]:.1f}"
     except OSError:
         load_end = "?"
     L.append(f"- Date: {started:%Y-%m-%d %H:%M %Z} (the whole run took {elapsed:.0f} s); 1-minute load "
