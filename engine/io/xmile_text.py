@@ -53,6 +53,28 @@ def _parse(data: bytes):
 
 def prepare(data: bytes) -> bytes:
     """The XMILE text PySD should read; XmileProblem if the file holds no model we can run."""
+    root, data = _well_formed(data)
+    ns = etree.QName(root).namespace or ""
+    if etree.QName(root).localname.lower() != "xmile":
+        raise XmileProblem(f"not an XMILE file (its root element is <{etree.QName(root).localname}>, "
+                           f"not <xmile>)")
+    if not ns:
+        _check_plain(root)
+        return data
+    q = {"x": ns}
+    why = (f" (legacy XMILE namespace {ns}, written before the XMILE 1.0 standard)"
+           if ns.startswith("http://www.systemdynamics.org/XMILE") else "")
+    from .xmile_modules import flatten_modules   # imports XmileProblem from here
+    changed = flatten_modules(root, ns, q)
+    variables, moved = _variables(root, ns, q, why)
+    changed = _repair(root, variables, ns, q) or moved or changed
+    if changed:
+        return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def _well_formed(data: bytes) -> tuple[etree._Element, bytes]:
+    """The parsed root and the text it came from (bare ampersands escaped when that makes it parse)."""
     root, err = _parse(data)
     if err:
         fixed = _BARE_AMP.sub(b"&amp;", data)
@@ -60,26 +82,23 @@ def prepare(data: bytes) -> bytes:
         if err2:
             raise XmileProblem(f"not well-formed XML: {err}", "the file may be truncated or damaged")
         data = fixed
-    ns = etree.QName(root).namespace or ""
-    legacy = ns.startswith("http://www.systemdynamics.org/XMILE")
-    if etree.QName(root).localname.lower() != "xmile":
-        raise XmileProblem(f"not an XMILE file (its root element is <{etree.QName(root).localname}>, "
-                           f"not <xmile>)")
-    why = (f" (legacy XMILE namespace {ns}, written before the XMILE 1.0 standard)" if legacy else "")
-    q = {"x": ns} if ns else None
-    if q is None:   # no namespace at all: plain tag names
-        root = etree.fromstring(etree.tostring(root))
-        ns, q = "", {}
-        for el in root.iter():
-            if isinstance(el.tag, str) and "}" in el.tag:
-                el.tag = el.tag.split("}", 1)[1]
-        models = root.findall("model")
-        variables = models[0].find("variables") if models else None
-        if not models or variables is None or not len(variables):
-            raise XmileProblem("the file has no <model> with variables", "the file may be truncated or damaged")
-        return data
-    from .xmile_modules import flatten_modules   # imports XmileProblem from here
-    flattened = flatten_modules(root, ns, q)
+    return root, data
+
+
+def _check_plain(root: etree._Element) -> None:
+    """A file without a namespace (plain tag names) must still hold a model with variables."""
+    root = etree.fromstring(etree.tostring(root))
+    for el in root.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    models = root.findall("model")
+    variables = models[0].find("variables") if models else None
+    if not models or variables is None or not len(variables):
+        raise XmileProblem("the file has no <model> with variables", "the file may be truncated or damaged")
+
+
+def _variables(root: etree._Element, ns: str, q: dict[str, str], why: str) -> tuple[etree._Element, bool]:
+    """The one model's <variables> (made from loose variables in legacy XMILE: then True)."""
     models = [m for m in root.findall("x:model", q) if m.find("x:variables", q) is not None] \
         or root.findall("x:model", q)
     if not models:
@@ -88,10 +107,10 @@ def prepare(data: bytes) -> bytes:
     named = [m for m in models if m.get("name")]
     if len(models) > 1 and named:
         raise XmileProblem(f"the file has {len(models)} models, {len(named)} of them modules "
-                           f"({', '.join(m.get('name') for m in named[:4])}): XMILE modules are not supported",
-                           "flatten the modules into one model in Stella first")
+                           f"({', '.join(m.get('name') or '?' for m in named[:4])}): XMILE modules are not "
+                           f"supported", "flatten the modules into one model in Stella first")
     variables = models[0].find("x:variables", q)
-    changed = flattened
+    moved = False
     kinds = {"aux", "stock", "flow", "gf", "group", "module"}
     loose = [el for el in models[0] if isinstance(el.tag, str) and etree.QName(el).localname in kinds]
     if variables is None and loose:
@@ -99,13 +118,19 @@ def prepare(data: bytes) -> bytes:
         variables = etree.SubElement(models[0], f"{{{ns}}}variables")
         for el in loose:
             variables.append(el)
-        changed = True
+        moved = True
     if variables is None or not len(variables):
         raise XmileProblem("the <model> has no variables" + why, "the file may be truncated or damaged")
     modules = [m.get("name") or "?" for m in variables.findall("x:module", q)]
     if modules:
         raise XmileProblem(f"module {modules[0]!r}" + (f" (and {len(modules) - 1} more)" if len(modules) > 1 else "")
                            + ": XMILE modules are not supported", "flatten the modules into one model in Stella first")
+    return variables, moved
+
+
+def _repair(root: etree._Element, variables: etree._Element, ns: str, q: dict[str, str]) -> bool:
+    """Rewrite in place what other tools write differently from what PySD reads; True if anything changed."""
+    changed = False
     for stock in variables.findall("x:stock", q):
         for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
             # a flow's name written with spaces (Vensim's export): XMILE names use underscores
@@ -131,6 +156,4 @@ def prepare(data: bytes) -> bytes:
             aux.set(k, v)
         aux.remove(gf)
         changed = True
-    if changed:
-        return etree.tostring(root, xml_declaration=True, encoding="utf-8")
-    return data
+    return changed
