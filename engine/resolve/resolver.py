@@ -77,20 +77,7 @@ class Resolver:
                 self._check_coverage(var, rv)
         elif var.kind == "stock":
             init = self.parse(var, INITIAL, "initial value")
-            rate: Node = Num(0.0)
-            terms: list[tuple[str, str]] = [("+", f) for f in var.inflows] + [("-", f) for f in var.outflows]
-            for i, (sign, flow) in enumerate(terms):
-                ref = Ref(flow)
-                if i == 0:
-                    rate = ref if sign == "+" else Unary("-", ref)
-                else:
-                    rate = BinOp(sign, rate, ref)
-            for flow in var.inflows + var.outflows:
-                target = self.model.variables.get(flow)
-                if target is None:
-                    self.bad(var.name, f"flow {flow!r} is not defined", self._suggest(flow))
-                elif target.kind not in ("flow", "auxiliary", "constant", "data"):
-                    self.bad(var.name, f"{flow!r} is a {target.kind}, not a flow")
+            rate = self._net_flow(var)
             if init is None:
                 return
             rv.pieces = [Piece(full, rate)]
@@ -102,6 +89,24 @@ class Resolver:
             if pieces:
                 for p in pieces:
                     p.ast = self._expand(rv, p, p.ast)
+
+    def _net_flow(self, var: Variable) -> Node:
+        """A stock's rate: its inflows minus its outflows (each flow checked to exist and be one)."""
+        rate: Node = Num(0.0)
+        terms: list[tuple[str, str]] = [("+", f) for f in var.inflows] + [("-", f) for f in var.outflows]
+        for i, (sign, flow) in enumerate(terms):
+            ref = Ref(flow)
+            if i == 0:
+                rate = ref if sign == "+" else Unary("-", ref)
+            else:
+                rate = BinOp(sign, rate, ref)
+        for flow in var.inflows + var.outflows:
+            target = self.model.variables.get(flow)
+            if target is None:
+                self.bad(var.name, f"flow {flow!r} is not defined", self._suggest(flow))
+            elif target.kind not in ("flow", "auxiliary", "constant", "data"):
+                self.bad(var.name, f"{flow!r} is a {target.kind}, not a flow")
+        return rate
 
     def _region(self, var: Variable, selector: str) -> Region | None:
         """Region for an equation selector: '' / 'default' / 'elem' / 'subrange' / 'a,b'."""
@@ -193,9 +198,7 @@ class Resolver:
         return self._stateful(host, piece, fname, args)
 
     def _stateful(self, host: RVar, piece: Piece, f: str, a: tuple) -> Node:
-        mul, div, sub, add = (lambda x, y: BinOp("*", x, y)), (lambda x, y: BinOp("/", x, y)), \
-            (lambda x, y: BinOp("-", x, y)), (lambda x, y: BinOp("+", x, y))
-        owner = host.host or host.name
+        """A stateful builtin's call replaced by internal variables; the node that stands for its value."""
         if f == "INTEG":
             return self._stock(host, piece, "integ", a[1], a[0])
         if f == "INITIAL":
@@ -208,70 +211,9 @@ class Resolver:
             rv.init_pieces = [Piece(piece.region, a[1])]
             return Ref(rv.name)
         if f in ("SMOOTH", "SMOOTHI", "SMOOTH3", "SMOOTH3I", "SMOOTHN"):
-            order = 3 if f.startswith("SMOOTH3") else 1
-            if f == "SMOOTHN":
-                order = self._const_int(owner, a[3], f)
-            x = self._aux(host, piece, "smooth_in", a[0])
-            T = self._aux(host, piece, "smooth_time", a[1])
-            init = a[2] if f in ("SMOOTHI", "SMOOTH3I", "SMOOTHN") else x
-            stage_t = div(T, Num(float(order))) if order > 1 else T
-            prev: Node = x
-            for _ in range(order):
-                # build lazily: the stock's rate refers to itself, so name it first
-                rv = self._new(host, piece, "stock", "smooth")
-                me = Ref(rv.name)
-                rv.pieces = [Piece(piece.region, div(sub(prev, me), stage_t))]
-                rv.init_pieces = [Piece(piece.region, init)]
-                prev = me
-            return prev
+            return self._smooth(host, piece, f, a)
         if f in ("DELAY1", "DELAY1I", "DELAY3", "DELAY3I", "DELAYN"):
-            order = 3 if f.startswith("DELAY3") else 1
-            if f == "DELAYN":
-                order = self._const_int(owner, a[3], f)
-            x = self._aux(host, piece, "delay_in", a[0])
-            T = self._aux(host, piece, "delay_time", a[1])
-            init = a[2] if f in ("DELAY1I", "DELAY3I", "DELAYN") else x
-            if order == 1:
-                rv = self._new(host, piece, "stock", "delay")
-                out1 = self._aux(host, piece, "delay_out", div(Ref(rv.name), T))
-                rv.pieces = [Piece(piece.region, sub(x, out1))]
-                rv.init_pieces = [Piece(piece.region, mul(init, T))]
-                return out1
-            # As Vensim (and PySD): when order * TIME STEP exceeds the delay time at the start,
-            # the order drops to the whole number of steps in the delay (at least 1). The dropped
-            # stages pass their inflow straight through.
-            k_rv = self._new(host, piece, "initial", "delay_order")
-            steps = Call("INTEGER", (add(div(T, Ref("TIME_STEP")), Num(1e-9)),))
-            k_rv.pieces = [Piece(piece.region, Call("MIN", (Num(float(order)), Call("MAX", (Num(1.0), steps)))))]
-            k = Ref(k_rv.name)
-            stage_t = self._aux(host, piece, "delay_stage_time", div(T, k))
-            inflow: Node = x
-            out: Node = x
-            last: Node = Num(0.0)
-            lag1: Node = stage_t
-            for i in range(order):
-                rv = self._new(host, piece, "stock", "delay")
-                me = Ref(rv.name)
-                active = BinOp(">", k, Num(float(i)))
-                t_i = stage_t
-                if f == "DELAYN" and i > 0 and isinstance(T, Ref):
-                    # DELAY N: material in stage i moves at the delay time of i steps ago (as PySD)
-                    lagged = self._new(host, piece, "delay_fixed", "delayn_time")
-                    lagged.delay_time = mul(Num(float(i)), Ref("TIME_STEP"))
-                    lagged.delay_input = T.name
-                    lagged.init_pieces = [Piece(piece.region, T)]
-                    t_i = div(Ref(lagged.name), k)
-                    if i == 1:
-                        lag1 = t_i
-                out = self._aux(host, piece, "delay_out", Call("IF_THEN_ELSE", (active, div(me, t_i), inflow)))
-                rv.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, sub(inflow, out), Num(0.0))))]
-                rv.init_pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, mul(init, stage_t), Num(0.0))))]
-                last = add(last, Call("IF_THEN_ELSE", (BinOp("=", k, Num(float(i + 1))), me, Num(0.0))))
-                inflow = out
-            if f == "DELAYN":
-                # the output is the last stage's content over the stage time of one step ago (as PySD)
-                return self._aux(host, piece, "delay_out", div(last, lag1))
-            return out
+            return self._delay(host, piece, f, a)
         if f == "DELAY_FIXED":
             inp = self._aux(host, piece, "delay_fixed_in", a[0])
             fixed = self._new(host, piece, "delay_fixed", "delay_fixed")
@@ -297,20 +239,95 @@ class Resolver:
             sample.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (cond, x, Ref(held.name))))]
             return Ref(sample.name)
         if f in ("TREND", "FORECAST"):
-            x = self._aux(host, piece, "trend_in", a[0])
-            T = self._aux(host, piece, "trend_time", a[1])
-            init_trend = a[2] if f == "TREND" else Num(0.0)
-            # Vensim: average = SMOOTHI(input, T, input / (1 + init_trend * T))
-            rv = self._new(host, piece, "stock", "trend_avg")
-            avg = Ref(rv.name)
-            rv.pieces = [Piece(piece.region, div(sub(x, avg), T))]
-            rv.init_pieces = [Piece(piece.region, div(x, add(Num(1.0), mul(init_trend, T))))]
-            trend = Call("ZIDZ", (sub(x, avg), mul(T, Call("ABS", (avg,)))))
-            if f == "TREND":
-                return self._aux(host, piece, "trend", trend)
-            # Vensim: FORECAST = input * (1 + TREND(input, T, 0) * horizon)
-            return self._aux(host, piece, "forecast", mul(x, add(Num(1.0), mul(trend, a[2]))))
+            return self._trend(host, piece, f, a)
         raise AssertionError(f)
+
+    def _smooth(self, host: RVar, piece: Piece, f: str, a: tuple) -> Node:
+        """SMOOTH, SMOOTHI, SMOOTH3, SMOOTH3I, SMOOTHN: a chain of first-order stocks."""
+        owner = host.host or host.name
+        order = 3 if f.startswith("SMOOTH3") else 1
+        if f == "SMOOTHN":
+            order = self._const_int(owner, a[3], f)
+        x = self._aux(host, piece, "smooth_in", a[0])
+        T = self._aux(host, piece, "smooth_time", a[1])
+        init = a[2] if f in ("SMOOTHI", "SMOOTH3I", "SMOOTHN") else x
+        stage_t = _div(T, Num(float(order))) if order > 1 else T
+        prev: Node = x
+        for _ in range(order):
+            # build lazily: the stock's rate refers to itself, so name it first
+            rv = self._new(host, piece, "stock", "smooth")
+            me = Ref(rv.name)
+            rv.pieces = [Piece(piece.region, _div(_sub(prev, me), stage_t))]
+            rv.init_pieces = [Piece(piece.region, init)]
+            prev = me
+        return prev
+
+    def _delay(self, host: RVar, piece: Piece, f: str, a: tuple) -> Node:
+        """DELAY1, DELAY1I, DELAY3, DELAY3I, DELAYN: a chain of material stages."""
+        owner = host.host or host.name
+        order = 3 if f.startswith("DELAY3") else 1
+        if f == "DELAYN":
+            order = self._const_int(owner, a[3], f)
+        x = self._aux(host, piece, "delay_in", a[0])
+        T = self._aux(host, piece, "delay_time", a[1])
+        init = a[2] if f in ("DELAY1I", "DELAY3I", "DELAYN") else x
+        if order == 1:
+            rv = self._new(host, piece, "stock", "delay")
+            out1 = self._aux(host, piece, "delay_out", _div(Ref(rv.name), T))
+            rv.pieces = [Piece(piece.region, _sub(x, out1))]
+            rv.init_pieces = [Piece(piece.region, _mul(init, T))]
+            return out1
+        # As Vensim (and PySD): when order * TIME STEP exceeds the delay time at the start,
+        # the order drops to the whole number of steps in the delay (at least 1). The dropped
+        # stages pass their inflow straight through.
+        k_rv = self._new(host, piece, "initial", "delay_order")
+        steps = Call("INTEGER", (_add(_div(T, Ref("TIME_STEP")), Num(1e-9)),))
+        k_rv.pieces = [Piece(piece.region, Call("MIN", (Num(float(order)), Call("MAX", (Num(1.0), steps)))))]
+        k = Ref(k_rv.name)
+        stage_t = self._aux(host, piece, "delay_stage_time", _div(T, k))
+        inflow: Node = x
+        out: Node = x
+        last: Node = Num(0.0)
+        lag1: Node = stage_t
+        for i in range(order):
+            rv = self._new(host, piece, "stock", "delay")
+            me = Ref(rv.name)
+            active = BinOp(">", k, Num(float(i)))
+            t_i = stage_t
+            if f == "DELAYN" and i > 0 and isinstance(T, Ref):
+                # DELAY N: material in stage i moves at the delay time of i steps ago (as PySD)
+                lagged = self._new(host, piece, "delay_fixed", "delayn_time")
+                lagged.delay_time = _mul(Num(float(i)), Ref("TIME_STEP"))
+                lagged.delay_input = T.name
+                lagged.init_pieces = [Piece(piece.region, T)]
+                t_i = _div(Ref(lagged.name), k)
+                if i == 1:
+                    lag1 = t_i
+            out = self._aux(host, piece, "delay_out", Call("IF_THEN_ELSE", (active, _div(me, t_i), inflow)))
+            rv.pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, _sub(inflow, out), Num(0.0))))]
+            rv.init_pieces = [Piece(piece.region, Call("IF_THEN_ELSE", (active, _mul(init, stage_t), Num(0.0))))]
+            last = _add(last, Call("IF_THEN_ELSE", (BinOp("=", k, Num(float(i + 1))), me, Num(0.0))))
+            inflow = out
+        if f == "DELAYN":
+            # the output is the last stage's content over the stage time of one step ago (as PySD)
+            return self._aux(host, piece, "delay_out", _div(last, lag1))
+        return out
+
+    def _trend(self, host: RVar, piece: Piece, f: str, a: tuple) -> Node:
+        """TREND and FORECAST, built as Vensim defines them."""
+        x = self._aux(host, piece, "trend_in", a[0])
+        T = self._aux(host, piece, "trend_time", a[1])
+        init_trend = a[2] if f == "TREND" else Num(0.0)
+        # Vensim: average = SMOOTHI(input, T, input / (1 + init_trend * T))
+        rv = self._new(host, piece, "stock", "trend_avg")
+        avg = Ref(rv.name)
+        rv.pieces = [Piece(piece.region, _div(_sub(x, avg), T))]
+        rv.init_pieces = [Piece(piece.region, _div(x, _add(Num(1.0), _mul(init_trend, T))))]
+        trend = Call("ZIDZ", (_sub(x, avg), _mul(T, Call("ABS", (avg,)))))
+        if f == "TREND":
+            return self._aux(host, piece, "trend", trend)
+        # Vensim: FORECAST = input * (1 + TREND(input, T, 0) * horizon)
+        return self._aux(host, piece, "forecast", _mul(x, _add(Num(1.0), _mul(trend, a[2]))))
 
     def _const_int(self, owner: str, node: Node, f: str) -> int:
         if isinstance(node, Num) and node.value == int(node.value) and node.value >= 1:
@@ -337,57 +354,80 @@ class Resolver:
                     self._check_node(owner, p.ast)
 
     def _check_node(self, owner: str, node: Node) -> None:
-        m = self.model
         stack = [node]
         while stack:
             n = stack.pop()
             if isinstance(n, Ref):
-                if n.name in self.rvars:
-                    target = self.rvars[n.name]
-                    if target.kind == "lookup":
-                        self.bad(owner, f"lookup {n.name!r} is used as a value", f"call it: {n.name}(x)")
-                elif n.name in m.variables:
-                    pass  # declared, but its own equation has a problem (reported there)
-                elif n.name in m.dimensions or n.name in m.subranges:
-                    pass  # a dimension used as a value: its elements' positions
-                elif n.name.upper() not in builtins.TIME_NAMES:
-                    self.bad(owner, f"unknown name {n.name!r}", self._suggest(n.name))
+                self._check_ref(owner, n)
             elif isinstance(n, Call):
                 stack.extend(n.args)
-                if n.func in self.rvars:
-                    target = self.rvars[n.func]
-                    if target.kind != "lookup":
-                        self.bad(owner, f"{n.func!r} is a {target.kind}, not a lookup or function")
-                    elif n.subs and len(n.subs) != len(target.dims):
-                        self.bad(owner, f"lookup {n.func!r} has dims {list(target.dims)}, called with "
-                                        f"subscripts {list(n.subs)}")
-                    elif len(n.args) != 1:
-                        self.bad(owner, f"lookup {n.func!r} takes 1 argument, got {len(n.args)}")
-                    continue
-                fname = n.func.upper()
-                if n.subs:
-                    self.bad(owner, f"{n.func!r} is called with subscripts but is not a subscripted lookup")
-                    continue
-                if fname not in builtins.STATELESS:
-                    close = difflib.get_close_matches(fname, list(builtins.ALL), n=3)
-                    lookups = [v for v in m.variables if m.variables[v].kind == "lookup"]
-                    self.bad(owner, f"unknown function {n.func!r}",
-                             f"did you mean {', '.join(close)}?" if close else
-                             (f"lookups here: {', '.join(lookups)}" if lookups else None))
-                    continue
-                lo, hi = builtins.STATELESS[fname]
-                if not lo <= len(n.args) <= hi:
-                    want = str(lo) if lo == hi else f"{lo} to {hi}"
-                    self.bad(owner, f"{fname} takes {want} argument(s), got {len(n.args)}")
-                if fname == "WITH_LOOKUP" and len(n.args) == 2 and not isinstance(n.args[1], Table):
-                    self.bad(owner, "WITH_LOOKUP needs an inline table ((x1,y1),(x2,y2),...) as 2nd argument")
-                for a in n.args:
-                    if isinstance(a, Table) and fname != "WITH_LOOKUP":
-                        self.bad(owner, f"an inline table can only be given to WITH_LOOKUP, not {fname}")
+                self._check_call(owner, n)
             elif isinstance(n, BinOp):
                 stack.extend((n.left, n.right))
             elif isinstance(n, Unary):
                 stack.append(n.operand)
+
+    def _check_ref(self, owner: str, n: Ref) -> None:
+        m = self.model
+        if n.name in self.rvars:
+            if self.rvars[n.name].kind == "lookup":
+                self.bad(owner, f"lookup {n.name!r} is used as a value", f"call it: {n.name}(x)")
+        elif n.name in m.variables:
+            pass  # declared, but its own equation has a problem (reported there)
+        elif n.name in m.dimensions or n.name in m.subranges:
+            pass  # a dimension used as a value: its elements' positions
+        elif n.name.upper() not in builtins.TIME_NAMES:
+            self.bad(owner, f"unknown name {n.name!r}", self._suggest(n.name))
+
+    def _check_call(self, owner: str, n: Call) -> None:
+        """One call's own problems (its arguments are checked as nodes of their own)."""
+        m = self.model
+        if n.func in self.rvars:
+            target = self.rvars[n.func]
+            if target.kind != "lookup":
+                self.bad(owner, f"{n.func!r} is a {target.kind}, not a lookup or function")
+            elif n.subs and len(n.subs) != len(target.dims):
+                self.bad(owner, f"lookup {n.func!r} has dims {list(target.dims)}, called with "
+                                f"subscripts {list(n.subs)}")
+            elif len(n.args) != 1:
+                self.bad(owner, f"lookup {n.func!r} takes 1 argument, got {len(n.args)}")
+            return
+        fname = n.func.upper()
+        if n.subs:
+            self.bad(owner, f"{n.func!r} is called with subscripts but is not a subscripted lookup")
+            return
+        if fname not in builtins.STATELESS:
+            close = difflib.get_close_matches(fname, list(builtins.ALL), n=3)
+            lookups = [v for v in m.variables if m.variables[v].kind == "lookup"]
+            self.bad(owner, f"unknown function {n.func!r}",
+                     f"did you mean {', '.join(close)}?" if close else
+                     (f"lookups here: {', '.join(lookups)}" if lookups else None))
+            return
+        lo, hi = builtins.STATELESS[fname]
+        if not lo <= len(n.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            self.bad(owner, f"{fname} takes {want} argument(s), got {len(n.args)}")
+        if fname == "WITH_LOOKUP" and len(n.args) == 2 and not isinstance(n.args[1], Table):
+            self.bad(owner, "WITH_LOOKUP needs an inline table ((x1,y1),(x2,y2),...) as 2nd argument")
+        for a in n.args:
+            if isinstance(a, Table) and fname != "WITH_LOOKUP":
+                self.bad(owner, f"an inline table can only be given to WITH_LOOKUP, not {fname}")
+
+
+def _mul(x: Node, y: Node) -> Node:
+    return BinOp("*", x, y)
+
+
+def _div(x: Node, y: Node) -> Node:
+    return BinOp("/", x, y)
+
+
+def _sub(x: Node, y: Node) -> Node:
+    return BinOp("-", x, y)
+
+
+def _add(x: Node, y: Node) -> Node:
+    return BinOp("+", x, y)
 
 
 def resolve(model: Model) -> dict[str, RVar]:
