@@ -109,35 +109,9 @@ class ExpressionTranslator:
         if isinstance(ast, str):
             raise Unsupported(f"'{ast.strip()[:40]}'", "unparsed text in the equation")
         if isinstance(ast, ae.ArithmeticStructure):
-            ArithmeticStructure = ae.ArithmeticStructure
-            if ast.operators == ["negative"]:
-                return "-" + _atom(self.expr(ast.arguments[0], ctx))
-            args = list(ast.arguments)
-            if (ast.operators and all(o == "^" for o in ast.operators) and _is_number(args[0])
-                    and float(args[0]) < 0 and not self._paren_negative(args[0])):
-                # PySD folds the sign of -2^2 into the literal; Vensim and XMILE read -(2^2)
-                rest = ArithmeticStructure(ast.operators, (-float(args[0]),) + tuple(args[1:]))
-                return "(-" + _atom(self.expr(rest, ctx)) + ")"
-            parts = [self.expr(a, ctx) for a in args]
-            out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:], strict=False):
-                if op == "negative":
-                    raise Unsupported("negation operator in a chain")
-                out = f"{out} {op} {_atom(p)}"
-            return out
+            return self._arithmetic(ast, ctx)
         if isinstance(ast, ae.LogicStructure):
-            ops = {":AND:": "and", ":OR:": "or", "and": "and", "or": "or",
-                   "=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-            if ast.operators and ast.operators[0].lower() in (":not:", "not") and len(ast.arguments) == 1:
-                return "not " + _atom(self.expr(ast.arguments[0], ctx))
-            parts = [self.expr(a, ctx) for a in ast.arguments]
-            out = _atom(parts[0])
-            for op, p in zip(ast.operators, parts[1:], strict=False):
-                o = ops.get(op) or ops.get(op.lower())
-                if o is None:
-                    raise Unsupported(f"operator {op}")
-                out = f"{out} {o} {_atom(p)}"
-            return out
+            return self._logic(ast, ctx)
         if isinstance(ast, ae.ReferenceStructure):
             return self.reference(ast, ctx)
         if isinstance(ast, ae.CallStructure):
@@ -148,6 +122,73 @@ class ExpressionTranslator:
             return f"INITIAL({self.expr(ast.initial, ctx)})"
         if isinstance(ast, ae.IntegStructure):
             raise Unsupported("INTEG inside an expression", "INTEG must be the whole equation")
+        stateful = self._stateful_structure(ast, ctx)
+        if stateful is not None:
+            return stateful
+        return self._special_structure(ast, ctx)
+
+    def _special_structure(self, ast, ctx: _Ctx) -> str:
+        """Inline lookups and the ALLOCATE functions as our calls; what cannot be a part of an expression is
+        refused naming it."""
+        from pysd.translators.structures import abstract_expressions as ae
+        if isinstance(ast, ae.InlineLookupsStructure):
+            xs, ys, extra = self._lookup_table(ast.lookups, ctx.var)
+            if extra.get("extrapolation") != "clamp":
+                raise Unsupported("an extrapolating inline lookup")
+            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys, strict=False))
+            return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
+        if isinstance(ast, ae.AllocateAvailableStructure):
+            return (f"ALLOCATE_AVAILABLE({self.expr(ast.request, ctx)}, {self.expr(ast.pp, ctx)}, "
+                    f"{self.expr(ast.avail, ctx)})")
+        if isinstance(ast, ae.AllocateByPriorityStructure):
+            return (f"ALLOCATE_BY_PRIORITY({self.expr(ast.request, ctx)}, {self.expr(ast.priority, ctx)}, "
+                    f"{self.expr(ast.size, ctx)}, {self.expr(ast.width, ctx)}, {self.expr(ast.supply, ctx)})")
+        if isinstance(ast, (ae.GetDataStructure, ae.GetLookupsStructure, ae.GetConstantsStructure)):
+            raise Unsupported("GET XLS/DIRECT inside an expression",
+                              "it must be the whole equation")
+        if isinstance(ast, ae.DataStructure):
+            raise Unsupported("DATA")
+        raise Unsupported(type(ast).__name__)
+
+    def _arithmetic(self, ast, ctx: _Ctx) -> str:
+        """+ - * / ^ and negation, as our equation text."""
+        from pysd.translators.structures import abstract_expressions as ae
+        ArithmeticStructure = ae.ArithmeticStructure
+        if ast.operators == ["negative"]:
+            return "-" + _atom(self.expr(ast.arguments[0], ctx))
+        args = list(ast.arguments)
+        if (ast.operators and all(o == "^" for o in ast.operators) and _is_number(args[0])
+                and float(args[0]) < 0 and not self._paren_negative(args[0])):
+            # PySD folds the sign of -2^2 into the literal; Vensim and XMILE read -(2^2)
+            rest = ArithmeticStructure(ast.operators, (-float(args[0]),) + tuple(args[1:]))
+            return "(-" + _atom(self.expr(rest, ctx)) + ")"
+        parts = [self.expr(a, ctx) for a in args]
+        out = _atom(parts[0])
+        for op, p in zip(ast.operators, parts[1:], strict=False):
+            if op == "negative":
+                raise Unsupported("negation operator in a chain")
+            out = f"{out} {op} {_atom(p)}"
+        return out
+
+    def _logic(self, ast, ctx: _Ctx) -> str:
+        """Comparisons and :AND: :OR: :NOT:, as our equation text."""
+        ops = {":AND:": "and", ":OR:": "or", "and": "and", "or": "or",
+               "=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        if ast.operators and ast.operators[0].lower() in (":not:", "not") and len(ast.arguments) == 1:
+            return "not " + _atom(self.expr(ast.arguments[0], ctx))
+        parts = [self.expr(a, ctx) for a in ast.arguments]
+        out = _atom(parts[0])
+        for op, p in zip(ast.operators, parts[1:], strict=False):
+            o = ops.get(op) or ops.get(op.lower())
+            if o is None:
+                raise Unsupported(f"operator {op}")
+            out = f"{out} {o} {_atom(p)}"
+        return out
+
+    def _stateful_structure(self, ast, ctx: _Ctx) -> str | None:
+        """PySD's stateful structures (delays, smooths, TREND, FORECAST, SAMPLE IF TRUE) as our builtins' calls;
+        None for any other node."""
+        from pysd.translators.structures import abstract_expressions as ae
         if isinstance(ast, ae.DelayStructure):
             name = {1: "DELAY1I", 3: "DELAY3I"}.get(int(ast.order))
             if name is None:
@@ -183,24 +224,7 @@ class ExpressionTranslator:
         if isinstance(ast, ae.SampleIfTrueStructure):
             return (f"SAMPLE_IF_TRUE({self.expr(ast.condition, ctx)}, {self.expr(ast.input, ctx)}, "
                     f"{self.expr(ast.initial, ctx)})")
-        if isinstance(ast, ae.InlineLookupsStructure):
-            xs, ys, extra = self._lookup_table(ast.lookups, ctx.var)
-            if extra.get("extrapolation") != "clamp":
-                raise Unsupported("an extrapolating inline lookup")
-            pts = ", ".join(f"({x}, {y})" for x, y in zip(xs, ys, strict=False))
-            return f"WITH_LOOKUP({self.expr(ast.argument, ctx)}, ({pts}))"
-        if isinstance(ast, ae.AllocateAvailableStructure):
-            return (f"ALLOCATE_AVAILABLE({self.expr(ast.request, ctx)}, {self.expr(ast.pp, ctx)}, "
-                    f"{self.expr(ast.avail, ctx)})")
-        if isinstance(ast, ae.AllocateByPriorityStructure):
-            return (f"ALLOCATE_BY_PRIORITY({self.expr(ast.request, ctx)}, {self.expr(ast.priority, ctx)}, "
-                    f"{self.expr(ast.size, ctx)}, {self.expr(ast.width, ctx)}, {self.expr(ast.supply, ctx)})")
-        if isinstance(ast, (ae.GetDataStructure, ae.GetLookupsStructure, ae.GetConstantsStructure)):
-            raise Unsupported("GET XLS/DIRECT inside an expression",
-                              "it must be the whole equation")
-        if isinstance(ast, ae.DataStructure):
-            raise Unsupported("DATA")
-        raise Unsupported(type(ast).__name__)
+        return None
 
     def _paren_negative(self, x) -> bool:
         """Whether the source writes this negative number in parentheses, as in (-2)^2."""
@@ -242,26 +266,45 @@ class ExpressionTranslator:
                 if eq is not None:
                     k = eq
         if k in self.ranges:
-            if not bang and ctx.subst:
-                # a mapped range (Vensim subscript mapping) follows an expanded one
-                for lhs_range, elem in ctx.subst.items():
-                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
-                        i = self.ranges[lhs_range].index(elem)
-                        if i < len(self.ranges[k]):
-                            return self.elements[self.ranges[k][i]]
-                    corr = self.list_map.get((k, lhs_range)) or self.list_map.get((k, self._top(lhs_range)))
-                    if corr and elem in corr:
-                        return self.elements[corr[elem]]
-            if not bang and ctx.lhs and k not in ctx.lhs and not ctx.vector:
-                for lhs_range in ctx.lhs:
-                    if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
-                        raise _NeedExpand
-                    if (k, lhs_range) in self.list_map or (k, self._top(lhs_range)) in self.list_map:
-                        raise _NeedExpand
-            return self.range_ident[k] + ("!" if bang else "")
+            return (None if bang else self._mapped_element(k, ctx)) or self.range_ident[k] + ("!" if bang else "")
         if k in self.elements:
             return self.elements[k]
         raise _error(self.path, f"unknown subscript '{s}'", variable=ctx.var)
+
+    def _mapped_element(self, k: str, ctx: _Ctx) -> str | None:
+        """The element a range maps to (Vensim subscript mapping) in an expanded equation; None where the range
+        stays a range. Raises _NeedExpand where the left-hand side must be expanded element by element first."""
+        for lhs_range, elem in ctx.subst.items():
+            # a mapped range follows an expanded one
+            if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
+                i = self.ranges[lhs_range].index(elem)
+                if i < len(self.ranges[k]):
+                    return self.elements[self.ranges[k][i]]
+            corr = self.list_map.get((k, lhs_range)) or self.list_map.get((k, self._top(lhs_range)))
+            if corr and elem in corr:
+                return self.elements[corr[elem]]
+        if ctx.lhs and k not in ctx.lhs and not ctx.vector:
+            for lhs_range in ctx.lhs:
+                if k in self.mapping.get(lhs_range, ()) or lhs_range in self.mapping.get(k, ()):
+                    raise _NeedExpand
+                if (k, lhs_range) in self.list_map or (k, self._top(lhs_range)) in self.list_map:
+                    raise _NeedExpand
+        return None
+
+    def _range_position(self, k: str, ast, ctx: _Ctx) -> str:
+        """A subscript range used as a value: the position (1-based) of the element the equation is at."""
+        if k in ctx.subst:
+            return str(self._position(k, ctx.subst[k]))
+        eq = self._equal_range(k, ctx.subst)
+        if eq is not None:
+            return str(self._position(k, ctx.subst[eq]))
+        if k in ctx.lhs or self._equal_range(k, ctx.lhs) is not None:
+            raise _NeedExpand
+        for elem in ctx.subst.values():
+            if elem in self.ranges[k]:
+                return str(self._position(k, elem))
+        raise Unsupported(f"subscript range '{ast.reference}' as a value",
+                          "it is not a dimension of this variable")
 
     def reference(self, ast, ctx: _Ctx) -> str:
         k = name_key(ast.reference)
@@ -271,19 +314,7 @@ class ExpressionTranslator:
                 k = k2
         target = ctx.ns.get(k)
         if target is None and k in self.ranges and not ast.subscripts:
-            # a subscript range used as a value: the element's position (1-based)
-            if k in ctx.subst:
-                return str(self._position(k, ctx.subst[k]))
-            eq = self._equal_range(k, ctx.subst)
-            if eq is not None:
-                return str(self._position(k, ctx.subst[eq]))
-            if k in ctx.lhs or self._equal_range(k, ctx.lhs) is not None:
-                raise _NeedExpand
-            for elem in ctx.subst.values():
-                if elem in self.ranges[k]:
-                    return str(self._position(k, elem))
-            raise Unsupported(f"subscript range '{ast.reference}' as a value",
-                              "it is not a dimension of this variable")
+            return self._range_position(k, ast, ctx)
         if target is None and k in self.elements and k not in self.ranges and not ast.subscripts:
             # an element used as a value: its position in its dimension (1-based)
             for rk, elems in self.ranges.items():
@@ -318,6 +349,63 @@ class ExpressionTranslator:
             return self._aggregate(AGGREGATES[fk], args[0], ctx)
         if fk in ("vmax_xmile", "vmin_xmile"):
             return self._aggregate("VMAX" if fk == "vmax_xmile" else "VMIN", args[0], ctx)
+        rewritten = self._rewritten_call(fk, args, ctx)
+        if rewritten is not None:
+            return rewritten
+        special = self._vensim_call(fk, fname, args, ctx)
+        if special is not None:
+            return special
+        if fk == "vector_elm_map":
+            return self._vector_elm_map(args, ctx)
+        if fk == "vector_lookup":
+            return self._vector_lookup(args, ctx)
+        if fk == "random_pink_noise":
+            return self._pink_noise(args, ctx)
+        if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
+        if fk in EXTENDED_CALLS:
+            if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
+                # along the last dimension, which Vensim maps by position (company -> scompany)
+                ctx.vector = True
+                try:
+                    return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
+                finally:
+                    ctx.vector = False
+            return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
+        raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
+
+    def _vensim_call(self, fk: str, fname: str, args, ctx: _Ctx) -> str | None:
+        """ELMCOUNT, GAME, DELAY MATERIAL and Vensim's stateful names in XMILE as our equation text; None for any
+        other function."""
+        if fk == "elmcount":
+            a = args[0]
+            name = a.reference if hasattr(a, "reference") else str(a)
+            rk = name_key(str(name).rstrip("!"))
+            if rk not in self.ranges:
+                raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
+            return str(len(self.ranges[rk]))
+        if fk in VENSIM_STATEFUL_CALLS and ctx.ns is not None:
+            # Vensim's names in an XMILE file written by Vensim (PySD's XMILE reader leaves them as calls)
+            lo, hi = VENSIM_STATEFUL_CALLS[fk]
+            if not lo <= len(args) <= hi:
+                raise Unsupported(f"{fname.upper()} with {len(args)} arguments")
+            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
+        if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
+            return self.expr(args[0], ctx)
+        if fk == "delay_material":
+            # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
+            # the output is the input of one delay time before, the initial value until then
+            if len(args) == 4 and not (_is_number(args[3]) and float(args[3]) == 0):
+                raise Unsupported("DELAY MATERIAL with a loss/extra argument other than 0")
+            if len(args) not in (3, 4):
+                raise Unsupported(f"DELAY MATERIAL with {len(args)} arguments")
+            return (f"DELAY_FIXED({self.expr(args[0], ctx)}, {self.expr(args[1], ctx)}, "
+                    f"{self.expr(args[2], ctx)})")
+        return None
+
+    def _rewritten_call(self, fk: str, args, ctx: _Ctx) -> str | None:
+        """Functions written as other builtins (XMILE's PULSE and RAMP, PULSE TRAIN's argument order, PI, the
+        hyperbolic functions); None for any other function."""
         if fk == "pulse_train":     # PySD order: start, interval, width, end
             start, interval, width, end = (self.expr(a, ctx) for a in args)
             return f"PULSE_TRAIN({start}, {width}, {interval}, {end})"
@@ -338,48 +426,7 @@ class ExpressionTranslator:
             return {"sinh": f"((EXP({x}) - EXP(-{x})) / 2)",
                     "cosh": f"((EXP({x}) + EXP(-{x})) / 2)",
                     "tanh": f"((EXP({x}) - EXP(-{x})) / (EXP({x}) + EXP(-{x})))"}[fk]
-        if fk == "elmcount":
-            a = args[0]
-            name = a.reference if hasattr(a, "reference") else str(a)
-            rk = name_key(str(name).rstrip("!"))
-            if rk not in self.ranges:
-                raise Unsupported("ELMCOUNT", f"'{name}' is not a subscript range")
-            return str(len(self.ranges[rk]))
-        if fk in VENSIM_STATEFUL_CALLS and ctx.ns is not None:
-            # Vensim's names in an XMILE file written by Vensim (PySD's XMILE reader leaves them as calls)
-            lo, hi = VENSIM_STATEFUL_CALLS[fk]
-            if not lo <= len(args) <= hi:
-                raise Unsupported(f"{fname.upper()} with {len(args)} arguments")
-            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
-        if fk == "game" and len(args) == 1:   # Vensim's gaming input: outside a game, its argument
-            return self.expr(args[0], ctx)
-        if fk == "vector_elm_map":
-            return self._vector_elm_map(args, ctx)
-        if fk == "vector_lookup":
-            return self._vector_lookup(args, ctx)
-        if fk == "delay_material":
-            # Vensim's material (conveyor) delay; with no loss argument (0) it is a pipeline delay:
-            # the output is the input of one delay time before, the initial value until then
-            if len(args) == 4 and not (_is_number(args[3]) and float(args[3]) == 0):
-                raise Unsupported("DELAY MATERIAL with a loss/extra argument other than 0")
-            if len(args) not in (3, 4):
-                raise Unsupported(f"DELAY MATERIAL with {len(args)} arguments")
-            return (f"DELAY_FIXED({self.expr(args[0], ctx)}, {self.expr(args[1], ctx)}, "
-                    f"{self.expr(args[2], ctx)})")
-        if fk == "random_pink_noise":
-            return self._pink_noise(args, ctx)
-        if fk.startswith("random_") and fk.upper() in RANDOM_CALLS:
-            return f"{fk.upper()}({', '.join(self.expr(a, ctx) for a in args)})"
-        if fk in EXTENDED_CALLS:
-            if fk in ("vector_sort_order", "vector_rank", "vector_reorder") and not ctx.subst:
-                # along the last dimension, which Vensim maps by position (company -> scompany)
-                ctx.vector = True
-                try:
-                    return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
-                finally:
-                    ctx.vector = False
-            return f"{EXTENDED_CALLS[fk]}({', '.join(self.expr(a, ctx) for a in args)})"
-        raise Unsupported(fname.upper().replace("_", " ") + "()", "unknown function")
+        return None
 
     def _vector_elm_map(self, args, ctx: _Ctx) -> str:
         """VECTOR ELM MAP(x[..., e0], offset): x at the element offset places after e0 along e0's
