@@ -116,7 +116,28 @@ class Converter(DataSources, ExpressionTranslator):
         self.range_name: dict[str, str] = {}
         self.elements: dict[str, str] = {}         # element key -> identifier
         self.mapping: dict[str, set[str]] = {}
-        raw: dict[str, Any] = {}
+        raw = self._raw_ranges()
+        for key in raw:
+            self._expand_range(raw, key, ())
+        # keep the definition order
+        self.ranges = {k: self.ranges[k] for k in raw}
+        self._classify_ranges()
+        # Vensim subscript mappings between whole ranges of equal length: positional correspondences
+        maps_out: dict[str, list[str]] = {}
+        for key, others in self.mapping.items():
+            for other in sorted(others):
+                if key in self.parent or other in self.parent or other not in self.ranges:
+                    continue
+                if len(self.ranges[key]) == len(self.ranges[other]):
+                    maps_out.setdefault(self.range_ident[key], []).append(self.range_ident[other])
+        if maps_out:
+            self.out["mappings"] = maps_out
+        self.list_map = self._list_mappings()
+        self.out["model"]["element_names"] = dict(self.element_original)
+
+    def _raw_ranges(self) -> dict[str, tuple[str, Any]]:
+        """Each range as written: ("list", members) or ("copy", other range's key); mappings noted."""
+        raw: dict[str, tuple[str, Any]] = {}
         for r in self.main.subscripts:
             key = name_key(r.name)
             subs = r.subscripts
@@ -131,40 +152,38 @@ class Converter(DataSources, ExpressionTranslator):
                 mk = name_key(m if isinstance(m, str) else m[0])
                 self.mapping.setdefault(key, set()).add(mk)
                 self.mapping.setdefault(mk, set()).add(key)
+        return raw
 
-        def expand(key, seen=()):
-            # element keys of a range; a member that names another range stands for its elements
-            if key in self.ranges:
-                return self.ranges[key]
-            if key in seen:
-                raise _error(self.path, "subscript ranges defined in a circle",
-                             variable=self.range_name.get(key, key))
-            kind, val = raw[key]
-            if kind == "copy":
-                if val not in raw:
-                    raise _error(self.path, f"subscript range copies unknown range '{val}'",
-                                 variable=self.range_name[key])
-                elems = list(expand(val, seen + (key,)))
-            else:
-                elems = []
-                for e in val:
-                    ek = name_key(e)
-                    if ek in raw and ek != key:
-                        elems.extend(expand(ek, seen + (key,)))
-                        continue
-                    if ek not in self.elements:
-                        ident = self.elem_names.new(e)
-                        self.elements[ek] = ident
-                        self.element_original[ident] = display_name(e)
-                    elems.append(ek)
-            self.ranges[key] = elems
-            return elems
+    def _expand_range(self, raw: dict[str, tuple[str, Any]], key: str, seen: tuple[str, ...]) -> list[str]:
+        """Element keys of a range; a member that names another range stands for its elements."""
+        if key in self.ranges:
+            return self.ranges[key]
+        if key in seen:
+            raise _error(self.path, "subscript ranges defined in a circle",
+                         variable=self.range_name.get(key, key))
+        kind, val = raw[key]
+        if kind == "copy":
+            if val not in raw:
+                raise _error(self.path, f"subscript range copies unknown range '{val}'",
+                             variable=self.range_name[key])
+            elems = list(self._expand_range(raw, val, seen + (key,)))
+        else:
+            elems = []
+            for e in val:
+                ek = name_key(e)
+                if ek in raw and ek != key:
+                    elems.extend(self._expand_range(raw, ek, seen + (key,)))
+                    continue
+                if ek not in self.elements:
+                    ident = self.elem_names.new(e)
+                    self.elements[ek] = ident
+                    self.element_original[ident] = display_name(e)
+                elems.append(ek)
+        self.ranges[key] = elems
+        return elems
 
-        for key in raw:
-            expand(key)
-        # keep the definition order
-        self.ranges = {k: self.ranges[k] for k in raw}
-        # dimension / subrange classification
+    def _classify_ranges(self) -> None:
+        """Each range a dimension or a subrange of one (self.parent), written to [dimensions]/[subranges]."""
         keys = list(self.ranges)
         dims_out, subs_out = self.out["dimensions"], self.out["subranges"]
         self.parent: dict[str, str] = {}
@@ -189,27 +208,15 @@ class Converter(DataSources, ExpressionTranslator):
                 self.parent[key] = equal_before[0]
         for key in keys:
             ident = self.range_ident[key]
-            elems = [self.elements[e] for e in self.ranges[key]]
+            named = [self.elements[e] for e in self.ranges[key]]
             if key in self.parent:
                 top = self.parent[key]
                 while top in self.parent:
                     top = self.parent[top]
                 self.parent[key] = top
-                subs_out[ident] = {"of": self.range_ident[top], "elements": elems}
+                subs_out[ident] = {"of": self.range_ident[top], "elements": named}
             else:
-                dims_out[ident] = elems
-        # Vensim subscript mappings between whole ranges of equal length: positional correspondences
-        maps_out: dict[str, list[str]] = {}
-        for key, others in self.mapping.items():
-            for other in sorted(others):
-                if key in self.parent or other in self.parent or other not in self.ranges:
-                    continue
-                if len(self.ranges[key]) == len(self.ranges[other]):
-                    maps_out.setdefault(self.range_ident[key], []).append(self.range_ident[other])
-        if maps_out:
-            self.out["mappings"] = maps_out
-        self.list_map = self._list_mappings()
-        self.out["model"]["element_names"] = dict(self.element_original)
+                dims_out[ident] = named
 
     def _list_mappings(self) -> dict[tuple[str, str], dict[str, str]]:
         """(range, other range) -> {element of the other: element of the range} for mappings written as
@@ -407,6 +414,17 @@ class Converter(DataSources, ExpressionTranslator):
             el = controls[key]
             if not unit and el.units:
                 unit = el.units.strip()
+        self._check_time(t)
+        if unit:
+            t["unit"] = unit
+        t["method"] = self._method()
+        self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
+                            "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
+        # an equation (changes during the run) cannot be folded into a number
+        self.time_values = {k: v for k, v in self.time_values.items() if not isinstance(v, str)}
+
+    def _check_time(self, t: dict[str, Any]) -> None:
+        """The numeric time settings checked; a SAVEPER that is not a whole number of steps rounded (noted)."""
         nums = {f: v for f, v in t.items() if f in ("start", "stop", "dt", "saveper") and not isinstance(v, str)}
         if nums.get("dt", 1) <= 0:
             raise _error(self.path, "TIME STEP must be positive", variable="TIME STEP")
@@ -422,13 +440,6 @@ class Converter(DataSources, ExpressionTranslator):
                 t["saveper"] = int(v) if float(v).is_integer() else float(v)
                 self.out["model"]["note_saveper"] = (f"SAVEPER {_num(nums['saveper'])} is not a whole number of "
                                                      f"TIME STEP {_num(nums['dt'])}: saved every {n} step(s)")
-        if unit:
-            t["unit"] = unit
-        t["method"] = self._method()
-        self.time_values = {"initial_time": t["start"], "final_time": t["stop"],
-                            "time_step": t["dt"], "saveper": t.get("saveper", t["dt"])}
-        # an equation (changes during the run) cannot be folded into a number
-        self.time_values = {k: v for k, v in self.time_values.items() if not isinstance(v, str)}
 
     def _const_eval(self, ast, lookup, fold_refs: bool = True):
         """A number, or _NotConstant. ``fold_refs=False``: a reference to a model variable is not
@@ -824,9 +835,26 @@ class Converter(DataSources, ExpressionTranslator):
         return ins, outs
 
     # ---- equations of (possibly subscripted) variables
+    def _element_wise(self, el, c, dims, lhs_keys, ns, ast, prefix) -> dict[str, str]:
+        """One component's equation written element by element: each element's key -> its equation."""
+        eqs: dict[str, str] = {}
+        for combo in self._combos(c):
+            subst: dict[str, str] = {}
+            for i, k in enumerate([name_key(x) for x in c.subscripts[0]]):
+                if k in self.ranges:
+                    subst.setdefault(k, combo[i])
+            for i, k in enumerate(lhs_keys):
+                if k in self.ranges:
+                    subst.setdefault(k, combo[i])
+            # the variable's own dimensions name the same element too
+            for i, d in enumerate(dims):
+                subst.setdefault(d, combo[i])
+            ctx = _Ctx(el.name, ns, subst=subst, lhs=[], prefix=prefix)
+            eqs[",".join(self.elements[e] for e in combo)] = self.expr(ast, ctx)
+        return eqs
+
     def _equations(self, el, dims, ns, pick, prefix) -> dict:
         comps = el.components
-        dims_ident = [self.range_ident[d] for d in dims]
         if len(comps) == 1 and not comps[0].subscripts[1] and \
                 self._lhs_keys(comps[0], dims) == dims and \
                 not (isinstance(pick(comps[0]), np.ndarray) and pick(comps[0]).size > 1):
@@ -855,42 +883,13 @@ class Converter(DataSources, ExpressionTranslator):
                     continue
                 except _NeedExpand:
                     pass
-            for combo in self._combos(c):
-                subst: dict[str, str] = {}
-                for i, k in enumerate([name_key(x) for x in c.subscripts[0]]):
-                    if k in self.ranges:
-                        subst.setdefault(k, combo[i])
-                for i, k in enumerate(lhs_keys):
-                    if k in self.ranges:
-                        subst.setdefault(k, combo[i])
-                # the variable's own dimensions name the same element too
-                for i, d in enumerate(dims):
-                    subst.setdefault(d, combo[i])
-                ctx = _Ctx(el.name, ns, subst=subst, lhs=[], prefix=prefix)
-                key = ",".join(self.elements[e] for e in combo)
-                eqs[key] = self.expr(pick(c), ctx)
-        del dims_ident
+            eqs.update(self._element_wise(el, c, dims, lhs_keys, ns, pick(c), prefix))
         covered = set()
         for c in comps:
             covered.update(self._combos(c))
         if dims and len(covered) < math.prod(len(self.ranges[d]) for d in dims):
             eqs["default"] = "0"   # Vensim leaves undefined elements at 0
         return {"equations": eqs}
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def import_model(path: str | Path, data_files=()) -> dict:
