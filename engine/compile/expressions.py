@@ -378,10 +378,10 @@ class ExprCompiler:
     def vector_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
         """Functions that work along a dimension: selection, sorting, allocation, inversion."""
         nodes = list(node.args)
-        if f == "ALLOCATE_AVAILABLE" and isinstance(nodes[1], Ref) and nodes[1].subs \
-                and nodes[1].name in self.rvars:
+        pp = nodes[1] if len(nodes) > 1 else None
+        if f == "ALLOCATE_AVAILABLE" and isinstance(pp, Ref) and pp.subs and pp.name in self.rvars:
             # Vensim passes the priority profile as pp[..., ptype]: the profile's first element
-            pp, last_dim = nodes[1], self.rvars[nodes[1].name].dims[-1]
+            last_dim = self.rvars[pp.name].dims[-1]
             if pp.subs[-1] in self.elements(last_dim):
                 if self.elements(last_dim).index(pp.subs[-1]) != 0:
                     raise DimensionError("ALLOCATE AVAILABLE's profile must start at the profile's first element")

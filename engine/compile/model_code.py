@@ -27,7 +27,7 @@ from engine.compile.expressions import Ctx, DimensionError, ExprCompiler, vname
 from engine.errors import ModelError, Problem
 from engine.ir import Model
 from engine.resolve import graph
-from engine.resolve.structure import RVar
+from engine.resolve.structure import Region, RVar
 
 
 @dataclass
@@ -202,8 +202,9 @@ class ModelCode:
         return v.host or name
 
     # -------------------------------------------------------------- pieces
-    def _ctx(self, v: RVar, region) -> Ctx:
-        return Ctx(v.host or v.name, v.dims, v.context if v.internal else region)
+    def _ctx(self, v: RVar, region: Region) -> Ctx:
+        # an internal variable is computed over its host piece's region (the resolver sets context for each)
+        return Ctx(v.host or v.name, v.dims, v.context if v.internal and v.context is not None else region)
 
     def _value_code(self, v: RVar, pieces) -> list[str]:
         """Statements assigning v's value from its pieces."""
@@ -232,7 +233,7 @@ class ModelCode:
                     p = v.pieces[0]
                     code = self.ex.piece_value(p.ast, self._ctx(v, p.region), v.sizes)
                     self._piece_code[(name, "rate")] = [code]
-                if v.kind == "delay_fixed":
+                if v.kind == "delay_fixed" and v.delay_time is not None and v.context is not None:
                     code = self.ex.piece_value(v.delay_time, self._ctx(v, v.context), v.sizes)
                     self._piece_code[(name, "delay_time")] = [f"{vname(name)}__T = {code}"]
             except DimensionError as exc:
@@ -320,7 +321,7 @@ class ModelCode:
     def _hold(self, name: str) -> str:
         return repr(self.model.variables[name].interpolation == "step")
 
-    def _compute(self, names: set[str], exclude: set[str] = frozenset()) -> list[str]:
+    def _compute(self, names: set[str], exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
         body: list[str] = []
         todo = graph.closure(names, self.dyn_graph) - exclude
         for n in self.ordered({k: self.dyn_graph[k] & todo for k in todo}, "dyn"):
