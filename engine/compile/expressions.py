@@ -192,19 +192,8 @@ class ExprCompiler:
                 code = f"np.take({code}, {g}, axis={pos})"
         return CExpr(code, tuple(axes))
 
-    def ref_plan(self, node: Ref, dims: tuple[str, ...], ctx: Ctx
-                 ) -> tuple[list[str], list[tuple[int, list[int]]], list[str]]:
-        """How a reference to a value over ``dims`` picks its elements: per subscript an element index
-        (a number) or ":" (an axis); the positions each axis takes; the axes' labels. Shared by the
-        numpy code (slices and takes) and the scalar code (engine.compile.scalar_code: one element)."""
-        subs = node.subs if node.subs is not None else dims
-        if len(subs) != len(dims):
-            raise DimensionError(f"{node.name} has {len(dims)} dimension(s) {list(dims)}, "
-                                 f"referenced with {len(subs)} subscript(s) {list(subs)}")
-        int_index: list[str] = []
-        takes: list[tuple[int, list[int]]] = []  # (axis position after int indexing, positions)
-        axes: list[str] = []
-        # which host axis each subscript follows: the same name first, then one of the same parent
+    def _claimed_axes(self, subs: tuple[str, ...], ctx: Ctx) -> dict[int, str]:
+        """Which host axis each subscript follows: the same name first, then one of the same parent."""
         claimed: dict[int, str] = {}
         for i, sub in enumerate(subs):
             if not sub.endswith("!") and sub in ctx.dims:
@@ -217,54 +206,64 @@ class ExprCompiler:
                                                   or self.model.mapped(h, self.parent(sub))):
                     claimed[i] = h
                     break
+        return claimed
+
+    def _range_positions(self, node: Ref, sub: str, xd: str, host_dim: str | None, ctx: Ctx
+                         ) -> tuple[list[int] | None, str]:
+        """A dimension or subrange subscript ``sub`` of the referenced dimension ``xd``: the positions it takes
+        along ``xd`` (None: all, in order) and the label of the axis it becomes."""
+        x_elems = self.elements(xd)
+        reduce = sub.endswith("!")
+        s = sub[:-1] if reduce else sub
+        by_position = self.parent(s) != self.parent(xd) and self.model.mapped(s, xd)
+        if self.parent(s) != self.parent(xd) and not by_position:
+            raise DimensionError(f"{node.name}[{sub}]: {s!r} is not a subrange of {xd!r}, "
+                                 f"the dimension of {node.name}")
+        if host_dim is not None and self.parent(host_dim) != self.parent(s):
+            # a host dimension mapped onto the subscript's: element i goes with element i
+            if not (by_position or s == xd):
+                raise DimensionError(f"{node.name}[{sub}]: cannot combine a mapping with a subrange here")
+            k = ctx.dims.index(host_dim)
+            region = ctx.region[k] if ctx.region else None
+            return list(range(len(self.elements(host_dim))) if region is None else region), host_dim
+        if by_position:
+            return None, f"{s}!" if reduce else s
+        if host_dim is not None:
+            k = ctx.dims.index(host_dim)
+            h_elems = self.elements(host_dim)
+            region = ctx.region[k] if ctx.region else None
+            wanted = [h_elems[j] for j in (range(len(h_elems)) if region is None else region)]
+            missing = [e for e in wanted if e not in self.elements(s) or e not in x_elems]
+            if missing:
+                raise DimensionError(f"{node.name}[{sub}] is used for element(s) {missing} of "
+                                     f"{host_dim!r} that {s!r} does not have")
+            return [x_elems.index(e) for e in wanted], host_dim
+        outside = [e for e in self.elements(s) if e not in x_elems]
+        if outside:
+            raise DimensionError(f"{node.name}[{sub}]: elements {outside} of {s!r} are not in {xd!r}")
+        return [x_elems.index(e) for e in self.elements(s)], f"{s}!" if reduce else s
+
+    def ref_plan(self, node: Ref, dims: tuple[str, ...], ctx: Ctx
+                 ) -> tuple[list[str], list[tuple[int, list[int]]], list[str]]:
+        """How a reference to a value over ``dims`` picks its elements: per subscript an element index
+        (a number) or ":" (an axis); the positions each axis takes; the axes' labels. Shared by the
+        numpy code (slices and takes) and the scalar code (engine.compile.scalar_code: one element)."""
+        subs = node.subs if node.subs is not None else dims
+        if len(subs) != len(dims):
+            raise DimensionError(f"{node.name} has {len(dims)} dimension(s) {list(dims)}, "
+                                 f"referenced with {len(subs)} subscript(s) {list(subs)}")
+        int_index: list[str] = []
+        takes: list[tuple[int, list[int]]] = []  # (axis position after int indexing, positions)
+        axes: list[str] = []
+        claimed = self._claimed_axes(subs, ctx)
         for i, (sub, xd) in enumerate(zip(subs, dims, strict=True)):
             x_elems = self.elements(xd)
             reduce = sub.endswith("!")
             s = sub[:-1] if reduce else sub
             if s in self.model.dimensions or s in self.model.subranges:
-                by_position = self.parent(s) != self.parent(xd) and self.model.mapped(s, xd)
-                if self.parent(s) != self.parent(xd) and not by_position:
-                    raise DimensionError(f"{node.name}[{sub}]: {s!r} is not a subrange of {xd!r}, "
-                                         f"the dimension of {node.name}")
-                host_dim = claimed.get(i)
-                if host_dim is not None and self.parent(host_dim) != self.parent(s):
-                    # a host dimension mapped onto the subscript's: element i goes with element i
-                    k = ctx.dims.index(host_dim)
-                    region = ctx.region[k] if ctx.region else None
-                    positions = list(range(len(self.elements(host_dim))) if region is None else region)
-                    if by_position or s == xd:
-                        label = host_dim
-                    else:
-                        raise DimensionError(f"{node.name}[{sub}]: cannot combine a mapping with a subrange here")
-                    int_index.append(":")
-                    if positions != list(range(len(x_elems))):
-                        takes.append((len(axes), positions))
-                    axes.append(label)
-                    continue
-                if by_position:
-                    label = f"{s}!" if reduce else s
-                    int_index.append(":")
-                    axes.append(label)
-                    continue
-                if host_dim is not None:
-                    k = ctx.dims.index(host_dim)
-                    h_elems = self.elements(host_dim)
-                    region = ctx.region[k] if ctx.region else None
-                    wanted = [h_elems[j] for j in (range(len(h_elems)) if region is None else region)]
-                    missing = [e for e in wanted if e not in self.elements(s) or e not in x_elems]
-                    if missing:
-                        raise DimensionError(f"{node.name}[{sub}] is used for element(s) {missing} of "
-                                             f"{host_dim!r} that {s!r} does not have")
-                    positions = [x_elems.index(e) for e in wanted]
-                    label = host_dim
-                else:
-                    outside = [e for e in self.elements(s) if e not in x_elems]
-                    if outside:
-                        raise DimensionError(f"{node.name}[{sub}]: elements {outside} of {s!r} are not in {xd!r}")
-                    positions = [x_elems.index(e) for e in self.elements(s)]
-                    label = f"{s}!" if reduce else s
+                positions, label = self._range_positions(node, sub, xd, claimed.get(i), ctx)
                 int_index.append(":")
-                if positions != list(range(len(x_elems))):
+                if positions is not None and positions != list(range(len(x_elems))):
                     takes.append((len(axes), positions))
                 axes.append(label)
             elif s in x_elems and not reduce:
@@ -276,17 +275,7 @@ class ExprCompiler:
 
     def call(self, node: Call, ctx: Ctx) -> CExpr:
         if node.func in self.rvars and self.rvars[node.func].kind == "lookup":
-            x = self.compile(node.args[0], ctx)
-            table = self.rvars[node.func]
-            if not table.dims:
-                if node.subs:
-                    raise DimensionError(f"lookup {node.func} has no dimensions but is called with {list(node.subs)}")
-                return CExpr(f"_lk_{node.func}({self.as_float(x)})", x.axes, scalar=x.scalar)
-            idx = self.ref(Ref(node.func, node.subs), ctx)
-            axes = self.union(x.axes, idx.axes)
-            cx = self.align(CExpr(self.as_float(x), x.axes), axes)
-            return CExpr(f"_rt.lookup_multi({cx}, {self.align(idx, axes)}, _lkx_{node.func}, _lky_{node.func}, "
-                         f"_lklin_{node.func})", axes)
+            return self.lookup_call(node, ctx)
         f = node.func.upper()
         if f == "WITH_LOOKUP":
             x = self.compile(node.args[0], ctx)
@@ -307,6 +296,24 @@ class ExprCompiler:
             return self.random_call(f, node, ctx)
         if f == "VECTOR_ELM_MAP":
             return self.vector_elm_map(node, ctx)
+        return self.elementwise_call(f, node, ctx)
+
+    def lookup_call(self, node: Call, ctx: Ctx) -> CExpr:
+        """A lookup table called as a function, subscripted or not."""
+        x = self.compile(node.args[0], ctx)
+        table = self.rvars[node.func]
+        if not table.dims:
+            if node.subs:
+                raise DimensionError(f"lookup {node.func} has no dimensions but is called with {list(node.subs)}")
+            return CExpr(f"_lk_{node.func}({self.as_float(x)})", x.axes, scalar=x.scalar)
+        idx = self.ref(Ref(node.func, node.subs), ctx)
+        axes = self.union(x.axes, idx.axes)
+        cx = self.align(CExpr(self.as_float(x), x.axes), axes)
+        return CExpr(f"_rt.lookup_multi({cx}, {self.align(idx, axes)}, _lkx_{node.func}, _lky_{node.func}, "
+                     f"_lklin_{node.func})", axes)
+
+    def elementwise_call(self, f: str, node: Call, ctx: Ctx) -> CExpr:
+        """The builtins computed element by element (their arguments broadcast to one set of axes)."""
         args = [self.compile(a, ctx) for a in node.args]
         axes = self.union(*(a.axes for a in args))
         scalar = all(a.scalar for a in args)

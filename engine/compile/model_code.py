@@ -30,6 +30,11 @@ from engine.resolve import graph
 from engine.resolve.structure import Region, RVar
 
 
+# the phase a variable's kind puts it in before its dependencies are looked at (auxiliaries and flows are
+# classified static or dynamic from their inputs; stateful kinds are "state")
+_PHASE_OF_KIND = {"constant": "param", "data": "data", "lookup": "lookup", "initial": "static"}
+
+
 @dataclass
 class StockSlot:
     name: str
@@ -81,20 +86,13 @@ class ModelCode:
     # -------------------------------------------------------------- classification and order
     def _classify(self) -> None:
         rv = self.rvars
-        lay = self.layout
         self.phase: dict[str, str] = {}
         for name, v in rv.items():
-            if v.kind in ("constant",):
-                self.phase[name] = "param"
-            elif v.kind == "data":
-                self.phase[name] = "data"
-            elif v.kind == "lookup":
-                self.phase[name] = "lookup"
+            phase = _PHASE_OF_KIND.get(v.kind) or ("state" if v.kind in graph.STATE_KINDS else None)
+            if phase is not None:
+                self.phase[name] = phase
+            if v.kind == "lookup":
                 self._register_lookup(v)
-            elif v.kind in graph.STATE_KINDS:
-                self.phase[name] = "state"
-            elif v.kind == "initial":
-                self.phase[name] = "static"
         # auxiliaries: static when all their inputs are static and they do not read the clock
         dyn_graph = {n: graph.var_deps(v, rv, "dynamic") for n, v in rv.items()
                      if v.kind in ("auxiliary", "flow")}
@@ -120,7 +118,11 @@ class ModelCode:
         if not self._order_loops(graph.loops(init_graph), "init"):
             return
         self.init_graph = init_graph
-        # layout
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """The stocks' rows in the state vector, the delay buffers, and the static, parameter and data lists."""
+        rv, lay = self.rvars, self.layout
         for name, v in rv.items():
             if v.kind == "stock":
                 slot = StockSlot(name, lay.rows, v.size, v.sizes)
