@@ -2,8 +2,8 @@
 
 The kernel loops over runs (numba ``prange`` for larger batches) and steps; the initial values are
 still the numpy ``init`` (once a batch, vectorised over runs). What the generator does not cover
-(DELAY FIXED, RANDOM functions, vector functions, time settings that are equations, the adaptive
-method, ...) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
+(vector functions, time settings that are equations, the adaptive
+method, ...) and what only the C backend compiles (DELAY FIXED, RANDOM functions) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
 in which a run fails (a non-finite saved value or state, a non-negative stock starting below zero)
 is re-run on numpy by the caller, so errors, messages and per-run status are the numpy backend's.
 
@@ -68,6 +68,10 @@ class NumbaProgram(ScalarProgram):
         reason = self._reason(method, dynamic_clock)
         if reason is not None:
             return reason
+        if "_streams" in self.code.globals:
+            return "RANDOM functions are compiled on the C backend only (--backend c)"
+        if self.code.layout.delay_fixed:
+            return "DELAY FIXED is compiled on the C backend only (--backend c)"
         try:
             self.scalar()
         except NotSupported as exc:
