@@ -334,7 +334,8 @@ RANDOMS = {
             "bt": "RANDOM_BETA(0, 1, 2, 3, 0, 1, 4)",
             "ps": "RANDOM_POISSON(0, 50, 4, 0, 1, 4)",
             "tri": "RANDOM_TRIANGULAR(0, 10, 1, 2, 6, 4)",
-            "parts": {"dims": ["sector"], "equations": {"default": "RANDOM_0_1() + x", "c": "RANDOM_NORMAL(-1, 1, 0, 1, 2)"}},
+            "parts": {"dims": ["sector"],
+                      "equations": {"default": "RANDOM_0_1() + x", "c": "RANDOM_NORMAL(-1, 1, 0, 1, 2)"}},
             "pink": "SMOOTHI(RANDOM_NORMAL(-6, 6, 0, 1, 9), 2, 0)"},
     "time": {"dt": 0.25, "saveper": 0.25},
 }

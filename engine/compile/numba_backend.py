@@ -2,8 +2,9 @@
 
 The kernel loops over runs (numba ``prange`` for larger batches) and steps; the initial values are
 still the numpy ``init`` (once a batch, vectorised over runs). What the generator does not cover
-(vector functions, time settings that are equations, the adaptive
-method, ...) and what only the C backend compiles (DELAY FIXED, RANDOM functions) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
+(vector functions, time settings that are equations, the adaptive method, ...) and what only the C
+backend compiles (DELAY FIXED, RANDOM functions) runs on numpy, with one line saying why
+(:meth:`NumbaProgram.unsupported`). A batch
 in which a run fails (a non-finite saved value or state, a non-negative stock starting below zero)
 is re-run on numpy by the caller, so errors, messages and per-run status are the numpy backend's.
 
