@@ -74,7 +74,7 @@ class NumbaProgram(ScalarProgram):
         if self.code.layout.delay_fixed:
             return "DELAY FIXED is compiled on the C backend only (--backend c)"
         try:
-            self.scalar()
+            self.scalar().source   # generated here: what it cannot express is said now (and the tables filled)
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
@@ -128,12 +128,12 @@ class NumbaProgram(ScalarProgram):
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
+        mod = self.module()   # before the batch: generating the source fills the lookup tables the batch packs
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
         data = [a for pair in b.data for a in pair]
         bad = np.zeros(n, dtype=np.bool_)
-        mod = self.module()
         kernel = mod.kernel_par if n >= PARALLEL_MIN_RUNS else mod.kernel
         with np.errstate(all="ignore"):
             kernel(b.S0, b.PF, b.OFF, b.VR, b.tables, b.outs, b.out, bad, float(clock.t0), float(clock.dt),
