@@ -74,7 +74,7 @@ class NumbaProgram(ScalarProgram):
         if self.code.layout.delay_fixed:
             return "DELAY FIXED is compiled on the C backend only (--backend c)"
         try:
-            self.scalar().source   # generated here: what it cannot express is said now (and the tables filled)
+            _ = self.scalar().source   # generated here: what it cannot express is said now (tables filled)
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
