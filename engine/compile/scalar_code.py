@@ -3,7 +3,12 @@ dependency order as engine.compile.model_code).
 
 Every value of one run lives in one float vector ``V``: the static values (constants, equations of
 constants, INITIAL values, in ``layout.static_names`` order) first, then the stocks (the packed
-state's rows, in order), then every dynamic variable's elements in evaluation order. A subscripted
+state's rows, in order), then the DELAY FIXED outputs (the C kernel's ring buffers write them each
+step; ``delay_in`` names the slot each element's input is read from), then every dynamic variable's
+elements in evaluation order. A RANDOM call becomes ``_rnd(t, column)``: the run's draws table at
+the step holding t (engine.compile.random_table fills it; ``random_sites`` maps each call site to its
+columns). DELAY FIXED and RANDOM are printed by the C backend only: the numba module's ``source``
+raises NotSupported for them. A subscripted
 variable is flattened into element slots at generation time: a reference to an element is a fixed
 slot, a reduction (SUM, PROD, VMIN, VMAX) is unrolled element by element, a subscripted lookup
 selects its table here. Lookup tables sit in one flat array ``TAB`` (xs then ys of each table).
