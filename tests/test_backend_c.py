@@ -395,3 +395,16 @@ def test_earth4all_equal_numpy():
         assert a.shape == b.shape and (np.isnan(a) == np.isnan(b)).all(), v
         scale = np.nanmax(np.abs(a), initial=0.0)
         assert np.nanmax(np.abs(a - b), initial=0.0) <= 1e-10 * scale, v
+
+
+def test_delays_and_draws_in_threads(monkeypatch):
+    """70 runs on the threaded loop (when OpenMP works): each thread its own ring space, each run its own draws."""
+    from engine.compile import c_backend
+
+    monkeypatch.setattr(c_backend, "PARALLEL_MIN_RUNS", 64)
+    spec = {**DELAYS, "aux": {**DELAYS["aux"], "noise": "RANDOM_NORMAL(-3, 3, 0, 1, 1) + df"}}
+    mn, mc = build("numpy", name="threads", **spec), build("c", name="threads", **spec)
+    T = np.linspace(0.25, 12.0, 70)
+    rn, rc = mn.run(params={"T": T}, n=70, seed=3), mc.run(params={"T": T}, n=70, seed=3)
+    assert_same(rn, rc)
+    assert np.array_equal(rn["noise"], rc["noise"])
