@@ -284,7 +284,7 @@ def test_suite_model_equal_numpy(rel):
         mc._say_fallback = False
         rn, rc = mn.run(), mc.run()
     if rc.backend != "c":
-        why = (mc._c.broken or "RANDOM functions or a dynamic clock") if mc._c else "no C compiler"
+        why = (mc._c.broken or "a dynamic clock (time settings that are equations)") if mc._c else "no C compiler"
         pytest.skip(f"not compiled by the C backend: {why}")
     assert_same(rn, rc)
 
