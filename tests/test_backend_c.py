@@ -408,3 +408,15 @@ def test_delays_and_draws_in_threads(monkeypatch):
     rn, rc = mn.run(params={"T": T}, n=70, seed=3), mc.run(params={"T": T}, n=70, seed=3)
     assert_same(rn, rc)
     assert np.array_equal(rn["noise"], rc["noise"])
+
+
+def test_delay_time_not_finite_same_error_as_numpy():
+    """A DELAY FIXED whose delay time is not finite: the batch is re-run on numpy, so the error is numpy's."""
+    spec = {**DELAYS, "const": {**DELAYS["const"], "z": {"value": 0.0}},
+            "aux": {**DELAYS["aux"], "df": "DELAY_FIXED(x, T / z, x0)"}}
+    mn, mc = build("numpy", name="badT", **spec), build("c", name="badT", **spec)
+    with pytest.raises(SimulationError) as en:
+        mn.run()
+    with pytest.raises(SimulationError) as ec:
+        mc.run()
+    assert str(en.value) == str(ec.value) and "DELAY FIXED" in str(ec.value)
