@@ -5,7 +5,8 @@ The same generator as numba, so the same coverage and the same numbers (tested a
 relative), but gcc compiles the Linxiang model in seconds where numba's type inference takes over a
 minute. Beyond numba, it compiles DELAY FIXED (ring buffers a run, :meth:`CProgram._pipelines`) and the
 RANDOM functions (the numpy code's own draws, tabulated per run and step: engine.compile.random_table),
-so Earth4All runs here. Built with ``-O2 -fPIC -shared -ffp-contract=off -fno-fast-math -fno-math-errno``: no FMA contraction and
+so Earth4All runs here.
+Built with ``-O2 -fPIC -shared -ffp-contract=off -fno-fast-math -fno-math-errno``: no FMA contraction and
 no reassociation, so + - * / round as numpy's do (library functions such as exp and pow may differ from
 numpy's in the last bit: 1e-15 relative measured on Linxiang, 0 on World3). ``-fopenmp`` is added when
 the compiler accepts it; the run loop then uses threads from ``PARALLEL_MIN_RUNS`` runs on.
