@@ -1,7 +1,7 @@
 """The C backend: the numba backend's scalar kernel printed as C (engine.compile.c_code), compiled by the
 system C compiler into a shared library and called through ctypes (numpy arrays passed as pointers).
 
-The same generator as numba, so the same coverage and the same numbers (tested against numpy to 1e-10
+The same generator as numba, so numba's coverage and the same numbers (tested against numpy to 1e-10
 relative), but gcc compiles the Linxiang model in seconds where numba's type inference takes over a
 minute. Beyond numba, it compiles DELAY FIXED (ring buffers a run, :meth:`CProgram._pipelines`) and the
 RANDOM functions (the numpy code's own draws, tabulated per run and step: engine.compile.random_table),
