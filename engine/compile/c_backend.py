@@ -1,9 +1,12 @@
 """The C backend: the numba backend's scalar kernel printed as C (engine.compile.c_code), compiled by the
 system C compiler into a shared library and called through ctypes (numpy arrays passed as pointers).
 
-The same generator as numba, so the same coverage and the same numbers (tested against numpy to 1e-10
+The same generator as numba, so numba's coverage and the same numbers (tested against numpy to 1e-10
 relative), but gcc compiles the Linxiang model in seconds where numba's type inference takes over a
-minute. Built with ``-O2 -fPIC -shared -ffp-contract=off -fno-fast-math -fno-math-errno``: no FMA contraction and
+minute. Beyond numba, it compiles DELAY FIXED (ring buffers a run, :meth:`CProgram._pipelines`) and the
+RANDOM functions (the numpy code's own draws, tabulated per run and step: engine.compile.random_table),
+so Earth4All runs here.
+Built with ``-O2 -fPIC -shared -ffp-contract=off -fno-fast-math -fno-math-errno``: no FMA contraction and
 no reassociation, so + - * / round as numpy's do (library functions such as exp and pow may differ from
 numpy's in the last bit: 1e-15 relative measured on Linxiang, 0 on World3). ``-fopenmp`` is added when
 the compiler accepts it; the run loop then uses threads from ``PARALLEL_MIN_RUNS`` runs on.
@@ -29,8 +32,10 @@ import numpy as np
 
 from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
+from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported
 from engine.compile.scalar_program import METHODS, ScalarProgram
+from engine.integrate.driver import MAX_PIPELINE_VALUES
 
 NAME = "c"
 # -fno-math-errno: sqrt and friends inlined (errno is never read; values unchanged): 241 against 287 µs a Linxiang
@@ -91,6 +96,7 @@ class CProgram(ScalarProgram):
         self._fn = None
         self.threads_ok = False
         self.cache_file: Path | None = None
+        self._table: RandomTable | None = None
 
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
@@ -102,6 +108,7 @@ class CProgram(ScalarProgram):
             return self.broken
         try:
             self.ccode()
+            self.random_table()
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
@@ -133,7 +140,7 @@ class CProgram(ScalarProgram):
         fn = lib.lx_kernel
         fn.restype = ctypes.c_int
         P, L, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double   # int64_t in the C: numpy's int64
-        fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, P, P, P, P, P]
+        fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, L, L, P, P, P, P, L, P, P, P, P, P]
         self.cache_file, self.threads_ok, self._fn = file, omp, fn
         return fn
 
@@ -152,16 +159,68 @@ class CProgram(ScalarProgram):
         NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in
                       ([v.shape[0] for _, v in b.data], [v.shape[1] for _, v in b.data],
                        [v.shape[2] for _, v in b.data]))
+        pipes = self._pipelines(b, clock, n)
+        if pipes is None:
+            return None
+        D0, LAG, ROFF, ring = pipes
         bad = np.zeros(n, dtype=np.uint8)
         threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
         ptr = _ptr
-        fn(n, threads, ptr(b.S0), ptr(b.PF), ptr(b.OFF), ptr(b.VR), ptr(b.tables), ptr(b.outs), len(b.outs),
-           ptr(b.out), ptr(bad), float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
-           int(clock.n_steps), int(clock.save_every), METHODS[solver.name],
-           ctypes.cast(DT, ctypes.c_void_p), ptr(NT), ctypes.cast(DV, ctypes.c_void_p), ptr(NE), ptr(NB))
-        if bad.any():
-            return None
+        table = self.random_table()
+        step = n if table is None else table.chunk_runs(int(clock.n_steps))
+        no_draws = np.zeros(1)
+        for r0 in range(0, n, step):   # the RANDOM draws' tables are made (and the runs run) a chunk at a time
+            r1 = min(n, r0 + step)
+            RND = no_draws if table is None else table.draws(b.P, n, r0, r1, int(clock.n_steps))
+            fn(n, threads, ptr(b.S0), ptr(b.PF), ptr(b.OFF), ptr(b.VR), ptr(b.tables), ptr(b.outs), len(b.outs),
+               ptr(b.out), ptr(bad), float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
+               int(clock.n_steps), int(clock.save_every), METHODS[solver.name], r0, r1, ptr(RND), ptr(D0),
+               ptr(LAG), ptr(ROFF), ring,
+               ctypes.cast(DT, ctypes.c_void_p), ptr(NT), ctypes.cast(DV, ctypes.c_void_p), ptr(NE), ptr(NB))
+            if bad[r0:r1].any():
+                return None
         return self._saved(b, clock, outputs, sizes)
+
+    def random_table(self) -> RandomTable | None:
+        """The builder of the RANDOM draws' tables (None when the model draws nothing)."""
+        sc = self.scalar()
+        if not sc.random_sites:
+            return None
+        if self._table is None:
+            self._table = RandomTable(sc)
+        return self._table
+
+    def _pipelines(self, b, clock, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """DELAY FIXED as the kernel reads it: each element's initial output and lag in steps per run
+        (elements x runs), the offset of its ring in a run's ring space, and that space's length. The lag is
+        engine.integrate.driver._Pipelines' (whole steps, half rounded up, 1 .. n_steps + 1). None where the
+        numpy loop would stop (a delay time that is not finite, a buffer over its limit): the caller re-runs
+        the batch on numpy, which says why."""
+        sc = self.scalar()
+        lay = self.code.layout
+        if not lay.delay_fixed:
+            z = np.zeros(1, dtype=np.int64)
+            return np.zeros(1), np.ones(1, dtype=np.int64), z, 0
+        d0s, lags = [], []
+        horizon = max(int(clock.n_steps), 1)
+        for d, d0, T in zip(lay.delay_fixed, b.D0, b.DT, strict=True):
+            sizes = tuple(self.code.rvars[d].sizes)
+            e = self.code.rvars[d].size
+            T = np.asarray(T, dtype=float)
+            if not np.all(np.isfinite(T)):
+                return None
+            lag = np.clip(np.floor(T / clock.dt + 0.5 + 1e-9), 1, horizon + 1).astype(np.int64)
+            shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
+            if int(np.max(lag)) * int(np.prod(shape)) > MAX_PIPELINE_VALUES:
+                return None
+            d0s.append(np.broadcast_to(np.asarray(d0, dtype=float), sizes + (n,)).reshape(e, n))
+            lags.append(np.broadcast_to(lag, sizes + (n,)).reshape(e, n))
+        D0 = np.ascontiguousarray(np.concatenate(d0s), dtype=float)
+        LAG = np.ascontiguousarray(np.concatenate(lags), dtype=np.int64)
+        longest = LAG.max(axis=1)
+        ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
+        assert D0.shape[0] == sc.n_delay
+        return D0, LAG, ROFF, int(longest.sum())
 
 
 def _ptr(a: np.ndarray) -> int:

@@ -2,8 +2,9 @@
 
 The kernel loops over runs (numba ``prange`` for larger batches) and steps; the initial values are
 still the numpy ``init`` (once a batch, vectorised over runs). What the generator does not cover
-(DELAY FIXED, RANDOM functions, vector functions, time settings that are equations, the adaptive
-method, ...) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
+(vector functions, time settings that are equations, the adaptive method, ...) and what only the C
+backend compiles (DELAY FIXED, RANDOM functions) runs on numpy, with one line saying why
+(:meth:`NumbaProgram.unsupported`). A batch
 in which a run fails (a non-finite saved value or state, a non-negative stock starting below zero)
 is re-run on numpy by the caller, so errors, messages and per-run status are the numpy backend's.
 
@@ -68,8 +69,12 @@ class NumbaProgram(ScalarProgram):
         reason = self._reason(method, dynamic_clock)
         if reason is not None:
             return reason
+        if "_streams" in self.code.globals:
+            return "RANDOM functions are compiled on the C backend only (--backend c)"
+        if self.code.layout.delay_fixed:
+            return "DELAY FIXED is compiled on the C backend only (--backend c)"
         try:
-            self.scalar()
+            _ = self.scalar().source   # generated here: what it cannot express is said now (tables filled)
         except NotSupported as exc:
             self.broken = str(exc)
         return self.broken
@@ -123,12 +128,12 @@ class NumbaProgram(ScalarProgram):
             ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
+        mod = self.module()   # before the batch: generating the source fills the lookup tables the batch packs
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
         data = [a for pair in b.data for a in pair]
         bad = np.zeros(n, dtype=np.bool_)
-        mod = self.module()
         kernel = mod.kernel_par if n >= PARALLEL_MIN_RUNS else mod.kernel
         with np.errstate(all="ignore"):
             kernel(b.S0, b.PF, b.OFF, b.VR, b.tables, b.outs, b.out, bad, float(clock.t0), float(clock.dt),

@@ -94,6 +94,28 @@ def uniforms(streams: Streams, site: int, seed_arg, t: float, t0: float, dt: flo
     return u
 
 
+def uniform_table(streams: Streams, site: int, seed_arg, n_steps: int, sizes: tuple[int, ...], index: tuple,
+                  r0: int, n: int) -> np.ndarray:
+    """What :func:`uniforms` gives at steps 0 .. n_steps-1, for runs r0 .. r0+n-1 of the batch, stacked:
+    shape (n_steps, *region, n), the same bits (the same operations, broadcast over the steps). For the C
+    backend's draws table (engine.compile.random_table)."""
+    s = float(np.ravel(np.asarray(seed_arg, dtype=float))[0]) if seed_arg is not None else 0.0
+    with np.errstate(over="ignore"):
+        base = _mix(np.array([site ^ (int(streams.seed) & 0xFFFFFFFF) << 32], dtype=np.uint64)
+                    + np.array([np.float64(s).view(np.uint64)], dtype=np.uint64) * _GOLD)
+        steps = np.arange(n_steps, dtype=np.uint64)
+        base = _mix(base + steps * _GOLD)                       # (K,)
+        n_el = int(np.prod(sizes)) if sizes else 1
+        elem = np.arange(n_el, dtype=np.uint64).reshape(sizes + (1,)) if sizes else np.zeros(1, np.uint64)
+        runs = np.arange(streams.first_run + r0, streams.first_run + r0 + n, dtype=np.uint64)
+        b = base.reshape((n_steps,) + (1,) * (len(sizes) + 1))
+        x = _mix(_mix(b + elem[None] * _GOLD) + runs * _M2)
+    u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+    if sizes and index:
+        u = u[(slice(None),) + tuple(index)]
+    return u
+
+
 def _truncated(u, dist, lo_z, hi_z):
     """Inverse CDF of ``dist`` restricted to [lo_z, hi_z] (standard units)."""
     flo = dist.cdf(lo_z)

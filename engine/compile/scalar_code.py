@@ -3,7 +3,12 @@ dependency order as engine.compile.model_code).
 
 Every value of one run lives in one float vector ``V``: the static values (constants, equations of
 constants, INITIAL values, in ``layout.static_names`` order) first, then the stocks (the packed
-state's rows, in order), then every dynamic variable's elements in evaluation order. A subscripted
+state's rows, in order), then the DELAY FIXED outputs (the C kernel's ring buffers write them each
+step; ``delay_in`` names the slot each element's input is read from), then every dynamic variable's
+elements in evaluation order. A RANDOM call becomes ``_rnd(t, column)``: the run's draws table at
+the step holding t (engine.compile.random_table fills it; ``random_sites`` maps each call site to its
+columns). DELAY FIXED and RANDOM are printed by the C backend only: the numba module's ``source``
+raises NotSupported for them. A subscripted
 variable is flattened into element slots at generation time: a reference to an element is a fixed
 slot, a reduction (SUM, PROD, VMIN, VMAX) is unrolled element by element, a subscripted lookup
 selects its table here. Lookup tables sit in one flat array ``TAB`` (xs then ys of each table).
@@ -25,11 +30,13 @@ with the reason; the caller runs the model on numpy.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
 
+from engine.compile import random_streams
 from engine.compile.expressions import Ctx, DimensionError, ExprCompiler
 from engine.compile.model_code import ModelCode
 from engine.parse.expr import BinOp, Call, Node, Num, Ref, Table, Unary
@@ -63,9 +70,6 @@ class ScalarCode:
         self.model = code.model
         self.rvars = code.rvars
         lay = code.layout
-        if lay.delay_fixed:
-            names = sorted({self.rvars[d].host or d for d in lay.delay_fixed})
-            raise NotSupported(f"DELAY FIXED (in {', '.join(names[:3])}) is not compiled")
         # a compiler with its own globals: used for the axes of an expression and the reference plans
         self.ex = ExprCompiler(self.model, self.rvars, {})
         self.slot: dict[str, int] = {}
@@ -79,7 +83,15 @@ class ScalarCode:
         for s in lay.stocks:
             self.slot[s.name] = self.stock0 + s.start
         n += lay.rows
-        self.n_in = n   # statics and stocks: the values _base and _extra read from V
+        # DELAY FIXED outputs (the kernel's ring buffers write them each step), then: the slot each element's
+        # input is read from after the step's first evaluation (an input of one element feeds every element)
+        self.delay0 = n
+        self.delay_in: list[int] = []
+        for d in lay.delay_fixed:
+            self.slot[d] = n
+            n += self.rvars[d].size
+        self.n_delay = n - self.delay0
+        self.n_in = n   # statics, stocks and DELAY FIXED outputs: the values _base and _extra read from V
         if code.blocks["dyn"]:
             # loops only between elements (C-LEARN) are computed in element chunks by the numpy code
             raise NotSupported("variables computed element by element (a loop between their elements) "
@@ -89,6 +101,7 @@ class ScalarCode:
         for s in lay.stocks:
             for p in self.rvars[s.name].pieces:
                 rate_deps |= graph.node_deps(p.ast, self.rvars)
+        rate_deps |= set(lay.delay_inputs)   # a DELAY FIXED input is pushed every step
         base = graph.closure({d for d in rate_deps if d in code.dyn_graph}, code.dyn_graph)
         # dynamic slots: what the flows need (every step) first, then the rest (saving steps)
         self.base = [name for name in self.order if name in base]
@@ -101,12 +114,32 @@ class ScalarCode:
             self.slot[name] = n
             n += self.rvars[name].size
         self.n_slots = n
+        for d, x in zip(lay.delay_fixed, lay.delay_inputs, strict=True):
+            size, xv = self.rvars[d].size, self.rvars.get(x)
+            if xv is None or x not in self.slot or xv.size not in (1, size) or (xv.size > 1 and xv.dims !=
+                                                                               self.rvars[d].dims):
+                raise NotSupported(f"{self.rvars[d].host or d}: a DELAY FIXED input of another shape")
+            self.delay_in += [self.slot[x] + (e if xv.size > 1 else 0) for e in range(size)]
         self.tables: list[float] = []
         self._table_at: dict[tuple, tuple[int, int, bool]] = {}
         self.data = list(lay.data_names)
         self._tmp = 0
         self._pre: list[str] = []
-        self.source = self._module()
+        # RANDOM call sites met so far: (variable, 'dyn' or 'rate', call number in the equation) -> its first
+        # column in the draws table and the shape of its values (engine.compile.random_table fills the table)
+        self.random_sites: dict[tuple[str, str, int], tuple[int, tuple[int, ...]]] = {}
+        self.n_random = 0
+        self._where: tuple[str, str, tuple[int, ...]] | None = None   # the element being generated
+        self._calls: dict[int, int] = {}   # id of a RANDOM call node -> its number in the equation (pre-order)
+
+    @functools.cached_property
+    def source(self) -> str:
+        """The numba module's source (generated on first use: the C backend prints the statements itself)."""
+        if self.code.layout.delay_fixed:
+            raise NotSupported("DELAY FIXED is compiled on the C backend only")
+        if "_streams" in self.code.globals:
+            raise NotSupported("RANDOM functions are compiled on the C backend only")
+        return self._module()
 
     # ------------------------------------------------------------------ the module
     def _module(self) -> str:
@@ -252,6 +285,13 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
     def _elements(self, v: RVar, pieces: list[Piece], target) -> list[str]:
         """Statements assigning each element of v from the piece that covers it (later pieces win)."""
         out: list[str] = []
+        kind = "rate" if v.kind == "stock" else "dyn"
+        # RANDOM calls numbered as the numpy code meets them: pre-order over the pieces, in order
+        self._calls = {}
+        for p in pieces:
+            for node in _preorder(p.ast):
+                if isinstance(node, Call) and node.func.upper() in random_streams.ARITY:
+                    self._calls[id(node)] = len(self._calls)
         for e in range(v.size):
             idx = np.unravel_index(e, v.sizes) if v.sizes else ()
             piece = None
@@ -268,6 +308,11 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
                 bind = {d: (int(i) if r is None else r.index(int(i)))
                         for d, r, i in zip(v.dims, piece.region, idx, strict=True)}
             self._pre = []
+            if v.internal:
+                shape = tuple(v.sizes) if all(r is None for r in ctx.region) else None
+            else:
+                shape = tuple(s if r is None else len(r) for r, s in zip(piece.region, v.sizes, strict=True))
+            self._where = (v.name, kind, tuple(bind[d] for d in v.dims), shape)
             try:
                 code = self._float(piece.ast, ctx, bind)
             except (DimensionError, KeyError, IndexError, ValueError) as exc:
@@ -397,6 +442,8 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
             return f"_lookup({self._float(node.args[0], ctx, bind)}, TAB, {float(off)!r}, {float(n)!r}, 0.0)"
         if f in _REDUCE:
             return self._reduce(f, node.args[0], ctx, bind)
+        if f in random_streams.ARITY:
+            return self._random(node)
         args = node.args
         if f == "IF_THEN_ELSE":
             c = self._bool(args[0], ctx, bind)
@@ -417,6 +464,22 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
         if (f, len(codes)) in simple:
             return simple[(f, len(codes))].format(*codes)
         raise NotSupported(f"the function {node.func} is not compiled")
+
+    def _random(self, node: Call) -> str:
+        """A RANDOM call: this element's column of the run's draws table (one row per time step), which
+        engine.compile.random_table fills before the run with the numpy code's own draws."""
+        if self._where is None or id(node) not in self._calls:
+            raise NotSupported(f"{node.func} outside an equation the C backend numbers")
+        name, kind, pos, shape = self._where
+        if shape is None or len(pos) != len(shape):
+            raise NotSupported(f"{self.rvars[name].host or name}: {node.func} inside a function over part of a "
+                               f"dimension")
+        key = (name, kind, self._calls[id(node)])
+        if key not in self.random_sites:
+            self.random_sites[key] = (self.n_random, shape)
+            self.n_random += math.prod(shape)
+        col = self.random_sites[key][0] + (int(np.ravel_multi_index(pos, shape)) if shape else 0)
+        return f"_rnd(t, {float(col)!r})"
 
     def _reduce(self, f: str, arg: Node, ctx: Ctx, bind: dict[str, int]) -> str:
         """A reduction unrolled: one statement per element, in numpy's order (sequential along the axes)."""
@@ -443,6 +506,19 @@ def _one(r, S0, PF, OFF, VR, TAB, OUTS, out, bad, t0, dt, t1, saveper, n_steps, 
                 self._pre.append(f"{new} = _fmax({acc}, {term})")
             acc = new
         return acc
+
+
+def _preorder(node: Node):
+    """node and its sub-expressions, depth first, in the order they are written (as the numpy code is)."""
+    yield node
+    if isinstance(node, BinOp):
+        yield from _preorder(node.left)
+        yield from _preorder(node.right)
+    elif isinstance(node, Unary):
+        yield from _preorder(node.operand)
+    elif isinstance(node, Call):
+        for a in node.args:
+            yield from _preorder(a)
 
 
 def pack_statics(sc: ScalarCode, statics, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,6 +25,9 @@ class Batch:
     outs: np.ndarray                        # the slots to save, in order
     out: np.ndarray                         # (n_saves, len(outs), n), filled by the kernel
     tables: np.ndarray                      # every lookup table's xs and ys, flat
+    P: tuple = ()                           # the init's static values (for the C backend's RANDOM draws)
+    D0: tuple = ()                          # DELAY FIXED: initial outputs and delay times (init's D0, DT)
+    DT: tuple = ()
 
 
 class ScalarProgram:
@@ -46,8 +49,6 @@ class ScalarProgram:
             return "time settings that are equations (a dynamic clock) are not compiled"
         if method not in METHODS:
             return f"the {method} method is not compiled"
-        if "_streams" in self.code.globals:
-            return "RANDOM functions are not compiled"
         return None
 
     def scalar(self) -> ScalarCode:
@@ -83,7 +84,7 @@ class ScalarProgram:
         lay = self.code.layout
         t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
         with np.errstate(all="ignore"):
-            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
+            S0, P, D0, DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
         S0 = np.ascontiguousarray(S0, dtype=float).reshape(lay.rows, n) if lay.rows else np.zeros((0, n))
         if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
             return None
@@ -101,7 +102,7 @@ class ScalarProgram:
         n_saves = len(range(0, clock.n_steps + 1, clock.save_every))
         if self._tab is None:
             self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
-        return Batch(S0, PF, OFF, VR, data, outs, np.empty((n_saves, len(outs), n)), self._tab)
+        return Batch(S0, PF, OFF, VR, data, outs, np.empty((n_saves, len(outs), n)), self._tab, P, D0, DT)
 
     def _saved(self, batch: Batch, clock, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
