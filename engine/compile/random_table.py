@@ -60,6 +60,7 @@ class RandomTable:
             if not (isinstance(unif, ast.Call) and _is_attr(unif.func, "_rand", "uniforms") and len(unif.args) == 9):
                 raise NotSupported(f"{code.rvars[name].host or name}: an unexpected RANDOM call")
             # the uniforms of every step at once: (K, *shape, NR) for runs R0 .. R0+NR-1 of the batch
+            assert isinstance(unif.func, ast.Attribute)   # checked by _is_attr above
             unif.func.attr = "uniform_table"
             site, seed, sizes, index = unif.args[1], unif.args[2], unif.args[6], unif.args[7]
             unif.args = [unif.args[0], site, seed, ast.Name("K", ast.Load()), sizes, index, ast.Name("R0", ast.Load()),

@@ -129,7 +129,8 @@ class ScalarCode:
         # column in the draws table and the shape of its values (engine.compile.random_table fills the table)
         self.random_sites: dict[tuple[str, str, int], tuple[int, tuple[int, ...]]] = {}
         self.n_random = 0
-        self._where: tuple[str, str, tuple[int, ...]] | None = None   # the element being generated
+        # the element being generated: variable, kind, its position, the piece's shape
+        self._where: tuple[str, str, tuple[int, ...], tuple[int, ...] | None] | None = None
         self._calls: dict[int, int] = {}   # id of a RANDOM call node -> its number in the equation (pre-order)
 
     @functools.cached_property
