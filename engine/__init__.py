@@ -27,10 +27,11 @@ def read_model(path: str | Path) -> Model:
     path = Path(path)
     if path.suffix.lower() in VENSIM_SUFFIXES:
         try:
-            from engine.io.pysd_import import import_model
+            from engine.io.import_cache import import_cached
         except ImportError as exc:  # the optional importer is missing
             raise ModelError(Problem(str(path), None, f"Vensim/XMILE import is not available: {exc}")) from None
-        return model_from_dict(import_model(path), str(path))
+        # a second read of the same file (same bytes, same importer) comes from the disk cache
+        return model_from_dict(import_cached(path), str(path))
     if path.suffix.lower() != ".toml":
         raise ModelError(Problem(str(path), None, f"unknown model file type {path.suffix!r}",
                                  "use .toml, .mdl or .xmile"))

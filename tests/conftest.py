@@ -10,3 +10,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LXSD_BACKEND", "numpy")
+# Imported Vensim/XMILE models are cached on disk (engine.io.import_cache); the session imports afresh so that
+# no test reads another's translation or writes to the user's cache. tests/test_import_cache.py turns it on.
+os.environ.setdefault("LXSD_IMPORT_CACHE", "0")
