@@ -31,6 +31,7 @@ from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
 from engine.compile.scalar_code import NotSupported
 from engine.compile.scalar_program import METHODS, ScalarProgram
+from engine.compile.static_code import StaticCode, StaticInit
 
 NAME = "c"
 # -fno-math-errno: sqrt and friends inlined (errno is never read; values unchanged): 241 against 287 µs a Linxiang
@@ -91,6 +92,8 @@ class CProgram(ScalarProgram):
         self._fn = None
         self.threads_ok = False
         self.cache_file: Path | None = None
+        self._static: StaticCode | None = None   # the init in C (engine.compile.static_code); None: numpy's init
+        self._init: StaticInit | None = None
 
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
@@ -121,7 +124,7 @@ class CProgram(ScalarProgram):
             raise NotSupported("no C compiler found")
         cc, line, omp = info
         flags = list(FLAGS) + (["-fopenmp"] if omp else [])
-        src = self.ccode().source.encode("utf-8")
+        src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
         h.update(line.encode())
         h.update(" ".join(flags).encode())
@@ -135,7 +138,24 @@ class CProgram(ScalarProgram):
         P, L, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double   # int64_t in the C: numpy's int64
         fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, P, P, P, P, P]
         self.cache_file, self.threads_ok, self._fn = file, omp, fn
+        self._init = StaticInit(self._static, lib.lx_init) if self._static is not None else None
         return fn
+
+    def _static_source(self) -> str:
+        """The C of the init (static values, initial stocks), or "" where numpy's init stays (said in docs)."""
+        try:
+            self._static = StaticCode(self.scalar())
+        except NotSupported:
+            self._static = None
+            return ""
+        return self._static.source
+
+    def _start(self, P0, n, clock, data):
+        """The initial state and statics from the compiled init (numpy's where there is none)."""
+        if self._init is None:
+            return super()._start(P0, n, clock, data)
+        threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
+        return self._init.start(P0, n, clock, data, self._tables(), threads)
 
     # ---------------------------------------------------------------- running
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
