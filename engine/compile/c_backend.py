@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.compile.c_call import address, data_args
 from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
 from engine.compile.scalar_code import NotSupported
@@ -166,20 +167,14 @@ class CProgram(ScalarProgram):
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
-        k = max(len(b.data), 1)
-        DT = (ctypes.c_void_p * k)(*[times.ctypes.data for times, _ in b.data])
-        DV = (ctypes.c_void_p * k)(*[values.ctypes.data for _, values in b.data])
-        NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in
-                      ([v.shape[0] for _, v in b.data], [v.shape[1] for _, v in b.data],
-                       [v.shape[2] for _, v in b.data]))
+        dargs, _keep = data_args(b.data)
         bad = np.zeros(n, dtype=np.uint8)
         threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
-        ptr = _ptr
-        fn(n, threads, ptr(b.S0), ptr(b.PF), ptr(b.OFF), ptr(b.VR), ptr(b.tables), ptr(b.outs), len(b.outs),
-           ptr(b.out), ptr(bad), float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
-           int(clock.n_steps), int(clock.save_every), METHODS[solver.name],
-           ctypes.cast(DT, ctypes.c_void_p), ptr(NT), ctypes.cast(DV, ctypes.c_void_p), ptr(NE), ptr(NB))
-        if bad.any():
+        keep = address   # arrays kept across runs: their addresses taken once (engine.compile.c_call)
+        fn(n, threads, b.S0.ctypes.data, b.PF.ctypes.data, keep(b.OFF), keep(b.VR), keep(b.tables), keep(b.outs),
+           len(b.outs), b.out.ctypes.data, bad.ctypes.data, clock.t0, clock.dt, clock.t1, clock.saveper,
+           clock.n_steps, clock.save_every, METHODS[solver.name], *dargs)
+        if np.count_nonzero(bad):
             return None
         return self._saved(b, clock, outputs, sizes)
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import operator
 
 import numpy as np
 
+from engine.compile.c_call import address, data_args
 from engine.compile.c_code import _Printer
 from engine.compile.scalar_code import NotSupported, ScalarCode
 from engine.resolve import graph
@@ -110,15 +112,18 @@ static void lx_init_one(int64_t r, int64_t n, const double *restrict PI, const i
 {chr(10).join(body)}
 }}
 
-/* every run (an OpenMP loop with threads > 1). Returns 0. */
+/* every run (an OpenMP loop with threads > 1). Returns the number of runs that cannot start. */
 int lx_init(int64_t n, int64_t threads, const double *PI, const int64_t *OFFI, const int64_t *VRI,
             const double *TAB, double t0, double dt, double t1, double saveper, LX_DATA,
             double *PF, double *S0, unsigned char *bad) {{
     (void)threads;
-#pragma omp parallel for num_threads((int)threads) if (threads > 1) schedule(static)
-    for (int64_t r = 0; r < n; r++)
+    int64_t failed = 0;
+#pragma omp parallel for num_threads((int)threads) if (threads > 1) schedule(static) reduction(+:failed)
+    for (int64_t r = 0; r < n; r++) {{
         lx_init_one(r, n, PI, OFFI, VRI, TAB, t0, dt, t1, saveper, LX_DARGS, PF, S0, bad);
-    return 0;
+        failed += bad[r] != 0;
+    }}
+    return failed > 0;
 }}
 """
 
@@ -144,15 +149,18 @@ class StaticInit:
         slots = np.asarray(st.param_slots, dtype=np.int64)
         self._param_slots = slots
         self._comp_slots = np.asarray(st.comp_slots, dtype=np.int64)
+        # the constants among the inputs, as a tuple (itemgetter of one index gives the item itself)
+        at = list(st.param_at)
+        self._gather = (operator.itemgetter(*at) if len(at) > 1 else (lambda P0: (P0[at[0]],)))
         self._packed: tuple | None = None     # (inputs, PI, OFFI, VRI) of the last call
         self._kernel_idx: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def _pack(self, P0: list, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The constants as PI with per element its offset and whether it varies by run."""
         st = self.st
-        given = [P0[i] for i in st.param_at]
+        given = self._gather(P0) if st.param_at else ()
         cached = self._packed
-        if cached is not None and cached[0] == n and all(a is b for a, b in zip(cached[1], given, strict=True)):
+        if cached is not None and cached[0] == n and all(map(operator.is_, cached[1], given)):
             return cached[2]
         parts: list[np.ndarray] = []
         offs: list[np.ndarray] = []
@@ -192,18 +200,11 @@ class StaticInit:
         PF[:npi] = PI
         S0 = np.empty((self.rows, n)) if self.rows else np.zeros((0, n))
         bad = np.zeros(n, dtype=np.uint8)
-        k = max(len(data), 1)
-        DT = (ctypes.c_void_p * k)(*[t.ctypes.data for t, _ in data])
-        DV = (ctypes.c_void_p * k)(*[v.ctypes.data for _, v in data])
-        NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in
-                      ([v.shape[0] for _, v in data], [v.shape[1] for _, v in data], [v.shape[2] for _, v in data]))
-        pf = PF.ctypes.data
-        self.fn(n, threads, PI.ctypes.data, OFFI.ctypes.data, VRI.ctypes.data, tables.ctypes.data,
-                float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
-                ctypes.addressof(DT), NT.ctypes.data, ctypes.addressof(DV), NE.ctypes.data, NB.ctypes.data,
-                pf + npi * 8, S0.ctypes.data, bad.ctypes.data)
-        if bad.any():
-            return None
+        dargs, _keep = data_args(data)
+        if self.fn(n, threads, address(PI), address(OFFI), address(VRI), address(tables),
+                   clock.t0, clock.dt, clock.t1, clock.saveper, *dargs,
+                   PF.ctypes.data + npi * 8, S0.ctypes.data, bad.ctypes.data):
+            return None   # a run starts non-finite or below zero: numpy re-runs the batch and says which
         OFF, VR = self._kernel_index(OFFI, VRI, npi, n)
         return S0, PF, OFF, VR
 
