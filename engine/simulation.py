@@ -64,6 +64,7 @@ class CompiledModel:
         self._numba = None
         self._c = None
         self._meta_cache: dict[str, tuple] | None = None
+        self._visible: tuple[str, ...] | None = None
         if backend == "jax":
             if jax_installed():
                 from engine.compile.jax_backend import JaxProgram
@@ -102,6 +103,7 @@ class CompiledModel:
                 problems.append(Problem(model.file, name, str(exc)))
         if problems:
             raise ModelError(problems)
+        self._default_inputs = [self._defaults[name] for name in code.layout.param_names]
         self._name_index: dict[str, set[str]] = {}
         if model.time.dynamic:
             self.model = dataclasses.replace(model, time=self._time_at_start(model))
@@ -143,7 +145,9 @@ class CompiledModel:
     @property
     def visible(self) -> list[str]:
         """Variables that can be saved: every declared one except lookups."""
-        return [n for n, v in self.model.variables.items() if v.kind != "lookup"]
+        if self._visible is None:   # built once: every run that saves everything asks
+            self._visible = tuple(n for n, v in self.model.variables.items() if v.kind != "lookup")
+        return list(self._visible)
 
     def identifier(self, name: str) -> str:
         """The variable a user's name means: its identifier, or (imported models) the Vensim/XMILE
@@ -335,11 +339,12 @@ class CompiledModel:
                               f"change the equation or the constants it reads")
         from engine import limits
         # the model's own values are checked once (they cannot change); what this call gives, every time
-        check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
-                 if not (self._defaults_finite and v is self._defaults[nm])]
-        limits.check_inputs([nm for nm, _ in check], [v for _, v in check], scen_names, self.model.file)
-        if not self._defaults_finite and len(check) == len(P0):
-            self._defaults_finite = True   # reached only when every input, the defaults among them, was finite
+        if not (self._defaults_finite and not any(overrides)):   # no override: the defaults, checked once
+            check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
+                     if not (self._defaults_finite and v is self._defaults[nm])]
+            limits.check_inputs([nm for nm, _ in check], [v for _, v in check], scen_names, self.model.file)
+            if not self._defaults_finite and len(check) == len(P0):
+                self._defaults_finite = True   # reached only when every input, the defaults among them, was finite
         solver = solver_for(method)
         clock: Clock | DynamicClock
         if dynamic:
@@ -436,8 +441,10 @@ class CompiledModel:
     def _inputs(self, overrides: list[dict], N: int) -> list:
         """The inputs of a batch of N runs, in layout.param_names order: the model's own value where no run
         overrides it, else (*dims, N) arrays (data inputs: (times, values))."""
-        P0: list = []
         touched = set().union(*overrides)
+        if not touched:       # the model's own values (one run of the defaults: the common case, kept hot)
+            return list(self._default_inputs)
+        P0: list = []
         for name in self.code.layout.param_names:
             if name not in touched:        # most inputs: the model's own value, shared by the runs
                 P0.append(self._defaults[name])

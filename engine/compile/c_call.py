@@ -33,6 +33,8 @@ def data_args(data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[tuple[int, int
     """(DT, NT, DV, NE, NB) as the kernels' LX_DATA reads them: the data series' times and values as arrays of
     pointers, their lengths, elements and columns (remembered per list: ScalarProgram._data keeps its list
     while the inputs are the same), and the buffers behind them: the caller holds these during its call."""
+    if not data:
+        return _NO_DATA
     got = _data_kept.get(id(data))
     if got is not None and got[0] is data:
         return got[1], got[2]
@@ -47,3 +49,13 @@ def data_args(data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[tuple[int, int
     keep = (DT, DV, NT, NE, NB)
     _data_kept[id(data)] = (data, args, keep)
     return args, keep
+
+
+def _no_data() -> tuple[tuple[int, int, int, int, int], tuple]:
+    zero = np.zeros(1, dtype=np.int64)
+    ptrs = (ctypes.c_void_p * 1)()
+    return (ctypes.addressof(ptrs), zero.ctypes.data, ctypes.addressof(ptrs), zero.ctypes.data, zero.ctypes.data), \
+        (ptrs, zero)
+
+
+_NO_DATA = _no_data()   # a model without data series: the same (unread) arguments every call

@@ -3,6 +3,7 @@ batch's inputs packed as the kernel reads them (statics, data series, the slots 
 values handed back in the numpy loop's shapes. Each backend adds how its kernel is built and called."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ class ScalarProgram:
         self._nonneg: np.ndarray | None = None
         self._tab: np.ndarray | None = None
         self._data_cache: tuple | None = None
+        self._data_at: list[int] | None = None
+        self._plans: dict[tuple[str, ...], list] = {}
 
     def _reason(self, method: str, dynamic_clock: bool) -> str | None:
         """What neither scalar kernel covers, in words; None when this run may be compiled."""
@@ -118,10 +121,12 @@ class ScalarProgram:
         lay = self.code.layout
         if not lay.data_names:
             return []
-        at = {name: i for i, name in enumerate(lay.param_names)}
-        given = [P0[at[name]] for name in lay.data_names]
+        if self._data_at is None:
+            at = {name: i for i, name in enumerate(lay.param_names)}
+            self._data_at = [at[name] for name in lay.data_names]
+        given = [P0[i] for i in self._data_at]
         cached = self._data_cache
-        if cached is not None and cached[0] == n and all(a is b for a, b in zip(cached[1], given, strict=True)):
+        if cached is not None and cached[0] == n and all(map(operator.is_, cached[1], given)):
             return cached[2]
         data = []
         for name, (times, values) in zip(lay.data_names, given, strict=True):
@@ -139,10 +144,13 @@ class ScalarProgram:
         """The kernel's output as the numpy loop hands it back: {name: (T, *dims, n)}."""
         out = batch.out
         n_saves, n = out.shape[0], out.shape[2]
-        store: dict[str, np.ndarray] = {}
-        c = 0
-        for o in outputs:
-            e = self.code.rvars[o].size
-            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
-            c += e
+        plan = self._plans.get(outputs)
+        if plan is None:   # per variable: its columns of out and its shape (built once per output list)
+            plan, c = [], 0
+            for o in outputs:
+                e = self.code.rvars[o].size
+                plan.append((o, c, c + e, tuple(sizes[o])))
+                c += e
+            self._plans[outputs] = plan
+        store = {o: out[:, a:b, :].reshape((n_saves, *shape, n)) for o, a, b, shape in plan}
         return clock.save_times(), store
