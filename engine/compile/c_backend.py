@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
 from engine.compile.c_call import address, data_args
 from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
@@ -164,6 +165,8 @@ class CProgram(ScalarProgram):
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
         fn = self.library()
+        if n >= BLOCK_MIN_RUNS:   # a batch: runs side by side in SIMD lanes (engine.compile.block_code)
+            fn = block_kernel(self) or fn
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
