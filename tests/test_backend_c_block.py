@@ -149,3 +149,19 @@ def test_suite_model_equal_numpy(rel):
         pytest.skip("not compiled by the C backend")
     assert used_block(mc), mc._c._block_broken
     assert_same_scalar(rn, rc, "c")
+
+
+def test_without_avx512_the_scalar_kernel_runs_the_batch(monkeypatch, capsys):
+    """A compiler whose native target has no AVX-512 builds no block kernel (emulated lanes are slower): the batch
+    runs on the scalar kernel, silently, with the same numbers."""
+    from engine.compile import block_code
+
+    monkeypatch.setattr(block_code, "native_avx512", lambda cc: False)
+    spec = {"stocks": {"x": {"initial": "1", "inflows": ["g"]}}, "flows": {"g": {"equation": "k * x"}},
+            "const": {"k": {"value": 0.1}}}
+    mn, mc = _build("numpy", name="noavx", **spec), _build("c", name="noavx", **spec)
+    k = np.linspace(0.05, 0.2, 12)
+    rn, rc = mn.run(params={"k": k}), mc.run(params={"k": k})
+    assert not used_block(mc) and "AVX-512" in mc._c._block_broken
+    assert_same_scalar(rn, rc, "c")
+    assert capsys.readouterr().err == ""
