@@ -284,6 +284,9 @@ def build_block_kernel(sc: ScalarCode, runtime_source: str):
     if info is None:
         raise NotSupported("no C compiler found")
     cc, line, omp = info
+    lay = sc.code.layout
+    if lay.delay_fixed or "_streams" in sc.code.globals:   # state the block kernel does not carry: scalar kernel
+        raise NotSupported("DELAY FIXED and RANDOM functions run on the scalar kernel")
     if not native_avx512(cc):
         raise NotSupported("the compiler's native target has no AVX-512 (the block kernel would not be faster)")
     src = BlockCode(sc, runtime_source).source.encode("utf-8")
