@@ -289,7 +289,10 @@ def build_block_kernel(sc: ScalarCode, runtime_source: str):
         raise NotSupported("DELAY FIXED and RANDOM functions run on the scalar kernel")
     if not native_avx512(cc):
         raise NotSupported("the compiler's native target has no AVX-512 (the block kernel would not be faster)")
+    n_tables = len(sc.tables)
     src = BlockCode(sc, runtime_source).source.encode("utf-8")
+    if len(sc.tables) != n_tables:   # the statements are the scalar kernel's: they name no table it lacks
+        raise NotSupported("the block kernel's statements added a lookup table")
     flags = list(FLAGS) + (["-fopenmp"] if omp else [])
     h = hashlib.sha256(src)
     for part in (line, " ".join(flags), cpu_key()):
