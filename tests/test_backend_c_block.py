@@ -165,3 +165,19 @@ def test_without_avx512_the_scalar_kernel_runs_the_batch(monkeypatch, capsys):
     assert not used_block(mc) and "AVX-512" in mc._c._block_broken
     assert_same_scalar(rn, rc, "c")
     assert capsys.readouterr().err == ""
+
+
+def test_scalar_kernel_with_threads_below_the_block_size(builtins_models, monkeypatch):
+    """Batches under BLOCK_MIN_RUNS stay on the scalar kernel (its OpenMP loop here): same numbers as numpy."""
+    from engine.compile import c_backend
+
+    monkeypatch.setattr(c_backend, "BLOCK_MIN_RUNS", 10**9)
+    monkeypatch.setattr(c_backend, "PARALLEL_MIN_RUNS", 64)
+    mn, _ = builtins_models
+    from test_backend_c import BUILTINS
+
+    mc = _build("c", name="blkscalar", **BUILTINS)
+    params = {"k": np.linspace(0.1, 0.5, 70), "h": np.linspace(1, 3, 70)}
+    rn, rc = mn.run(params=params, method="rk4"), mc.run(params=params, method="rk4")
+    assert not used_block(mc)
+    assert_same_scalar(rn, rc, "c")
