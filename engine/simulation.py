@@ -65,6 +65,7 @@ class CompiledModel:
         self._c = None
         self._meta_cache: dict[str, tuple] | None = None
         self._visible: tuple[str, ...] | None = None
+        self._plans: dict[tuple[str, ...], tuple] = {}
         if backend == "jax":
             if jax_installed():
                 from engine.compile.jax_backend import JaxProgram
@@ -324,11 +325,8 @@ class CompiledModel:
         given = {"start": start, "stop": stop, "dt": dt, "saveper": saveper}
         dynamic = [f for f in ts.dynamic if given[f] is None]
         outputs = tuple(variables) if variables is not None else tuple(self.visible)
-        unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
-                   or self.rvars[v].internal]
-        if unknown:
-            raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
-        sizes = {o: self.rvars[o].sizes for o in outputs}
+        plan = self._output_plan(outputs)
+        sizes = plan[0]
         replaced = [f for f in ts.dynamic if given[f] is not None]
         if replaced:
             from engine.integrate.dynamic_clock import _LABEL
@@ -369,10 +367,10 @@ class CompiledModel:
             with _run_labels(scen_names):
                 times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw,
                                                   scen_names)
-        meta = self._meta()
-        res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
-                      dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
-                      time_unit=ts.unit, backend=self.backend if compiled is not None else "numpy")
+        # copies of the plan's dicts: a caller may change its Results' without touching the next run's
+        backend = self.backend if compiled is not None else "numpy"
+        res = Results(scen_names, times, store, dict(plan[1]), dict(plan[2]), dims=dict(plan[3]),
+                      labels=dict(plan[4]), time_unit=ts.unit, backend=backend)
         res._set_failures(failures)
         return res
 
@@ -380,6 +378,24 @@ class CompiledModel:
     def _program(self):
         """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
         return self._jax or self._numba or self._c
+
+    def _output_plan(self, outputs: tuple[str, ...]) -> tuple[dict, dict, dict, dict, dict]:
+        """Per variable to save: (sizes, elements, units, dimensions, labels), checked and built once per output
+        list (runs are hot; the app and the CLI ask for the same lists again and again)."""
+        plan = self._plans.get(outputs)
+        if plan is None:
+            unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
+                       or self.rvars[v].internal]
+            if unknown:
+                raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
+            meta = self._meta()
+            plan = ({o: self.rvars[o].sizes for o in outputs}, {o: meta[o][0] for o in outputs},
+                    {o: meta[o][1] for o in outputs}, {o: meta[o][2] for o in outputs},
+                    {o: meta[o][3] for o in outputs})
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            self._plans[outputs] = plan
+        return plan
 
     def _meta(self) -> dict[str, tuple]:
         """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
