@@ -125,3 +125,13 @@ def test_a_run_that_cannot_start_gets_numpy_s_error():
     rc = build("c", name="nan0", **nan).run(params={"s0": [1.0, 0.0]}, throw=False)
     assert rc.status.tolist() == rn.status.tolist() and rc.status[1] != 0
     np.testing.assert_array_equal(rn["x"], rc["x"])
+
+
+def test_initial_values_read_each_run_s_own_series():
+    """A data series that differs by run (one column a run) read by initial values: each run's own at t0."""
+    mn, mc = build("numpy", name="cinitser", **INIT), build("c", name="cinitser", **INIT)
+    sc = {"a": {"d": {"time": [0, 10], "values": [5, 25]}}, "b": {"d": {"time": [0, 4], "values": [40, 0]}}, "c": {}}
+    rn, rc = mn.run(scenarios=sc), mc.run(scenarios=sc)
+    assert mc._c._init is not None
+    assert_same_scalar(rn, rc, "c")
+    assert len({float(rc["x"][0, i]) for i in range(3)}) == 3   # three different initial values
