@@ -147,7 +147,7 @@ class CProgram(ScalarProgram):
         """The C of the init (static values, initial stocks), or "" where numpy's init stays (said in docs)."""
         try:
             self._static = StaticCode(self.scalar())
-        except NotSupported:
+        except (NotSupported, KeyError, IndexError):   # numpy's init stays; the kernel is unaffected
             self._static = None
             return ""
         return self._static.source
