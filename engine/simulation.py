@@ -64,6 +64,8 @@ class CompiledModel:
         self._numba = None
         self._c = None
         self._meta_cache: dict[str, tuple] | None = None
+        self._visible: tuple[str, ...] | None = None
+        self._plans: dict[tuple[str, ...], tuple] = {}
         if backend == "jax":
             if jax_installed():
                 from engine.compile.jax_backend import JaxProgram
@@ -102,6 +104,7 @@ class CompiledModel:
                 problems.append(Problem(model.file, name, str(exc)))
         if problems:
             raise ModelError(problems)
+        self._default_inputs = [self._defaults[name] for name in code.layout.param_names]
         self._name_index: dict[str, set[str]] = {}
         if model.time.dynamic:
             self.model = dataclasses.replace(model, time=self._time_at_start(model))
@@ -143,7 +146,9 @@ class CompiledModel:
     @property
     def visible(self) -> list[str]:
         """Variables that can be saved: every declared one except lookups."""
-        return [n for n, v in self.model.variables.items() if v.kind != "lookup"]
+        if self._visible is None:   # built once: every run that saves everything asks
+            self._visible = tuple(n for n, v in self.model.variables.items() if v.kind != "lookup")
+        return list(self._visible)
 
     def identifier(self, name: str) -> str:
         """The variable a user's name means: its identifier, or (imported models) the Vensim/XMILE
@@ -320,11 +325,8 @@ class CompiledModel:
         given = {"start": start, "stop": stop, "dt": dt, "saveper": saveper}
         dynamic = [f for f in ts.dynamic if given[f] is None]
         outputs = tuple(variables) if variables is not None else tuple(self.visible)
-        unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
-                   or self.rvars[v].internal]
-        if unknown:
-            raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
-        sizes = {o: self.rvars[o].sizes for o in outputs}
+        plan = self._output_plan(outputs)
+        sizes = plan[0]
         replaced = [f for f in ts.dynamic if given[f] is not None]
         if replaced:
             from engine.integrate.dynamic_clock import _LABEL
@@ -335,11 +337,12 @@ class CompiledModel:
                               f"change the equation or the constants it reads")
         from engine import limits
         # the model's own values are checked once (they cannot change); what this call gives, every time
-        check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
-                 if not (self._defaults_finite and v is self._defaults[nm])]
-        limits.check_inputs([nm for nm, _ in check], [v for _, v in check], scen_names, self.model.file)
-        if not self._defaults_finite and len(check) == len(P0):
-            self._defaults_finite = True   # reached only when every input, the defaults among them, was finite
+        if not (self._defaults_finite and not any(overrides)):   # no override: the defaults, checked once
+            check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
+                     if not (self._defaults_finite and v is self._defaults[nm])]
+            limits.check_inputs([nm for nm, _ in check], [v for _, v in check], scen_names, self.model.file)
+            if not self._defaults_finite and len(check) == len(P0):
+                self._defaults_finite = True   # reached only when every input, the defaults among them, was finite
         solver = solver_for(method)
         clock: Clock | DynamicClock
         if dynamic:
@@ -364,10 +367,10 @@ class CompiledModel:
             with _run_labels(scen_names):
                 times, store, failures = simulate(self.code, P0, N, clock, solver, outputs, sizes, throw,
                                                   scen_names)
-        meta = self._meta()
-        res = Results(scen_names, times, store, {o: meta[o][0] for o in outputs}, {o: meta[o][1] for o in outputs},
-                      dims={o: meta[o][2] for o in outputs}, labels={o: meta[o][3] for o in outputs},
-                      time_unit=ts.unit, backend=self.backend if compiled is not None else "numpy")
+        # copies of the plan's dicts: a caller may change its Results' without touching the next run's
+        backend = self.backend if compiled is not None else "numpy"
+        res = Results(scen_names, times, store, dict(plan[1]), dict(plan[2]), dims=dict(plan[3]),
+                      labels=dict(plan[4]), time_unit=ts.unit, backend=backend)
         res._set_failures(failures)
         return res
 
@@ -375,6 +378,24 @@ class CompiledModel:
     def _program(self):
         """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
         return self._jax or self._numba or self._c
+
+    def _output_plan(self, outputs: tuple[str, ...]) -> tuple[dict, dict, dict, dict, dict]:
+        """Per variable to save: (sizes, elements, units, dimensions, labels), checked and built once per output
+        list (runs are hot; the app and the CLI ask for the same lists again and again)."""
+        plan = self._plans.get(outputs)
+        if plan is None:
+            unknown = [v for v in outputs if v not in self.rvars or self.rvars[v].kind == "lookup"
+                       or self.rvars[v].internal]
+            if unknown:
+                raise EngineError(f"{self.model.file}: cannot save {', '.join(unknown)}: not a variable of the model")
+            meta = self._meta()
+            plan = ({o: self.rvars[o].sizes for o in outputs}, {o: meta[o][0] for o in outputs},
+                    {o: meta[o][1] for o in outputs}, {o: meta[o][2] for o in outputs},
+                    {o: meta[o][3] for o in outputs})
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            self._plans[outputs] = plan
+        return plan
 
     def _meta(self) -> dict[str, tuple]:
         """Per visible variable: (elements, unit, dimension names, labels), built once (runs are hot)."""
@@ -436,8 +457,10 @@ class CompiledModel:
     def _inputs(self, overrides: list[dict], N: int) -> list:
         """The inputs of a batch of N runs, in layout.param_names order: the model's own value where no run
         overrides it, else (*dims, N) arrays (data inputs: (times, values))."""
-        P0: list = []
         touched = set().union(*overrides)
+        if not touched:       # the model's own values (one run of the defaults: the common case, kept hot)
+            return list(self._default_inputs)
+        P0: list = []
         for name in self.code.layout.param_names:
             if name not in touched:        # most inputs: the model's own value, shared by the runs
                 P0.append(self._defaults[name])

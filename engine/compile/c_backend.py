@@ -30,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
+from engine.compile.c_call import address, data_args
 from engine.compile.c_code import CCode
 from engine.compile.model_code import ModelCode
 from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported
 from engine.compile.scalar_program import METHODS, ScalarProgram
+from engine.compile.static_code import StaticCode, StaticInit
 from engine.integrate.driver import MAX_PIPELINE_VALUES
 
 NAME = "c"
@@ -97,6 +100,8 @@ class CProgram(ScalarProgram):
         self.threads_ok = False
         self.cache_file: Path | None = None
         self._table: RandomTable | None = None
+        self._static: StaticCode | None = None   # the init in C (engine.compile.static_code); None: numpy's init
+        self._init: StaticInit | None = None
 
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
@@ -128,7 +133,7 @@ class CProgram(ScalarProgram):
             raise NotSupported("no C compiler found")
         cc, line, omp = info
         flags = list(FLAGS) + (["-fopenmp"] if omp else [])
-        src = self.ccode().source.encode("utf-8")
+        src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
         h.update(line.encode())
         h.update(" ".join(flags).encode())
@@ -142,7 +147,25 @@ class CProgram(ScalarProgram):
         P, L, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double   # int64_t in the C: numpy's int64
         fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, L, L, P, P, P, P, L, P, P, P, P, P]
         self.cache_file, self.threads_ok, self._fn = file, omp, fn
+        self._init = StaticInit(self._static, lib.lx_init) if self._static is not None else None
         return fn
+
+    def _static_source(self) -> str:
+        """The C of the init (static values, initial stocks), or "" where numpy's init stays (said in docs)."""
+        try:
+            self._static = StaticCode(self.scalar())
+        except (NotSupported, KeyError, IndexError):   # numpy's init stays; the kernel is unaffected
+            self._static = None
+            return ""
+        return self._static.source
+
+    def _start(self, P0, n, clock, data):
+        """The initial state and statics from the compiled init (numpy's where there is none)."""
+        if self._init is None or not self.plain():
+            return super()._start(P0, n, clock, data)
+        threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
+        got = self._init.start(P0, n, clock, data, self._tables(), threads)
+        return None if got is None else (*got, (), (), ())
 
     # ---------------------------------------------------------------- running
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
@@ -150,36 +173,41 @@ class CProgram(ScalarProgram):
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
         fn = self.library()
+        block = None
+        if n >= BLOCK_MIN_RUNS and self.plain():   # a batch: runs side by side in SIMD lanes (block_code)
+            block = block_kernel(self)
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
-        k = max(len(b.data), 1)
-        DT = (ctypes.c_void_p * k)(*[times.ctypes.data for times, _ in b.data])
-        DV = (ctypes.c_void_p * k)(*[values.ctypes.data for _, values in b.data])
-        NT, NE, NB = (np.asarray(x or [0], dtype=np.int64) for x in
-                      ([v.shape[0] for _, v in b.data], [v.shape[1] for _, v in b.data],
-                       [v.shape[2] for _, v in b.data]))
+        dargs, _keep = data_args(b.data)
+        bad = np.zeros(n, dtype=np.uint8)
+        threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
+        keep = address   # arrays kept across runs: their addresses taken once (engine.compile.c_call)
+        head = (n, threads, b.S0.ctypes.data, b.PF.ctypes.data, keep(b.OFF), keep(b.VR), keep(b.tables),
+                keep(b.outs), len(b.outs), b.out.ctypes.data, bad.ctypes.data, clock.t0, clock.dt, clock.t1,
+                clock.saveper, clock.n_steps, clock.save_every, METHODS[solver.name])
+        if block is not None:   # no DELAY FIXED, no RANDOM: the block kernel takes the plain arguments
+            block(*head, *dargs)
+            return None if np.count_nonzero(bad) else self._saved(b, clock, outputs, sizes)
         pipes = self._pipelines(b, clock, n)
         if pipes is None:
             return None
         D0, LAG, ROFF, ring = pipes
-        bad = np.zeros(n, dtype=np.uint8)
-        threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
-        ptr = _ptr
         table = self.random_table()
         step = n if table is None else table.chunk_runs(int(clock.n_steps))
         no_draws = np.zeros(1)
         for r0 in range(0, n, step):   # the RANDOM draws' tables are made (and the runs run) a chunk at a time
             r1 = min(n, r0 + step)
             RND = no_draws if table is None else table.draws(b.P, n, r0, r1, int(clock.n_steps))
-            fn(n, threads, ptr(b.S0), ptr(b.PF), ptr(b.OFF), ptr(b.VR), ptr(b.tables), ptr(b.outs), len(b.outs),
-               ptr(b.out), ptr(bad), float(clock.t0), float(clock.dt), float(clock.t1), float(clock.saveper),
-               int(clock.n_steps), int(clock.save_every), METHODS[solver.name], r0, r1, ptr(RND), ptr(D0),
-               ptr(LAG), ptr(ROFF), ring,
-               ctypes.cast(DT, ctypes.c_void_p), ptr(NT), ctypes.cast(DV, ctypes.c_void_p), ptr(NE), ptr(NB))
+            fn(*head, r0, r1, RND.ctypes.data, D0.ctypes.data, LAG.ctypes.data, ROFF.ctypes.data, ring, *dargs)
             if bad[r0:r1].any():
                 return None
         return self._saved(b, clock, outputs, sizes)
+
+    def plain(self) -> bool:
+        """No DELAY FIXED and no RANDOM function: the compiled init and the block kernel apply (they hold no
+        delay rings and no draws)."""
+        return not self.code.layout.delay_fixed and not self.scalar().random_sites
 
     def random_table(self) -> RandomTable | None:
         """The builder of the RANDOM draws' tables (None when the model draws nothing)."""
@@ -221,11 +249,6 @@ class CProgram(ScalarProgram):
         ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
         assert D0.shape[0] == sc.n_delay
         return D0, LAG, ROFF, int(longest.sum())
-
-
-def _ptr(a: np.ndarray) -> int:
-    assert a.flags.c_contiguous
-    return a.ctypes.data
 
 
 def _build(cc: str, flags: list[str], src: bytes, target: Path) -> Path:

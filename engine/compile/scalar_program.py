@@ -3,6 +3,7 @@ batch's inputs packed as the kernel reads them (statics, data series, the slots 
 values handed back in the numpy loop's shapes. Each backend adds how its kernel is built and called."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,10 @@ class Batch:
     DT: tuple = ()
 
 
+# what a batch starts from: S0, PF, OFF, VR (pack_statics), and init's P, D0, DT (empty where unused)
+Start = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple, tuple, tuple]
+
+
 class ScalarProgram:
     """One model on a scalar-kernel backend; subclasses build and call the kernel."""
 
@@ -40,6 +45,10 @@ class ScalarProgram:
         self._slots: dict[tuple[str, ...], np.ndarray] = {}
         self._nonneg: np.ndarray | None = None
         self._tab: np.ndarray | None = None
+        self._data_cache: tuple | None = None
+        self._data_at: list[int] | None = None
+        self._plans: dict[tuple[str, ...], list] = {}
+        self._times: tuple | None = None
 
     def _reason(self, method: str, dynamic_clock: bool) -> str | None:
         """What neither scalar kernel covers, in words; None when this run may be compiled."""
@@ -80,6 +89,27 @@ class ScalarProgram:
     def _batch(self, P0: list, n: int, clock, outputs: tuple[str, ...]) -> Batch | None:
         """The batch's arrays; None when a run cannot start (a non-finite initial state, a non-negative stock
         below zero): the caller re-runs the batch on numpy, which reports it."""
+        data = self._data(P0, n)
+        start = self._start(P0, n, clock, data)
+        if start is None:
+            return None
+        S0, PF, OFF, VR, P, D0, DT = start
+        outs = self._outputs(outputs)
+        n_saves = len(range(0, clock.n_steps + 1, clock.save_every))
+        return Batch(S0, PF, OFF, VR, data, outs, np.empty((n_saves, len(outs), n)), self._tables(), P, D0, DT)
+
+    def _tables(self) -> np.ndarray:
+        """Every lookup table's xs and ys, flat (packed once; read after every generator has added its tables)."""
+        if self._tab is None:
+            sc = self.scalar()
+            self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
+        return self._tab
+
+    def _start(self, P0: list, n: int, clock, data: list) -> Start | None:
+        """(S0, PF, OFF, VR, P, D0, DT): the initial state (rows, n) and the static values packed (pack_statics),
+        from numpy's ``init``, with the init's static values and DELAY FIXED initial outputs and delay times;
+        None when a run cannot start. The C backend overrides this with its compiled init
+        (engine.compile.static_code) for models without DELAY FIXED or RANDOM functions."""
         sc = self.scalar()
         lay = self.code.layout
         t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
@@ -88,31 +118,48 @@ class ScalarProgram:
         S0 = np.ascontiguousarray(S0, dtype=float).reshape(lay.rows, n) if lay.rows else np.zeros((0, n))
         if not np.isfinite(S0).all() or (S0[self._nonneg_rows()] < 0).any():
             return None
-        PF, OFF, VR = pack_statics(sc, P[:len(lay.static_names)], n)
+        return (S0, *pack_statics(sc, P[:len(lay.static_names)], n), P, D0, DT)
+
+    def _data(self, P0: list, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per data input, (times (T,), values (T, elements, 1 or n)) as the kernels read them. The inputs
+        come from P0 (init hands them on unchanged); the packing is kept while P0 holds the same objects (the
+        model's own series, run after run)."""
+        lay = self.code.layout
+        if not lay.data_names:
+            return []
+        if self._data_at is None:
+            at = {name: i for i, name in enumerate(lay.param_names)}
+            self._data_at = [at[name] for name in lay.data_names]
+        given = [P0[i] for i in self._data_at]
+        cached = self._data_cache
+        if cached is not None and cached[0] == n and all(map(operator.is_, cached[1], given)):
+            return cached[2]
         data = []
-        rest = P[len(lay.static_names):]
-        for i, name in enumerate(lay.data_names):
-            times = np.ascontiguousarray(rest[2 * i], dtype=float)
-            values = np.asarray(rest[2 * i + 1], dtype=float)
+        for name, (times, values) in zip(lay.data_names, given, strict=True):
+            times = np.ascontiguousarray(times, dtype=float)
+            values = np.asarray(values, dtype=float)
             values = np.ascontiguousarray(values.reshape(values.shape[0], self.code.rvars[name].size, -1))
             if values.shape[2] not in (1, n):
                 raise NotSupported(f"{name}: a data series with {values.shape[2]} columns for {n} runs")
             data.append((times, values))
-        outs = self._outputs(outputs)
-        n_saves = len(range(0, clock.n_steps + 1, clock.save_every))
-        if self._tab is None:
-            self._tab = np.ascontiguousarray(sc.tables if sc.tables else [0.0], dtype=float)
-        return Batch(S0, PF, OFF, VR, data, outs, np.empty((n_saves, len(outs), n)), self._tab, P, D0, DT)
+        self._data_cache = (n, given, data)   # holds the inputs, so that no other object takes their ids
+        return data
 
     def _saved(self, batch: Batch, clock, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The kernel's output as the numpy loop hands it back: {name: (T, *dims, n)}."""
         out = batch.out
         n_saves, n = out.shape[0], out.shape[2]
-        store: dict[str, np.ndarray] = {}
-        c = 0
-        for o in outputs:
-            e = self.code.rvars[o].size
-            store[o] = out[:, c:c + e, :].reshape((n_saves,) + tuple(sizes[o]) + (n,))
-            c += e
-        return clock.save_times(), store
+        plan = self._plans.get(outputs)
+        if plan is None:   # per variable: its columns of out and its shape (built once per output list)
+            plan, c = [], 0
+            for o in outputs:
+                e = self.code.rvars[o].size
+                plan.append((o, c, c + e, tuple(sizes[o])))
+                c += e
+            self._plans[outputs] = plan
+        store = {o: out[:, a:b, :].reshape((n_saves, *shape, n)) for o, a, b, shape in plan}
+        key = (clock.t0, clock.dt, clock.t1, clock.saveper)
+        if self._times is None or self._times[0] != key:
+            self._times = (key, clock.save_times())
+        return self._times[1].copy(), store   # a copy: the caller's Results own their times
