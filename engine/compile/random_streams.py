@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from scipy import special, stats
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -133,6 +132,9 @@ def _shifted(u, m, x, h, r, dist):
 
 def draw(func: str, u: np.ndarray, *args) -> np.ndarray:
     """The value of ``func`` for uniforms u, given its arguments (seed argument removed)."""
+    # scipy.stats takes 1-3 s to import: only models that draw random numbers pay for it, on their first draw
+    from scipy import special, stats
+
     a = [np.asarray(v, dtype=float) for v in args]
     with np.errstate(all="ignore"):
         if func == "RANDOM_0_1":
