@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from lxapp import core
@@ -153,32 +154,37 @@ def cards(ctx, runs: dict, cols: list[str]) -> None:
 
 
 def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
-    from lxapp import charts
+    """The cards' charts, two a row. Without the fan they are Vega-Lite charts (lighter in the
+    browser than plotly: docs/benchmarks-app.md) whose fixed layers' data is prepared once; a
+    lever move sends only the current settings' line, which the browser updates in place."""
     from lxapp.pages import line
     cur = runs[CURRENT]
     grid = st.columns(2)
     for i, col in enumerate(c for c in cols if c in cur.columns):
-        if ctx.bands:          # with the fan: the whole chart, as the compare page draws it
-            df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
-            fig = line(ctx, col, df, _labels(ctx))
-        else:
-            spec, k, scale = chart_template(ctx, runs, col)
-            data = list(spec["data"])
-            if k is not None:  # the current settings' line: the one thing a move changes
-                data[k] = {**data[k], "y": cur[col].to_numpy() * scale}
-            fig = charts.Prebuilt({"data": data, "layout": spec["layout"]})
         with grid[i % 2]:
-            st.plotly_chart(fig, width="stretch", key=f"lev_{col}")
+            if ctx.bands:      # with the fan: the whole chart, as the compare page draws it
+                df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
+                st.plotly_chart(line(ctx, col, df, _labels(ctx)), width="stretch", key=f"lev_{col}")
+                continue
+            vl, fixed, k, rows, scale = chart_template(ctx, runs, col)
+            datasets = dict(fixed)
+            if k is not None:  # the current settings' line: the one thing a move changes
+                datasets[k] = rows.assign(y=cur[col].to_numpy() * scale)
+            st.vega_lite_chart(None, {**vl, "datasets": datasets}, width="stretch", key=f"lev_{col}")
 
 
 def _labels(ctx) -> dict[str, str]:
     return {CURRENT: ctx.label(CURRENT), ctx.base: ctx.label(ctx.base) + f" ({t('base_short', ctx.lang)})"}
 
 
-def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
+def chart_template(ctx, runs: dict, col: str) -> tuple[dict, dict, str | None, pd.DataFrame | None, float]:
     """A chart of ``col`` with everything but the current settings' line fixed (the base dashed,
-    the plan's path, actuals, history, labels): (spec, index of the current line, y scale).
+    the plan's path, actuals, history, the 2025 mark, labels), as Vega-Lite: (spec, fixed datasets
+    as Arrow bytes, the current line's dataset name, its rows with y to fill in, y scale).
     Built once per bundle, base, language and column and shared by every session (read-only)."""
+    from streamlit import dataframe_util
+
+    from lxapp import charts
     from lxapp.pages import line
     b = ctx.bundle
     cache = b.__dict__.setdefault("_lever_charts", {})
@@ -189,7 +195,9 @@ def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
         view = replace(ctx, df=df, bands={})
         labels = _labels(ctx)
         spec = line(view, col, df, labels).to_dict()
-        k = next((i for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
+        vl, data = charts.vega_line(spec, year_label=t("year", ctx.lang))
+        k = next((f"t{i}" for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
                   and tr.get("mode") == "lines"), None)
-        cache[key] = (spec, k, 100.0 if core.is_fraction(b, col) else 1.0)
+        fixed = {n: dataframe_util.convert_anything_to_arrow_bytes(d) for n, d in data.items() if n != k}
+        cache[key] = (vl, fixed, k, data.get(k) if k else None, 100.0 if core.is_fraction(b, col) else 1.0)
     return cache[key]
