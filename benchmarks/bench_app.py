@@ -173,11 +173,11 @@ async def many_users(port: int, n: int, moves: int, seconds: float) -> tuple[lis
     return out, loads, time.perf_counter() - t0
 
 
-# the lever screen's first chart, as drawn: its canvas's pixels (Vega-Lite draws on a canvas; a
-# plotly chart, drawn with the fan on, gives its current line's numbers instead)
-CHART_DATA = """() => { const c = document.querySelector('[data-testid="stVegaLiteChart"] canvas');
-  if (c && c.width > 0) { const u = c.toDataURL(), e = document.createElement('canvas');
-    e.width = c.width; e.height = c.height; return u === e.toDataURL() ? null : [u]; }
+# the lever screen's first chart, as drawn: its Vega-Lite lines' SVG paths (a plotly chart, drawn
+# with the fan on, gives its current line's numbers instead); null before anything is drawn
+CHART_DATA = """() => { const v = document.querySelector('[data-testid="stVegaLiteChart"]');
+  if (v) { const ps = [...v.querySelectorAll('.mark-line path')].map(p => p.getAttribute('d') || '');
+    return ps.some(d => d.length > 10) ? ps : null; }
   const g = document.querySelector('.js-plotly-plot'); const d = g && (g._fullData || g.data);
   if (!d) return null; const t = d.find(x => x.mode === 'lines' && x.line && x.line.dash !== 'dash');
   return t ? Array.from(t.y).map(Number) : null; }"""

@@ -83,7 +83,7 @@ READY = {
             ".some(e => e.textContent.includes('nothing but text'))",
     "plotly": "() => { const g = document.querySelector('.js-plotly-plot');"
               " return !!(g && g._fullData && g.querySelector('.scatterlayer .trace')); }",
-    "vega": "() => drawn(document.querySelector('[data-testid=\"stVegaLiteChart\"] canvas'))",
+    "vega": "() => drawn(document.querySelector('[data-testid=\"stVegaLiteChart\"]'))",
 }
 READY["sliders"] = "() => document.querySelectorAll('[data-testid=\"stSlider\"]').length === 14"
 READY["metrics"] = "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length === 8"
@@ -91,10 +91,11 @@ READY["sidebar"] = "() => !!document.querySelector('[data-testid=\"stSidebar\"] 
 READY["app"] = ("() => { const g = document.querySelector('.js-plotly-plot, [data-testid=\"stVegaLiteChart\"]');"
                 " if (!g) return false; if (g.classList.contains('js-plotly-plot'))"
                 " return !!(g._fullData && g.querySelector('.scatterlayer .trace'));"
-                " return drawn(g.querySelector('canvas')); }")
-# a Vega canvas counts once something is drawn on it (it exists, blank, before the first render)
-DRAWN = ("const drawn = (c) => { if (!c || !c.width) return false; const e = document.createElement('canvas');"
-         " e.width = c.width; e.height = c.height; return c.toDataURL() !== e.toDataURL(); };")
+                " return drawn(g); }")
+# a Vega-Lite chart counts once its marks are drawn (Streamlit's Vega draws SVG: a line's path, a
+# point's symbol), not when its empty frame is there
+DRAWN = ("const drawn = (g) => !!g && [...g.querySelectorAll('.mark-line path, .mark-symbol path')]"
+         ".some(p => (p.getAttribute('d') || '').length > 10);")
 
 
 def serve(script: Path, port: int, db: str) -> subprocess.Popen:
