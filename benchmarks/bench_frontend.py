@@ -41,12 +41,13 @@ st.plotly_chart({"data": [{"type": "scatter", "x": x, "y": [1.05 ** (i - 2020) f
                           {"type": "scatter", "x": x, "y": [1.04 ** (i - 2020) for i in x], "mode": "lines",
                            "line": {"dash": "dash"}}], "layout": {"height": 300}})
 """,
-    "vega": """import streamlit as st
+    "vega": """import pandas as pd
+import streamlit as st
 st.title("Bare page")
 x = list(range(2020, 2051))
 rows = [{"year": i, "v": 1.05 ** (i - 2020), "s": "a"} for i in x] + [{"year": i, "v": 1.04 ** (i - 2020), "s": "b"}
                                                                    for i in x]
-st.vega_lite_chart({"values": rows}, {"mark": "line", "encoding": {"x": {"field": "year", "type": "quantitative"},
+st.vega_lite_chart(pd.DataFrame(rows), {"mark": "line", "encoding": {"x": {"field": "year", "type": "quantitative"},
                    "y": {"field": "v", "type": "quantitative"}, "color": {"field": "s"}}, "height": 300})
 """,
     "sliders": """import streamlit as st
