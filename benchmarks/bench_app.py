@@ -1,6 +1,7 @@
 """The app under load: simulated users moving levers against a real `streamlit run app.py`.
 
     python benchmarks/bench_app.py [--users 20] [--moves 8] [--seconds 150] [--no-browser]
+                                   [--first-visits 3] [--frontend 3]
 
 Starts the app on a free localhost port (its own scenario library in a temporary folder) and
 measures, after one warm-up session (the model compiles once per process):
@@ -13,7 +14,11 @@ measures, after one warm-up session (the model compiles once per process):
    default 2-5 s: a person reads the charts between moves) before each move; the whole load is
    bounded by ``--seconds``;
 3. one user in Chromium (Playwright, Debian's /usr/bin/chromium; skipped when absent): lever →
-   the chart's line redrawn with new data ("settled"), and the first chart after the page opens.
+   the chart's line redrawn with new data ("settled"), and the first chart after the page opens;
+4. the first visitor of a freshly started server, with and without the start-up warm-up that
+   `make run` does (``lxapp/warmup.py``), ``--first-visits`` servers each;
+5. what a page open costs Chromium: bare Streamlit pages (text; one plotly chart; one Vega-Lite
+   chart) against the app's first screen (``bench_frontend.py``, ``--frontend`` opens each).
 
 Prints a markdown table (median, 95th percentile, max, target) for docs/benchmarks-app.md.
 Targets (issue 13): 20 users median ≤ 1 s and p95 ≤ 2 s; one user lever → charts ≤ 300 ms
@@ -337,6 +342,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--frontend", type=int, default=3,
+                    help="page opens per case for the browser-cost table (bench_frontend.py: bare Streamlit pages "
+                         "with text, one plotly chart, one Vega-Lite chart, and the app's first screen; 0: skip)")
     ap.add_argument("--first-visits", type=int, default=3,
                     help="fresh servers for the first visitor's wait, with and without the warm-up (0: skip)")
     ap.add_argument("--same-session", action="store_true",
@@ -427,6 +435,15 @@ def main() -> None:
         cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
         print(f"| {name} | {cells} | {target} | {n} |")
     print("\n" + "\n".join(reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)))
+    if a.frontend and not a.no_browser and Path(CHROMIUM).exists():
+        import bench_frontend
+        print("\n## What a page open costs the browser\n")
+        print("\n".join(bench_frontend.run_cases(["text", "plotly", "vega", "app"], a.frontend)))
+        print("\nThe app's own wait is the websocket row above (tens of ms): the rest of a page open is "
+              "Chromium loading, compiling and laying out Streamlit's frontend. A bare Streamlit page with only "
+              "text sets the floor on this machine; a plotly chart adds plotly.js (a 4.7 MB script); a Vega-Lite "
+              "chart uses the Vega already in Streamlit's page. Hence the lever screen's charts are Vega-Lite "
+              "(docs/app.md, section Speed).")
 
 
 def reading(single: list[float], load: list[float], wall: float, cpu_move: float, cpu_app: float,

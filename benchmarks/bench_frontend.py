@@ -141,27 +141,29 @@ def measure(browser, url: str, ready: str, repeat: int) -> tuple[list[float], li
     return walls, cpus, totals
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cases", default="text,plotly,vega,app")
-    ap.add_argument("--query", default="page=levers&lang=zh", help="the app's URL query (case app)")
-    a = ap.parse_args()
+NAMES = {"text": "bare Streamlit page, text only", "plotly": "bare page, one st.plotly_chart",
+         "vega": "bare page, one Vega-Lite chart (st.vega_lite_chart)",
+         "sliders": "bare page, text and 14 sliders", "metrics": "bare page, text and 8 st.metric",
+         "sidebar": "bare page, text and a sidebar like the app's (9 widgets)"}
+
+
+def run_cases(cases: list[str], repeat: int, query: str = "page=levers&lang=zh") -> list[str]:
+    """Measure ``cases`` (names of PAGES, or ``app``); returns the markdown lines of the table."""
     from playwright.sync_api import sync_playwright
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        for case in a.cases.split(","):
+        for case in cases:
             if case == "app":
-                script, query = ROOT / "app.py", "?" + a.query
+                script, q = ROOT / "app.py", "?" + query
             else:
-                script, query = Path(tmp) / f"{case}.py", ""
+                script, q = Path(tmp) / f"{case}.py", ""
                 script.write_text(PAGES[case])
             port = free_port()
             proc = serve(script, port, str(Path(tmp) / "lib.sqlite"))
             try:
-                walls, cpus, totals = measure(b, f"http://127.0.0.1:{port}/{query}", READY[case], a.repeat)
+                walls, cpus, totals = measure(b, f"http://127.0.0.1:{port}/{q}", READY[case], repeat)
             finally:
                 proc.terminate()
                 proc.wait(10)
@@ -170,19 +172,24 @@ def main() -> None:
             print(f"{case}: {walls} ms, cpu {cpus}, {totals}", file=sys.stderr)
         b.close()
     load1 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"Page open in headless Chromium — `python benchmarks/bench_frontend.py --repeat {a.repeat}`; "
-          f"load average {load0} at the start, {load1} at the end\n")
-    print("| page | ready (first chart drawn), median ms | max ms | Chromium CPU to ready, ms "
-          "| … to ready + 2 s, ms | n |")
-    print("|---|---:|---:|---:|---:|---:|")
-    names = {"text": "bare Streamlit page, text only", "plotly": "bare page, one st.plotly_chart",
-             "vega": "bare page, one Vega-Lite chart (st.vega_lite_chart)",
-             "sliders": "bare page, text and 14 sliders", "metrics": "bare page, text and 8 st.metric",
-             "sidebar": "bare page, text and a sidebar like the app's (9 widgets)",
-             "app": f"the app's first screen ({a.query})"}
+    out = [f"Page open in headless Chromium (a fresh browser context each time, the server warm) — "
+           f"`python benchmarks/bench_frontend.py --repeat {repeat} --cases {','.join(cases)}`; "
+           f"load average {load0} at the start, {load1} at the end", "",
+           "| page | ready (first chart drawn), median ms | max ms | Chromium CPU to ready, ms "
+           "| … to ready + 2 s, ms | n |", "|---|---:|---:|---:|---:|---:|"]
+    names = NAMES | {"app": f"the app's first screen ({query})"}
     for case, med, mx, cpu, total, n in rows:
-        print(f"| {names[case]} | {med:.0f} | {mx:.0f} | {cpu:.0f} | {total:.0f} | {n} |")
+        out.append(f"| {names[case]} | {med:.0f} | {mx:.0f} | {cpu:.0f} | {total:.0f} | {n} |")
+    return out
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cases", default="text,plotly,vega,app")
+    ap.add_argument("--query", default="page=levers&lang=zh", help="the app's URL query (case app)")
+    a = ap.parse_args()
+    print("\n".join(run_cases(a.cases.split(","), a.repeat, a.query)))
 
 if __name__ == "__main__":
     main()
