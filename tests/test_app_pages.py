@@ -42,7 +42,7 @@ def qp(at: AppTest, key: str) -> str:
 
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [h.value for h in at.header] + [h.value for h in at.title]
-    parts += [str(m.label) + str(m.value) for m in at.metric]
+    parts += [str(m.label) + str(m.value) for m in at.metric] + [h.proto.body for h in at.get("html")]
     return "\n".join(parts)
 
 
@@ -69,7 +69,15 @@ def test_uncertainty_pages_render(monkeypatch):
 
 
 def _cards(at):
-    return {m.label: (m.value, m.delta) for m in at.metric}
+    """The lever screen's Δ cards (one HTML block of cards: label, value, Δ as data attributes)."""
+    import html
+    import re
+    out = {}
+    for h in at.get("html"):
+        for lab, val, delta in re.findall(r'class="lx-card" data-label="([^"]*)" data-value="([^"]*)" '
+                                          r'data-delta="([^"]*)"', h.proto.body):
+            out[html.unescape(lab)] = (html.unescape(val), html.unescape(delta))
+    return out
 
 
 def test_lever_screen_starts_at_zero_and_moves(monkeypatch):
