@@ -434,7 +434,13 @@ def main() -> None:
     for name, med, p95, mx, target, n in rows:
         cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
         print(f"| {name} | {cells} | {target} | {n} |")
-    print("\n" + "\n".join(reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)))
+    lines = reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)
+    if fv:
+        lines.insert(-1, f"* The first visitor of a fresh server waited a median {stats(fv[0])[0]:.0f} ms for the first "
+                         f"chart without the warm-up (the model's compile and first runs), {stats(fv[1])[0]:.0f} ms "
+                         "after the warm-up `make run` does at start (`lxapp/serve.py`), which took "
+                         f"{stats(fv[2])[0] / 1000:.1f} s from the server's start.")
+    print("\n" + "\n".join(lines))
     if a.frontend and not a.no_browser and Path(CHROMIUM).exists():
         import bench_frontend
         print("\n## What a page open costs the browser\n")
