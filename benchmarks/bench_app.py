@@ -436,10 +436,11 @@ def main() -> None:
         print(f"| {name} | {cells} | {target} | {n} |")
     lines = reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)
     if fv:
-        lines.insert(-1, f"* The first visitor of a fresh server waited a median {stats(fv[0])[0]:.0f} ms for the first "
-                         f"chart without the warm-up (the model's compile and first runs), {stats(fv[1])[0]:.0f} ms "
-                         "after the warm-up `make run` does at start (`lxapp/serve.py`), which took "
-                         f"{stats(fv[2])[0] / 1000:.1f} s from the server's start.")
+        cold, warmed, took = stats(fv[0])[0], stats(fv[1])[0], stats(fv[2])[0] / 1000
+        lines.insert(-1, f"* The first visitor of a fresh server waited a median {cold:.0f} ms for the first chart "
+                         "without the warm-up (the model's compile and first runs), "
+                         f"{warmed:.0f} ms after the warm-up `make run` does at start (`lxapp/serve.py`), "
+                         f"which took {took:.1f} s from the server's start.")
     print("\n" + "\n".join(lines))
     if a.frontend and not a.no_browser and Path(CHROMIUM).exists():
         import bench_frontend
