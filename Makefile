@@ -21,8 +21,8 @@ install: $(STAMP)
 
 PORT ?= 8501
 
-run: $(STAMP)  ## the app on one fixed port (make run PORT=8600 for another); a clear error when it is busy
-	LXSD_PORT=$(PORT) $(PY) -m engine.main_job
+run: $(STAMP)  ## the app on one fixed port (make run PORT=8600 for another; a clear error when busy), warmed up at start
+	LXSD_PORT=$(PORT) $(PY) -m lxapp.serve
 
 test: $(STAMP)  ## lint (ruff), types (mypy on engine/), then the test suite
 	$(PY) -m ruff check .

@@ -1,6 +1,7 @@
 """The app under load: simulated users moving levers against a real `streamlit run app.py`.
 
     python benchmarks/bench_app.py [--users 20] [--moves 8] [--seconds 150] [--no-browser]
+                                   [--first-visits 3] [--frontend 3]
 
 Starts the app on a free localhost port (its own scenario library in a temporary folder) and
 measures, after one warm-up session (the model compiles once per process):
@@ -13,7 +14,11 @@ measures, after one warm-up session (the model compiles once per process):
    default 2-5 s: a person reads the charts between moves) before each move; the whole load is
    bounded by ``--seconds``;
 3. one user in Chromium (Playwright, Debian's /usr/bin/chromium; skipped when absent): lever →
-   the chart's line redrawn with new data ("settled"), and the first chart after the page opens.
+   the chart's line redrawn with new data ("settled"), and the first chart after the page opens;
+4. the first visitor of a freshly started server, with and without the start-up warm-up that
+   `make run` does (``lxapp/warmup.py``), ``--first-visits`` servers each;
+5. what a page open costs Chromium: bare Streamlit pages (text; one plotly chart; one Vega-Lite
+   chart) against the app's first screen (``bench_frontend.py``, ``--frontend`` opens each).
 
 Prints a markdown table (median, 95th percentile, max, target) for docs/benchmarks-app.md.
 Targets (issue 13): 20 users median ≤ 1 s and p95 ≤ 2 s; one user lever → charts ≤ 300 ms
@@ -173,9 +178,16 @@ async def many_users(port: int, n: int, moves: int, seconds: float) -> tuple[lis
     return out, loads, time.perf_counter() - t0
 
 
-CHART_DATA = """() => { const g = document.querySelector('.js-plotly-plot'); const d = g && (g._fullData || g.data);
+# the lever screen's first chart, as drawn: its Vega-Lite lines' SVG paths (a plotly chart, drawn
+# with the fan on, gives its current line's numbers instead); null before anything is drawn
+CHART_DATA = """() => { const v = document.querySelector('[data-testid="stVegaLiteChart"]');
+  if (v) { const ps = [...v.querySelectorAll('.mark-line path')].map(p => p.getAttribute('d') || '');
+    return ps.some(d => d.length > 10) ? ps : null; }
+  const g = document.querySelector('.js-plotly-plot'); const d = g && (g._fullData || g.data);
   if (!d) return null; const t = d.find(x => x.mode === 'lines' && x.line && x.line.dash !== 'dash');
   return t ? Array.from(t.y).map(Number) : null; }"""
+CHANGED = f"""(b) => {{ const c = ({CHART_DATA})(); return c && c.length === b.length
+  && c.some((v, i) => typeof v === 'string' ? v !== b[i] : Math.abs(v - b[i]) > 1e-9); }}"""
 
 
 def browser_user(port: int, moves: int) -> tuple[list[float], list[float], list[float]] | None:
@@ -212,13 +224,36 @@ def browser_user(port: int, moves: int) -> tuple[list[float], list[float], list[
             slider.focus()
             t0 = time.perf_counter()
             slider.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
-            page.wait_for_function(f"(b) => {{ const c = ({CHART_DATA})(); "
-                                   "return c && c.some((v, i) => Math.abs(v - b[i]) > 1e-9); }",
-                                   arg=before, timeout=30_000, polling=10)
+            page.wait_for_function(CHANGED, arg=before, timeout=30_000, polling=10)
             settle.append((time.perf_counter() - t0) * 1000)
             page.wait_for_timeout(300)
         b.close()
     return settle, first, cpu
+
+
+def first_visits(db_dir: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
+    """The first visitor of a freshly started server: page open → first chart (websocket), in s,
+    without the warm-up (the visitor pays the compile) and after ``lxapp.warmup.warm`` (what
+    `make run` does once the server answers); and the warm-up's own seconds. A new server each time."""
+    sys.path.insert(0, str(ROOT))
+    from lxapp import warmup
+    cold, warmed, warm_secs = [], [], []
+    for k in range(repeat):
+        for do_warm in (False, True):
+            port = free_port()
+            proc = start_server(port, str(Path(db_dir) / f"first{k}{do_warm}.sqlite"))
+            try:
+                if do_warm:
+                    warm_secs.append(warmup.warm(port))
+                total, first = asyncio.run(one_user(port, 0))
+                (warmed if do_warm else cold).append(first if first is not None else total)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return cold, warmed, warm_secs
 
 
 def cpu_seconds(pid: int) -> float:
@@ -307,6 +342,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--think", default="2,5", help="seconds between a user's moves: LOW,HIGH (uniform)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--frontend", type=int, default=3,
+                    help="page opens per case for the browser-cost table (bench_frontend.py: bare Streamlit pages "
+                         "with text, one plotly chart, one Vega-Lite chart, and the app's first screen; 0: skip)")
+    ap.add_argument("--first-visits", type=int, default=3,
+                    help="fresh servers for the first visitor's wait, with and without the warm-up (0: skip)")
     ap.add_argument("--same-session", action="store_true",
                     help="run the app in this script's session (shares one autogroup's CPU with the simulated users)")
     ap.add_argument("--workers", default=None,
@@ -321,6 +361,7 @@ def main() -> None:
     browser_error = ""
     load_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
+        fv = first_visits(tmp, a.first_visits) if a.first_visits else None
         proc = start_server(port, str(Path(tmp) / "bench.sqlite"), own_session=not a.same_session)
         try:
             asyncio.run(one_user(port, 2))                       # warm-up: compile, imports
@@ -355,6 +396,13 @@ def main() -> None:
             ("one user: page open → first chart (websocket, warm server)", *stats(firsts), "≤ 2000", len(firsts)),
             (f"{a.users} users at once: lever → rerun done", *stats(load), "median ≤ 1000, p95 ≤ 2000", len(load)),
             (f"{a.users} users at once: page open → first chart", *stats(loads), "", len(loads))]
+    if fv:
+        rows.append(("first visitor of a fresh server, no warm-up: page open → first chart (websocket)",
+                     *stats(fv[0]), "", len(fv[0])))
+        rows.append(("first visitor after the start-up warm-up (`make run`): page open → first chart",
+                     *stats(fv[1]), "≤ 2000", len(fv[1])))
+        rows.append(("… the warm-up itself (lever screen in zh and en), from the server's start",
+                     *stats(fv[2]), "", len(fv[2])))
     if browser:
         rows.append(("one user in Chromium: lever → chart redrawn", *stats(browser[0], 1), "median ≤ 300",
                      len(browser[0])))
@@ -386,7 +434,23 @@ def main() -> None:
     for name, med, p95, mx, target, n in rows:
         cells = " | ".join("" if x != x else f"{x:.0f}" for x in (med, p95, mx))
         print(f"| {name} | {cells} | {target} | {n} |")
-    print("\n" + "\n".join(reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)))
+    lines = reading(single, load, wall, cpu_move, cpu_app, browser, load_start, load_avg)
+    if fv:
+        cold, warmed, took = stats(fv[0])[0], stats(fv[1])[0], stats(fv[2])[0] / 1000
+        lines.insert(-1, f"* The first visitor of a fresh server waited a median {cold:.0f} ms for the first chart "
+                         "without the warm-up (the model's compile and first runs), "
+                         f"{warmed:.0f} ms after the warm-up `make run` does at start (`lxapp/serve.py`), "
+                         f"which took {took:.1f} s from the server's start.")
+    print("\n" + "\n".join(lines))
+    if a.frontend and not a.no_browser and Path(CHROMIUM).exists():
+        import bench_frontend
+        print("\n## What a page open costs the browser\n")
+        print("\n".join(bench_frontend.run_cases(["text", "plotly", "vega", "app"], a.frontend)))
+        print("\nThe app's own wait is the websocket row above (tens of ms): the rest of a page open is "
+              "Chromium loading, compiling and laying out Streamlit's frontend. A bare Streamlit page with only "
+              "text sets the floor on this machine; a plotly chart adds plotly.js (a 4.7 MB script); a Vega-Lite "
+              "chart uses the Vega already in Streamlit's page. Hence the lever screen's charts are Vega-Lite "
+              "(docs/app.md, section Speed).")
 
 
 def reading(single: list[float], load: list[float], wall: float, cpu_move: float, cpu_app: float,

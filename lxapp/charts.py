@@ -207,3 +207,89 @@ def fit_figure(table: pd.DataFrame, lang: str) -> go.Figure:
 
 def figure_labels(column: str) -> str:
     return split_column(column)[0]
+
+
+# ------------------------------------------------------------------ Vega-Lite (the lever screen)
+# A star as a Vega symbol path (Vega has no "star" shape): the plan targets' marker, as on the plotly charts.
+STAR = "M0,-1L0.29,-0.4L0.95,-0.31L0.48,0.15L0.59,0.81L0,0.5L-0.59,0.81L-0.48,0.15L-0.95,-0.31L-0.29,-0.4Z"
+_DASH = {"dash": [6, 4], "dot": [2, 3], "solid": None}
+
+
+def _trace_rows(tr: dict, scale_y: float = 1.0) -> pd.DataFrame:
+    """A trace's points as rows: x (year), y, s (its legend name), t (hover text)."""
+    x = np.asarray(tr["x"], dtype=float)
+    y = np.asarray(tr["y"], dtype=float) * scale_y
+    text = tr.get("text")
+    return pd.DataFrame({"x": x, "y": y, "s": tr.get("name", ""),
+                         "t": list(text) if text is not None else [tr.get("name", "")] * len(x)})
+
+
+def vega_line(spec: dict, year_label: str = "year", height: int = 300) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """``line_spec``'s chart (no fan) as a layered Vega-Lite spec and its datasets.
+
+    A browser draws a Vega-Lite chart with the Vega already in Streamlit's page, where a plotly
+    chart first loads and compiles plotly.js (4.7 MB; 1.5 s of a page open here, see
+    docs/benchmarks-app.md). Each trace is a layer over its own named dataset (``t0``, ``t1``…),
+    so a rerun that changes one trace's numbers changes one dataset, which Streamlit's chart
+    updates in place (the spec, the same, is not embedded again). Returns (spec without
+    ``datasets``, {dataset name: rows x, y, s, t}). The history shading, the plan-year mark and
+    their label are inline layers; colours, widths and dashes are the plotly trace's."""
+    layout = spec["layout"]
+    names, colors, layers, data = [], [], [], {}
+    x_enc = {"field": "x", "type": "quantitative", "scale": {"zero": False, "nice": False},
+             "axis": {"format": "d", "title": None, "grid": True, "gridColor": "#eeeeee"}}
+    yt = (layout.get("yaxis", {}).get("title") or {}).get("text", "")
+    y_enc = {"field": "y", "type": "quantitative", "scale": {"zero": False},
+             "axis": {"title": yt or None, "gridColor": "#eeeeee"}}
+    for shape in layout.get("shapes", []):
+        if shape.get("type") == "rect":
+            layers.append({"data": {"values": [{"x0": shape["x0"], "x1": shape["x1"]}]},
+                           "mark": {"type": "rect", "color": "#808080", "opacity": 0.10},
+                           "encoding": {"x": {"field": "x0", "type": "quantitative"}, "x2": {"field": "x1"}}})
+        elif shape.get("type") == "line":
+            line = shape.get("line", {})
+            layers.append({"data": {"values": [{"x0": shape["x0"]}]},
+                           "mark": {"type": "rule", "color": line.get("color", "#d4ac0d"),
+                                    "strokeWidth": line.get("width", 1),
+                                    "strokeDash": _DASH.get(line.get("dash", "dot")) or [2, 3]},
+                           "encoding": {"x": {"field": "x0", "type": "quantitative"}}})
+    for ann in layout.get("annotations", []):
+        layers.append({"data": {"values": [{"x0": ann["x"]}]},
+                       "mark": {"type": "text", "align": "left", "baseline": "top", "dx": 4, "dy": 4,
+                                "fontSize": 10, "color": "#777777", "text": ann.get("text", "")},
+                       "encoding": {"x": {"field": "x0", "type": "quantitative"}, "y": {"value": 0}}})
+    color = {"field": "s", "type": "nominal", "legend": {"orient": "bottom", "title": None, "columns": 2}}
+    tooltip = [{"field": "t", "type": "nominal", "title": " "}, {"field": "x", "type": "quantitative",
+                                                                "format": "d", "title": year_label},
+               {"field": "y", "type": "quantitative", "format": ",.4~g", "title": yt or "value"}]
+    for i, tr in enumerate(spec["data"]):
+        if tr.get("fill") or tr.get("x") is None:      # a fan band: the plotly chart draws those
+            continue
+        name = f"t{i}"
+        data[name] = _trace_rows(tr)
+        enc = {"x": x_enc, "y": y_enc, "color": color, "tooltip": tooltip}
+        if tr.get("mode") == "markers":
+            m = tr.get("marker", {})
+            c = m.get("color", "black")
+            star = m.get("symbol") == "star"
+            mark = {"type": "point", "filled": True, "size": 150 if star else 60,
+                    "shape": STAR if star else "circle", "opacity": 1,
+                    "stroke": "black" if star else c, "strokeWidth": 1 if star else 0}
+        else:
+            ln = tr.get("line", {})
+            c = ln.get("color", "#333333")
+            mark = {"type": "line", "strokeWidth": ln.get("width", 2), "clip": True}
+            dash = _DASH.get(ln.get("dash", "solid"))
+            if dash:
+                mark["strokeDash"] = dash
+        if tr.get("name", "") not in names:
+            names.append(tr.get("name", ""))
+            colors.append(c)
+        layers.append({"data": {"name": name}, "mark": mark, "encoding": enc})
+    color["scale"] = {"domain": names, "range": colors}
+    title = (layout.get("title") or {}).get("text", "")
+    vl = {"title": {"text": title, "anchor": "start", "fontSize": 15, "font": CJK_FONT},
+          "height": height, "layer": layers,
+          "config": {"font": CJK_FONT, "legend": {"labelFont": CJK_FONT, "labelLimit": 200},
+                     "axis": {"labelFont": CJK_FONT, "titleFont": CJK_FONT}}}
+    return vl, data

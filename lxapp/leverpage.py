@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from lxapp import core
@@ -49,12 +50,17 @@ def lever_screen(ctx) -> None:
     if ctx.unc:                # the fan of the current settings: the engine's ensemble (cached by settings)
         ui.compute(view, shown)
     left, right = st.columns([1, 2.4], gap="medium")
+    # sent charts first, then the cards into their place above them, then the sliders: the
+    # browser takes the elements in the order they come, so a move's new lines (and, on opening,
+    # the first chart) are drawn before it redoes the sliders and cards (docs/app.md, Speed)
+    with right:
+        card_box = st.container()
+        charts_grid(view, runs, cols)
+    with card_box:
+        cards(view, runs, cols)
     with left:
         moved_line(view)
         sliders(view)
-    with right:
-        cards(view, runs, cols)
-        charts_grid(view, runs, cols)
     ui.write_url(ctx)          # the URL keeps the sidebar's scenarios and reference
 
 
@@ -125,60 +131,91 @@ def _at(x: np.ndarray, y: np.ndarray, year: float) -> float:
     return float(np.interp(year, x, y)) if x[0] <= year <= x[-1] else np.nan
 
 
-def cards(ctx, runs: dict, cols: list[str]) -> None:
-    """Δ cards: the current settings minus their base, for the presentation's cards and years."""
+def card_values(ctx, runs: dict, cols: list[str]) -> list[dict]:
+    """The Δ cards' contents: for each card column and year, its label, the current value and Δ
+    (current settings minus their base) as text, and how to colour Δ (``good``/``bad``/``none``)."""
     from lxapp.pages import fmt
     b = ctx.bundle
     cur, base = runs[CURRENT], runs[ctx.base]
     cols = [c for c in cols if c in cur.columns and c in base.columns]
     years = [y for y in b.presentation.get("card_years", [2025, 2030]) if b.model.time.start <= y <= b.model.time.stop]
-    if not cols or not years:
-        return
     x = cur.index.to_numpy(dtype=float)
     xb = base.index.to_numpy(dtype=float)
-    grid = st.columns(len(cols))
-    for box, col in zip(grid, cols, strict=True):
-        frac = core.is_fraction(b, col)
-        scale = 100.0 if frac else 1.0
-        yc, yb = cur[col].to_numpy() * scale, base[col].to_numpy() * scale
-        unit = core.unit_label(b, col, ctx.lang)
-        for y in years:
-            v = _at(x, yc, y)
-            d = v - _at(xb, yb, y)
+    out = []
+    for y in years:
+        for col in cols:
+            frac = core.is_fraction(b, col)
+            scale = 100.0 if frac else 1.0
+            unit = core.unit_label(b, col, ctx.lang)
+            v = _at(x, cur[col].to_numpy() * scale, y)
+            d = v - _at(xb, base[col].to_numpy() * scale, y)
             dtext = (f"{d:+.2f} " + t("pp", ctx.lang)) if frac else f"{d:+,.3g} {unit}"
-            if abs(d) < 1e-9 * max(1.0, abs(v)):
-                dtext = "±0"
-            box.metric(f"{ctx.vlabel(col)} {y} ({unit})", fmt(v), dtext,
-                       delta_color="off" if dtext == "±0" else ("inverse" if col.startswith("co2") else "normal"))
+            lower_better = col.startswith("co2")
+            tone = "none" if abs(d) < 1e-9 * max(1.0, abs(v)) else ("good" if (d > 0) != lower_better else "bad")
+            out.append({"column": col, "year": y, "label": f"{y} · {ctx.vlabel(col)} ({unit})", "value": fmt(v),
+                        "delta": "±0" if tone == "none" else dtext, "tone": tone, "up": bool(d > 0)})
+    return out
+
+
+_TONE = {"good": "#1e8449", "bad": "#c0392b", "none": "#777777"}
+
+
+def cards(ctx, runs: dict, cols: list[str]) -> None:
+    """Δ cards for the presentation's cards and years, as one HTML block (one element for the
+    browser to draw and update, where eight ``st.metric`` were 18 with their columns)."""
+    import html
+    items = card_values(ctx, runs, cols)
+    if not items:
+        return
+    n = len({it["column"] for it in items})
+    parts = []
+    for it in items:       # the arrow gives the direction, the colour whether it is good (CO2: lower is)
+        color = _TONE[it["tone"]]
+        arrow = "" if it["tone"] == "none" else ("▲" if it["up"] else "▼")
+        lab = html.escape(it["label"])
+        parts.append(
+            f'<div class="lx-card" data-label="{lab}" data-value="{html.escape(it["value"])}" '
+            f'data-delta="{html.escape(it["delta"])}" style="min-width:0">'
+            f'<div title="{lab}" style="font-size:0.85rem;color:#555;white-space:nowrap;overflow:hidden;'
+            f'text-overflow:ellipsis">{lab}</div>'
+            f'<div style="font-size:1.9rem;line-height:1.25">{html.escape(it["value"])}</div>'
+            f'<div style="font-size:0.85rem;color:{color}">{arrow} {html.escape(it["delta"])}</div></div>')
+    st.html(f'<div style="display:grid;grid-template-columns:repeat({n},minmax(0,1fr));gap:0.6rem 1rem;'
+            f'margin-bottom:0.5rem">{"".join(parts)}</div>')
 
 
 def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
-    from lxapp import charts
+    """The cards' charts, two a row. Without the fan they are Vega-Lite charts (lighter in the
+    browser than plotly: docs/benchmarks-app.md) whose fixed layers' data is prepared once; a
+    lever move sends only the current settings' line, which the browser updates in place."""
     from lxapp.pages import line
     cur = runs[CURRENT]
     grid = st.columns(2)
     for i, col in enumerate(c for c in cols if c in cur.columns):
-        if ctx.bands:          # with the fan: the whole chart, as the compare page draws it
-            df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
-            fig = line(ctx, col, df, _labels(ctx))
-        else:
-            spec, k, scale = chart_template(ctx, runs, col)
-            data = list(spec["data"])
-            if k is not None:  # the current settings' line: the one thing a move changes
-                data[k] = {**data[k], "y": cur[col].to_numpy() * scale}
-            fig = charts.Prebuilt({"data": data, "layout": spec["layout"]})
         with grid[i % 2]:
-            st.plotly_chart(fig, width="stretch", key=f"lev_{col}")
+            if ctx.bands:      # with the fan: the whole chart, as the compare page draws it
+                df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
+                st.plotly_chart(line(ctx, col, df, _labels(ctx)), width="stretch", key=f"lev_{col}")
+                continue
+            vl, fixed, k, rows, scale = chart_template(ctx, runs, col)
+            datasets = dict(fixed)
+            if k is not None:  # the current settings' line: the one thing a move changes
+                datasets[k] = rows.assign(y=cur[col].to_numpy() * scale)
+            st.vega_lite_chart(None, {**vl, "datasets": datasets}, width="stretch", key=f"lev_{col}")
 
 
 def _labels(ctx) -> dict[str, str]:
     return {CURRENT: ctx.label(CURRENT), ctx.base: ctx.label(ctx.base) + f" ({t('base_short', ctx.lang)})"}
 
 
-def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
+def chart_template(ctx, runs: dict, col: str) -> tuple[dict, dict, str | None, pd.DataFrame | None, float]:
     """A chart of ``col`` with everything but the current settings' line fixed (the base dashed,
-    the plan's path, actuals, history, labels): (spec, index of the current line, y scale).
+    the plan's path, actuals, history, the 2025 mark, labels), as Vega-Lite: (spec, fixed datasets
+    as Arrow bytes, the current line's dataset name, its rows with y to fill in, y scale).
     Built once per bundle, base, language and column and shared by every session (read-only)."""
+    from streamlit import dataframe_util
+
+    from lxapp import charts
     from lxapp.pages import line
     b = ctx.bundle
     cache = b.__dict__.setdefault("_lever_charts", {})
@@ -189,7 +226,9 @@ def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
         view = replace(ctx, df=df, bands={})
         labels = _labels(ctx)
         spec = line(view, col, df, labels).to_dict()
-        k = next((i for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
+        vl, data = charts.vega_line(spec, year_label=t("year", ctx.lang))
+        k = next((f"t{i}" for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
                   and tr.get("mode") == "lines"), None)
-        cache[key] = (spec, k, 100.0 if core.is_fraction(b, col) else 1.0)
+        fixed = {n: dataframe_util.convert_anything_to_arrow_bytes(d) for n, d in data.items() if n != k}
+        cache[key] = (vl, fixed, k, data.get(k) if k else None, 100.0 if core.is_fraction(b, col) else 1.0)
     return cache[key]

@@ -290,12 +290,21 @@ def sidebar(bundle: core.Bundle) -> Ctx:
         ss["sc"] = [base if s == ss["_base_prev"] else s for s in ss.get("sc", [])]
         ss["lv"] = {}
     ss["_base_prev"] = base
-    selected = sb.multiselect(t("scenarios", lang), options, format_func=ctx_label, placeholder=t("choose", lang),
-                              **bind("sc", lang, lambda v: [s for s in (v or []) if s in options]))
-    selected = list(selected) or [CURRENT]
-    ref_opts = list(dict.fromkeys([base] + selected))
-    reference = sb.selectbox(t("reference", lang), ref_opts, format_func=ctx_label,
-                             **bind("ref", lang, lambda v: v if v in ref_opts else base))
+    if page == "levers":
+        # the lever screen compares the current settings with their base only: the comparison's
+        # widgets would change nothing there, and two fewer select widgets make the page lighter to
+        # open (docs/benchmarks-app.md); their settings stay in the state and the URL
+        ss["sc"] = [s for s in (ss.get("sc") or []) if s in options]
+        selected = list(ss["sc"]) or [CURRENT]
+        ss["ref"] = reference = ss.get("ref") if ss.get("ref") in [base] + selected else base
+    else:
+        selected = sb.multiselect(t("scenarios", lang), options, format_func=ctx_label,
+                                  placeholder=t("choose", lang),
+                                  **bind("sc", lang, lambda v: [s for s in (v or []) if s in options]))
+        selected = list(selected) or [CURRENT]
+        ref_opts = list(dict.fromkeys([base] + selected))
+        reference = sb.selectbox(t("reference", lang), ref_opts, format_func=ctx_label,
+                                 **bind("ref", lang, lambda v: v if v in ref_opts else base))
     unc = sb.toggle(t("uncertainty", lang), **bind("unc", lang, bool))
     more_opts = core.more_constants(bundle)
     sb.multiselect(t("more_levers", lang), more_opts, format_func=lambda n: core.var_label(bundle, n, lang),

@@ -42,7 +42,7 @@ def qp(at: AppTest, key: str) -> str:
 
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [h.value for h in at.header] + [h.value for h in at.title]
-    parts += [str(m.label) + str(m.value) for m in at.metric]
+    parts += [str(m.label) + str(m.value) for m in at.metric] + [h.proto.body for h in at.get("html")]
     return "\n".join(parts)
 
 
@@ -69,7 +69,15 @@ def test_uncertainty_pages_render(monkeypatch):
 
 
 def _cards(at):
-    return {m.label: (m.value, m.delta) for m in at.metric}
+    """The lever screen's Δ cards (one HTML block of cards: label, value, Δ as data attributes)."""
+    import html
+    import re
+    out = {}
+    for h in at.get("html"):
+        for lab, val, delta in re.findall(r'class="lx-card" data-label="([^"]*)" data-value="([^"]*)" '
+                                          r'data-delta="([^"]*)"', h.proto.body):
+            out[html.unescape(lab)] = (html.unescape(val), html.unescape(delta))
+    return out
 
 
 def test_lever_screen_starts_at_zero_and_moves(monkeypatch):
@@ -299,3 +307,39 @@ def test_multiselect_placeholders_follow_the_language(lang, text):
     at = app(lang=lang)
     boxes = list(at.sidebar.multiselect)
     assert boxes and all(box.placeholder == text for box in boxes)
+
+
+def _vega(at):
+    import json
+    return [(json.loads(e.proto.spec), {d.name: d.data.data for d in e.proto.datasets})
+            for e in at.get("vega_lite_chart")]
+
+
+def test_lever_charts_carry_the_plan_and_a_move_sends_one_line(monkeypatch):
+    """The lever screen's charts (Vega-Lite, lighter in the browser than plotly): history shaded,
+    the 2025 mark, the base dashed, the current settings solid and on top, the plan's path and the
+    actuals; a lever move changes the current line's data only (the spec stays, so the browser
+    updates the chart in place)."""
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = app("levers", "zh")
+    assert not at.exception and not at.get("plotly_chart")
+    charts = _vega(at)
+    assert len(charts) == 4
+    layers = [lay for spec, _ in charts for lay in spec["layer"]]
+    marks = [lay["mark"]["type"] for lay in layers]
+    assert "rect" in marks and {"x0": 2025} in [v for lay in layers if lay["mark"]["type"] == "rule"
+                                                for v in lay["data"]["values"]]
+    lines = [lay["mark"] for lay in layers if lay["mark"]["type"] == "line"]
+    assert any(m.get("strokeDash") == [6, 4] for m in lines)              # the base, dashed
+    assert any("strokeDash" not in m and m["strokeWidth"] == 3 for m in lines)  # the current settings
+    assert any(m.get("strokeDash") == [2, 3] for m in lines)              # the plan's path (dotted)
+    assert any(lay["mark"]["type"] == "point" for lay in layers)          # actuals / plan targets
+    gdp_spec, gdp_data = charts[0]
+    at.slider(key="lv_rongyue_pace_zh").set_value(2.5).run()
+    assert not at.exception
+    after = _vega(at)
+    assert [s for s, _ in after] == [s for s, _ in charts]                # the same specs
+    changed = {n for n in gdp_data if after[0][1][n] != gdp_data[n]}
+    cur = next(lay["data"]["name"] for lay in gdp_spec["layer"]
+               if lay["mark"]["type"] == "line" and lay["mark"].get("strokeWidth") == 3)
+    assert changed == {cur}

@@ -74,6 +74,12 @@ def server(tmp_path_factory):
     log.close()
 
 
+# the lever screen's first chart as drawn: its Vega-Lite lines' SVG paths (null before any is drawn)
+LEVER_CHART = """() => {
+  const g = document.querySelector('[data-testid="stVegaLiteChart"]');
+  const ps = g ? [...g.querySelectorAll('.mark-line path')].map(p => p.getAttribute('d') || '') : [];
+  return ps.some(d => d.length > 10) ? ps.join('|') : null;
+}"""
 CHART_DATA = """() => {
   const g = document.querySelector('.js-plotly-plot');
   const data = g && (g._fullData || g.data);
@@ -91,7 +97,7 @@ def _launch(p):
 
 def _settle(page, n: int | None = None, timeout: int = 90_000) -> None:
     """Wait until the app has stopped running and (optionally) n charts are drawn."""
-    page.wait_for_selector(".js-plotly-plot", timeout=timeout)
+    page.wait_for_selector('.js-plotly-plot, [data-testid="stVegaLiteChart"]', timeout=timeout)
     if n is not None:
         page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length === {n}", timeout=timeout)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
@@ -109,9 +115,12 @@ def test_lever_screen_and_language(server):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server + "/?page=levers&lang=zh", wait_until="domcontentloaded")
         page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=90_000)
-        _settle(page)
-        page.wait_for_function(f"({CHART_DATA})() !== null", timeout=120_000)
-        before = page.evaluate(CHART_DATA)
+        page.wait_for_function(f"({LEVER_CHART})() !== null", timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length === 4",
+                               timeout=60_000)
+        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+        page.wait_for_timeout(800)
+        before = page.evaluate(LEVER_CHART)
         page.screenshot(path=str(ARTIFACTS / "app_zh_levers.png"), full_page=False)
         assert not page.locator('[data-testid="stException"]').count()
         # no Deploy button, no developer menu (toolbarMode = minimal)
@@ -122,10 +131,9 @@ def test_lever_screen_and_language(server):
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="融岳").locator('input[type="range"]').first
         slider.focus()
         slider.press("End")
-        page.wait_for_function(f"(b) => {{ const c = ({CHART_DATA})(); "
-                               "return c && c.length === b.length && c.some((v, i) => Math.abs(v - b[i]) > 1e-6); }",
+        page.wait_for_function(f"(b) => {{ const c = ({LEVER_CHART})(); return c && c !== b; }}",
                                arg=before, timeout=120_000)
-        assert page.evaluate(CHART_DATA) != before
+        assert page.evaluate(LEVER_CHART) != before
         page.wait_for_function("location.href.includes('rongyue_pace')", timeout=90_000)   # the URL holds it
         # the "levers moved" line shows this move, not the one before (it reruns with the fragment)
         moved = page.locator('[data-testid="stMain"]').get_by_text("已调整的杠杆", exact=False)
@@ -155,7 +163,8 @@ def test_lever_screen_and_language(server):
             page.wait_for_function("location.href.includes('lang=en') && location.href.includes('page=levers')",
                                    timeout=90_000)
             if i == 0:
-                _settle(page)
+                page.wait_for_function(f"({LEVER_CHART})() !== null", timeout=120_000)
+                page.wait_for_timeout(800)
                 page.screenshot(path=str(ARTIFACTS / "app_en_levers.png"), full_page=False)
             toggle.click()
             page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=120_000)
