@@ -195,7 +195,7 @@ class CProgram(ScalarProgram):
         D0, LAG, ROFF, ring = pipes
         table = self.random_table()
         step = n if table is None else table.chunk_runs(int(clock.n_steps))
-        no_draws = np.zeros(1)
+        no_draws = _NO_RINGS[0]   # a placeholder the kernel never reads
         for r0 in range(0, n, step):   # the RANDOM draws' tables are made (and the runs run) a chunk at a time
             r1 = min(n, r0 + step)
             RND = no_draws if table is None else table.draws(b.P, n, r0, r1, int(clock.n_steps))
@@ -227,8 +227,7 @@ class CProgram(ScalarProgram):
         sc = self.scalar()
         lay = self.code.layout
         if not lay.delay_fixed:
-            z = np.zeros(1, dtype=np.int64)
-            return np.zeros(1), np.ones(1, dtype=np.int64), z, 0
+            return _NO_RINGS
         d0s, lags = [], []
         horizon = max(int(clock.n_steps), 1)
         for d, d0, T in zip(lay.delay_fixed, b.D0, b.DT, strict=True):
@@ -249,6 +248,11 @@ class CProgram(ScalarProgram):
         ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
         assert D0.shape[0] == sc.n_delay
         return D0, LAG, ROFF, int(longest.sum())
+
+
+# a model without DELAY FIXED: placeholders for the rings' arguments, made once (the kernel never reads them)
+_NO_RINGS: tuple[np.ndarray, np.ndarray, np.ndarray, int] = (
+    np.zeros(1), np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 0)
 
 
 def _build(cc: str, flags: list[str], src: bytes, target: Path) -> Path:
