@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,21 +54,9 @@ def start_server(port: int, db: str, own_session: bool = True) -> subprocess.Pop
     server runs, rather than in the session of this load generator: with Linux's scheduler
     autogroups (kernel.sched_autogroup_enabled) the CPU is shared between sessions first, so in
     the benchmark's session the app would share one session's CPU with the simulated users."""
-    env = dict(os.environ, LXSD_DB=db, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=own_session)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the app did not start within 90 s")
+    from bench_frontend import serve   # benchmarks/ is the script's folder
+
+    return serve(ROOT / "app.py", port, db, own_session)
 
 
 class Session:

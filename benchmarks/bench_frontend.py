@@ -99,13 +99,15 @@ DRAWN = ("const drawn = (g) => !!g && [...g.querySelectorAll('.mark-line path, .
          ".some(p => (p.getAttribute('d') || '').length > 10);")
 
 
-def serve(script: Path, port: int, db: str) -> subprocess.Popen:
+def serve(script: Path, port: int, db: str, own_session: bool = True) -> subprocess.Popen:
+    """``streamlit run script`` on localhost:port, once it answers its health check (90 s at most);
+    ``own_session``: in its own session (setsid), as a server runs (bench_app.start_server says why)."""
     env = dict(os.environ, LXSD_DB=db, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=own_session)
     import urllib.request
     deadline = time.time() + 90
     while time.time() < deadline:

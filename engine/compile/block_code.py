@@ -25,7 +25,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from engine.compile.c_code import _CALLS, _Printer, _num
+from engine.compile.c_code import _CALLS, _num, _Printer, assignments
 from engine.compile.scalar_code import NotSupported, ScalarCode
 from engine.resolve import graph
 
@@ -96,17 +96,7 @@ class _VPrinter(_Printer):
 
 
 def _statements(lines: list[str], printer: _VPrinter, out: list[str]) -> None:
-    for line in lines:
-        tree = ast.parse(line, mode="exec")
-        st = tree.body[0] if len(tree.body) == 1 else None
-        if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)):
-            raise NotSupported("the block kernel expects one assignment to one name per statement")
-        target = st.targets[0].id
-        value = printer.expr(st.value)
-        if target in printer.locals:
-            raise NotSupported(f"the generated local {target} is assigned twice")
-        printer.locals.add(target)
-        out.append(f"    const vd {target} = {value};")
+    out += assignments(lines, printer, "vd", "the block kernel")
 
 
 class BlockCode:

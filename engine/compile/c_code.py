@@ -106,6 +106,25 @@ class _Printer:
         raise NotSupported(f"{fn} with {len(args)} arguments")
 
 
+def assignments(lines: list[str], printer: _Printer, ctype: str, what: str) -> list[str]:
+    """C declarations ``const <ctype> name = expression;`` for generated statements ``name = expression``, one
+    each (the scalar generator's form), printed by ``printer``; NotSupported, naming ``what`` (the kernel being
+    printed), for anything else or a local assigned twice."""
+    out: list[str] = []
+    for line in lines:
+        tree = ast.parse(line, mode="exec")
+        st = tree.body[0] if len(tree.body) == 1 else None
+        if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)):
+            raise NotSupported(f"{what} expects one assignment to one name per statement")
+        target = st.targets[0].id
+        value = printer.expr(st.value)
+        if target in printer.locals:
+            raise NotSupported(f"the generated local {target} is assigned twice in {what}")
+        printer.locals.add(target)
+        out.append(f"    const {ctype} {target} = {value};")
+    return out
+
+
 class CCode:
     """The C source of one model's kernel (from the numba backend's generator) and its slot layout."""
 

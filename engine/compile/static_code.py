@@ -17,14 +17,13 @@ unaffected).
 """
 from __future__ import annotations
 
-import ast
 import ctypes
 import operator
 
 import numpy as np
 
 from engine.compile.c_call import address, data_args
-from engine.compile.c_code import _Printer
+from engine.compile.c_code import _Printer, assignments
 from engine.compile.scalar_code import NotSupported, ScalarCode
 from engine.resolve import graph
 
@@ -81,17 +80,7 @@ class StaticCode:
         for k, slot in enumerate(self.param_slots):
             printer.locals.add(f"v{slot}")
             body.append(f"    const double v{slot} = PI[OFFI[{k}] + r * VRI[{k}]];")
-        for line in self._lines():
-            tree = ast.parse(line, mode="exec")
-            st = tree.body[0] if len(tree.body) == 1 else None
-            if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)):
-                raise NotSupported("the C init expects one assignment to one name per statement")
-            target = st.targets[0].id
-            value = printer.expr(st.value)
-            if target in printer.locals:
-                raise NotSupported(f"the generated local {target} is assigned twice in the init")
-            printer.locals.add(target)
-            body.append(f"    const double {target} = {value};")
+        body += assignments(self._lines(), printer, "double", "the C init")
         for j, slot in enumerate(self.comp_slots):
             body.append(f"    PF[{j} * n + r] = v{slot};")
         nonneg = {row for a, b in lay.non_negative for row in range(a, b)}
