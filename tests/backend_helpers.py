@@ -2,6 +2,9 @@
 from sections, the scalar backends' comparison with numpy, and the builtins model they all run."""
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 
 from engine import compile_model
@@ -37,3 +40,18 @@ def assert_same_scalar(rn, rb, backend: str) -> None:
         with np.errstate(all="ignore"):
             err = np.nanmax(np.abs(a - b) / scale, initial=0.0)
         assert err <= REL, f"{v}: relative difference {err:.2e}"
+
+
+def suite_pair(model: Path, backend: str):
+    """A suite model (with its data.tab/data.csv when present), imported once and compiled on numpy and on
+    ``backend`` (the fallback line silenced: the caller checks where it ran)."""
+    from engine.io.pysd_import import import_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data_files = [f for f in (model.parent / "data.tab", model.parent / "data.csv") if f.is_file()]
+        d = import_model(model, data_files=data_files)
+        mn = compile_model(model_from_dict(d, str(model)), check_units=False, backend="numpy")
+        mb = compile_model(model_from_dict(d, str(model)), check_units=False, backend=backend)
+    mb._say_fallback = False
+    return mn, mb

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import assert_same_scalar
+from backend_helpers import assert_same_scalar, suite_pair
 from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
 from engine.backends import c_compiler_found
-from engine.parse import model_from_dict
 from engine.results import RunStatus
 
 if not c_compiler_found():
@@ -272,16 +271,9 @@ LISTED = [ln.strip() for ln in (ROOT / "tests" / "data" / "pysd_passing.txt").re
 @pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
 @pytest.mark.parametrize("rel", LISTED)
 def test_suite_model_equal_numpy(rel):
-    from engine.io.pysd_import import import_model
-
-    model = TESTS / rel
+    mn, mc = suite_pair(TESTS / rel, "c")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        data_files = [f for f in (model.parent / "data.tab", model.parent / "data.csv") if f.is_file()]
-        d = import_model(model, data_files=data_files)
-        mn = compile_model(model_from_dict(d, str(model)), check_units=False, backend="numpy")
-        mc = compile_model(model_from_dict(d, str(model)), check_units=False, backend="c")
-        mc._say_fallback = False
         rn, rc = mn.run(), mc.run()
     if rc.backend != "c":
         why = (mc._c.broken or "a dynamic clock (time settings that are equations)") if mc._c else "no C compiler"
