@@ -29,7 +29,6 @@ from engine.ir import Model
 from engine.resolve import graph
 from engine.resolve.structure import Region, RVar
 
-
 # the phase a variable's kind puts it in before its dependencies are looked at (auxiliaries and flows are
 # classified static or dynamic from their inputs; stateful kinds are "state")
 _PHASE_OF_KIND = {"constant": "param", "data": "data", "lookup": "lookup", "initial": "static"}
