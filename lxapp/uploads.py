@@ -76,7 +76,7 @@ def read_actuals(bundle, name: str, data: bytes) -> pd.DataFrame:
     check_size(name, data)
     if name.lower().endswith(".xlsx"):
         try:
-            frame = pd.read_excel(io.BytesIO(data), dtype=str, nrows=MAX_ROWS + 1)
+            frame = pd.read_excel(io.BytesIO(data), dtype=str, nrows=MAX_ROWS + 1, engine="openpyxl")
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds on a bad file
             raise UploadError(f"{name}: not a readable Excel file ({type(exc).__name__})") from None
         records = frame.fillna("").to_dict("records")

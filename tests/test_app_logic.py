@@ -190,7 +190,8 @@ def test_excel_and_csv_are_labelled(bundle):
     import pandas as pd
     head = pd.DataFrame({"a": [1]})
     xlsx = report.results_excel(lab, {"主要指标": head}, results_name="结果")
-    assert pd.ExcelFile(io.BytesIO(xlsx)).sheet_names == ["主要指标", "结果"]   # the headline sheet first
+    # the headline sheet first
+    assert pd.ExcelFile(io.BytesIO(xlsx), engine="openpyxl").sheet_names == ["主要指标", "结果"]
 
 
 def test_report_numbers_are_plain():
