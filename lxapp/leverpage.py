@@ -176,8 +176,9 @@ def cards(ctx, runs: dict, cols: list[str]) -> None:
         parts.append(
             f'<div class="lx-card" data-label="{lab}" data-value="{html.escape(it["value"])}" '
             f'data-delta="{html.escape(it["delta"])}" style="min-width:0">'
-            f'<div title="{lab}" style="font-size:0.85rem;color:#555;white-space:nowrap;overflow:hidden;'
-            f'text-overflow:ellipsis">{lab}</div>'
+            # the label on up to two lines (the year, then the variable's name and unit), cut only beyond
+            f'<div title="{lab}" style="font-size:0.85rem;line-height:1.25;color:#555;overflow:hidden;'
+            f'display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical">{lab}</div>'
             f'<div style="font-size:1.9rem;line-height:1.25">{html.escape(it["value"])}</div>'
             f'<div style="font-size:0.85rem;color:{color}">{arrow} {html.escape(it["delta"])}</div></div>')
     st.html(f'<div style="display:grid;grid-template-columns:repeat({n},minmax(0,1fr));gap:0.6rem 1rem;'
