@@ -12,6 +12,31 @@ from engine.parse import model_from_dict
 
 REL = 1e-10   # every saved value agrees with numpy's to this, relative
 
+# the builtins model the scalar backends (numba, C) run against numpy: every builtin their kernel covers
+SCALAR_BUILTINS: dict = {
+    "dims": {"sector": ["a", "b", "c"]},
+    "subranges": {"sub": {"of": "sector", "elements": ["a", "c"]}},
+    "const": {"k": {"value": 0.3}, "w": {"dims": ["sector"], "value": {"a": 1, "b": 2, "c": 3}},
+              "h": {"value": 2.5}},
+    "lookups": {"tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 6]},
+                "lin": {"x": [0, 1, 2], "y": [0, 10, 5], "extrapolation": "linear"},
+                "hit": {"x": [0, 1, 1, 3], "y": [0, 1, 4, 2]}},
+    "data": {"d": {"time": [1, 3, 5, 8], "values": [10, 30, 10, 15], "interpolation": "linear"},
+             "e": {"time": [1, 3, 5], "values": [1, 2, 3], "interpolation": "step"}},
+    "stocks": {"x": {"initial": "1", "inflows": ["grow"], "outflows": ["loss"]},
+               "v": {"dims": ["sector"], "initial": "w", "inflows": ["fill"], "non_negative": True}},
+    "flows": {"grow": {"equation": "k * x * tbl(TIME) / (1 + x) + STEP(h, 3) + RAMP(0.1, 2, 6)"},
+              "loss": {"equation": "XIDZ(x, 4 + PULSE(5, 1), 0) + ZIDZ(PULSE_TRAIN(1, 0.5, 2, 9), 2)"},
+              "fill": {"dims": ["sector"], "equations": {"default": "d / 10 - v * k * w", "c": "e - 2 * v"}}},
+    "aux": {"s": "SMOOTH(x, 2)", "dl": "DELAY3(x, 1.5)", "tot": "SUM(v[sector!])", "lg": "LOG(x + 1, 3) + LN(x + 1)",
+            "q": "QUANTUM(x, 0.5) + INTEGER(x) + MODULO(TIME, 3) + MIN(x, 2) * MAX(x, 1) + ABS(-x) + SQRT(x)",
+            "ex": "lin(TIME / 3 - 1) + EXP(-x) + POWER(x, 0.7) + IF_THEN_ELSE(x > 2 :AND: TIME < 7, 1, 0)",
+            "wl": "WITH_LOOKUP(TIME, ((0, 0), (4, 4), (8, 1)))", "vs": {"dims": ["sector"], "equation": "v * w + x"},
+            "red": "VMAX(v[sector!]) - VMIN(w[sector!]) + PROD(w[sub!])",
+            "hits": "hit(MODULO(TIME, 4)) + IF_THEN_ELSE(:NOT: (x < 1 :OR: TIME = 2), 1, 0)",
+            "pick": {"dims": ["sub"], "equation": "v[sub] * 2 + w[b]"}},
+}
+
 
 def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
           time=None, name="t", subranges=None):
