@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import disk_cache
 from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
 from engine.compile.c_call import address, data_args
 from engine.compile.c_code import CCode
@@ -87,7 +88,7 @@ def version() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "c"
+    return disk_cache.cache_dir("c")
 
 
 class CProgram(ScalarProgram):

@@ -24,12 +24,12 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
 
+from engine import disk_cache
 from engine.compile import jax_runtime, runtime
 from engine.compile.model_code import ModelCode
 
@@ -52,7 +52,7 @@ def version() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "jax"
+    return disk_cache.cache_dir("jax")
 
 
 def _chunk() -> int:
@@ -149,7 +149,7 @@ class JaxProgram:
             compiled = fn.lower(S0, P).compile()
             try:
                 blob, in_tree, out_tree = serialize_executable.serialize(compiled)
-                _write_atomic(file, pickle.dumps((bytes(blob), in_tree, out_tree)))
+                disk_cache.write_atomic(file, pickle.dumps((bytes(blob), in_tree, out_tree)))
             except (TypeError, ValueError, RuntimeError, pickle.PicklingError) as exc:
                 self.cache_note = f"the compiled program was not cached: {type(exc).__name__}: {exc}"
         self._loops[key] = compiled
@@ -254,15 +254,3 @@ def _feed(h, name: str, value) -> None:
         h.update(getattr(value, "__name__", "").encode())
     else:
         h.update(repr(value).encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a cache file through a temporary file and a rename; a cache that cannot be written is skipped."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import disk_cache
 from engine.compile import numba_runtime
 from engine.compile.model_code import ModelCode
 from engine.compile.scalar_code import NotSupported
@@ -52,7 +53,7 @@ def version() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "numba"
+    return disk_cache.cache_dir("numba")
 
 
 class NumbaProgram(ScalarProgram):
@@ -97,11 +98,11 @@ class NumbaProgram(ScalarProgram):
             same = file.is_file() and file.read_bytes() == data
         except OSError:
             same = False
-        if not same and not _write_atomic(file, data):
+        if not same and not disk_cache.write_atomic(file, data):
             # no writable cache: a private temporary folder (compiled each process)
             folder = Path(tempfile.mkdtemp(prefix="lxsd-numba-"))
             file = folder / f"lxsd_{digest}.py"
-            _write_atomic(file, data)
+            disk_cache.write_atomic(file, data)
         name = f"_lxsd_numba_{digest}"
         known = sys.modules.get(name)
         if known is not None and getattr(known, "__file__", None) == str(file):
@@ -154,16 +155,3 @@ class _CheckedLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> types.CodeType:
         return compile(self._checked, self.path, "exec", dont_inherit=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> bool:
-    """Write through a temporary file and a rename; False when the folder cannot be written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        return False

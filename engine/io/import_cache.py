@@ -17,9 +17,10 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from engine import disk_cache
 
 FORMAT = b"lxsd-import-cache-1"
 # constructs that read another file at import time (the cache key would not cover it)
@@ -28,7 +29,7 @@ _EXTERNAL = re.compile(rb"GET[ _]?(XLS|DIRECT|DATA|123|VDF)|TABBED[ _]ARRAY", re
 
 def cache_dir() -> Path:
     """Where imported models are kept: $LXSD_CACHE_DIR/import."""
-    return Path(os.environ.get("LXSD_CACHE_DIR", Path.home() / ".cache" / "linxiang-sd")) / "import"
+    return disk_cache.cache_dir("import")
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,15 +85,4 @@ def _write(target: Path, payload: dict) -> None:
         text = json.dumps(payload, ensure_ascii=False)
     except (TypeError, ValueError):
         return   # something JSON cannot hold: leave this model uncached
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError:
-        return
+    disk_cache.write_atomic(target, text.encode("utf-8"))
