@@ -105,7 +105,8 @@ class Session:
             elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
                 el = fm.delta.new_element
                 et = el.WhichOneof("type")
-                if et == "plotly_chart" and first is None:
+                if first is None and (et == "plotly_chart" or (   # the lever screen's: an SVG image in markdown
+                        et == "markdown" and "](data:image/svg+xml;base64," in el.markdown.body)):
                     first = time.perf_counter() - t0
                 if et == "slider":
                     name = el.slider.id.rsplit("-", 1)[-1].removeprefix("lv_").rsplit("_", 1)[0]
@@ -165,11 +166,11 @@ async def many_users(port: int, n: int, moves: int, seconds: float) -> tuple[lis
     return out, loads, time.perf_counter() - t0
 
 
-# the lever screen's first chart, as drawn: its Vega-Lite lines' SVG paths (a plotly chart, drawn
-# with the fan on, gives its current line's numbers instead); null before anything is drawn
-CHART_DATA = """() => { const v = document.querySelector('[data-testid="stVegaLiteChart"]');
-  if (v) { const ps = [...v.querySelectorAll('.mark-line path')].map(p => p.getAttribute('d') || '');
-    return ps.some(d => d.length > 10) ? ps : null; }
+# the lever screen's first chart, as drawn: its SVG image (drawn on the server, lxapp/svgchart.py;
+# its data URI changes when a line does); a plotly chart (drawn with the fan on) gives its current
+# line's numbers instead; null before anything is drawn
+CHART_DATA = """() => { const v = document.querySelector('[data-testid="stMarkdown"] img[src^="data:image/svg+xml"]');
+  if (v && v.complete && v.naturalWidth > 0) return [v.getAttribute('src')];
   const g = document.querySelector('.js-plotly-plot'); const d = g && (g._fullData || g.data);
   if (!d) return null; const t = d.find(x => x.mode === 'lines' && x.line && x.line.dash !== 'dash');
   return t ? Array.from(t.y).map(Number) : null; }"""
@@ -432,7 +433,7 @@ def main() -> None:
     if a.frontend and not a.no_browser and Path(CHROMIUM).exists():
         import bench_frontend
         print("\n## What a page open costs the browser\n")
-        print("\n".join(bench_frontend.run_cases(["text", "plotly", "vega", "app"], a.frontend)))
+        print("\n".join(bench_frontend.run_cases(["text", "plotly", "vega", "svg", "app"], a.frontend)))
         print("\nThe app's own wait is the websocket row above (tens of ms): the rest of a page open is "
               "Chromium loading, compiling and laying out Streamlit's frontend. A bare Streamlit page with only "
               "text sets the floor on this machine; a plotly chart adds plotly.js (a 4.7 MB script); a Vega-Lite "

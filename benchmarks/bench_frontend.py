@@ -1,6 +1,6 @@
 """What a page open costs the browser: bare Streamlit pages against the app's first screen.
 
-    python benchmarks/bench_frontend.py [--repeat 3] [--cases text,plotly,vega,app]
+    python benchmarks/bench_frontend.py [--repeat 3] [--cases text,plotly,vega,svg,app]
 
 Each case is a page served by `streamlit run` on a free localhost port and opened ``--repeat``
 times in a fresh headless Chromium context (Debian's /usr/bin/chromium via Playwright):
@@ -8,6 +8,7 @@ times in a fresh headless Chromium context (Debian's /usr/bin/chromium via Playw
 * ``text``: nothing but a title and a line of text;
 * ``plotly``: one ``st.plotly_chart`` (two lines of 31 points);
 * ``vega``: one Vega-Lite chart (``st.vega_lite_chart``, same data; built into Streamlit's bundle);
+* ``svg``: one chart drawn on the server by ``lxapp.svgchart`` (the lever screen's): an SVG image in markdown;
 * ``app``: the app's lever screen (``app.py?page=levers&lang=zh``), as a visitor opens it.
 
 Measured: wall-clock time from navigation to the first chart drawn (for ``text``, the text
@@ -50,6 +51,15 @@ rows = [{"year": i, "v": 1.05 ** (i - 2020), "s": "a"} for i in x] + [{"year": i
 st.vega_lite_chart(pd.DataFrame(rows), {"mark": "line", "encoding": {"x": {"field": "year", "type": "quantitative"},
                    "y": {"field": "v", "type": "quantitative"}, "color": {"field": "s"}}, "height": 300})
 """,
+    "svg": """import streamlit as st
+from lxapp.svgchart import markdown_image, svg_line
+st.title("Bare page")
+x = list(range(2020, 2051))
+st.markdown(markdown_image(svg_line({"data": [
+    {"x": x, "y": [1.05 ** (i - 2020) for i in x], "mode": "lines", "name": "a", "line": {"width": 3}},
+    {"x": x, "y": [1.04 ** (i - 2020) for i in x], "mode": "lines", "name": "b", "line": {"dash": "dash"}}],
+    "layout": {"title": {"text": "Bare chart"}}}), "Bare chart"))
+""",
     "sliders": """import streamlit as st
 st.title("Bare page")
 st.write("nothing but text")
@@ -86,16 +96,21 @@ READY = {
               " return !!(g && g._fullData && g.querySelector('.scatterlayer .trace')); }",
     "vega": "() => drawn(document.querySelector('[data-testid=\"stVegaLiteChart\"]'))",
 }
+# a chart drawn on the server (lxapp/svgchart.py) counts once its image is decoded and laid out
+READY["svg"] = ("() => [...document.querySelectorAll('[data-testid=\"stMarkdown\"] img[src^=\"data:image/svg+xml\"]')]"
+                ".some(i => i.complete && i.naturalWidth > 0)")
 READY["sliders"] = "() => document.querySelectorAll('[data-testid=\"stSlider\"]').length === 14"
 READY["metrics"] = "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length === 8"
 READY["sidebar"] = "() => !!document.querySelector('[data-testid=\"stSidebar\"] [data-testid=\"stCode\"]')"
-READY["app"] = ("() => { const g = document.querySelector('.js-plotly-plot, [data-testid=\"stVegaLiteChart\"]');"
+READY["app"] = ("() => { if (svgDrawn()) return true;"
+                " const g = document.querySelector('.js-plotly-plot, [data-testid=\"stVegaLiteChart\"]');"
                 " if (!g) return false; if (g.classList.contains('js-plotly-plot'))"
                 " return !!(g._fullData && g.querySelector('.scatterlayer .trace'));"
                 " return drawn(g); }")
 # a Vega-Lite chart counts once its marks are drawn (Streamlit's Vega draws SVG: a line's path, a
 # point's symbol), not when its empty frame is there
-DRAWN = ("const drawn = (g) => !!g && [...g.querySelectorAll('.mark-line path, .mark-symbol path')]"
+DRAWN = ("const svgDrawn = " + READY["svg"] + ";"
+         "const drawn = (g) => !!g && [...g.querySelectorAll('.mark-line path, .mark-symbol path')]"
          ".some(p => (p.getAttribute('d') || '').length > 10);")
 
 
@@ -145,6 +160,7 @@ def measure(browser, url: str, ready: str, repeat: int) -> tuple[list[float], li
 
 NAMES = {"text": "bare Streamlit page, text only", "plotly": "bare page, one st.plotly_chart",
          "vega": "bare page, one Vega-Lite chart (st.vega_lite_chart)",
+         "svg": "bare page, one chart drawn on the server (lxapp.svgchart: an SVG image in st.markdown)",
          "sliders": "bare page, text and 14 sliders", "metrics": "bare page, text and 8 st.metric",
          "sidebar": "bare page, text and a sidebar like the app's (9 widgets)"}
 
@@ -188,7 +204,7 @@ def run_cases(cases: list[str], repeat: int, query: str = "page=levers&lang=zh")
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cases", default="text,plotly,vega,app")
+    ap.add_argument("--cases", default="text,plotly,vega,svg,app")
     ap.add_argument("--query", default="page=levers&lang=zh", help="the app's URL query (case app)")
     a = ap.parse_args()
     print("\n".join(run_cases(a.cases.split(","), a.repeat, a.query)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from lxapp import core
@@ -186,9 +185,11 @@ def cards(ctx, runs: dict, cols: list[str]) -> None:
 
 
 def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
-    """The cards' charts, two a row. Without the fan they are Vega-Lite charts (lighter in the
-    browser than plotly: docs/benchmarks-app.md) whose fixed layers' data is prepared once; a
-    lever move sends only the current settings' line, which the browser updates in place."""
+    """The cards' charts, two a row. Without the fan they are SVG images drawn on the server
+    (``lxapp.svgchart``: the browser shows them with the page's first elements, no chart library
+    to load; docs/benchmarks-app.md), from a figure whose fixed traces are built once; a lever
+    move puts the current settings' numbers into it. With the fan: plotly, as the compare page."""
+    from lxapp import svgchart
     from lxapp.pages import line
     cur = runs[CURRENT]
     grid = st.columns(2)
@@ -198,25 +199,24 @@ def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
                 df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
                 st.plotly_chart(line(ctx, col, df, _labels(ctx)), width="stretch", key=f"lev_{col}")
                 continue
-            vl, fixed, k, rows, scale = chart_template(ctx, runs, col)
-            datasets = dict(fixed)
+            spec, k, scale = chart_template(ctx, runs, col)
             if k is not None:  # the current settings' line: the one thing a move changes
-                datasets[k] = rows.assign(y=cur[col].to_numpy() * scale)
-            st.vega_lite_chart(None, {**vl, "datasets": datasets}, width="stretch", key=f"lev_{col}")
+                data = list(spec["data"])
+                data[k] = {**data[k], "y": cur[col].to_numpy() * scale}
+                spec = {**spec, "data": data}
+            title = (spec["layout"].get("title") or {}).get("text", col)
+            st.markdown(svgchart.markdown_image(svgchart.svg_line(spec, t("year", ctx.lang)), title))
 
 
 def _labels(ctx) -> dict[str, str]:
     return {CURRENT: ctx.label(CURRENT), ctx.base: ctx.label(ctx.base) + f" ({t('base_short', ctx.lang)})"}
 
 
-def chart_template(ctx, runs: dict, col: str) -> tuple[dict, dict, str | None, pd.DataFrame | None, float]:
-    """A chart of ``col`` with everything but the current settings' line fixed (the base dashed,
-    the plan's path, actuals, history, the 2025 mark, labels), as Vega-Lite: (spec, fixed datasets
-    as Arrow bytes, the current line's dataset name, its rows with y to fill in, y scale).
+def chart_template(ctx, runs: dict, col: str) -> tuple[dict, int | None, float]:
+    """The figure of ``col`` (``charts.line_spec``'s) with everything but the current settings' line
+    fixed (the base dashed, the plan's path, actuals, history, the 2025 mark, labels): (figure,
+    the index of the current line's trace or None, the y scale: 100 for a fraction shown in %).
     Built once per bundle, base, language and column and shared by every session (read-only)."""
-    from streamlit import dataframe_util
-
-    from lxapp import charts
     from lxapp.pages import line
     b = ctx.bundle
     cache = b.__dict__.setdefault("_lever_charts", {})
@@ -227,9 +227,7 @@ def chart_template(ctx, runs: dict, col: str) -> tuple[dict, dict, str | None, p
         view = replace(ctx, df=df, bands={})
         labels = _labels(ctx)
         spec = line(view, col, df, labels).to_dict()
-        vl, data = charts.vega_line(spec, year_label=t("year", ctx.lang))
-        k = next((f"t{i}" for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
+        k = next((i for i, tr in enumerate(spec["data"]) if tr.get("name") == labels[CURRENT]
                   and tr.get("mode") == "lines"), None)
-        fixed = {n: dataframe_util.convert_anything_to_arrow_bytes(d) for n, d in data.items() if n != k}
-        cache[key] = (vl, fixed, k, data.get(k) if k else None, 100.0 if core.is_fraction(b, col) else 1.0)
+        cache[key] = (spec, k, 100.0 if core.is_fraction(b, col) else 1.0)
     return cache[key]

@@ -309,37 +309,48 @@ def test_multiselect_placeholders_follow_the_language(lang, text):
     assert boxes and all(box.placeholder == text for box in boxes)
 
 
-def _vega(at):
-    import json
-    return [(json.loads(e.proto.spec), {d.name: d.data.data for d in e.proto.datasets})
-            for e in at.get("vega_lite_chart")]
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def test_lever_charts_carry_the_plan_and_a_move_sends_one_line(monkeypatch):
-    """The lever screen's charts (Vega-Lite, lighter in the browser than plotly): history shaded,
-    the 2025 mark, the base dashed, the current settings solid and on top, the plan's path and the
-    actuals; a lever move changes the current line's data only (the spec stays, so the browser
-    updates the chart in place)."""
+def _lever_svgs(at):
+    """The lever screen's charts: the SVG documents of its markdown images, parsed."""
+    import base64
+    import xml.etree.ElementTree as ET
+    return [ET.fromstring(base64.b64decode(m.value.split("base64,", 1)[1].rstrip(")")))
+            for m in at.markdown if "](data:image/svg+xml;base64," in m.value]
+
+
+def _polylines(svg) -> dict[str, dict]:
+    return {p.get("data-name"): p.attrib for p in svg.iter(SVG + "polyline")}
+
+
+def test_lever_charts_carry_the_plan_and_a_move_changes_the_current_line(monkeypatch):
+    """The lever screen's charts (SVG images drawn on the server, lighter in the browser than
+    plotly or Vega-Lite): history shaded, the 2025 mark, the base dashed, the current settings
+    solid and on top, the plan's path, actuals and targets; a lever move changes the current
+    line's numbers only (the y axis may rescale, moving the others in pixels)."""
     monkeypatch.setenv("LXSD_MODEL", REAL)
     at = app("levers", "zh")
     assert not at.exception and not at.get("plotly_chart")
-    charts = _vega(at)
+    charts = _lever_svgs(at)
     assert len(charts) == 4
-    layers = [lay for spec, _ in charts for lay in spec["layer"]]
-    marks = [lay["mark"]["type"] for lay in layers]
-    assert "rect" in marks and {"x0": 2025} in [v for lay in layers if lay["mark"]["type"] == "rule"
-                                                for v in lay["data"]["values"]]
-    lines = [lay["mark"] for lay in layers if lay["mark"]["type"] == "line"]
-    assert any(m.get("strokeDash") == [6, 4] for m in lines)              # the base, dashed
-    assert any("strokeDash" not in m and m["strokeWidth"] == 3 for m in lines)  # the current settings
-    assert any(m.get("strokeDash") == [2, 3] for m in lines)              # the plan's path (dotted)
-    assert any(lay["mark"]["type"] == "point" for lay in layers)          # actuals / plan targets
-    gdp_spec, gdp_data = charts[0]
+    gdp = charts[0]
+    assert "地区生产总值" in gdp.find(SVG + "title").text
+    assert any(r.get("fill-opacity") == "0.10" for r in gdp.iter(SVG + "rect"))        # history shaded
+    assert [ln for ln in gdp.iter(SVG + "line") if ln.get("class") == "lx-mark"]       # the 2025 mark
+    lines = _polylines(gdp)
+    base = next(v for k, v in lines.items() if "基础" in k)
+    assert base["stroke-dasharray"] == "6 4"                                          # the base, dashed
+    current = [v for v in lines.values() if "lx-current" in v["class"]]
+    assert len(current) == 1 and current[0]["stroke-width"] == "3" and "stroke-dasharray" not in current[0]
+    order = list(lines.values())
+    assert order.index(current[0]) > order.index(base)                                # over the base
+    assert any(v.get("stroke-dasharray") == "2 3" for v in lines.values())            # the plan's path
+    assert any(g.get("class") == "lx-point" for c in charts for g in c.iter(SVG + "g"))  # actuals, targets
+    assert any(c.iter(SVG + "polygon") for c in charts)                               # a target's star
     at.slider(key="lv_rongyue_pace_zh").set_value(2.5).run()
     assert not at.exception
-    after = _vega(at)
-    assert [s for s, _ in after] == [s for s, _ in charts]                # the same specs
-    changed = {n for n in gdp_data if after[0][1][n] != gdp_data[n]}
-    cur = next(lay["data"]["name"] for lay in gdp_spec["layer"]
-               if lay["mark"]["type"] == "line" and lay["mark"].get("strokeWidth") == 3)
-    assert changed == {cur}
+    after = _polylines(_lever_svgs(at)[0])
+    assert after.keys() == lines.keys()
+    changed = {k for k in lines if after[k]["data-values"] != lines[k]["data-values"]}
+    assert changed == {current[0]["data-name"]}

@@ -74,11 +74,13 @@ def server(tmp_path_factory):
     log.close()
 
 
-# the lever screen's first chart as drawn: its Vega-Lite lines' SVG paths (null before any is drawn)
+# the lever screen's first chart as drawn: its SVG image's source (drawn on the server), once the
+# image is decoded and shows the current settings' line (null before)
 LEVER_CHART = """() => {
-  const g = document.querySelector('[data-testid="stVegaLiteChart"]');
-  const ps = g ? [...g.querySelectorAll('.mark-line path')].map(p => p.getAttribute('d') || '') : [];
-  return ps.some(d => d.length > 10) ? ps.join('|') : null;
+  const g = document.querySelector('[data-testid="stMarkdown"] img[src^="data:image/svg+xml;base64,"]');
+  if (!g || !g.complete || !g.naturalWidth) return null;
+  const src = g.getAttribute('src');
+  return atob(src.split(',')[1]).includes('lx-current') ? src : null;
 }"""
 CHART_DATA = """() => {
   const g = document.querySelector('.js-plotly-plot');
@@ -97,7 +99,8 @@ def _launch(p):
 
 def _settle(page, n: int | None = None, timeout: int = 90_000) -> None:
     """Wait until the app has stopped running and (optionally) n charts are drawn."""
-    page.wait_for_selector('.js-plotly-plot, [data-testid="stVegaLiteChart"]', timeout=timeout)
+    page.wait_for_selector('.js-plotly-plot, [data-testid="stMarkdown"] img[src^="data:image/svg+xml"]',
+                           timeout=timeout)
     if n is not None:
         page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length === {n}", timeout=timeout)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
@@ -116,7 +119,7 @@ def test_lever_screen_and_language(server):
         page.goto(server + "/?page=levers&lang=zh", wait_until="domcontentloaded")
         page.get_by_text("临湘市“十四五”规划情景实验室").wait_for(timeout=90_000)
         page.wait_for_function(f"({LEVER_CHART})() !== null", timeout=120_000)
-        page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length === 4",
+        page.wait_for_function("document.querySelectorAll('img[src^=\"data:image/svg+xml\"]').length === 4",
                                timeout=60_000)
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
         page.wait_for_timeout(800)
