@@ -193,7 +193,10 @@ def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
     from lxapp.pages import line
     cur = runs[CURRENT]
     grid = st.columns(2)
-    for i, col in enumerate(c for c in cols if c in cur.columns):
+    shown = [c for c in cols if c in cur.columns]
+    space = 1 if ctx.bands else max((svgchart.title_lines(chart_template(ctx, runs, c)[0]) for c in shown),
+                                    default=1)     # the charts' titles take as many lines: the plots line up
+    for i, col in enumerate(shown):
         with grid[i % 2]:
             if ctx.bands:      # with the fan: the whole chart, as the compare page draws it
                 df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
@@ -205,7 +208,7 @@ def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
                 data[k] = {**data[k], "y": cur[col].to_numpy() * scale}
                 spec = {**spec, "data": data}
             title = (spec["layout"].get("title") or {}).get("text", col)
-            st.markdown(svgchart.markdown_image(svgchart.svg_line(spec, t("year", ctx.lang)), title))
+            st.markdown(svgchart.markdown_image(svgchart.svg_line(spec, t("year", ctx.lang), space), title))
 
 
 def _labels(ctx) -> dict[str, str]:

@@ -21,15 +21,17 @@ from __future__ import annotations
 import base64
 import html
 import math
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
 from lxapp.charts import CJK_FONT
 
-W, H = 440, 310                      # the viewBox (px at 1:1, about a lever-screen column at 1500 px); it scales
-PAD_L, PAD_R, PAD_T = 58, 12, 34     # plot area margins: the y labels, the title
-LEGEND_ROW = 18
+W = 440                  # the width in px (about a lever-screen column at 1500 px; the image scales to its column)
+PLOT_H = 220             # the plot area's height in px; the title's lines and the legend's rows add to the image's
+PAD_L, PAD_R = 58, 12    # plot area margins: the y labels; the right edge
+TITLE_LINE, LEGEND_ROW = 18, 18
 _DASH = {"dash": "6 4", "dot": "2 3", "dashdot": "6 3 2 3"}
 
 
@@ -99,32 +101,40 @@ class Frame:
     x1: float
     y0: float
     y1: float
+    top: float           # px of the plot's top edge (the title is above)
     bottom: float        # px of the plot's bottom edge (the x labels and the legend are below)
 
     def px(self, x):
         return PAD_L + (np.asarray(x, dtype=float) - self.x0) / (self.x1 - self.x0) * (W - PAD_L - PAD_R)
 
     def py(self, y):
-        return self.bottom - (np.asarray(y, dtype=float) - self.y0) / (self.y1 - self.y0) * (self.bottom - PAD_T)
+        return self.bottom - (np.asarray(y, dtype=float) - self.y0) / (self.y1 - self.y0) * (self.bottom - self.top)
 
 
-def _frame(traces: list[dict], legend_rows: int) -> tuple[Frame, list[float]]:
+def _frame(traces: list[dict], title_lines: int) -> tuple[Frame, list[float]]:
     """The scales covering every trace (y widened to round ticks, x to the traces' years), and the y ticks."""
     xs = np.concatenate([t["x"] for t in traces]) if traces else np.array([0.0, 1.0])
     ys = np.concatenate([t["y"] for t in traces]) if traces else np.array([0.0, 1.0])
     xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
     x0, x1 = (float(xs.min()), float(xs.max())) if xs.size else (0.0, 1.0)
     yt = nice_ticks(float(ys.min()), float(ys.max())) if ys.size else [0.0, 1.0]
-    bottom = H - 24 - legend_rows * LEGEND_ROW
-    return Frame(x0, x1 if x1 > x0 else x0 + 1, yt[0], yt[-1], bottom), yt
+    top = 12 + TITLE_LINE * max(title_lines, 1)
+    return Frame(x0, x1 if x1 > x0 else x0 + 1, yt[0], yt[-1], top, top + PLOT_H), yt
 
 
-def svg_line(spec: dict, year_label: str = "year") -> str:
+def title_lines(spec: dict) -> int:
+    """How many lines (1 or 2) the figure's title takes in ``svg_line``."""
+    return len(wrap((spec.get("layout", {}).get("title") or {}).get("text", ""), W - 8, 14, 2))
+
+
+def svg_line(spec: dict, year_label: str = "year", title_space: int = 1) -> str:
     """``charts.line_spec``'s figure (``spec``: its ``data`` and ``layout``) as a standalone SVG
-    document, ``W`` × ``H`` px. The current settings' line (the figure's thickest solid line)
-    carries the class ``lx-current``, every line ``lx-line``, the SVG ``lx-chart``. Hover texts
-    (``<title>``: every line's value per year, each point's value) show where the SVG is opened
-    on its own (the browser's "open image in new tab"). Units: the figure's (years; its y values)."""
+    document, ``W`` px wide; its height is the title's lines, the plot and the legend's rows. The
+    current settings' line (the figure's thickest solid line) carries the class ``lx-current``,
+    every line ``lx-line``, the SVG ``lx-chart``. Hover texts (``<title>``: every line's value per
+    year, each point's value) show where the SVG is opened on its own (the browser's "open image
+    in new tab"). ``title_space``: lines kept for the title at least (charts side by side keep the
+    same, so their plots line up). Units: the figure's (years; its y values)."""
     traces = _traces(spec)
     layout = spec.get("layout", {})
     title = (layout.get("title") or {}).get("text", "")
@@ -132,18 +142,22 @@ def svg_line(spec: dict, year_label: str = "year") -> str:
     for tr in traces:
         if tr.get("showlegend", True):
             names.setdefault(tr.get("name", ""), tr)
-    f, yt = _frame(traces, math.ceil(len(names) / 2))
+    heading = wrap(title, W - 8, 14, 2)
+    f, yt = _frame(traces, max(len(heading), title_space))
+    legend, legend_h = _legend(list(names.items()), f.bottom + 32)
+    h = f.bottom + 32 + legend_h
     lines = [t for t in traces if t.get("mode", "lines") == "lines"]
-    o = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lx-chart" viewBox="0 0 {W} {H}" width="{W}" '
-         f'height="{H}" role="img" aria-label="{_esc(title)}" font-family="{_esc(CJK_FONT)}">'
-         f'<title>{_esc(title)}</title><rect width="{W}" height="{H}" fill="#ffffff"/>'
-         f'<text x="4" y="18" font-size="14" fill="#262730">{_esc(title)}</text>']
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lx-chart" viewBox="0 0 {W} {h:.0f}" width="{W}" '
+         f'height="{h:.0f}" role="img" aria-label="{_esc(title)}" font-family="{_esc(CJK_FONT)}">'
+         f'<title>{_esc(title)}</title><rect width="{W}" height="{h:.0f}" fill="#ffffff"/>']
+    o += [f'<text x="4" y="{18 + TITLE_LINE * k}" font-size="14" fill="#262730">{_esc(ln)}</text>'
+          for k, ln in enumerate(heading)]
     o += _decorations(layout, f)
     o += _axes(f, yt, ((layout.get("yaxis") or {}).get("title") or {}).get("text", ""))
     o += _lines(lines, f)                        # in the figure's order: the current settings over the base
     o += _hover_columns(lines, f, year_label)
     o += _points([t for t in traces if t.get("mode") == "markers"], f)
-    o += _legend(list(names.items()), f.bottom + 32)
+    o += legend
     o.append("</svg>")
     return "".join(o)
 
@@ -162,16 +176,16 @@ def _decorations(layout: dict, f: Frame) -> list[str]:
     for s in layout.get("shapes", []):
         if s.get("type") == "rect":
             a, b = float(f.px(max(float(s["x0"]), f.x0))), float(f.px(min(float(s["x1"]), f.x1)))
-            o.append(f'<rect x="{a:.1f}" y="{PAD_T}" width="{max(b - a, 0):.1f}" height="{f.bottom - PAD_T:.1f}" '
+            o.append(f'<rect x="{a:.1f}" y="{f.top}" width="{max(b - a, 0):.1f}" height="{f.bottom - f.top:.1f}" '
                      f'fill="#808080" fill-opacity="0.10"/>')
         elif s.get("type") == "line":
             a = float(f.px(float(s["x0"])))
             ln = s.get("line", {})
-            o.append(f'<line class="lx-mark" x1="{a:.1f}" x2="{a:.1f}" y1="{PAD_T}" y2="{f.bottom:.1f}" '
+            o.append(f'<line class="lx-mark" x1="{a:.1f}" x2="{a:.1f}" y1="{f.top}" y2="{f.bottom:.1f}" '
                      f'stroke="{_esc(ln.get("color", "#d4ac0d"))}" stroke-width="{ln.get("width", 1)}"'
                      f'{_dash(ln.get("dash", "dot"))}/>')
     for ann in layout.get("annotations", []):
-        o.append(f'<text x="{float(f.px(float(ann["x"]))) + 4:.1f}" y="{PAD_T + 12}" font-size="10" '
+        o.append(f'<text x="{float(f.px(float(ann["x"]))) + 4:.1f}" y="{f.top + 12}" font-size="10" '
                  f'fill="#777777">{_esc(ann.get("text", ""))}</text>')
     return o
 
@@ -187,12 +201,12 @@ def _axes(f: Frame, yt: list[float], ytitle: str) -> list[str]:
     for v in nice_ticks(f.x0, f.x1, 7):
         if f.x0 <= v <= f.x1 and float(v).is_integer():
             xx = float(f.px(v))
-            o.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{PAD_T}" y2="{f.bottom:.1f}" stroke="#f3f3f3"/>'
+            o.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{f.top}" y2="{f.bottom:.1f}" stroke="#f3f3f3"/>'
                      f'<text x="{xx:.1f}" y="{f.bottom + 15:.1f}" font-size="11" fill="#555" '
                      f'text-anchor="middle">{int(v)}</text>')
     o.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{f.bottom:.1f}" y2="{f.bottom:.1f}" stroke="#999"/>')
     if ytitle:
-        o.append(f'<text transform="translate(12,{(PAD_T + f.bottom) / 2:.1f}) rotate(-90)" font-size="11" '
+        o.append(f'<text transform="translate(12,{(f.top + f.bottom) / 2:.1f}) rotate(-90)" font-size="11" '
                  f'fill="#555" text-anchor="middle">{_esc(ytitle)}</text>')
     return o
 
@@ -250,7 +264,7 @@ def _hover_columns(lines: list[dict], f: Frame, year_label: str) -> list[str]:
             if hit.size and np.isfinite(t["y"][hit[0]]):
                 parts.append(f"{t.get('name', '')}: {fmt_value(float(t['y'][hit[0]]))}")
         a, b = float(f.px(edges[k])), float(f.px(edges[k + 1]))
-        out.append(f'<rect x="{a:.1f}" y="{PAD_T}" width="{b - a:.1f}" height="{f.bottom - PAD_T:.1f}">'
+        out.append(f'<rect x="{a:.1f}" y="{f.top}" width="{b - a:.1f}" height="{f.bottom - f.top:.1f}">'
                    f'<title>{_esc(chr(10).join(parts))}</title></rect>')
     out.append("</g>")
     return out
@@ -274,13 +288,17 @@ def _marker(m: dict, cx: float, cy: float) -> str:
     return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{m.get("size", 9) / 2:.1f}" fill="{color}"/>'
 
 
-def _legend(names: list[tuple[str, dict]], top: float) -> list[str]:
-    """The legend under the plot, two entries a row: a line's colour and dash, or the marker."""
-    out = []
+def _legend(names: list[tuple[str, dict]], top: float) -> tuple[list[str], float]:
+    """The legend under the plot: a line's colour and dash, or the marker, and the name; two
+    entries a row where every name fits half the width, else one (a name too long for the width
+    is cut with "…"). Returns the elements and the legend's height in px."""
+    size = 11
     col_w = (W - PAD_L) / 2
+    cols = 2 if all(text_width(n, size) <= col_w - 36 for n, _ in names) else 1
+    out = []
     for k, (name, t) in enumerate(names):
-        x = PAD_L + (k % 2) * col_w
-        y = top + (k // 2) * LEGEND_ROW
+        x = PAD_L + (k % cols) * col_w
+        y = top + (k // cols) * LEGEND_ROW
         if t.get("mode", "lines") == "markers":
             m = t.get("marker", {})
             sample = _marker({**m, "size": min(m.get("size", 9), 11)}, x + 12, y - 4)
@@ -289,5 +307,37 @@ def _legend(names: list[tuple[str, dict]], top: float) -> list[str]:
             sample = (f'<line x1="{x}" x2="{x + 24}" y1="{y - 4}" y2="{y - 4}" '
                       f'stroke="{_esc(ln.get("color", "#333"))}" stroke-width="{ln.get("width", 2)}"'
                       f'{_dash(ln.get("dash"))}/>')
-        out.append(f'{sample}<text x="{x + 30}" y="{y}" font-size="11" fill="#333">{_esc(name)}</text>')
-    return out
+        shown = wrap(name, (W - x) - 36, size, 1)[0] if name else ""
+        out.append(f'{sample}<text x="{x + 30}" y="{y}" font-size="{size}" fill="#333">{_esc(shown)}</text>')
+    return out, math.ceil(len(names) / cols) * LEGEND_ROW
+
+
+def text_width(text: str, size: float) -> float:
+    """An estimate of ``text``'s width in px at font ``size`` px: a full-width (CJK) character
+    is 1 em, others about 0.55 em (the fonts are the browser's: no exact measure on the server)."""
+    return size * sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.55 for c in text)
+
+
+def wrap(text: str, width: float, size: float, max_lines: int) -> list[str]:
+    """``text`` on at most ``max_lines`` lines of ``width`` px (breaking at spaces where it can,
+    anywhere in CJK text), the last cut with "…" if it does not fit."""
+    lines: list[str] = []
+    rest = text.strip()
+    while rest and len(lines) < max_lines:
+        if text_width(rest, size) <= width:
+            lines.append(rest)
+            return lines
+        cut = 1
+        while cut < len(rest) and text_width(rest[:cut + 1], size) <= width:
+            cut += 1
+        space = rest.rfind(" ", 0, cut + 1)
+        if len(lines) == max_lines - 1:      # the last line: cut, with the ellipsis
+            while cut > 1 and text_width(rest[:cut] + "…", size) > width:
+                cut -= 1
+            lines.append(rest[:cut].rstrip() + "…")
+            return lines
+        if space > cut // 2:
+            cut = space
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    return lines or [""]

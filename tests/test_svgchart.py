@@ -92,3 +92,23 @@ def test_markdown_image_round_trips_and_keeps_the_alt_text_plain():
     alt, rest = md[2:].split("](", 1)
     assert alt == "GDP (2020年价) next"
     assert base64.b64decode(rest.removeprefix("data:image/svg+xml;base64,").rstrip(")")).decode() == svg
+
+
+def test_long_titles_wrap_to_two_lines_and_long_legend_names_take_a_row_each():
+    title = "General public budget revenue, all levels (一般公共预算收入 = the plan's fiscal revenue; current prices)"
+    lines = svgchart.wrap(title, svgchart.W - 8, 14, 2)
+    assert len(lines) == 2 and lines[0] == "General public budget revenue, all levels" and lines[1].endswith("…")
+    assert all(svgchart.text_width(ln, 14) <= svgchart.W - 8 for ln in lines)
+    assert svgchart.wrap("二氧化碳排放", 400, 14, 2) == ["二氧化碳排放"]
+    fig = _figure([1.0, 2.0], name="Actual trend (calibrated to the 2023 bulletin) (base)")
+    fig["layout"]["title"]["text"] = title
+    root = ET.fromstring(svgchart.svg_line(fig))
+    texts = [t.text for t in root.iter(SVG + "text")]
+    assert "General public budget revenue, all levels" in texts            # the title's first line
+    legend = [t for t in root.iter(SVG + "text") if t.text in ("Actual trend (calibrated to the 2023 bulletin) (base)",
+                                                               "base")]
+    assert len(legend) == 2 and legend[0].get("x") == legend[1].get("x")   # one column: names this long
+    two = ET.fromstring(svgchart.svg_line(fig, title_space=2))
+    short = ET.fromstring(svgchart.svg_line(_figure([1.0, 2.0]), title_space=2))
+    top = [float(r.get("y")) for r in two.iter(SVG + "rect") if r.get("fill-opacity") == "0.10"]
+    assert top == [float(r.get("y")) for r in short.iter(SVG + "rect") if r.get("fill-opacity") == "0.10"]
