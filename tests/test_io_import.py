@@ -202,3 +202,29 @@ def test_original_subscripted_columns_match_the_canonical_output(capsys):
     canon = {c for c in load_canonical(folder / "output.tab").columns if c not in ("FINAL TIME", "INITIAL TIME",
                                                                                   "SAVEPER", "TIME STEP")}
     assert canon <= ours, sorted(canon - ours)[:5]
+
+
+def _stella(variables: str) -> str:
+    return f"""<xmile xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0" version="1.0">
+<header><vendor>isee systems, inc.</vendor><product lang="en">Stella</product></header>
+<sim_specs method="Euler"><start>0</start><stop>4</stop><dt>1</dt></sim_specs>
+<model><variables>{variables}</variables></model></xmile>"""
+
+
+def test_stella_flow_names_that_are_no_identifiers_and_lookup_calls(tmp_path):
+    """What Stella writes and PySD does not read: a stock's flows named bare with commas, slashes
+    and parentheses; LOOKUP(table, x) of an aux that is itself a graphical function of its equation."""
+    import numpy as np
+
+    from engine import load_model
+    f = tmp_path / "stella.stmx"
+    f.write_text(_stella("""
+<stock name="Stock"><eqn>10</eqn><inflow>Flow_w/_division,_lists(and_calls)</inflow><outflow>out</outflow></stock>
+<flow name="Flow w/ division, lists(and calls)"><eqn>table_call</eqn></flow>
+<flow name="out"><eqn>1</eqn></flow>
+<aux name="shape"><eqn>2</eqn><gf><yscale min="0" max="10"/><xpts>0,2,4</xpts><ypts>0,4,10</ypts></gf></aux>
+<aux name="table call"><eqn>LOOKUP(shape, TIME)</eqn></aux>"""), encoding="utf-8")
+    res = load_model(f).run(variables=["stock", "table_call", "shape"])
+    np.testing.assert_allclose(res["table_call"][0], [0, 2, 4, 7, 10])        # the table at TIME
+    np.testing.assert_allclose(res["shape"][0], 4.0)                         # the aux: the table at 2
+    np.testing.assert_allclose(res["stock"][0], [10, 9, 10, 13, 19])        # + table(t) - 1 per step

@@ -300,15 +300,17 @@ def run_one(model: Path, root: Path | None = None, timeout: float = 120.0) -> Ro
                 raise FileNotFoundError(f"{model.parent}: no output.csv or output.tab beside the model")
             canon = load_canonical(canon_file)
             reason = compare(ours, canon, d)
-            stella = model.parent / "output_stella.csv"
-            if reason and model.suffix.lower() == ".xmile" and stella.is_file():
-                # the folder's output.* is Vensim's (for the .mdl, which may hold variables or
-                # functions the XMILE translation lost): an XMILE model may instead match
-                # Stella's own output of it
+            # the folder's output.* is Vensim's (for the .mdl, which may hold variables or
+            # functions the XMILE translation lost): an XMILE or Stella model may instead match
+            # Stella's own output of it (output_stella.csv, or one named for Stella's version)
+            stellas = sorted(model.parent.glob("output_stella*.csv")) if model.suffix.lower() in (
+                ".xmile", ".stmx") else []
+            for stella in stellas if reason else []:
                 df = pd.read_csv(stella, index_col=0).apply(pd.to_numeric, errors="coerce")
                 df.index = df.index.astype(float)
                 if not compare(ours, df[~np.isnan(df.index)], d):
                     reason = ""
+                    break
         status = "pass" if not reason else "fail"
     except TimeoutError as exc:
         status, reason = "error", f"timeout: {exc}"

@@ -128,16 +128,68 @@ def _variables(root: etree._Element, ns: str, q: dict[str, str], why: str) -> tu
     return variables, moved
 
 
-def _repair(root: etree._Element, variables: etree._Element, ns: str, q: dict[str, str]) -> bool:
-    """Rewrite in place what other tools write differently from what PySD reads; True if anything changed."""
+def _repair_flows(variables: etree._Element, q: dict[str, str]) -> bool:
+    """A stock's flow names as PySD reads them (the stock's equation is built from them); True if changed."""
     changed = False
     for stock in variables.findall("x:stock", q):
         for flow in stock.findall("x:inflow", q) + stock.findall("x:outflow", q):
             # a flow's name written with spaces (Vensim's export): XMILE names use underscores
             name = "_".join((flow.text or "").split())
+            # a name that is no identifier (Stella writes "Flow_w/_division,_lists" bare): quoted,
+            # as an equation would name it
+            if not re.fullmatch(r'[^\W\d]\w*|".*"', name):
+                name = '"' + name.replace('"', '\\"') + '"'
             if name != (flow.text or ""):
                 flow.text = name
                 changed = True
+    return changed
+
+
+# Stella's LOOKUP(table, x): the graphical function called by name, as XMILE writes it
+_LOOKUP_CALL = re.compile(r'\bLOOKUP\s*\(\s*("[^"]+"|[^\W\d][\w.]*)\s*,', re.IGNORECASE)
+
+
+def _repair_lookup_calls(variables: etree._Element, q: dict[str, str]) -> bool:
+    """``LOOKUP(table, x)`` in equations as ``table(x)`` (the call's closing parenthesis stays); True if
+    changed. Where ``table`` is an aux with both an equation and a graphical function (its value is
+    the function of its equation), the function is copied to a lookup of its own, ``table_lookup``,
+    which the call names."""
+    key = lambda name: "_".join(name.strip('"').split()).lower()   # noqa: E731 - XMILE's name matching
+    auxes = {key(el.get("name", "")): el for el in variables.findall("x:aux", q)}
+    taken = {key(el.get("name", "")) for el in variables}
+    renamed: dict[str, str] = {}
+
+    def target(m: re.Match) -> str:
+        name = m.group(1)
+        aux = auxes.get(key(name))
+        gf = aux.find("x:gf", q) if aux is not None else None
+        if aux is None or gf is None or aux.find("x:eqn", q) is None:
+            return name + "("
+        if key(name) not in renamed:
+            new = key(name) + "_lookup"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            copy = etree.SubElement(variables, f"{{{q['x']}}}gf", {**gf.attrib, "name": new})
+            for child in gf:
+                copy.append(etree.fromstring(etree.tostring(child)))
+            renamed[key(name)] = new
+        return renamed[key(name)] + "("
+
+    changed = False
+    for eqn in list(variables.iter(f"{{{q['x']}}}eqn")):
+        text = eqn.text or ""
+        new = _LOOKUP_CALL.sub(target, text)
+        if new != text:
+            eqn.text = new
+            changed = True
+    return changed
+
+
+def _repair(root: etree._Element, variables: etree._Element, ns: str, q: dict[str, str]) -> bool:
+    """Rewrite in place what other tools write differently from what PySD reads; True if anything changed."""
+    changed = _repair_flows(variables, q)
+    changed = _repair_lookup_calls(variables, q) or changed
     for spec in root.findall("x:sim_specs/*", q):
         # Vensim's export writes <dt>TIME_STEP=0.125</dt>: the number is the setting
         m = re.fullmatch(r"\s*[A-Za-z_ ]+=\s*([-+0-9.eE]+)\s*", spec.text or "")
