@@ -147,3 +147,30 @@ def test_linxiang_one_run_equals_numpy_to_1e_12():
         top = float(np.nanmax(np.abs(a), initial=0.0))
         if top > 0:
             assert float(np.nanmax(np.abs(a - b))) <= 1e-12 * top, v
+
+
+# a subscripted POWER over 10 elements (two vector lines: 8 and 2 lanes), nested (the inner powers grouped first),
+# with a temporary (SUM) between the elements' statements, and the special bases of the scalar case
+VPOW = {"dims": {"i": [f"e{k}" for k in range(10)]},
+        "const": {"b": {"dims": ["i"], "value": {f"e{k}": v for k, v in enumerate(
+                      [0.0, 0.0, -2.0, -2.0, -0.5, 3.0, 1.0, 1e-300, 0.25, 1e5])}},
+                  "e": {"dims": ["i"], "value": {f"e{k}": v for k, v in enumerate(
+                      [2.0, 0.0, 3.0, 2.0, -3.0, 0.0, 7.5, 0.5, -1.5, 0.37])}}},
+        "stocks": {"s": {"dims": ["i"], "initial": "0", "inflows": ["f"]}},
+        "flows": {"f": {"dims": ["i"], "equation": "p"}},
+        "aux": {"p": {"dims": ["i"], "equation": "POWER(b + 0 * TIME, e)"},
+                "q": {"dims": ["i"], "equation": "POWER(POWER(ABS(b) + 1 + ABS(s), 0.5) * SUM(e[i!]), e / 10)"}}}
+
+
+def test_grouped_powers_equal_numpy():
+    """The elements' powers computed eight at a time (engine.compile.pow_groups) equal numpy's, the special bases
+    included (libmvec's vector pow where the CPU has AVX-512, lx_pow lane by lane elsewhere)."""
+    from engine.compile import c_code
+
+    mn, mc = build("numpy", name="vpw", **VPOW), build("c", name="vpw", **VPOW)
+    rn, rc = mn.run(), mc.run()
+    assert_same_scalar(rn, rc, "c")
+    if c_code.VPOW:
+        assert mc._c.ccode().groups >= 3, "the elements' powers were not grouped"
+    want = np.power(list(VPOW["const"]["b"]["value"].values()), list(VPOW["const"]["e"]["value"].values()))
+    np.testing.assert_allclose(rc["p"][0, 0], want, rtol=2e-14, atol=0)

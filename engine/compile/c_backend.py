@@ -83,6 +83,32 @@ def compiler() -> tuple[str, str, bool] | None:
     return _compiler_info
 
 
+# glibc's vector functions for the kernel's grouped powers (engine.compile.pow_groups, c_runtime.h's lx_vpow8)
+MVEC_FLAGS = ("-DLX_MVEC", "-Wl,--no-as-needed", "-lmvec")
+_mvec: dict[str, bool] = {}
+
+
+def mvec_links(cc: str) -> bool:
+    """Whether ``cc`` builds and links a shared library calling libmvec's AVX-512 pow (x86-64 glibc; asked once per
+    compiler). Elsewhere the grouped powers run lane by lane (the same lx_pow numbers as the single calls)."""
+    if cc not in _mvec:
+        if os.environ.get("LXSD_C_VPOW", "1") == "0":
+            _mvec[cc] = False
+            return False
+        with tempfile.TemporaryDirectory(prefix="lxsd-c-") as tmp:
+            src = Path(tmp) / "mvec.c"
+            src.write_text('#include "' + str(Path(__file__).with_name("c_runtime.h")) + '"\n'
+                           "void f(const double *b, const double *e, double *o) { lx_vpow8(b, e, o); }\n",
+                           encoding="utf-8")
+            try:
+                done = subprocess.run([cc, *FLAGS, *MVEC_FLAGS[:1], "-o", str(Path(tmp) / "mvec.so"), str(src),
+                                       *MVEC_FLAGS[1:], "-lm"], capture_output=True, timeout=60, check=False)
+                _mvec[cc] = done.returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                _mvec[cc] = False
+    return _mvec[cc]
+
+
 def version() -> str:
     """The C compiler's version line (and whether OpenMP works), for ``lxsd describe``."""
     info = compiler()
@@ -137,7 +163,7 @@ class CProgram(ScalarProgram):
         if info is None:
             raise NotSupported("no C compiler found")
         cc, line, omp = info
-        flags = list(FLAGS) + (["-fopenmp"] if omp else [])
+        flags = list(FLAGS) + (["-fopenmp"] if omp else []) + (list(MVEC_FLAGS) if mvec_links(cc) else [])
         src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
         h.update(line.encode())
