@@ -70,6 +70,10 @@ class SavedArrays(Mapping):
     def __len__(self) -> int:
         return len(self._columns)
 
+    def __reduce__(self):
+        # pickled as the one output array and its columns (the views would be pickled as copies)
+        return (SavedArrays, (self._out, self._columns))
+
 
 class Results:
     """Saved values of one batch run.

@@ -90,7 +90,7 @@ _mvec: dict[str, bool] = {}
 
 def mvec_links(cc: str) -> bool:
     """Whether ``cc`` builds and links a shared library calling libmvec's AVX-512 pow (x86-64 glibc; asked once per
-    compiler). Elsewhere the grouped powers run lane by lane (the same lx_pow numbers as the single calls)."""
+    compiler). Elsewhere the grouped powers run lane by lane (the C library's pow, as single calls)."""
     if cc not in _mvec:
         if os.environ.get("LXSD_C_VPOW", "1") == "0":
             _mvec[cc] = False

@@ -36,12 +36,9 @@ _CALLS: dict[str, tuple[str, int] | None] = {
     "_pulse_width": ("lx_pulse_width", 4), "_pulse_train": ("lx_pulse_train", 6), "_log": ("lx_log", 2),
     "_and": None, "_or": None, "_not": None, "_lookup": None, "_series": None, "_rnd": None,
 }
-# The kernel's POWER (docs/architecture.md, "One run's overhead, third pass"): lx_pow, exp(a * log(x)) for a
-# positive finite x, about twice as fast as pow and sharing log(x) between powers of one base; "pow" restores
-# the C library's pow (LXSD_C_POW=pow).
-POW_FN = "pow" if os.environ.get("LXSD_C_POW") == "pow" else "lx_pow"
-# ... and a subscripted variable's powers eight at a time (engine.compile.pow_groups; LXSD_C_VPOW=0: one by one)
-VPOW = POW_FN == "lx_pow" and os.environ.get("LXSD_C_VPOW", "1") != "0"
+# A subscripted variable's powers eight at a time in the kernel (engine.compile.pow_groups; docs/architecture.md,
+# "One run's overhead, third pass"); LXSD_C_VPOW=0: one C library pow each, as before
+VPOW = os.environ.get("LXSD_C_VPOW", "1") != "0"
 _BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _SCALARS = {"t", "dt", "t0", "t1", "saveper", "r"}
@@ -59,9 +56,8 @@ def _num(value: float) -> str:
 class _Printer:
     """C text of one generated Python expression, over the allowed nodes only."""
 
-    def __init__(self, locals_: set[str], pow_fn: str = "pow") -> None:
+    def __init__(self, locals_: set[str]) -> None:
         self.locals = locals_
-        self.pow_fn = pow_fn   # the kernel's POWER: lx_pow (c_runtime.h); the init keeps the C library's pow
 
     def name(self, n: str) -> str:
         if n in self.locals or n in _SCALARS:
@@ -96,8 +92,6 @@ class _Printer:
             c_fn, n = spec
             if len(args) != n:
                 raise NotSupported(f"{fn} with {len(args)} arguments")
-            if c_fn == "pow":
-                c_fn = self.pow_fn
             return f"{c_fn}({', '.join(self.expr(a) for a in args)})"
         if fn in ("_and", "_or") and len(args) == 2:
             return f"({self.expr(args[0])} {'&&' if fn == '_and' else '||'} {self.expr(args[1])})"
@@ -199,7 +193,7 @@ class CCode:
         lay = code.layout
         rows, s0, n_in = lay.rows, sc.stock0, sc.n_in
         base = set(sc.base)
-        printer = _Printer(set(), pow_fn=POW_FN)
+        printer = _Printer(set())
         body: list[str] = []
         for slot in range(n_in):
             printer.locals.add(f"v{slot}")

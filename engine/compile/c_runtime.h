@@ -118,19 +118,10 @@ static inline double lx_pulse_train(double t, double dt, double start, double wi
     return (since + LX_SMALL >= 0 && t - LX_SMALL <= end && phase < w) ? 1.0 : 0.0;
 }
 static inline double lx_log(double x, double base) { return log(x) / log(base); }
-/* The kernel's POWER (engine.compile.c_code.POW_FN): exp(a * log(x)) where x is positive and finite and a finite,
- * the C library's pow otherwise (zero, negative bases, infinities, NaN: pow's and numpy's special cases). About
- * twice as fast as pow, and powers of one base share its log (gcc merges the calls: -fno-math-errno). Not pow's
- * bits: the relative difference is at most about |a * log(x)| * 2^-53 plus an ulp or two (measured on Linxiang:
- * docs/architecture.md, "One run's overhead, third pass"). */
-static inline double lx_pow(double x, double a) {
-    if (x > 0.0 && x < INFINITY && a > -INFINITY && a < INFINITY) return exp(a * log(x));
-    return pow(x, a);
-}
-
 /* Eight powers at once (engine.compile.pow_groups: a subscripted variable's elements): glibc's AVX-512 vector pow
  * (libmvec, max error 4 ulp by glibc's tests, as the block kernel's) where the library was linked with libmvec
- * (LX_MVEC) and the CPU has AVX-512F, lx_pow lane by lane elsewhere. ~60 ns against ~120 ns for seven lx_pow. */
+ * (LX_MVEC) and the CPU has AVX-512F, the C library's pow lane by lane elsewhere (the numbers of single calls).
+ * ~60 ns against ~140 ns for seven pow calls (measured 30 Nov, docs/architecture.md). */
 #if defined(LX_MVEC) && defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx512f")
@@ -145,5 +136,5 @@ static inline void lx_vpow8(const double *b, const double *e, double *o) {
 #if defined(LX_MVEC) && defined(__x86_64__) && defined(__GNUC__)
     if (__builtin_cpu_supports("avx512f")) { lx_vpow8_mvec(b, e, o); return; }
 #endif
-    for (int i = 0; i < 8; i++) o[i] = lx_pow(b[i], e[i]);
+    for (int i = 0; i < 8; i++) o[i] = pow(b[i], e[i]);
 }
