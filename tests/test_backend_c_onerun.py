@@ -178,3 +178,18 @@ def test_grouped_powers_equal_numpy():
         assert mc._c.ccode().groups >= 3, "the elements' powers were not grouped"
     want = np.power(list(VPOW["const"]["b"]["value"].values()), list(VPOW["const"]["e"]["value"].values()))
     np.testing.assert_allclose(rc["p"][0, 0], want, rtol=2e-14, atol=0)
+
+
+def test_grouped_powers_without_libmvec(tmp_path, monkeypatch):
+    """Where the library does not link with libmvec it is built again without (the groups run the C library's pow
+    lane by lane): a library name that does not exist stands for a system without libmvec."""
+    from engine.compile import c_backend, c_code
+
+    if not c_code.VPOW:
+        pytest.skip("the power groups are off (LXSD_C_VPOW=0)")
+    monkeypatch.setenv("LXSD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(c_backend, "MVEC_FLAGS", ("-DLX_MVEC", "-Wl,--no-as-needed", "-llxsd_no_such_library"))
+    mn, mc = build("numpy", name="vpw", **VPOW), build("c", name="vpw", **VPOW)
+    rn, rc = mn.run(), mc.run()
+    assert_same_scalar(rn, rc, "c")
+    assert mc._c.ccode().groups >= 3

@@ -35,7 +35,7 @@ import numpy as np
 from engine import disk_cache
 from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
 from engine.compile.c_call import Words, address, data_args
-from engine.compile.c_code import CCode
+from engine.compile.c_code import VPOW, CCode
 from engine.compile.model_code import ModelCode
 from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported
@@ -83,30 +83,10 @@ def compiler() -> tuple[str, str, bool] | None:
     return _compiler_info
 
 
-# glibc's vector functions for the kernel's grouped powers (engine.compile.pow_groups, c_runtime.h's lx_vpow8)
+# glibc's vector functions for the kernel's grouped powers (engine.compile.pow_groups, c_runtime.h's lx_vpow8). A
+# library that does not link with them (no libmvec: not glibc, not x86-64) is built again without, under the same
+# name (as the block kernel's): no test compile in every process.
 MVEC_FLAGS = ("-DLX_MVEC", "-Wl,--no-as-needed", "-lmvec")
-_mvec: dict[str, bool] = {}
-
-
-def mvec_links(cc: str) -> bool:
-    """Whether ``cc`` builds and links a shared library calling libmvec's AVX-512 pow (x86-64 glibc; asked once per
-    compiler). Elsewhere the grouped powers run lane by lane (the C library's pow, as single calls)."""
-    if cc not in _mvec:
-        if os.environ.get("LXSD_C_VPOW", "1") == "0":
-            _mvec[cc] = False
-            return False
-        with tempfile.TemporaryDirectory(prefix="lxsd-c-") as tmp:
-            src = Path(tmp) / "mvec.c"
-            src.write_text('#include "' + str(Path(__file__).with_name("c_runtime.h")) + '"\n'
-                           "void f(const double *b, const double *e, double *o) { lx_vpow8(b, e, o); }\n",
-                           encoding="utf-8")
-            try:
-                done = subprocess.run([cc, *FLAGS, *MVEC_FLAGS[:1], "-o", str(Path(tmp) / "mvec.so"), str(src),
-                                       *MVEC_FLAGS[1:], "-lm"], capture_output=True, timeout=60, check=False)
-                _mvec[cc] = done.returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                _mvec[cc] = False
-    return _mvec[cc]
 
 
 def version() -> str:
@@ -163,7 +143,8 @@ class CProgram(ScalarProgram):
         if info is None:
             raise NotSupported("no C compiler found")
         cc, line, omp = info
-        flags = list(FLAGS) + (["-fopenmp"] if omp else []) + (list(MVEC_FLAGS) if mvec_links(cc) else [])
+        mvec = VPOW   # grouped powers call libmvec (built without where it does not link)
+        flags = list(FLAGS) + (["-fopenmp"] if omp else []) + (list(MVEC_FLAGS) if mvec else [])
         src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
         h.update(line.encode())
@@ -171,7 +152,12 @@ class CProgram(ScalarProgram):
         digest = h.hexdigest()[:32]
         file = cache_dir() / f"lxsd_{digest}.so"
         if not file.is_file():
-            file = _build(cc, flags, src, file)
+            try:
+                file = _build(cc, flags, src, file)
+            except NotSupported:
+                if not mvec:
+                    raise
+                file = _build(cc, [f for f in flags if f not in MVEC_FLAGS], src, file)
         lib = ctypes.CDLL(str(file))
         fn = lib.lx_kernel
         fn.restype = ctypes.c_int
