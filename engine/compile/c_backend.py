@@ -143,7 +143,7 @@ class CProgram(ScalarProgram):
         if info is None:
             raise NotSupported("no C compiler found")
         cc, line, omp = info
-        mvec = VPOW   # grouped powers call libmvec (built without where it does not link)
+        mvec = VPOW and self.ccode().groups > 0   # grouped powers call libmvec (built without where it does not link)
         flags = list(FLAGS) + (["-fopenmp"] if omp else []) + (list(MVEC_FLAGS) if mvec else [])
         src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
