@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine import limits
 from engine.backends import c_compiler_found, fallback, jax_installed, numba_installed
 from engine.compile.model_code import ModelCode
 from engine.errors import EngineError, ModelError, Problem, SimulationError
@@ -66,6 +67,13 @@ class CompiledModel:
         self._meta_cache: dict[str, tuple] | None = None
         self._visible: tuple[str, ...] | None = None
         self._plans: dict[tuple[str, ...], tuple] = {}
+        # per call's settings, what a run recomputed each time (runs are hot: docs/architecture.md, "One run's
+        # overhead, third pass"): the names asked to save, as identifiers; the checked clocks; the estimates'
+        # counts (every run still checks them against the limits and the memory available now)
+        self._idents: dict[tuple[str, ...], list[str]] = {}
+        self._clocks: dict[tuple, Clock] = {}
+        self._clocks_ok: set[Clock] = set()
+        self._counts: dict[tuple, tuple[int, int, int, int]] = {}
         if backend == "jax":
             if jax_installed():
                 from engine.compile.jax_backend import JaxProgram
@@ -314,7 +322,7 @@ class CompiledModel:
         if scenarios:
             scenarios = {s: {self.identifier(k): v for k, v in o.items()} for s, o in scenarios.items()}
         if variables is not None:
-            variables = [self.identifier(v) for v in variables]
+            variables = self._identifiers(tuple(variables))
         scen_names, overrides = self._batch(params, scenarios, n, names)
         N = len(scen_names)
         P0 = self._inputs(overrides, N)
@@ -335,7 +343,6 @@ class CompiledModel:
                               f"({ts.dynamic[f]} = {self.model.variables[ts.dynamic[f]].equations['']}); a number "
                               f"cannot replace it, since the equations that use {ts.dynamic[f]} would not see it: "
                               f"change the equation or the constants it reads")
-        from engine import limits
         # the model's own values are checked once (they cannot change); what this call gives, every time
         if not (self._defaults_finite and not any(overrides)):   # no override: the defaults, checked once
             check = [(nm, v) for nm, v in zip(self.code.layout.param_names, P0, strict=True)
@@ -355,9 +362,9 @@ class CompiledModel:
                 self._estimate(at_start["start"], at_start["stop"], at_start["dt"], at_start["saveper"], N, sizes)
             clock = DynamicClock(self.code, fixed)
         else:
-            clock = Clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
-                          ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
-            self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes)
+            clock = self._clock(ts.start if start is None else float(start), ts.stop if stop is None else float(stop),
+                                ts.dt if dt is None else float(dt), ts.saveper if saveper is None else float(saveper))
+            self._estimate(clock.t0, clock.t1, clock.dt, clock.saveper, N, sizes, outputs)
             self._check_clock(clock, dt is not None and saveper is None)
         compiled = self._run_compiled(P0, N, clock, solver, outputs, sizes, bool(dynamic)) if self._program else None
         if compiled is not None:
@@ -378,6 +385,27 @@ class CompiledModel:
     def _program(self):
         """The compiled backend's program (JaxProgram or NumbaProgram), None on numpy."""
         return self._jax or self._numba or self._c
+
+    def _identifiers(self, names: tuple[str, ...]) -> list[str]:
+        """The identifiers of names to save (resolved once per list: the app and the CLI ask for the same)."""
+        got = self._idents.get(names)
+        if got is None:
+            got = [self.identifier(v) for v in names]
+            if len(self._idents) >= 64:
+                self._idents.clear()
+            self._idents[names] = got
+        return list(got)
+
+    def _clock(self, t0: float, t1: float, dt: float, saveper: float) -> Clock:
+        """The Clock of these settings (a frozen dataclass: one is kept per settings)."""
+        key = (t0, t1, dt, saveper)
+        got = self._clocks.get(key)
+        if got is None:
+            got = Clock(t0, t1, dt, saveper)
+            if len(self._clocks) >= 64:
+                self._clocks.clear()
+            self._clocks[key] = got
+        return got
 
     def _output_plan(self, outputs: tuple[str, ...]) -> tuple[dict, dict, dict, dict, dict]:
         """Per variable to save: (sizes, elements, units, dimensions, labels), checked and built once per output
@@ -489,17 +517,28 @@ class CompiledModel:
         return sum(math.prod(rv.sizes) for rv in self.rvars.values() if rv.kind != "lookup")
 
     def _estimate(self, start: float, stop: float, dt: float, saveper: float, n_runs: int,
-                  saved: dict[str, tuple[int, ...]]) -> None:
-        """Refuse, before allocating anything, a run past the limits of engine.limits (unless forced)."""
-        from engine import limits
-
-        steps = limits.check_clock(start, stop, dt, saveper, self.model.file)
-        cells = self._cells
-        saved_cells = sum(math.prod(s) for s in saved.values())
-        every = max(1, round(saveper / dt)) if saveper >= dt else 1
-        limits.check_run(steps, n_runs, cells, saved_cells, steps // every + 1, self.model.file)
+                  saved: dict[str, tuple[int, ...]], outputs: tuple[str, ...] | None = None) -> None:
+        """Refuse, before allocating anything, a run past the limits of engine.limits (unless forced). The
+        counts are kept per settings and output list (``outputs``, when given, names ``saved``'s list); the
+        check against the limits and the memory available is made every run."""
+        key = ((start, stop, dt, saveper, outputs, limits.is_forced(), limits.MAX_STEPS) if outputs is not None
+               else None)
+        counts = self._counts.get(key) if key is not None else None
+        if counts is None:
+            steps = limits.check_clock(start, stop, dt, saveper, self.model.file)
+            saved_cells = sum(math.prod(s) for s in saved.values())
+            every = max(1, round(saveper / dt)) if saveper >= dt else 1
+            counts = (steps, self._cells, saved_cells, steps // every + 1)
+            if key is not None:
+                if len(self._counts) >= 64:
+                    self._counts.clear()
+                self._counts[key] = counts
+        steps, cells, saved_cells, saved_times = counts
+        limits.check_run(steps, n_runs, cells, saved_cells, saved_times, self.model.file)
 
     def _check_clock(self, c: Clock, dt_only: bool) -> None:
+        if c in self._clocks_ok:   # checked before (the settings of a kept Clock cannot change)
+            return
         if not (c.dt > 0 and math.isfinite(c.dt)):
             raise EngineError(f"dt must be a positive number, got {c.dt}")
         if c.t1 < c.t0:
@@ -510,6 +549,9 @@ class CompiledModel:
         ratio = c.saveper / c.dt
         if abs(ratio - round(ratio)) > 1e-6 or ratio < 1 - 1e-9:
             raise EngineError(f"saveper ({c.saveper}) must be a multiple of dt ({c.dt})")
+        if len(self._clocks_ok) >= 64:
+            self._clocks_ok.clear()
+        self._clocks_ok.add(c)
 
     def _series_override(self, name: str, value: object) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(value, Mapping) and set(value) == {"time", "values"}:
@@ -533,7 +575,7 @@ class CompiledModel:
             return scen_names, overrides
         sizes = {len(v) for k, v in params.items() if isinstance(v, (np.ndarray, list))
                  and self.model.variables[k].kind == "constant" and np.ndim(v) >= 1
-                 and np.shape(v) != self.rvars[k].sizes}
+                 and np.shape(v) != self.rvars[k].sizes} if params else set()
         if len(sizes) > 1:
             raise EngineError(f"batch arrays have different lengths {sorted(sizes)}; give N values for each")
         N = sizes.pop() if sizes else (n or 1)
@@ -541,9 +583,8 @@ class CompiledModel:
             raise EngineError(f"n={n} but the arrays in params have {N} values")
         if N < 1:
             raise EngineError("the batch size must be at least 1")
-        from engine.limits import check_runs
-        check_runs(N)   # before a label is made for each run
-        labels = list(names) if names is not None else [str(i) for i in range(N)]
+        limits.check_runs(N)   # before a label is made for each run
+        labels = list(names) if names is not None else (["0"] if N == 1 else [str(i) for i in range(N)])
         if len(labels) != N:
             raise EngineError(f"{len(labels)} names for {N} runs")
         params = {k: (np.asarray(v, dtype=float) if isinstance(v, list) else v) for k, v in params.items()}

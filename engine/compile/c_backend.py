@@ -26,19 +26,21 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from engine import disk_cache
 from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
-from engine.compile.c_call import address, data_args
-from engine.compile.c_code import CCode
+from engine.compile.c_call import Words, address, data_args
+from engine.compile.c_code import VPOW, CCode
 from engine.compile.model_code import ModelCode
 from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported
 from engine.compile.scalar_program import METHODS, ScalarProgram
-from engine.compile.static_code import StaticCode, StaticInit
+from engine.compile.static_code import RUN_WORDS, StaticCode, StaticInit
 from engine.integrate.driver import MAX_PIPELINE_VALUES
 
 NAME = "c"
@@ -81,6 +83,12 @@ def compiler() -> tuple[str, str, bool] | None:
     return _compiler_info
 
 
+# glibc's vector functions for the kernel's grouped powers (engine.compile.pow_groups, c_runtime.h's lx_vpow8). A
+# library that does not link with them (no libmvec: not glibc, not x86-64) is built again without, under the same
+# name (as the block kernel's): no test compile in every process.
+MVEC_FLAGS = ("-DLX_MVEC", "-Wl,--no-as-needed", "-lmvec")
+
+
 def version() -> str:
     """The C compiler's version line (and whether OpenMP works), for ``lxsd describe``."""
     info = compiler()
@@ -103,6 +111,8 @@ class CProgram(ScalarProgram):
         self._table: RandomTable | None = None
         self._static: StaticCode | None = None   # the init in C (engine.compile.static_code); None: numpy's init
         self._init: StaticInit | None = None
+        self._run_fn = None                      # lx_run (one call: init and kernel), where the init is compiled
+        self._kept: _KeptRun | None = None       # lx_run's argument block for the last small batch
 
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
         """Why this run cannot be compiled, in words; None when it can."""
@@ -133,7 +143,8 @@ class CProgram(ScalarProgram):
         if info is None:
             raise NotSupported("no C compiler found")
         cc, line, omp = info
-        flags = list(FLAGS) + (["-fopenmp"] if omp else [])
+        mvec = VPOW and self.ccode().groups > 0   # grouped powers call libmvec (built without where it does not link)
+        flags = list(FLAGS) + (["-fopenmp"] if omp else []) + (list(MVEC_FLAGS) if mvec else [])
         src = (self.ccode().source + self._static_source()).encode("utf-8")
         h = hashlib.sha256(src)
         h.update(line.encode())
@@ -141,7 +152,12 @@ class CProgram(ScalarProgram):
         digest = h.hexdigest()[:32]
         file = cache_dir() / f"lxsd_{digest}.so"
         if not file.is_file():
-            file = _build(cc, flags, src, file)
+            try:
+                file = _build(cc, flags, src, file)
+            except NotSupported:
+                if not mvec:
+                    raise
+                file = _build(cc, [f for f in flags if f not in MVEC_FLAGS], src, file)
         lib = ctypes.CDLL(str(file))
         fn = lib.lx_kernel
         fn.restype = ctypes.c_int
@@ -149,6 +165,11 @@ class CProgram(ScalarProgram):
         fn.argtypes = [L, L, P, P, P, P, P, P, L, P, P, D, D, D, D, L, L, L, L, L, P, P, P, P, L, P, P, P, P, P]
         self.cache_file, self.threads_ok, self._fn = file, omp, fn
         self._init = StaticInit(self._static, lib.lx_init) if self._static is not None else None
+        if self._static is not None:
+            run_fn = lib.lx_run
+            run_fn.restype = ctypes.c_int
+            run_fn.argtypes = [ctypes.c_void_p]
+            self._run_fn = run_fn
         return fn
 
     def _static_source(self) -> str:
@@ -170,10 +191,12 @@ class CProgram(ScalarProgram):
 
     # ---------------------------------------------------------------- running
     def run(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+            ) -> tuple[np.ndarray, Mapping[str, np.ndarray]] | None:
         """Saved values of a batch as the numpy loop returns them ({name: (T, *dims, n)}); None when a run
         failed (the caller re-runs the batch on numpy, for the exact error and per-run status)."""
         fn = self.library()
+        if n < BLOCK_MIN_RUNS and self._run_fn is not None and self.plain():
+            return self._run_small(P0, n, clock, solver, outputs, sizes)
         block = None
         if n >= BLOCK_MIN_RUNS and self.plain():   # a batch: runs side by side in SIMD lanes (block_code)
             block = block_kernel(self)
@@ -189,7 +212,7 @@ class CProgram(ScalarProgram):
                 clock.saveper, clock.n_steps, clock.save_every, METHODS[solver.name])
         if block is not None:   # no DELAY FIXED, no RANDOM: the block kernel takes the plain arguments
             block(*head, *dargs)
-            return None if np.count_nonzero(bad) else self._saved(b, clock, outputs, sizes)
+            return None if np.count_nonzero(bad) else self._store(b.out, clock, outputs, sizes)
         pipes = self._pipelines(b, clock, n)
         if pipes is None:
             return None
@@ -203,7 +226,55 @@ class CProgram(ScalarProgram):
             fn(*head, r0, r1, RND.ctypes.data, D0.ctypes.data, LAG.ctypes.data, ROFF.ctypes.data, ring, *dargs)
             if bad[r0:r1].any():
                 return None
-        return self._saved(b, clock, outputs, sizes)
+        return self._store(b.out, clock, outputs, sizes)
+
+    def _run_small(self, P0: list, n: int, clock, solver, outputs: tuple[str, ...],
+                   sizes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, Mapping[str, np.ndarray]] | None:
+        """A batch of a plain model too small for the block kernel (one run, a few scenarios): init and kernel
+        in one ``lx_run`` call, whose argument block and arrays are kept while the packed inputs, the batch
+        size, the clock, the method and the outputs stay the same (the app's and the CLI's runs of the same
+        settings). The saved values are copied out of the kept output array (the Results own theirs)."""
+        assert self._init is not None and self._run_fn is not None
+        data = self._data(P0, n)
+        packed = self._init._pack(P0, n)
+        threads = (os.cpu_count() or 1) if (self.threads_ok and n >= PARALLEL_MIN_RUNS) else 1
+        key = (n, threads, clock.t0, clock.dt, clock.t1, clock.saveper, solver.name, outputs)
+        kept = self._kept
+        if kept is None or kept.packed is not packed or kept.key != key or (
+                kept.data is not data and (data or kept.data)):   # (a model without series: a new [] each run)
+            kept = self._kept = self._prepare(packed, data, key, n, threads, clock, solver, outputs)
+        if not kept.lock.acquire(blocking=False):   # another thread runs the same settings: arrays of its own
+            kept = self._prepare(packed, data, key, n, threads, clock, solver, outputs)
+            kept.lock.acquire()
+        try:
+            if self._run_fn(kept.words.address):
+                return None   # a run could not start or failed: numpy re-runs the batch, for its error
+            out = kept.out.copy()
+        finally:
+            kept.lock.release()
+        return self._store(out, clock, outputs, sizes)
+
+    def _prepare(self, packed, data, key, n: int, threads: int, clock, solver, outputs) -> _KeptRun:
+        """lx_run's arguments (engine.compile.static_code.RUN_WORDS) and the arrays behind them."""
+        assert self._init is not None
+        PI, OFFI, VRI = packed
+        npi = PI.shape[0]
+        init = self._init
+        PF = np.empty(npi + max(init.n_comp, 1) * n)
+        PF[:npi] = PI
+        OFF, VR = init._kernel_index(OFFI, VRI, npi, n)
+        outs = self._outputs(outputs)
+        n_saves = len(range(0, clock.n_steps + 1, clock.save_every))
+        out = np.empty((n_saves, len(outs), n))
+        S0 = np.empty((init.rows, n)) if init.rows else np.zeros((1, n))
+        dargs, dkeep = data_args(data)
+        values = {"n": n, "threads": threads, "PI": PI, "OFFI": OFFI, "VRI": VRI, "TAB": self._tables(),
+                  "t0": clock.t0, "dt": clock.dt, "t1": clock.t1, "saveper": clock.saveper,
+                  **dict(zip(("DT", "NT", "DV", "NE", "NB"), dargs, strict=True)),
+                  "PFC": PF.ctypes.data + npi * 8, "S0": S0, "bad": np.zeros(n, dtype=np.uint8), "PF": PF,
+                  "OFF": OFF, "VR": VR, "OUTS": outs, "n_outs": len(outs), "out": out, "n_steps": clock.n_steps,
+                  "save_every": clock.save_every, "method": METHODS[solver.name]}
+        return _KeptRun(Words(RUN_WORDS, values), packed, data, key, out, (PF, dkeep))
 
     def plain(self) -> bool:
         """No DELAY FIXED and no RANDOM function: the compiled init and the block kernel apply (they hold no
@@ -249,6 +320,21 @@ class CProgram(ScalarProgram):
         ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
         assert D0.shape[0] == sc.n_delay
         return D0, LAG, ROFF, int(longest.sum())
+
+
+class _KeptRun:
+    """One small batch's lx_run call, kept: its argument block, what it was built from (the packed constants
+    and the data series, held so that no other object takes their ids; the key of sizes, clock, method and
+    outputs) and the arrays it writes (used by one thread at a time: ``lock``)."""
+
+    def __init__(self, words: Words, packed: tuple, data: list, key: tuple, out: np.ndarray, keep: tuple) -> None:
+        self.words = words
+        self.packed = packed
+        self.data = data
+        self.key = key
+        self.out = out
+        self.keep = keep
+        self.lock = threading.Lock()
 
 
 # a model without DELAY FIXED: placeholders for the rings' arguments, made once (the kernel never reads them)

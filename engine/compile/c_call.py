@@ -59,3 +59,30 @@ def _no_data() -> tuple[tuple[int, int, int, int, int], tuple]:
 
 
 _NO_DATA = _no_data()   # a model without data series: the same (unread) arguments every call
+
+
+class Words:
+    """A kept argument block: one 8-byte word per argument (an int64, a double or an address), for a C function
+    that takes a pointer to it (``lx_run``). Built once per set of arrays and numbers; each call then passes one
+    address, where a call of thirty ctypes arguments costs about ten microseconds of conversions (measured,
+    docs/architecture.md "One run's overhead, third pass"). Holds the arrays it points into."""
+
+    def __init__(self, kinds: tuple[tuple[str, str], ...], values: dict[str, object]) -> None:
+        self.block = np.zeros(len(kinds), dtype=np.int64)
+        as_float = self.block.view(np.float64)
+        held: list[object] = []
+        for k, (name, kind) in enumerate(kinds):
+            v = values[name]
+            if kind == "i":
+                self.block[k] = int(v)   # type: ignore[call-overload]
+            elif kind == "d":
+                as_float[k] = float(v)   # type: ignore[arg-type]
+            elif isinstance(v, np.ndarray):
+                if not v.flags.c_contiguous:
+                    raise ValueError(f"the C backend passes C-contiguous arrays only ({name})")
+                self.block[k] = v.ctypes.data
+                held.append(v)
+            else:                        # an address (of a buffer the caller holds in ``keep``)
+                self.block[k] = int(v)   # type: ignore[call-overload]
+        self.held = held
+        self.address = self.block.ctypes.data

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 from pathlib import Path
 
+from engine.compile.pow_groups import LANES, group_powers
 from engine.compile.scalar_code import NotSupported, ScalarCode
 
 RUNTIME_H = Path(__file__).with_name("c_runtime.h")
@@ -34,6 +36,9 @@ _CALLS: dict[str, tuple[str, int] | None] = {
     "_pulse_width": ("lx_pulse_width", 4), "_pulse_train": ("lx_pulse_train", 6), "_log": ("lx_log", 2),
     "_and": None, "_or": None, "_not": None, "_lookup": None, "_series": None, "_rnd": None,
 }
+# A subscripted variable's powers eight at a time in the kernel (engine.compile.pow_groups; docs/architecture.md,
+# "One run's overhead, third pass"); LXSD_C_VPOW=0: one C library pow each, as before
+VPOW = os.environ.get("LXSD_C_VPOW", "1") != "0"
 _BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _SCALARS = {"t", "dt", "t0", "t1", "saveper", "r"}
@@ -130,7 +135,35 @@ class CCode:
 
     def __init__(self, sc: ScalarCode) -> None:
         self.sc = sc
+        self.groups = 0   # vector power lines (engine.compile.pow_groups) printed
         self.source = self._source()
+
+    def _var(self, name: str) -> list[str]:
+        """A dynamic variable's statements, its elements' powers grouped eight at a time where they can be."""
+        lines = self.sc._var(name)
+        if VPOW:
+            lines, k = group_powers(lines, self.groups)
+            self.groups += k
+        return lines
+
+    def _vector_power(self, target: str, args: list[ast.expr], printer: _Printer, out: list[str]) -> None:
+        """``_pgv<g> = _vpow(bases.., exponents..)``: one lx_vpow8 call, its lanes bound to ``_pg<g>_<lane>``."""
+        m = len(args) // 2
+        if not target.startswith("_pgv") or len(args) != 2 * m or not 0 < m <= LANES:
+            raise NotSupported("a vector power line the C backend cannot print")
+        g = target[4:]
+        pad = ["1.0"] * (LANES - m)
+        bases = [printer.expr(a) for a in args[:m]] + pad
+        exps = [printer.expr(a) for a in args[m:]] + pad
+        out.append(f"    double {target}[{LANES}];")
+        out.append(f"    lx_vpow8((const double[{LANES}]){{{', '.join(bases)}}}, "
+                   f"(const double[{LANES}]){{{', '.join(exps)}}}, {target});")
+        for lane in range(m):
+            name = f"_pg{g}_{lane}"
+            if name in printer.locals:
+                raise NotSupported(f"the generated local {name} is assigned twice")
+            printer.locals.add(name)
+            out.append(f"    const double {name} = {target}[{lane}];")
 
     def _statements(self, lines: list[str], printer: _Printer, out: list[str]) -> None:
         for line in lines:
@@ -144,6 +177,10 @@ class CCode:
             if len(st.targets) != 1 or not isinstance(st.targets[0], ast.Name):
                 raise NotSupported("the C backend expects an assignment to one name")
             target = st.targets[0].id
+            v = st.value
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "_vpow" and not v.keywords:
+                self._vector_power(target, v.args, printer, out)
+                continue
             value = printer.expr(st.value)
             if target in printer.locals:
                 raise NotSupported(f"the generated local {target} is assigned twice")
@@ -163,7 +200,7 @@ class CCode:
             body.append(f"    const double v{slot} = V[{slot}];")
         for name in sc.order:
             if name in base:
-                self._statements(sc._var(name), printer, body)
+                self._statements(self._var(name), printer, body)
         row = 0
         for s in lay.stocks:
             v = sc.rvars[s.name]
@@ -179,7 +216,7 @@ class CCode:
         extra: list[str] = []
         for name in sc.order:
             if name not in base:
-                self._statements(sc._var(name), printer, extra)
+                self._statements(self._var(name), printer, extra)
         for slot in range(n_in, sc.n_slots):
             extra.append(f"    V[{slot}] = v{slot};")
         # the only model-dependent parts below are integers (sizes, slots, rows)

@@ -4,12 +4,14 @@ values handed back in the numpy loop's shapes. Each backend adds how its kernel 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.compile.model_code import ModelCode
 from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
+from engine.results import SavedArrays
 
 METHODS = {"euler": 0, "rk2": 1, "rk4": 2}   # the kernels' method numbers (engine.integrate.solvers' names)
 
@@ -47,7 +49,7 @@ class ScalarProgram:
         self._tab: np.ndarray | None = None
         self._data_cache: tuple | None = None
         self._data_at: list[int] | None = None
-        self._plans: dict[tuple[str, ...], list] = {}
+        self._plans: dict[tuple[str, ...], dict[str, tuple[int, int, tuple[int, ...]]]] = {}
         self._times: tuple | None = None
 
     def _reason(self, method: str, dynamic_clock: bool) -> str | None:
@@ -147,19 +149,23 @@ class ScalarProgram:
 
     def _saved(self, batch: Batch, clock, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The kernel's output as the numpy loop hands it back: {name: (T, *dims, n)}."""
-        out = batch.out
-        n_saves, n = out.shape[0], out.shape[2]
-        plan = self._plans.get(outputs)
-        if plan is None:   # per variable: its columns of out and its shape (built once per output list)
-            plan, c = [], 0
+        """The kernel's output as the numpy loop hands it back: {name: (T, *dims, n)} (the arrays made now; the
+        C backend hands on :meth:`_store`'s views, made when read)."""
+        times, store = self._store(batch.out, clock, outputs, sizes)
+        return times, dict(store)
+
+    def _store(self, out: np.ndarray, clock, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]]
+               ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
+        """The saved times and {name: (T, *dims, n)} views of ``out`` (n_saves, columns, n), made when read."""
+        columns = self._plans.get(outputs)
+        if columns is None:   # per variable: its columns of out and its shape (built once per output list)
+            columns, c = {}, 0
             for o in outputs:
                 e = self.code.rvars[o].size
-                plan.append((o, c, c + e, tuple(sizes[o])))
+                columns[o] = (c, c + e, tuple(sizes[o]))
                 c += e
-            self._plans[outputs] = plan
-        store = {o: out[:, a:b, :].reshape((n_saves, *shape, n)) for o, a, b, shape in plan}
+            self._plans[outputs] = columns
         key = (clock.t0, clock.dt, clock.t1, clock.saveper)
         if self._times is None or self._times[0] != key:
             self._times = (key, clock.save_times())
-        return self._times[1].copy(), store   # a copy: the caller's Results own their times
+        return self._times[1].copy(), SavedArrays(out, columns)   # a copy: the caller's Results own their times

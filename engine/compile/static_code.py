@@ -116,6 +116,50 @@ int lx_init(int64_t n, int64_t threads, const double *PI, const int64_t *OFFI, c
     }}
     return failed > 0;
 }}
+{_run_source()}"""
+
+
+# lx_run's argument block: one 8-byte word each, in this order (engine.compile.c_call.Words packs it). Kinds:
+# i an int64, d a double, or the C type of a pointer.
+RUN_WORDS: tuple[tuple[str, str], ...] = (
+    ("n", "i"), ("threads", "i"), ("PI", "const double *"), ("OFFI", "const int64_t *"),
+    ("VRI", "const int64_t *"), ("TAB", "const double *"), ("t0", "d"), ("dt", "d"), ("t1", "d"), ("saveper", "d"),
+    ("DT", "const double *const *"), ("NT", "const int64_t *"), ("DV", "const double *const *"),
+    ("NE", "const int64_t *"), ("NB", "const int64_t *"), ("PFC", "double *"), ("S0", "double *"),
+    ("bad", "unsigned char *"), ("PF", "const double *"), ("OFF", "const int64_t *"), ("VR", "const int64_t *"),
+    ("OUTS", "const int64_t *"), ("n_outs", "i"), ("out", "double *"), ("n_steps", "i"), ("save_every", "i"),
+    ("method", "i"))
+
+
+def _run_source() -> str:
+    """``lx_run``: one batch of a plain model (no DELAY FIXED, no RANDOM) in one call, init then kernel, its
+    arguments read from one block of words that the caller keeps between runs (engine.compile.c_call.Words):
+    one ctypes call of one argument instead of two of 18 and 30 (docs/architecture.md, "One run's overhead,
+    third pass")."""
+    decl = []
+    for k, (name, kind) in enumerate(RUN_WORDS):
+        if kind == "i":
+            decl.append(f"    const int64_t {name} = A[{k}].i;")
+        elif kind == "d":
+            decl.append(f"    const double {name} = A[{k}].d;")
+        else:
+            decl.append(f"    {kind}{name} = ({kind})A[{k}].p;")
+    return f"""
+typedef union {{ int64_t i; double d; void *p; }} lx_word;
+static double lx_no_draws[1];
+static int64_t lx_no_lags[1] = {{1}};
+
+/* init, then the kernel over runs 0 .. n-1 (no draws, no rings). Returns 0, 1 when a run cannot start, 2 when
+   a run failed (the caller re-runs the batch on numpy for its error). */
+int lx_run(const lx_word *A) {{
+{chr(10).join(decl)}
+    memset(bad, 0, (size_t)n);
+    if (lx_init(n, threads, PI, OFFI, VRI, TAB, t0, dt, t1, saveper, LX_DARGS, PFC, S0, bad)) return 1;
+    lx_kernel(n, threads, S0, PF, OFF, VR, TAB, OUTS, n_outs, out, bad, t0, dt, t1, saveper, n_steps, save_every,
+              method, 0, n, lx_no_draws, lx_no_draws, lx_no_lags, lx_no_lags, 0, LX_DARGS);
+    for (int64_t r = 0; r < n; r++) if (bad[r]) return 2;
+    return 0;
+}}
 """
 
 
