@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import REL, build
+from backend_helpers import DELAYS, REL, build
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -93,13 +93,17 @@ def test_linxiang_scenarios_equal_numpy():
 
 
 def test_unsupported_construct_falls_back_with_one_line(capsys):
-    spec = {"aux": {"y": "DELAY_FIXED(TIME, 2, 0)"}, "time": {"dt": 1, "saveper": 1}}
-    mj = build("jax", name="fixed_delay", **spec)
+    # a vector function without a JAX version (DELAY FIXED, refused here before, is compiled now:
+    # test_delay_fixed_equal_numpy)
+    spec = {"dims": {"s": ["a", "b", "c"]}, "const": {"w": {"dims": ["s"], "value": {"a": 3, "b": 1, "c": 2}}},
+            "aux": {"y": {"dims": ["s"], "equation": "VECTOR_SORT_ORDER(w[s], 1) + TIME"}},
+            "time": {"dt": 1, "saveper": 1}}
+    mj = build("jax", name="sort_order", **spec)
     res = mj.run()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "numpy" in err[0] and "DELAY FIXED" in err[0] and "fixed_delay.toml" in err[0]
+    assert len(err) == 1 and "numpy" in err[0] and "vector_sort_order" in err[0] and "sort_order.toml" in err[0]
     assert res.backend == "numpy"
-    np.testing.assert_array_equal(res["y"][0], build("numpy", **spec).run()["y"][0])
+    np.testing.assert_array_equal(res["y"], build("numpy", **spec).run()["y"])
     mj.run()
     assert capsys.readouterr().err == ""     # said once
 
@@ -122,8 +126,8 @@ def test_default_backend_is_c_with_a_compiler_else_numpy(monkeypatch, tmp_path):
 def test_jax_by_environment_falls_back_with_one_line(monkeypatch, capsys):
     monkeypatch.setenv("LXSD_BACKEND", "jax")
     m = compile_model(model_from_dict({"model": {"name": "q2"}, "time": {"start": 0, "stop": 3, "dt": 1},
-                                       "auxiliaries": {"y": {"equation": "DELAY_FIXED(TIME, 1, 0)"}}}, "q2.toml"))
-    m.run()
+                                       "auxiliaries": {"y": {"equation": "RANDOM_0_1() + TIME"}}}, "q2.toml"))
+    m.run()   # RANDOM functions have no JAX version (DELAY FIXED, used here before, is compiled now)
     assert "numpy" in capsys.readouterr().err
 
 
@@ -230,3 +234,68 @@ def test_small_batches_share_one_program_whatever_they_save():
     for variables in (["x"], ["vs", "tot"], None):
         assert_same(mn.run(variables=variables), mj.run(variables=variables))
     assert len(mj._jax._loops) == 1
+
+
+# ------------------------------------------------------------------ DELAY FIXED (ring buffers in the scan's state)
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_delay_fixed_equal_numpy(method):
+    """DELAY FIXED in the compiled loop: the numpy loop's lags (whole steps, half rounded up, beyond the run),
+    initial values and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it."""
+    mn, mj = build("numpy", name="delays", **DELAYS), build("jax", name="delays", **DELAYS)
+    assert_same(mn.run(method=method), mj.run(method=method))
+    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
+    rn, rj = mn.run(params={"T": T}, n=4, method=method), mj.run(params={"T": T}, n=4, method=method)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["df"], rj["df"]) and np.array_equal(rn["dv"], rj["dv"])   # copies: exact
+
+
+def test_delay_rings_share_programs_and_chunks(monkeypatch):
+    """A ring's length is the longest lag rounded up to a power of two: delay times in the same bucket share
+    one compiled program, a longer one compiles another; chunked and padded batches keep each run's lags."""
+    from engine.compile import jax_backend
+
+    mn, mj = build("numpy", name="rings", **DELAYS), build("jax", name="rings", **DELAYS)
+    for T in (2.0, 1.75):       # 8 and 7 steps of 0.25: one ring of 8
+        assert_same(mn.run(params={"T": T}), mj.run(params={"T": T}))
+    assert len(mj._jax._loops) == 1
+    assert_same(mn.run(params={"T": 3.5}), mj.run(params={"T": 3.5}))   # 14 steps: a ring of 16, another program
+    assert len(mj._jax._loops) == 2
+    monkeypatch.setattr(jax_backend, "CHUNK", 4)
+    T = np.array([0.25, 1.0, 2.6, 5.0, 7.5])
+    assert_same(mn.run(params={"T": T}), mj.run(params={"T": T}))
+
+
+def test_delay_time_not_finite_same_error_as_numpy():
+    """A DELAY FIXED whose delay time is not finite: the batch is re-run on numpy, so the error is numpy's."""
+    spec = {**DELAYS, "const": {**DELAYS["const"], "z": {"value": 0.0}},
+            "aux": {**DELAYS["aux"], "df": "DELAY_FIXED(x, T / z, x0)"}}
+    mn, mj = build("numpy", name="badT", **spec), build("jax", name="badT", **spec)
+    with pytest.raises(SimulationError) as en:
+        mn.run()
+    with pytest.raises(SimulationError) as ej:
+        mj.run()
+    assert str(en.value) == str(ej.value) and "DELAY FIXED" in str(ej.value)
+
+
+SUITE = Path(os.environ.get("SD_TEST_MODELS", ROOT.parent / "shared" / "sd-test-models"))
+TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
+# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
+SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
+                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("rel", SUITE_DELAY_FIXED)
+def test_suite_delay_fixed_models_equal_numpy(rel):
+    import warnings
+
+    from backend_helpers import suite_pair
+
+    if not (TESTS / rel).is_file():
+        pytest.skip(f"{rel} not in the suite")
+    mn, mj = suite_pair(TESTS / rel, "jax")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        rn, rj = mn.run(), mj.run()
+    assert_same(rn, rj)
