@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import DELAYS, REL, build
+from backend_helpers import DELAYS, RANDOMS, REL, build
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -126,8 +126,9 @@ def test_default_backend_is_c_with_a_compiler_else_numpy(monkeypatch, tmp_path):
 def test_jax_by_environment_falls_back_with_one_line(monkeypatch, capsys):
     monkeypatch.setenv("LXSD_BACKEND", "jax")
     m = compile_model(model_from_dict({"model": {"name": "q2"}, "time": {"start": 0, "stop": 3, "dt": 1},
-                                       "auxiliaries": {"y": {"equation": "RANDOM_0_1() + TIME"}}}, "q2.toml"))
-    m.run()   # RANDOM functions have no JAX version (DELAY FIXED, used here before, is compiled now)
+                                       "auxiliaries": {"y": {"equation": "RANDOM_UNIFORM(0, TIME + 1, 3)"}}},
+                                      "q2.toml"))
+    m.run()   # draws whose arguments change during the run (DELAY FIXED, used here before, is compiled now)
     assert "numpy" in capsys.readouterr().err
 
 
@@ -277,6 +278,43 @@ def test_delay_time_not_finite_same_error_as_numpy():
     assert str(en.value) == str(ej.value) and "DELAY FIXED" in str(ej.value)
 
 
+# ------------------------------------------------------------------ RANDOM (tables of numpy's own draws)
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_random_functions_equal_numpy(method, monkeypatch):
+    """RANDOM functions read tables of the numpy code's own draws (engine.compile.jax_random): equal to numpy's
+    bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks of runs."""
+    from engine.compile import random_table
+
+    mn, mj = build("numpy", name="rnd", **RANDOMS), build("jax", name="rnd", **RANDOMS)
+    rn, rj = mn.run(method=method), mj.run(method=method)
+    assert_same(rn, rj)
+    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
+        assert np.array_equal(rn[v], rj[v]), v
+    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
+    rn, rj = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mj.run(params={"sd": sd}, n=5, seed=42,
+                                                                           method=method)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["r01"], rj["r01"]) and not np.array_equal(rj["r01"][0], rj["r01"][1])
+
+
+def test_random_with_changing_arguments_falls_back_with_one_line(capsys):
+    spec = {"aux": {"y": "RANDOM_UNIFORM(0, TIME + 1, 3)"}, "time": {"dt": 1, "saveper": 1}}
+    res = build("jax", name="moving_random", **spec).run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy" in err[0] and "RANDOM" in err[0] and "moving_random.toml" in err[0]
+    assert "change during the run" in err[0] and res.backend == "numpy"
+
+
+def test_delays_and_draws_together():
+    spec = {**DELAYS, "aux": {**DELAYS["aux"], "noise": "RANDOM_NORMAL(-3, 3, 0, 1, 1) + df"}}
+    mn, mj = build("numpy", name="both", **spec), build("jax", name="both", **spec)
+    T = np.linspace(0.25, 12.0, 6)
+    rn, rj = mn.run(params={"T": T}, seed=3), mj.run(params={"T": T}, seed=3)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["noise"], rj["noise"])
+
+
 SUITE = Path(os.environ.get("SD_TEST_MODELS", ROOT.parent / "shared" / "sd-test-models"))
 TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
 # the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
@@ -299,3 +337,27 @@ def test_suite_delay_fixed_models_equal_numpy(rel):
         warnings.simplefilter("ignore")
         rn, rj = mn.run(), mj.run()
     assert_same(rn, rj)
+
+
+E4A = ROOT.parent / "shared" / "real-models" / "earth4all" / "mov220501-18 E4A-global jr TLTL.mdl"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not E4A.is_file(), reason=f"Earth4All not found at {E4A} (../shared absent)")
+def test_earth4all_equal_numpy():
+    """Earth4All (855 variables, 7 681 steps, DELAY FIXED, RANDOM PINK NOISE) on JAX, to 1e-10 of each variable's
+    scale (as test_backend_c's: XLA's exp/log/pow and numpy's may differ in the last bit, and 240 years of
+    feedback carry that)."""
+    mn = load_model(E4A, backend="numpy")
+    mj = compile_model(mn.model, check_units=False, backend="jax")   # the .mdl read once
+    rj = mj.run()
+    assert rj.backend == "jax", "Earth4All fell back to numpy"
+    with np.errstate(all="ignore"):
+        rn = mn.run()
+    np.testing.assert_array_equal(rn.times, rj.times)
+    assert rn.variables == rj.variables
+    for v in rn.variables:
+        a, b = rn[v], rj[v]
+        assert a.shape == b.shape and (np.isnan(a) == np.isnan(b)).all(), v
+        scale = np.nanmax(np.abs(a), initial=0.0)
+        assert np.nanmax(np.abs(a - b), initial=0.0) <= 1e-10 * scale, v

@@ -8,8 +8,9 @@ are still computed by the numpy ``init`` (once a run, a few hundred array operat
 DELAY FIXED is a ring buffer a variable in the loop's state (engine.integrate.jax_loop), sized from
 the longest lag of the batch (rounded up to a power of two, so batches with other delay times share a
 program; :func:`_rings`). What it does not cover runs on numpy, with one line saying why
-(:meth:`JaxProgram.unsupported`): time settings that are equations, the adaptive method, and builtins
-without a JAX version (the RANDOM functions among them). A batch in which a run fails is re-run on
+(:meth:`JaxProgram.unsupported`): time settings that are equations, the adaptive method, builtins
+without a JAX version, and a RANDOM function whose arguments change during the run (the others read
+tables of the numpy code's own draws: engine.compile.jax_random). A batch in which a run fails is re-run on
 numpy, so that errors and per-run status are the numpy backend's.
 
 Compilation is cached on disk in ``$LXSD_CACHE_DIR/jax`` (default ``~/.cache/linxiang-sd/jax``):
@@ -33,6 +34,8 @@ import numpy as np
 
 from engine import disk_cache
 from engine.compile import jax_runtime, runtime
+from engine.compile.jax_random import JaxDraws
+from engine.compile.jax_runtime import Unsupported
 from engine.compile.model_code import ModelCode
 
 NAME = "jax"
@@ -75,6 +78,7 @@ class JaxProgram:
         self._loops: dict[tuple, object] = {}
         self.broken: str | None = None   # why tracing failed once: not tried again
         self.cache_note: str | None = None   # why the last compiled program could not be cached
+        self._draws: JaxDraws | None = None
 
     # ---------------------------------------------------------------- what is covered
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
@@ -85,7 +89,20 @@ class JaxProgram:
             return "time settings that are equations (a dynamic clock) are not compiled"
         if method == "adaptive":
             return "the adaptive method is not compiled"
-        return self._unknown_helpers()
+        reason = self._unknown_helpers()
+        if reason is None:
+            try:
+                self.draws()
+            except Unsupported as exc:
+                reason = self.broken = str(exc)
+        return reason
+
+    def draws(self) -> JaxDraws | None:
+        """The RANDOM call sites' tables (None when the model draws nothing); Unsupported when one cannot be
+        tabulated."""
+        if self._draws is None and "_streams" in self.code.globals:
+            self._draws = JaxDraws(self.code)
+        return self._draws
 
     @functools.cached_property
     def _helpers_reason(self) -> str | None:
@@ -117,19 +134,22 @@ class JaxProgram:
     def step(self, outputs: tuple[str, ...]) -> types.FunctionType:
         if outputs not in self._steps:
             src = self.code.dynamic_source(outputs, functional=True, fname="_dynj")
+            draws = self.draws()
+            if draws is not None:
+                src = draws.rewrite(src)
             code = compile(src, f"<linxiang-sd-jax:{self.code.model.name}:_dynj>", "exec")
             fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == "_dynj")
             self._steps[outputs] = types.FunctionType(fn_code, self._jax_globals(), "_dynj")
         return self._steps[outputs]
 
     def loop(self, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]], S0, P,
-             B0: tuple = (), LAGS: tuple = ()):
+             B0: tuple = (), LAGS: tuple = (), RT: tuple = ()):
         """The compiled loop for this clock, method, output set and argument shapes (the DELAY FIXED rings' among
         them): from memory, from the disk cache (the serialized XLA executable), or traced, compiled and stored now."""
         from jax.experimental import serialize_executable
 
         shapes = (S0.shape, tuple((p.shape, p.dtype.char) for p in P), tuple(b.shape for b in B0),
-                  tuple((g.shape, g.dtype.char) for g in LAGS))
+                  tuple((g.shape, g.dtype.char) for g in LAGS), tuple(r.shape for r in RT))
         key = (outputs, solver.name, clock.t0, clock.t1, clock.dt, clock.saveper, shapes)
         if key in self._loops:
             return self._loops[key]
@@ -147,7 +167,7 @@ class JaxProgram:
 
             fn = make_loop(self.step(outputs), self.step(()), solver, clock, self.code.layout.non_negative,
                            [sizes[o] for o in outputs])
-            compiled = fn.lower(S0, P, B0, LAGS).compile()
+            compiled = fn.lower(S0, P, B0, LAGS, RT).compile()
             try:
                 blob, in_tree, out_tree = serialize_executable.serialize(compiled)
                 disk_cache.write_atomic(file, pickle.dumps((bytes(blob), in_tree, out_tree)))
@@ -181,7 +201,11 @@ class JaxProgram:
         with different variable lists (the app, the CLI) share one compiled program."""
         from engine.integrate.driver import _take_runs
 
-        k = -(-n // _chunk())           # chunks of equal size, each padded to the same bucket
+        cap = _chunk()
+        draws = self.draws()
+        if draws is not None:   # the draws' tables of a chunk within random_table.CHUNK_BYTES
+            cap = min(cap, draws.chunk_runs(int(clock.n_steps)))
+        k = -(-n // cap)                # chunks of equal size, each padded to the same bucket
         size = -(-n // k)
         padded = _bucket(size)
         asked = outputs
@@ -193,7 +217,7 @@ class JaxProgram:
             P = P0 if m == n else _take_runs(P0, slice(lo, lo + m), n)
             if padded != m:
                 P = _pad_runs(P, m, padded)
-            got = self._run_padded(P, padded, clock, solver, outputs, sizes)
+            got = self._run_padded(P, padded, clock, solver, outputs, sizes, lo)
             if got is None:
                 return None
             part = {o: np.array(got[o][..., :m] if padded != m else got[o]) for o in asked}
@@ -203,8 +227,9 @@ class JaxProgram:
         store = parts[0] if len(parts) == 1 else {o: np.concatenate([p[o] for p in parts], axis=-1) for o in asked}
         return clock.save_times(), store
 
-    def _run_padded(self, P0, n, clock, solver, outputs, sizes) -> dict | None:
-        """Saved values (JAX arrays, padded batch) of one chunk; None when a run's state failed."""
+    def _run_padded(self, P0, n, clock, solver, outputs, sizes, r0: int = 0) -> dict | None:
+        """Saved values (JAX arrays, padded batch) of one chunk (its first run: run r0 of the batch); None when a
+        run's state failed."""
         t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
         with np.errstate(all="ignore"):
             S0, P, D0, DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
@@ -215,8 +240,10 @@ class JaxProgram:
             return None
         B0, LAGS = rings
         P = tuple(p if isinstance(p, np.ndarray) else np.asarray(p, dtype=float) for p in P)
-        loop = self.loop(clock, solver, outputs, sizes, S0, P, B0, LAGS)
-        outs, bad = loop(S0, P, B0, LAGS)
+        draws = self.draws()
+        RT = () if draws is None else draws.tables(P, int(clock.n_steps), r0, n)
+        loop = self.loop(clock, solver, outputs, sizes, S0, P, B0, LAGS, RT)
+        outs, bad = loop(S0, P, B0, LAGS, RT)
         if bool(np.asarray(bad).any()):
             return None
         return dict(zip(outputs, outs, strict=True))

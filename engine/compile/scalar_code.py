@@ -185,8 +185,7 @@ def {name}({args}, r_lo, r_hi, RND, D0, LAG, ROFF, RING{data_args}):
         _one(np.int64(r_lo + i), np.int64(i), {args}, RND, D0, LAG, ROFF, RING{data_args})
     return 0
 """ for name, rng, par in (("kernel", "range", ""), ("kernel_par", "prange", ", parallel=True")))
-        din = f"_DIN = np.array({[int(x) for x in self.delay_in] or [0]!r}, dtype=np.int64)\n\n\n"
-        return head + din + "@njit(**_NB)\n" + ev + "\n\n\n" + self._one(data_args) + "\n\n" + kernels
+        return head + "@njit(**_NB)\n" + ev + "\n\n\n" + self._one(data_args) + "\n\n" + kernels
 
     def _one(self, data_args: str) -> str:
         """One run: the loop over steps (the kernels call it for each run; a parallel loop's body must
@@ -213,11 +212,11 @@ def {name}({args}, r_lo, r_hi, RND, D0, LAG, ROFF, RING{data_args}):
         ring_read = (f"""            for e in range({nd}):
                 V[{dl0} + e] = RB[ROFF[e] + k % LAG[e, r]]
 """ if nd else "")
-        ring_take = (f"""            Bx = np.asarray(B)
-            for e in range({nd}):
-                s = _DIN[e]
-                X[e] = V[s] if s < {self.n_in} else Bx[s - {self.n_in}]
-""" if nd else "")
+        # each input read where the evaluation left it: a static, stock or delay output in V, a dynamic value in
+        # the tuple B (a constant index: no copy of the tuple, as np.asarray(B) would make every step)
+        ring_take = "".join(f"            X[{e}] = {'V' if slot < self.n_in else 'B'}"
+                            f"[{slot if slot < self.n_in else slot - self.n_in}]\n"
+                            for e, slot in enumerate(self.delay_in))
         ring_push = (f"""            for e in range({nd}):
                 RB[ROFF[e] + k % LAG[e, r]] = X[e]
 """ if nd else "")

@@ -27,14 +27,15 @@ from engine.integrate.driver import Clock
 
 def make_loop(dyn_save, dyn_rates, solver, clock: Clock, non_negative: list[tuple[int, int]],
               sizes: list[tuple[int, ...]]):
-    """A jitted ``loop(S0, P, B0, LAGS) -> (saved values: tuple of (T, *dims, n), failed: (n,) bool)``; B0 holds
-    each DELAY FIXED variable's ring buffer filled with its initial value, ``(L, *dims, n)``, and LAGS its lags in
-    steps, ``(*dims, n)`` integers (both empty tuples without DELAY FIXED)."""
+    """A jitted ``loop(S0, P, B0, LAGS, RT) -> (saved values: tuple of (T, *dims, n), failed: (n,) bool)``; B0
+    holds each DELAY FIXED variable's ring buffer filled with its initial value, ``(L, *dims, n)``, LAGS its lags
+    in steps, ``(*dims, n)`` integers, and RT the RANDOM draws' tables (engine.compile.jax_random), which the step
+    reads from its D after the delays' outputs (each an empty tuple when the model has none)."""
     t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
     n_steps, se = clock.n_steps, clock.save_every
     n_saves = len(range(0, n_steps + 1, se))
 
-    def loop(S0, P, B0, LAGS):
+    def loop(S0, P, B0, LAGS, RT):
         n = S0.shape[-1]
 
         def delayed(B, k):
@@ -44,7 +45,7 @@ def make_loop(dyn_save, dyn_rates, solver, clock: Clock, non_negative: list[tupl
                 length = buf.shape[0]
                 idx = (k - lag + length) % length
                 out.append(jnp.take_along_axis(buf, idx[None, ...], axis=0)[0])
-            return tuple(out)
+            return tuple(out) + tuple(RT)
 
         def plain(k, carry):
             S, bad, B = carry
