@@ -290,6 +290,8 @@ def test_random_functions_equal_numpy(method, monkeypatch):
     assert_same(rn, rj)
     for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
         assert np.array_equal(rn[v], rj[v]), v
+    # the disk cache's key: the same for another object of the model (the streams' state is not content)
+    assert build("jax", name="rnd", **RANDOMS)._jax.fingerprint(("x",)) == mj._jax.fingerprint(("x",))
     sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
     monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
     rn, rj = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mj.run(params={"sd": sd}, n=5, seed=42,

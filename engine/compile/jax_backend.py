@@ -182,7 +182,9 @@ class JaxProgram:
         h = hashlib.sha256(self.code.dynamic_source(outputs, functional=True).encode())
         h.update(self.code.dynamic_source((), functional=True).encode())
         for name in sorted(self.code.globals):
-            if not name.startswith("__"):
+            # _streams is run-time state (the seed, the first run), not content: the draws come in as tables (and
+            # its repr, an address, would make every process's key new)
+            if not name.startswith("__") and name != "_streams":
                 _feed(h, name, self.code.globals[name])
         return h.hexdigest()
 
