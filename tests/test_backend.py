@@ -293,11 +293,16 @@ def test_random_functions_equal_numpy(method, monkeypatch):
     # the disk cache's key: the same for another object of the model (the streams' state is not content)
     assert build("jax", name="rnd", **RANDOMS)._jax.fingerprint(("x",)) == mj._jax.fingerprint(("x",))
     sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
+    draws = mj._jax.draws()
+    assert draws is not None and draws.chunk_runs(40) > 5
+    # two runs' tables a chunk (41 steps of 8 bytes an element): chunks of runs 0-1, 2-3 and 4, each drawing its own
+    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 8 * draws.elements)
+    assert draws.chunk_runs(40) == 2
     rn, rj = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mj.run(params={"sd": sd}, n=5, seed=42,
                                                                            method=method)
     assert_same(rn, rj)
     assert np.array_equal(rn["r01"], rj["r01"]) and not np.array_equal(rj["r01"][0], rj["r01"][1])
+    assert np.array_equal(rn["u"], rj["u"]) and np.array_equal(rn["parts"], rj["parts"])
 
 
 def test_random_with_changing_arguments_falls_back_with_one_line(capsys):
