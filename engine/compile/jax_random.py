@@ -73,8 +73,11 @@ class JaxDraws:
             if not used <= allowed:
                 raise Unsupported("a RANDOM function whose arguments change during the run (its draws cannot "
                                   "be tabulated before the run)")
+            try:
+                sizes = ast.literal_eval(unif.args[6])   # the variable's full shape (an upper bound of the region's)
+            except ValueError:
+                raise Unsupported("a RANDOM call over a shape the compiled backend cannot read") from None
             self.sites[text] = len(exprs)
-            sizes = ast.literal_eval(unif.args[6])   # the variable's full shape (an upper bound of the region's)
             self.elements += int(np.prod(sizes)) if sizes else 1
             exprs.append(ast.unparse(ast.fix_missing_locations(whole)))
         head = f"({', '.join(vname(n) for n in statics)},) = P" if statics else "pass"
