@@ -113,6 +113,19 @@ def test_unsupported_construct_falls_back_with_one_line(capsys):
     assert res.backend == "numpy" and "adaptive" in capsys.readouterr().err
 
 
+def test_too_many_values_for_numba_s_tuples_fall_back_at_once(capsys):
+    """numba refuses tuples of 1 000 values or more, after typing the kernel for a minute: said before compiling."""
+    spec = {"dims": {"d": [f"e{i}" for i in range(1000)]},
+            "stocks": {"v": {"dims": ["d"], "initial": "1", "inflows": ["f"]}},
+            "flows": {"f": {"dims": ["d"], "equation": "0.1 * v"}}, "time": {"stop": 2, "dt": 1, "saveper": 1}}
+    mb = build("numba", name="wide_nb", **spec)
+    res = mb.run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert res.backend == "numpy" and len(err) == 1 and "1000 values" in err[0] and "numba's limit of 999" in err[0]
+    assert mb._numba._module is None   # refused before the kernel was built
+    np.testing.assert_array_equal(res["v"], build("numpy", name="wide_nb", **spec).run()["v"])
+
+
 BLOWUP = {"const": {"T": {"value": 100}}, "stocks": {"x": {"initial": "0", "inflows": ["g"]}},
           "flows": {"g": {"equation": "1 / (T - TIME)"}}, "time": {"dt": 1, "saveper": 1}}
 

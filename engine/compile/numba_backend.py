@@ -45,6 +45,9 @@ NAME = "numba"
 # the shared 2-core machine under a load of 6 (docs/benchmarks.md): 20 000 runs of the reference model took
 # 0.69 s in parallel against 0.43 s serially, so the threads only pay on large batches of an idle machine.
 PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_NUMBA_PARALLEL_MIN_RUNS", "10000"))
+# numba refuses tuples of this length or more ("Tuple ... length must be smaller than 1000": their LLVM IR grows too
+# large), and the kernel hands values between _base, _extra and _one as tuples
+TUPLE_LIMIT = 1000
 
 
 def version() -> str:
@@ -77,7 +80,18 @@ class NumbaProgram(ScalarProgram):
             self.random_table()        # after the source: it numbers the RANDOM call sites
         except NotSupported as exc:
             self.broken = str(exc)
+            return self.broken
+        widest = self._widest_tuple()
+        if widest >= TUPLE_LIMIT:   # said now, not after a minute of compiling that fails (scirev7, scirev8)
+            self.broken = (f"{widest - 1} values in one of the kernel's tuples, over numba's limit of "
+                           f"{TUPLE_LIMIT - 1} (--backend c has none)")
         return self.broken
+
+    def _widest_tuple(self) -> int:
+        """The longest tuple the kernel hands between its functions: the net flows, the values the flows need,
+        the other dynamic values (each with its closing 0.0)."""
+        sc = self.scalar()
+        return max(self.code.layout.rows, sc.n_base_end - sc.n_in, sc.n_slots - sc.n_base_end) + 1
 
     # ---------------------------------------------------------------- building
     def module(self) -> types.ModuleType:
