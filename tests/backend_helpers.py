@@ -38,6 +38,48 @@ SCALAR_BUILTINS: dict = {
 }
 
 
+# DELAY FIXED in its forms (the scalar backends' ring buffers; SAMPLE IF TRUE and DELAY N ride on them)
+DELAYS = {
+    "dims": {"sector": ["a", "b", "c"]},
+    "const": {"T": {"value": 2.0}, "Ts": {"dims": ["sector"], "value": {"a": 0.5, "b": 1.375, "c": 30}},
+              "x0": {"value": 7.0}},
+    "stocks": {"x": {"initial": "1", "inflows": ["grow"]},
+               "v": {"dims": ["sector"], "initial": "1", "inflows": ["fill"]}},
+    "flows": {"grow": {"equation": "0.1 * x - 0.05 * df"},
+              "fill": {"dims": ["sector"], "equation": "0.2 * dv - 0.1 * v"}},
+    "aux": {"df": "DELAY_FIXED(x, T, x0)",                       # a delay time set per run
+            "half": "DELAY_FIXED(x * x, 0.625, 0)",             # 2.5 steps: 3 (half rounded up, as Vensim)
+            "long": "DELAY_FIXED(TIME, 100, -1)",               # longer than the run: the initial value throughout
+            "k": "DELAY_FIXED(3, 1, 0)",                        # a constant input
+            "dv": {"dims": ["sector"], "equation": "DELAY_FIXED(v, Ts, v)"},   # one delay time per element
+            "dtime": "T + 0.1 * x",
+            "dn": "DELAYN(x, dtime, 1, 3)",                      # DELAY N with a changing delay time
+            "peak": "SAMPLE_IF_TRUE(x > peak, x, x)"},
+    "time": {"dt": 0.25, "saveper": 0.5},
+}
+
+# every RANDOM function (the scalar backends read tables of numpy's own draws)
+RANDOMS = {
+    "dims": {"sector": ["a", "b", "c"]},
+    "const": {"sd": {"value": 0.3}, "lo": {"dims": ["sector"], "value": {"a": -1, "b": 0, "c": 2}}},
+    "stocks": {"x": {"initial": "1", "inflows": ["grow"]}},
+    "flows": {"grow": {"equation": "0.05 * x * (1 + nrm) + 0.01 * SUM(u[sector!])"}},
+    "aux": {"r01": "RANDOM_0_1()",
+            "u": {"dims": ["sector"], "equation": "RANDOM_UNIFORM(lo, lo + 2, 5)"},
+            "nrm": "RANDOM_NORMAL(-2, 2, 0, sd, 1) + RANDOM_NORMAL(-2, 2, 0, sd, 1)",   # two sites, two streams
+            "ex": "RANDOM_EXPONENTIAL(0, 10, 0, 2, 3)",
+            "gm": "RANDOM_GAMMA(0, 50, 2, 0, 1, 4)",
+            "wb": "RANDOM_WEIBULL(0, 50, 1.5, 0, 1, 4)",
+            "bt": "RANDOM_BETA(0, 1, 2, 3, 0, 1, 4)",
+            "ps": "RANDOM_POISSON(0, 50, 4, 0, 1, 4)",
+            "tri": "RANDOM_TRIANGULAR(0, 10, 1, 2, 6, 4)",
+            "parts": {"dims": ["sector"],
+                      "equations": {"default": "RANDOM_0_1() + x", "c": "RANDOM_NORMAL(-1, 1, 0, 1, 2)"}},
+            "pink": "SMOOTHI(RANDOM_NORMAL(-6, 6, 0, 1, 9), 2, 0)"},
+    "time": {"dt": 0.25, "saveper": 0.25},
+}
+
+
 def build(backend, aux=None, const=None, stocks=None, flows=None, lookups=None, data=None, dims=None,
           time=None, name="t", subranges=None):
     """A model from its sections (0..10, dt 0.25, saving every 0.5 unless ``time`` says otherwise), on ``backend``."""

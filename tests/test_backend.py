@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import REL, build
+from backend_helpers import DELAYS, RANDOMS, REL, build
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -93,13 +93,17 @@ def test_linxiang_scenarios_equal_numpy():
 
 
 def test_unsupported_construct_falls_back_with_one_line(capsys):
-    spec = {"aux": {"y": "DELAY_FIXED(TIME, 2, 0)"}, "time": {"dt": 1, "saveper": 1}}
-    mj = build("jax", name="fixed_delay", **spec)
+    # a vector function without a JAX version (DELAY FIXED, refused here before, is compiled now:
+    # test_delay_fixed_equal_numpy)
+    spec = {"dims": {"s": ["a", "b", "c"]}, "const": {"w": {"dims": ["s"], "value": {"a": 3, "b": 1, "c": 2}}},
+            "aux": {"y": {"dims": ["s"], "equation": "VECTOR_SORT_ORDER(w[s], 1) + TIME"}},
+            "time": {"dt": 1, "saveper": 1}}
+    mj = build("jax", name="sort_order", **spec)
     res = mj.run()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "numpy" in err[0] and "DELAY FIXED" in err[0] and "fixed_delay.toml" in err[0]
+    assert len(err) == 1 and "numpy" in err[0] and "vector_sort_order" in err[0] and "sort_order.toml" in err[0]
     assert res.backend == "numpy"
-    np.testing.assert_array_equal(res["y"][0], build("numpy", **spec).run()["y"][0])
+    np.testing.assert_array_equal(res["y"], build("numpy", **spec).run()["y"])
     mj.run()
     assert capsys.readouterr().err == ""     # said once
 
@@ -122,8 +126,9 @@ def test_default_backend_is_c_with_a_compiler_else_numpy(monkeypatch, tmp_path):
 def test_jax_by_environment_falls_back_with_one_line(monkeypatch, capsys):
     monkeypatch.setenv("LXSD_BACKEND", "jax")
     m = compile_model(model_from_dict({"model": {"name": "q2"}, "time": {"start": 0, "stop": 3, "dt": 1},
-                                       "auxiliaries": {"y": {"equation": "DELAY_FIXED(TIME, 1, 0)"}}}, "q2.toml"))
-    m.run()
+                                       "auxiliaries": {"y": {"equation": "RANDOM_UNIFORM(0, TIME + 1, 3)"}}},
+                                      "q2.toml"))
+    m.run()   # draws whose arguments change during the run (DELAY FIXED, used here before, is compiled now)
     assert "numpy" in capsys.readouterr().err
 
 
@@ -230,3 +235,136 @@ def test_small_batches_share_one_program_whatever_they_save():
     for variables in (["x"], ["vs", "tot"], None):
         assert_same(mn.run(variables=variables), mj.run(variables=variables))
     assert len(mj._jax._loops) == 1
+
+
+# ------------------------------------------------------------------ DELAY FIXED (ring buffers in the scan's state)
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_delay_fixed_equal_numpy(method):
+    """DELAY FIXED in the compiled loop: the numpy loop's lags (whole steps, half rounded up, beyond the run),
+    initial values and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it."""
+    mn, mj = build("numpy", name="delays", **DELAYS), build("jax", name="delays", **DELAYS)
+    assert_same(mn.run(method=method), mj.run(method=method))
+    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
+    rn, rj = mn.run(params={"T": T}, n=4, method=method), mj.run(params={"T": T}, n=4, method=method)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["df"], rj["df"]) and np.array_equal(rn["dv"], rj["dv"])   # copies: exact
+
+
+def test_delay_rings_share_programs_and_chunks(monkeypatch):
+    """A ring's length is the longest lag rounded up to a power of two: delay times in the same bucket share
+    one compiled program, a longer one compiles another; chunked and padded batches keep each run's lags."""
+    from engine.compile import jax_backend
+
+    mn, mj = build("numpy", name="rings", **DELAYS), build("jax", name="rings", **DELAYS)
+    for T in (2.0, 1.75):       # 8 and 7 steps of 0.25: one ring of 8
+        assert_same(mn.run(params={"T": T}), mj.run(params={"T": T}))
+    assert len(mj._jax._loops) == 1
+    assert_same(mn.run(params={"T": 3.5}), mj.run(params={"T": 3.5}))   # 14 steps: a ring of 16, another program
+    assert len(mj._jax._loops) == 2
+    monkeypatch.setattr(jax_backend, "CHUNK", 4)
+    T = np.array([0.25, 1.0, 2.6, 5.0, 7.5])
+    assert_same(mn.run(params={"T": T}), mj.run(params={"T": T}))
+
+
+def test_delay_time_not_finite_same_error_as_numpy():
+    """A DELAY FIXED whose delay time is not finite: the batch is re-run on numpy, so the error is numpy's."""
+    spec = {**DELAYS, "const": {**DELAYS["const"], "z": {"value": 0.0}},
+            "aux": {**DELAYS["aux"], "df": "DELAY_FIXED(x, T / z, x0)"}}
+    mn, mj = build("numpy", name="badT", **spec), build("jax", name="badT", **spec)
+    with pytest.raises(SimulationError) as en:
+        mn.run()
+    with pytest.raises(SimulationError) as ej:
+        mj.run()
+    assert str(en.value) == str(ej.value) and "DELAY FIXED" in str(ej.value)
+
+
+# ------------------------------------------------------------------ RANDOM (tables of numpy's own draws)
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_random_functions_equal_numpy(method, monkeypatch):
+    """RANDOM functions read tables of the numpy code's own draws (engine.compile.jax_random): equal to numpy's
+    bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks of runs."""
+    from engine.compile import random_table
+
+    mn, mj = build("numpy", name="rnd", **RANDOMS), build("jax", name="rnd", **RANDOMS)
+    rn, rj = mn.run(method=method), mj.run(method=method)
+    assert_same(rn, rj)
+    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
+        assert np.array_equal(rn[v], rj[v]), v
+    # the disk cache's key: the same for another object of the model (the streams' state is not content)
+    assert build("jax", name="rnd", **RANDOMS)._jax.fingerprint(("x",)) == mj._jax.fingerprint(("x",))
+    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    draws = mj._jax.draws()
+    assert draws is not None and draws.chunk_runs(40) > 5
+    # two runs' tables a chunk (41 steps of 8 bytes an element): chunks of runs 0-1, 2-3 and 4, each drawing its own
+    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 8 * draws.elements)
+    assert draws.chunk_runs(40) == 2
+    rn, rj = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mj.run(params={"sd": sd}, n=5, seed=42,
+                                                                           method=method)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["r01"], rj["r01"]) and not np.array_equal(rj["r01"][0], rj["r01"][1])
+    assert np.array_equal(rn["u"], rj["u"]) and np.array_equal(rn["parts"], rj["parts"])
+
+
+def test_random_with_changing_arguments_falls_back_with_one_line(capsys):
+    spec = {"aux": {"y": "RANDOM_UNIFORM(0, TIME + 1, 3)"}, "time": {"dt": 1, "saveper": 1}}
+    res = build("jax", name="moving_random", **spec).run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy" in err[0] and "RANDOM" in err[0] and "moving_random.toml" in err[0]
+    assert "change during the run" in err[0] and res.backend == "numpy"
+
+
+def test_delays_and_draws_together():
+    spec = {**DELAYS, "aux": {**DELAYS["aux"], "noise": "RANDOM_NORMAL(-3, 3, 0, 1, 1) + df"}}
+    mn, mj = build("numpy", name="both", **spec), build("jax", name="both", **spec)
+    T = np.linspace(0.25, 12.0, 6)
+    rn, rj = mn.run(params={"T": T}, seed=3), mj.run(params={"T": T}, seed=3)
+    assert_same(rn, rj)
+    assert np.array_equal(rn["noise"], rj["noise"])
+
+
+SUITE = Path(os.environ.get("SD_TEST_MODELS", ROOT.parent / "shared" / "sd-test-models"))
+TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
+# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
+SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
+                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("rel", SUITE_DELAY_FIXED)
+def test_suite_delay_fixed_models_equal_numpy(rel):
+    import warnings
+
+    from backend_helpers import suite_pair
+
+    if not (TESTS / rel).is_file():
+        pytest.skip(f"{rel} not in the suite")
+    mn, mj = suite_pair(TESTS / rel, "jax")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        rn, rj = mn.run(), mj.run()
+    assert_same(rn, rj)
+
+
+E4A = ROOT.parent / "shared" / "real-models" / "earth4all" / "mov220501-18 E4A-global jr TLTL.mdl"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not E4A.is_file(), reason=f"Earth4All not found at {E4A} (../shared absent)")
+def test_earth4all_equal_numpy():
+    """Earth4All (855 variables, 7 681 steps, DELAY FIXED, RANDOM PINK NOISE) on JAX, to 1e-10 of each variable's
+    scale (as test_backend_c's: XLA's exp/log/pow and numpy's may differ in the last bit, and 240 years of
+    feedback carry that)."""
+    mn = load_model(E4A, backend="numpy")
+    mj = compile_model(mn.model, check_units=False, backend="jax")   # the .mdl read once
+    rj = mj.run()
+    assert rj.backend == "jax", "Earth4All fell back to numpy"
+    with np.errstate(all="ignore"):
+        rn = mn.run()
+    np.testing.assert_array_equal(rn.times, rj.times)
+    assert rn.variables == rj.variables
+    for v in rn.variables:
+        a, b = rn[v], rj[v]
+        assert a.shape == b.shape and (np.isnan(a) == np.isnan(b)).all(), v
+        scale = np.nanmax(np.abs(a), initial=0.0)
+        assert np.nanmax(np.abs(a - b), initial=0.0) <= 1e-10 * scale, v

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import SCALAR_BUILTINS, assert_same_scalar, suite_pair
+from backend_helpers import DELAYS, RANDOMS, SCALAR_BUILTINS, assert_same_scalar, suite_pair
 from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
@@ -260,26 +260,6 @@ def test_suite_model_equal_numpy(rel):
     assert_same(rn, rc)
 
 
-DELAYS = {
-    "dims": {"sector": ["a", "b", "c"]},
-    "const": {"T": {"value": 2.0}, "Ts": {"dims": ["sector"], "value": {"a": 0.5, "b": 1.375, "c": 30}},
-              "x0": {"value": 7.0}},
-    "stocks": {"x": {"initial": "1", "inflows": ["grow"]},
-               "v": {"dims": ["sector"], "initial": "1", "inflows": ["fill"]}},
-    "flows": {"grow": {"equation": "0.1 * x - 0.05 * df"},
-              "fill": {"dims": ["sector"], "equation": "0.2 * dv - 0.1 * v"}},
-    "aux": {"df": "DELAY_FIXED(x, T, x0)",                       # a delay time set per run
-            "half": "DELAY_FIXED(x * x, 0.625, 0)",             # 2.5 steps: 3 (half rounded up, as Vensim)
-            "long": "DELAY_FIXED(TIME, 100, -1)",               # longer than the run: the initial value throughout
-            "k": "DELAY_FIXED(3, 1, 0)",                        # a constant input
-            "dv": {"dims": ["sector"], "equation": "DELAY_FIXED(v, Ts, v)"},   # one delay time per element
-            "dtime": "T + 0.1 * x",
-            "dn": "DELAYN(x, dtime, 1, 3)",                      # DELAY N with a changing delay time
-            "peak": "SAMPLE_IF_TRUE(x > peak, x, x)"},
-    "time": {"dt": 0.25, "saveper": 0.5},
-}
-
-
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
 def test_delay_fixed_equal_numpy(method):
     """DELAY FIXED in the kernel (a ring buffer a run): the numpy loop's lags, initial values and pushes."""
@@ -289,27 +269,6 @@ def test_delay_fixed_equal_numpy(method):
     rn, rc = mn.run(params={"T": T}, n=4, method=method), mc.run(params={"T": T}, n=4, method=method)
     assert_same(rn, rc)
     assert np.array_equal(rn["df"], rc["df"]) and np.array_equal(rn["dv"], rc["dv"])   # copies: exact
-
-
-RANDOMS = {
-    "dims": {"sector": ["a", "b", "c"]},
-    "const": {"sd": {"value": 0.3}, "lo": {"dims": ["sector"], "value": {"a": -1, "b": 0, "c": 2}}},
-    "stocks": {"x": {"initial": "1", "inflows": ["grow"]}},
-    "flows": {"grow": {"equation": "0.05 * x * (1 + nrm) + 0.01 * SUM(u[sector!])"}},
-    "aux": {"r01": "RANDOM_0_1()",
-            "u": {"dims": ["sector"], "equation": "RANDOM_UNIFORM(lo, lo + 2, 5)"},
-            "nrm": "RANDOM_NORMAL(-2, 2, 0, sd, 1) + RANDOM_NORMAL(-2, 2, 0, sd, 1)",   # two sites, two streams
-            "ex": "RANDOM_EXPONENTIAL(0, 10, 0, 2, 3)",
-            "gm": "RANDOM_GAMMA(0, 50, 2, 0, 1, 4)",
-            "wb": "RANDOM_WEIBULL(0, 50, 1.5, 0, 1, 4)",
-            "bt": "RANDOM_BETA(0, 1, 2, 3, 0, 1, 4)",
-            "ps": "RANDOM_POISSON(0, 50, 4, 0, 1, 4)",
-            "tri": "RANDOM_TRIANGULAR(0, 10, 1, 2, 6, 4)",
-            "parts": {"dims": ["sector"],
-                      "equations": {"default": "RANDOM_0_1() + x", "c": "RANDOM_NORMAL(-1, 1, 0, 1, 2)"}},
-            "pink": "SMOOTHI(RANDOM_NORMAL(-6, 6, 0, 1, 9), 2, 0)"},
-    "time": {"dt": 0.25, "saveper": 0.25},
-}
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])

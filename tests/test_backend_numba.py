@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import SCALAR_BUILTINS, assert_same_scalar
+from backend_helpers import DELAYS, RANDOMS, SCALAR_BUILTINS, assert_same_scalar, suite_pair
 from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
@@ -27,6 +27,7 @@ pytest.importorskip("numba", reason="the numba backend needs numba (pip install 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 WORLD3 = SHARED / "real-models" / "WRLD3-03" / "wrld3-03.mdl"
+E4A = SHARED / "real-models" / "earth4all" / "mov220501-18 E4A-global jr TLTL.mdl"
 
 
 def build(backend, **sections):
@@ -96,17 +97,33 @@ def test_world3_equal_numpy():
 
 
 def test_unsupported_construct_falls_back_with_one_line(capsys):
-    spec = {"aux": {"y": "DELAY_FIXED(TIME, 2, 0)"}, "time": {"dt": 1, "saveper": 1}}
-    mb = build("numba", name="fixed_delay_nb", **spec)
+    # a RANDOM function whose arguments change during the run: its draws cannot be tabulated before the run
+    # (DELAY FIXED, refused here before, is compiled now: test_delay_fixed_equal_numpy)
+    spec = {"aux": {"y": "RANDOM_UNIFORM(0, TIME + 1, 3)"}, "time": {"dt": 1, "saveper": 1}}
+    mb = build("numba", name="moving_random_nb", **spec)
     res = mb.run()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "numpy" in err[0] and "DELAY FIXED" in err[0] and "fixed_delay_nb.toml" in err[0]
+    assert len(err) == 1 and "numpy" in err[0] and "RANDOM" in err[0] and "moving_random_nb.toml" in err[0]
+    assert "change during the run" in err[0]
     assert res.backend == "numpy"
     np.testing.assert_array_equal(res["y"][0], build("numpy", **spec).run()["y"][0])
     mb.run()
     assert capsys.readouterr().err == ""     # said once
     res = build("numba", name="adaptive_nb", aux={"y": "TIME"}).run(method="adaptive")
     assert res.backend == "numpy" and "adaptive" in capsys.readouterr().err
+
+
+def test_too_many_values_for_numba_s_tuples_fall_back_at_once(capsys):
+    """numba refuses tuples of 1 000 values or more, after typing the kernel for a minute: said before compiling."""
+    spec = {"dims": {"d": [f"e{i}" for i in range(1000)]},
+            "stocks": {"v": {"dims": ["d"], "initial": "1", "inflows": ["f"]}},
+            "flows": {"f": {"dims": ["d"], "equation": "0.1 * v"}}, "time": {"stop": 2, "dt": 1, "saveper": 1}}
+    mb = build("numba", name="wide_nb", **spec)
+    res = mb.run()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert res.backend == "numpy" and len(err) == 1 and "1000 values" in err[0] and "numba's limit of 999" in err[0]
+    assert mb._numba._module is None   # refused before the kernel was built
+    np.testing.assert_array_equal(res["v"], build("numpy", name="wide_nb", **spec).run()["v"])
 
 
 BLOWUP = {"const": {"T": {"value": 100}}, "stocks": {"x": {"initial": "0", "inflows": ["g"]}},
@@ -206,3 +223,100 @@ def test_models_without_stocks_or_dynamics():
     for name, spec in (("nostock_nb", {"aux": {"y": "TIME * 2", "z": "IF_THEN_ELSE(y > 5, 1, 0)"}}),
                        ("constonly_nb", {"const": {"c": {"value": 3}}, "aux": {"y": "c * 2"}})):
         assert_same(build("numpy", name=name, **spec).run(n=2), build("numba", name=name, **spec).run(n=2))
+
+
+# ------------------------------------------------------------------ DELAY FIXED and RANDOM (as the C backend)
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_delay_fixed_equal_numpy(method):
+    """DELAY FIXED in the kernel (a ring buffer a run, as the C kernel): the numpy loop's lags, initial values
+    and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it (test_backend_c.DELAYS)."""
+    mn, mb = build("numpy", name="delays", **DELAYS), build("numba", name="delays", **DELAYS)
+    assert_same(mn.run(method=method), mb.run(method=method))
+    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
+    rn, rb = mn.run(params={"T": T}, n=4, method=method), mb.run(params={"T": T}, n=4, method=method)
+    assert_same(rn, rb)
+    assert np.array_equal(rn["df"], rb["df"]) and np.array_equal(rn["dv"], rb["dv"])   # copies: exact
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_random_functions_equal_numpy(method, monkeypatch):
+    """RANDOM functions in the kernel read the numpy code's own draws (engine.compile.random_table): equal
+    to numpy's bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks."""
+    from engine.compile import random_table
+
+    mn, mb = build("numpy", name="rnd", **RANDOMS), build("numba", name="rnd", **RANDOMS)
+    rn, rb = mn.run(method=method), mb.run(method=method)
+    assert_same(rn, rb)
+    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
+        assert np.array_equal(rn[v], rb[v]), v
+    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
+    rn, rb = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mb.run(params={"sd": sd}, n=5, seed=42,
+                                                                           method=method)
+    assert_same(rn, rb)
+    assert np.array_equal(rn["r01"], rb["r01"]) and not np.array_equal(rb["r01"][0], rb["r01"][1])
+
+
+def test_delays_and_draws_in_parallel(monkeypatch):
+    """70 runs on the prange kernel: each run its own ring space and its own draws."""
+    from engine.compile import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_RUNS", 64)
+    spec = {**DELAYS, "aux": {**DELAYS["aux"], "noise": "RANDOM_NORMAL(-3, 3, 0, 1, 1) + df"}}
+    mn, mb = build("numpy", name="threads", **spec), build("numba", name="threads", **spec)
+    T = np.linspace(0.25, 12.0, 70)
+    rn, rb = mn.run(params={"T": T}, n=70, seed=3), mb.run(params={"T": T}, n=70, seed=3)
+    assert_same(rn, rb)
+    assert np.array_equal(rn["noise"], rb["noise"])
+
+
+def test_delay_time_not_finite_same_error_as_numpy():
+    """A DELAY FIXED whose delay time is not finite: the batch is re-run on numpy, so the error is numpy's."""
+    spec = {**DELAYS, "const": {**DELAYS["const"], "z": {"value": 0.0}},
+            "aux": {**DELAYS["aux"], "df": "DELAY_FIXED(x, T / z, x0)"}}
+    mn, mb = build("numpy", name="badT", **spec), build("numba", name="badT", **spec)
+    with pytest.raises(SimulationError) as en:
+        mn.run()
+    with pytest.raises(SimulationError) as eb:
+        mb.run()
+    assert str(en.value) == str(eb.value) and "DELAY FIXED" in str(eb.value)
+
+
+# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
+SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
+                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
+@pytest.mark.parametrize("rel", SUITE_DELAY_FIXED)
+def test_suite_delay_fixed_models_equal_numpy(rel):
+    """The suite's models with DELAY FIXED (and SAMPLE IF TRUE, which the numpy code builds on it) on numba."""
+    if not (TESTS / rel).is_file():
+        pytest.skip(f"{rel} not in the suite")
+    mn, mb = suite_pair(TESTS / rel, "numba")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        rn, rb = mn.run(), mb.run()
+    assert_same(rn, rb)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not E4A.is_file(), reason=f"Earth4All not found at {E4A} (../shared absent)")
+def test_earth4all_equal_numpy():
+    """Earth4All (855 variables, 7 681 steps, DELAY FIXED, RANDOM PINK NOISE) on numba, to 1e-10 of each
+    variable's scale (as test_backend_c's: numpy's exp/log/pow and LLVM's math library may differ in the last
+    bit, and 240 years of feedback carry that). numba compiles it for minutes the first time (cached after)."""
+    mn = load_model(E4A, backend="numpy")
+    mb = compile_model(mn.model, check_units=False, backend="numba")   # the .mdl read once
+    rb = mb.run()
+    assert rb.backend == "numba", "Earth4All fell back to numpy"
+    with np.errstate(all="ignore"):
+        rn = mn.run()
+    np.testing.assert_array_equal(rn.times, rb.times)
+    assert rn.variables == rb.variables
+    for v in rn.variables:
+        a, b = rn[v], rb[v]
+        assert a.shape == b.shape and (np.isnan(a) == np.isnan(b)).all(), v
+        scale = np.nanmax(np.abs(a), initial=0.0)
+        assert np.nanmax(np.abs(a - b), initial=0.0) <= 1e-10 * scale, v

@@ -37,11 +37,9 @@ from engine.compile.block_code import BLOCK_MIN_RUNS, block_kernel
 from engine.compile.c_call import Words, address, data_args
 from engine.compile.c_code import VPOW, CCode
 from engine.compile.model_code import ModelCode
-from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported
-from engine.compile.scalar_program import METHODS, ScalarProgram
+from engine.compile.scalar_program import _NO_RINGS, METHODS, ScalarProgram
 from engine.compile.static_code import RUN_WORDS, StaticCode, StaticInit
-from engine.integrate.driver import MAX_PIPELINE_VALUES
 
 NAME = "c"
 # -fno-math-errno: sqrt and friends inlined (errno is never read; values unchanged): 241 against 287 µs a Linxiang
@@ -108,7 +106,6 @@ class CProgram(ScalarProgram):
         self._fn = None
         self.threads_ok = False
         self.cache_file: Path | None = None
-        self._table: RandomTable | None = None
         self._static: StaticCode | None = None   # the init in C (engine.compile.static_code); None: numpy's init
         self._init: StaticInit | None = None
         self._run_fn = None                      # lx_run (one call: init and kernel), where the init is compiled
@@ -281,46 +278,6 @@ class CProgram(ScalarProgram):
         delay rings and no draws)."""
         return not self.code.layout.delay_fixed and not self.scalar().random_sites
 
-    def random_table(self) -> RandomTable | None:
-        """The builder of the RANDOM draws' tables (None when the model draws nothing)."""
-        sc = self.scalar()
-        if not sc.random_sites:
-            return None
-        if self._table is None:
-            self._table = RandomTable(sc)
-        return self._table
-
-    def _pipelines(self, b, clock, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
-        """DELAY FIXED as the kernel reads it: each element's initial output and lag in steps per run
-        (elements x runs), the offset of its ring in a run's ring space, and that space's length. The lag is
-        engine.integrate.driver._Pipelines' (whole steps, half rounded up, 1 .. n_steps + 1). None where the
-        numpy loop would stop (a delay time that is not finite, a buffer over its limit): the caller re-runs
-        the batch on numpy, which says why."""
-        sc = self.scalar()
-        lay = self.code.layout
-        if not lay.delay_fixed:
-            return _NO_RINGS
-        d0s, lags = [], []
-        horizon = max(int(clock.n_steps), 1)
-        for d, d0, T in zip(lay.delay_fixed, b.D0, b.DT, strict=True):
-            sizes = tuple(self.code.rvars[d].sizes)
-            e = self.code.rvars[d].size
-            T = np.asarray(T, dtype=float)
-            if not np.all(np.isfinite(T)):
-                return None
-            lag = np.clip(np.floor(T / clock.dt + 0.5 + 1e-9), 1, horizon + 1).astype(np.int64)
-            shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
-            if int(np.max(lag)) * int(np.prod(shape)) > MAX_PIPELINE_VALUES:
-                return None
-            d0s.append(np.broadcast_to(np.asarray(d0, dtype=float), sizes + (n,)).reshape(e, n))
-            lags.append(np.broadcast_to(lag, sizes + (n,)).reshape(e, n))
-        D0 = np.ascontiguousarray(np.concatenate(d0s), dtype=float)
-        LAG = np.ascontiguousarray(np.concatenate(lags), dtype=np.int64)
-        longest = LAG.max(axis=1)
-        ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
-        assert D0.shape[0] == sc.n_delay
-        return D0, LAG, ROFF, int(longest.sum())
-
 
 class _KeptRun:
     """One small batch's lx_run call, kept: its argument block, what it was built from (the packed constants
@@ -335,11 +292,6 @@ class _KeptRun:
         self.out = out
         self.keep = keep
         self.lock = threading.Lock()
-
-
-# a model without DELAY FIXED: placeholders for the rings' arguments, made once (the kernel never reads them)
-_NO_RINGS: tuple[np.ndarray, np.ndarray, np.ndarray, int] = (
-    np.zeros(1), np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 0)
 
 
 def _build(cc: str, flags: list[str], src: bytes, target: Path) -> Path:

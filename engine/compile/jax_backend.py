@@ -5,10 +5,13 @@ Built from the same resolved model and the same generated source as the numpy ba
 versions (engine.compile.jax_runtime); the loop is engine.integrate.jax_loop. The initial values
 are still computed by the numpy ``init`` (once a run, a few hundred array operations).
 
-What it does not cover runs on numpy, with one line saying why (:meth:`JaxProgram.unsupported`):
-DELAY FIXED, time settings that are equations, the adaptive method, and builtins without a
-JAX version. A batch in which a run fails is re-run on numpy, so that errors and per-run status
-are the numpy backend's.
+DELAY FIXED is a ring buffer a variable in the loop's state (engine.integrate.jax_loop), sized from
+the longest lag of the batch (rounded up to a power of two, so batches with other delay times share a
+program; :func:`_rings`). What it does not cover runs on numpy, with one line saying why
+(:meth:`JaxProgram.unsupported`): time settings that are equations, the adaptive method, builtins
+without a JAX version, and a RANDOM function whose arguments change during the run (the others read
+tables of the numpy code's own draws: engine.compile.jax_random). A batch in which a run fails is re-run on
+numpy, so that errors and per-run status are the numpy backend's.
 
 Compilation is cached on disk in ``$LXSD_CACHE_DIR/jax`` (default ``~/.cache/linxiang-sd/jax``):
 the XLA executable (``jax.experimental.serialize_executable``) under a key made of the model's
@@ -31,6 +34,8 @@ import numpy as np
 
 from engine import disk_cache
 from engine.compile import jax_runtime, runtime
+from engine.compile.jax_random import JaxDraws
+from engine.compile.jax_runtime import Unsupported
 from engine.compile.model_code import ModelCode
 
 NAME = "jax"
@@ -73,6 +78,7 @@ class JaxProgram:
         self._loops: dict[tuple, object] = {}
         self.broken: str | None = None   # why tracing failed once: not tried again
         self.cache_note: str | None = None   # why the last compiled program could not be cached
+        self._draws: JaxDraws | None = None
 
     # ---------------------------------------------------------------- what is covered
     def unsupported(self, method: str, dynamic_clock: bool) -> str | None:
@@ -83,10 +89,20 @@ class JaxProgram:
             return "time settings that are equations (a dynamic clock) are not compiled"
         if method == "adaptive":
             return "the adaptive method is not compiled"
-        if self.code.layout.delay_fixed:
-            names = sorted({self.code.rvars[d].host or d for d in self.code.layout.delay_fixed})
-            return f"DELAY FIXED (in {', '.join(names[:3])}) is not compiled"
-        return self._unknown_helpers()
+        reason = self._unknown_helpers()
+        if reason is None:
+            try:
+                self.draws()
+            except Unsupported as exc:
+                reason = self.broken = str(exc)
+        return reason
+
+    def draws(self) -> JaxDraws | None:
+        """The RANDOM call sites' tables (None when the model draws nothing); Unsupported when one cannot be
+        tabulated."""
+        if self._draws is None and "_streams" in self.code.globals:
+            self._draws = JaxDraws(self.code)
+        return self._draws
 
     @functools.cached_property
     def _helpers_reason(self) -> str | None:
@@ -118,17 +134,22 @@ class JaxProgram:
     def step(self, outputs: tuple[str, ...]) -> types.FunctionType:
         if outputs not in self._steps:
             src = self.code.dynamic_source(outputs, functional=True, fname="_dynj")
+            draws = self.draws()
+            if draws is not None:
+                src = draws.rewrite(src)
             code = compile(src, f"<linxiang-sd-jax:{self.code.model.name}:_dynj>", "exec")
             fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == "_dynj")
             self._steps[outputs] = types.FunctionType(fn_code, self._jax_globals(), "_dynj")
         return self._steps[outputs]
 
-    def loop(self, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]], S0, P):
-        """The compiled loop for this clock, method, output set and argument shapes: from memory, from
-        the disk cache (the serialized XLA executable), or traced, compiled and stored now."""
+    def loop(self, clock, solver, outputs: tuple[str, ...], sizes: dict[str, tuple[int, ...]], S0, P,
+             B0: tuple = (), LAGS: tuple = (), RT: tuple = ()):
+        """The compiled loop for this clock, method, output set and argument shapes (the DELAY FIXED rings' among
+        them): from memory, from the disk cache (the serialized XLA executable), or traced, compiled and stored now."""
         from jax.experimental import serialize_executable
 
-        shapes = (S0.shape, tuple((p.shape, p.dtype.char) for p in P))
+        shapes = (S0.shape, tuple((p.shape, p.dtype.char) for p in P), tuple(b.shape for b in B0),
+                  tuple((g.shape, g.dtype.char) for g in LAGS), tuple(r.shape for r in RT))
         key = (outputs, solver.name, clock.t0, clock.t1, clock.dt, clock.saveper, shapes)
         if key in self._loops:
             return self._loops[key]
@@ -146,7 +167,7 @@ class JaxProgram:
 
             fn = make_loop(self.step(outputs), self.step(()), solver, clock, self.code.layout.non_negative,
                            [sizes[o] for o in outputs])
-            compiled = fn.lower(S0, P).compile()
+            compiled = fn.lower(S0, P, B0, LAGS, RT).compile()
             try:
                 blob, in_tree, out_tree = serialize_executable.serialize(compiled)
                 disk_cache.write_atomic(file, pickle.dumps((bytes(blob), in_tree, out_tree)))
@@ -161,7 +182,9 @@ class JaxProgram:
         h = hashlib.sha256(self.code.dynamic_source(outputs, functional=True).encode())
         h.update(self.code.dynamic_source((), functional=True).encode())
         for name in sorted(self.code.globals):
-            if not name.startswith("__"):
+            # _streams is run-time state (the seed, the first run), not content: the draws come in as tables (and
+            # its repr, an address, would make every process's key new)
+            if not name.startswith("__") and name != "_streams":
                 _feed(h, name, self.code.globals[name])
         return h.hexdigest()
 
@@ -180,7 +203,11 @@ class JaxProgram:
         with different variable lists (the app, the CLI) share one compiled program."""
         from engine.integrate.driver import _take_runs
 
-        k = -(-n // _chunk())           # chunks of equal size, each padded to the same bucket
+        cap = _chunk()
+        draws = self.draws()
+        if draws is not None:   # the draws' tables of a chunk within random_table.CHUNK_BYTES
+            cap = min(cap, draws.chunk_runs(int(clock.n_steps)))
+        k = -(-n // cap)                # chunks of equal size, each padded to the same bucket
         size = -(-n // k)
         padded = _bucket(size)
         asked = outputs
@@ -192,7 +219,7 @@ class JaxProgram:
             P = P0 if m == n else _take_runs(P0, slice(lo, lo + m), n)
             if padded != m:
                 P = _pad_runs(P, m, padded)
-            got = self._run_padded(P, padded, clock, solver, outputs, sizes)
+            got = self._run_padded(P, padded, clock, solver, outputs, sizes, lo)
             if got is None:
                 return None
             part = {o: np.array(got[o][..., :m] if padded != m else got[o]) for o in asked}
@@ -202,22 +229,55 @@ class JaxProgram:
         store = parts[0] if len(parts) == 1 else {o: np.concatenate([p[o] for p in parts], axis=-1) for o in asked}
         return clock.save_times(), store
 
-    def _run_padded(self, P0, n, clock, solver, outputs, sizes) -> dict | None:
-        """Saved values (JAX arrays, padded batch) of one chunk; None when a run's state failed."""
+    def _run_padded(self, P0, n, clock, solver, outputs, sizes, r0: int = 0) -> dict | None:
+        """Saved values (JAX arrays, padded batch) of one chunk (its first run: run r0 of the batch); None when a
+        run's state failed."""
         t0, dt, t1, sp = clock.t0, clock.dt, clock.t1, clock.saveper
         with np.errstate(all="ignore"):
-            S0, P, _D0, _DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
+            S0, P, D0, DT = self.code.init_fn(t0, dt, t0, t1, sp, tuple(P0), n)
         if not np.isfinite(S0).all() or self._negative_start(S0):
             return None
+        rings = _rings(self.code, D0, DT, clock, n)
+        if rings is None:
+            return None
+        B0, LAGS = rings
         P = tuple(p if isinstance(p, np.ndarray) else np.asarray(p, dtype=float) for p in P)
-        loop = self.loop(clock, solver, outputs, sizes, S0, P)
-        outs, bad = loop(S0, P)
+        draws = self.draws()
+        RT = () if draws is None else draws.tables(P, int(clock.n_steps), r0, n)
+        loop = self.loop(clock, solver, outputs, sizes, S0, P, B0, LAGS, RT)
+        outs, bad = loop(S0, P, B0, LAGS, RT)
         if bool(np.asarray(bad).any()):
             return None
         return dict(zip(outputs, outs, strict=True))
 
     def _negative_start(self, S0: np.ndarray) -> bool:
         return any((S0[a:b] < 0).any() for a, b in self.code.layout.non_negative)
+
+
+def _rings(code: ModelCode, D0: tuple, DT: tuple, clock, n: int) -> tuple[tuple, tuple] | None:
+    """The DELAY FIXED ring buffers of a batch, filled with their initial values ((L, *dims, n) each), and the
+    lags in steps ((*dims, n) integers): engine.integrate.driver._Pipelines' lags (whole steps, half rounded up,
+    1 .. n_steps + 1). L is the longest lag rounded up to a power of two (at most n_steps + 1): the slot a step
+    reads is the one written lag steps before whatever L is, and batches whose delay times differ a little share
+    one compiled program. None where the numpy loop stops (a delay time that is not finite, a buffer over its
+    limit): the caller re-runs the batch on numpy, which says why."""
+    from engine.integrate.driver import MAX_PIPELINE_VALUES
+
+    horizon = max(int(clock.n_steps), 1)
+    bufs, lags = [], []
+    for d, d0, T in zip(code.layout.delay_fixed, D0, DT, strict=True):
+        shape = tuple(code.rvars[d].sizes) + (n,)
+        T = np.asarray(T, dtype=float)
+        if not np.all(np.isfinite(T)):
+            return None
+        lag = np.clip(np.floor(T / clock.dt + 0.5 + 1e-9), 1, horizon + 1).astype(np.int64)
+        longest = int(np.max(lag))
+        if longest * int(np.prod(np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag)))) > MAX_PIPELINE_VALUES:
+            return None
+        length = min(1 << (longest - 1).bit_length(), horizon + 1)
+        bufs.append(np.ascontiguousarray(np.broadcast_to(np.asarray(d0, dtype=float), (length, *shape))))
+        lags.append(np.ascontiguousarray(np.broadcast_to(lag, shape)))
+    return tuple(bufs), tuple(lags)
 
 
 def _bucket(m: int) -> int:

@@ -186,3 +186,12 @@ def log(x, base=None):
     if base is None:
         return jnp.log10(x)
     return jnp.log(x) / jnp.log(base)
+
+
+def rnd_row(table, t, t0, dt):
+    """A RANDOM draw (engine.compile.jax_random): its table's row for the step holding t, numbered as
+    random_streams.uniforms numbers steps (NaN outside the table, as the C kernel's lx_rnd)."""
+    s = jnp.floor((t - t0) / dt + 1e-6)
+    k = table.shape[0]
+    row = jnp.clip(s, 0, k - 1).astype(jnp.int32)
+    return jnp.where((s >= 0) & (s < k), table[row], jnp.nan)

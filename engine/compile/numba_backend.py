@@ -1,10 +1,12 @@
 """The numba backend: the model as one scalar kernel (engine.compile.scalar_code) compiled by numba.
 
 The kernel loops over runs (numba ``prange`` for larger batches) and steps; the initial values are
-still the numpy ``init`` (once a batch, vectorised over runs). What the generator does not cover
-(vector functions, time settings that are equations, the adaptive method, ...) and what only the C
-backend compiles (DELAY FIXED, RANDOM functions) runs on numpy, with one line saying why
-(:meth:`NumbaProgram.unsupported`). A batch
+still the numpy ``init`` (once a batch, vectorised over runs). DELAY FIXED is compiled as the C
+backend compiles it (a ring buffer per element and run, ScalarProgram._pipelines), and the RANDOM
+functions read tables of the numpy code's own draws (engine.compile.random_table, made a chunk of
+runs at a time), so both give numpy's numbers. What the generator does not cover (vector functions,
+time settings that are equations, the adaptive method, a RANDOM function whose arguments change
+during the run, ...) runs on numpy, with one line saying why (:meth:`NumbaProgram.unsupported`). A batch
 in which a run fails (a non-finite saved value or state, a non-negative stock starting below zero)
 is re-run on numpy by the caller, so errors, messages and per-run status are the numpy backend's.
 
@@ -43,6 +45,9 @@ NAME = "numba"
 # the shared 2-core machine under a load of 6 (docs/benchmarks.md): 20 000 runs of the reference model took
 # 0.69 s in parallel against 0.43 s serially, so the threads only pay on large batches of an idle machine.
 PARALLEL_MIN_RUNS = int(os.environ.get("LXSD_NUMBA_PARALLEL_MIN_RUNS", "10000"))
+# numba refuses tuples of this length or more ("Tuple ... length must be smaller than 1000": their LLVM IR grows too
+# large), and the kernel hands values between _base, _extra and _one as tuples
+TUPLE_LIMIT = 1000
 
 
 def version() -> str:
@@ -70,15 +75,23 @@ class NumbaProgram(ScalarProgram):
         reason = self._reason(method, dynamic_clock)
         if reason is not None:
             return reason
-        if "_streams" in self.code.globals:
-            return "RANDOM functions are compiled on the C backend only (--backend c)"
-        if self.code.layout.delay_fixed:
-            return "DELAY FIXED is compiled on the C backend only (--backend c)"
         try:
             _ = self.scalar().source   # generated here: what it cannot express is said now (tables filled)
+            self.random_table()        # after the source: it numbers the RANDOM call sites
         except NotSupported as exc:
             self.broken = str(exc)
+            return self.broken
+        widest = self._widest_tuple()
+        if widest >= TUPLE_LIMIT:   # said now, not after a minute of compiling that fails (scirev7, scirev8)
+            self.broken = (f"{widest - 1} values in one of the kernel's tuples, over numba's limit of "
+                           f"{TUPLE_LIMIT - 1} (--backend c has none)")
         return self.broken
+
+    def _widest_tuple(self) -> int:
+        """The longest tuple the kernel hands between its functions: the net flows, the values the flows need,
+        the other dynamic values (each with its closing 0.0)."""
+        sc = self.scalar()
+        return max(self.code.layout.rows, sc.n_base_end - sc.n_in, sc.n_slots - sc.n_base_end) + 1
 
     # ---------------------------------------------------------------- building
     def module(self) -> types.ModuleType:
@@ -133,16 +146,29 @@ class NumbaProgram(ScalarProgram):
         b = self._batch(P0, n, clock, outputs)
         if b is None:
             return None
+        pipes = self._pipelines(b, clock, n)
+        if pipes is None:
+            return None
+        D0, LAG, ROFF, ring = pipes
         data = [a for pair in b.data for a in pair]
         bad = np.zeros(n, dtype=np.bool_)
         kernel = mod.kernel_par if n >= PARALLEL_MIN_RUNS else mod.kernel
-        with np.errstate(all="ignore"):
-            kernel(b.S0, b.PF, b.OFF, b.VR, b.tables, b.outs, b.out, bad, float(clock.t0), float(clock.dt),
-                   float(clock.t1), float(clock.saveper), int(clock.n_steps), int(clock.save_every),
-                   METHODS[solver.name], *data)
-        if bad.any():
-            return None
+        head = (b.S0, b.PF, b.OFF, b.VR, b.tables, b.outs, b.out, bad, float(clock.t0), float(clock.dt),
+                float(clock.t1), float(clock.saveper), int(clock.n_steps), int(clock.save_every), METHODS[solver.name])
+        table = self.random_table()
+        step = n if table is None else table.chunk_runs(int(clock.n_steps))
+        for r0 in range(0, n, step):   # the RANDOM draws' tables are made (and the runs run) a chunk at a time
+            r1 = min(n, r0 + step)
+            RND = _NO_DRAWS if table is None else table.draws(b.P, n, r0, r1, int(clock.n_steps))
+            with np.errstate(all="ignore"):
+                kernel(*head, r0, r1, RND, D0, LAG, ROFF, ring, *data)
+            if bad[r0:r1].any():
+                return None
         return self._saved(b, clock, outputs, sizes)
+
+
+# a model without RANDOM functions: one placeholder draws table (runs x steps x columns) the kernel never reads
+_NO_DRAWS = np.zeros((1, 1, 1))
 
 
 class _CheckedLoader(importlib.machinery.SourceFileLoader):

@@ -184,3 +184,13 @@ def pulse_train(t: float, dt: float, start: float, width: float, interval: float
 @njit(cache=True, error_model="numpy")
 def log(x: float, base: float) -> float:
     return np.log(x) / np.log(base)
+
+
+@njit(cache=True, error_model="numpy")
+def rnd(RND: np.ndarray, t: float, t0: float, dt: float, fcol: float) -> float:
+    """A RANDOM draw (engine.compile.random_table): the run's table (steps x columns) at the row of the step
+    holding t (numbered as random_streams.uniforms does; the C kernel's lx_rnd), NaN outside the table."""
+    s = np.floor((t - t0) / dt + 1e-6)
+    if not (s >= 0.0 and s < RND.shape[0]):
+        return np.nan
+    return RND[int(s), int(fcol)]

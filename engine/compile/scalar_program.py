@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.compile.model_code import ModelCode
+from engine.compile.random_table import RandomTable
 from engine.compile.scalar_code import NotSupported, ScalarCode, pack_statics
+from engine.integrate.driver import MAX_PIPELINE_VALUES
 from engine.results import SavedArrays
 
 METHODS = {"euler": 0, "rk2": 1, "rk4": 2}   # the kernels' method numbers (engine.integrate.solvers' names)
@@ -51,6 +53,7 @@ class ScalarProgram:
         self._data_at: list[int] | None = None
         self._plans: dict[tuple[str, ...], dict[str, tuple[int, int, tuple[int, ...]]]] = {}
         self._times: tuple | None = None
+        self._table: RandomTable | None = None
 
     def _reason(self, method: str, dynamic_clock: bool) -> str | None:
         """What neither scalar kernel covers, in words; None when this run may be compiled."""
@@ -66,6 +69,46 @@ class ScalarProgram:
         if self._scalar is None:
             self._scalar = ScalarCode(self.code)
         return self._scalar
+
+    def random_table(self) -> RandomTable | None:
+        """The builder of the RANDOM draws' tables (None when the model draws nothing); read after the kernel's
+        statements are generated (they number the call sites)."""
+        sc = self.scalar()
+        if not sc.random_sites:
+            return None
+        if self._table is None:
+            self._table = RandomTable(sc)
+        return self._table
+
+    def _pipelines(self, b: Batch, clock, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """DELAY FIXED as a kernel reads it: each element's initial output and lag in steps per run (elements x
+        runs), the offset of its ring in a run's ring space, and that space's length; placeholders (one element,
+        lag 1, no ring) without DELAY FIXED. The lag is engine.integrate.driver._Pipelines' (whole steps, half
+        rounded up, 1 .. n_steps + 1). None where the numpy loop would stop (a delay time that is not finite, a
+        buffer over its limit): the caller re-runs the batch on numpy, which says why. The C and the numba kernels
+        read the same arrays."""
+        lay = self.code.layout
+        if not lay.delay_fixed:
+            return _NO_RINGS
+        d0s, lags = [], []
+        horizon = max(int(clock.n_steps), 1)
+        for d, d0, T in zip(lay.delay_fixed, b.D0, b.DT, strict=True):
+            sizes = tuple(self.code.rvars[d].sizes)
+            e = self.code.rvars[d].size
+            T = np.asarray(T, dtype=float)
+            if not np.all(np.isfinite(T)):
+                return None
+            lag = np.clip(np.floor(T / clock.dt + 0.5 + 1e-9), 1, horizon + 1).astype(np.int64)
+            shape = np.broadcast_shapes(np.shape(d0)[:-1] + (n,), np.shape(lag))
+            if int(np.max(lag)) * int(np.prod(shape)) > MAX_PIPELINE_VALUES:
+                return None
+            d0s.append(np.broadcast_to(np.asarray(d0, dtype=float), sizes + (n,)).reshape(e, n))
+            lags.append(np.broadcast_to(lag, sizes + (n,)).reshape(e, n))
+        D0 = np.ascontiguousarray(np.concatenate(d0s), dtype=float)
+        LAG = np.ascontiguousarray(np.concatenate(lags), dtype=np.int64)
+        longest = LAG.max(axis=1)
+        ROFF = np.ascontiguousarray(np.concatenate([[0], np.cumsum(longest)[:-1]]), dtype=np.int64)
+        return D0, LAG, ROFF, int(longest.sum())
 
     def _nonneg_rows(self) -> np.ndarray:
         """The rows of the packed state that hold non-negative stocks (a bool mask, built once)."""
@@ -169,3 +212,8 @@ class ScalarProgram:
         if self._times is None or self._times[0] != key:
             self._times = (key, clock.save_times())
         return self._times[1].copy(), SavedArrays(out, columns)   # a copy: the caller's Results own their times
+
+
+# without DELAY FIXED: placeholders for the rings' arguments (elements x runs, as a kernel types them), never read
+_NO_RINGS: tuple[np.ndarray, np.ndarray, np.ndarray, int] = (
+    np.zeros((1, 1)), np.ones((1, 1), dtype=np.int64), np.zeros(1, dtype=np.int64), 0)
