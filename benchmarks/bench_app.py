@@ -437,8 +437,9 @@ def main() -> None:
         print("\nThe app's own wait is the websocket row above (tens of ms): the rest of a page open is "
               "Chromium loading, compiling and laying out Streamlit's frontend. A bare Streamlit page with only "
               "text sets the floor on this machine; a plotly chart adds plotly.js (a 4.7 MB script); a Vega-Lite "
-              "chart uses the Vega already in Streamlit's page. Hence the lever screen's charts are Vega-Lite "
-              "(docs/app.md, section Speed).")
+              "chart first loads Vega's part of the frontend; an SVG image drawn on the server (lxapp/svgchart.py) "
+              "needs no script at all. Hence the lever screen's charts are such images (docs/app.md, section "
+              "Speed).")
 
 
 def reading(single: list[float], load: list[float], wall: float, cpu_move: float, cpu_app: float,
