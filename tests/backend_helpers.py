@@ -122,3 +122,51 @@ def suite_pair(model: Path, backend: str):
         mb = compile_model(model_from_dict(d, str(model)), check_units=False, backend=backend)
     mb._say_fallback = False
     return mn, mb
+
+
+def check_delay_fixed(backend: str, method: str, assert_same) -> None:
+    """DELAY FIXED on ``backend`` equal to numpy's (``assert_same(numpy_results, backend_results)``): the numpy
+    loop's lags (one step, whole steps, half rounded up, beyond the run), initial values and pushes; SAMPLE IF
+    TRUE and DELAY N's lagged delay times ride on it (DELAYS). Copies of the input are exact."""
+    mn, mb = build("numpy", name="delays", **DELAYS), build(backend, name="delays", **DELAYS)
+    assert_same(mn.run(method=method), mb.run(method=method))
+    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
+    rn, rb = mn.run(params={"T": T}, n=4, method=method), mb.run(params={"T": T}, n=4, method=method)
+    assert_same(rn, rb)
+    assert np.array_equal(rn["df"], rb["df"]) and np.array_equal(rn["dv"], rb["dv"])   # copies: exact
+
+
+def check_random_draws(backend: str, method: str, assert_same, monkeypatch) -> None:
+    """RANDOM functions on a scalar backend read the numpy code's own draws (engine.compile.random_table):
+    equal to numpy's bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks."""
+    from engine.compile import random_table
+
+    mn, mb = build("numpy", name="rnd", **RANDOMS), build(backend, name="rnd", **RANDOMS)
+    rn, rb = mn.run(method=method), mb.run(method=method)
+    assert_same(rn, rb)
+    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
+        assert np.array_equal(rn[v], rb[v]), v
+    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
+    rn = mn.run(params={"sd": sd}, n=5, seed=42, method=method)
+    rb = mb.run(params={"sd": sd}, n=5, seed=42, method=method)
+    assert_same(rn, rb)
+    assert np.array_equal(rn["r01"], rb["r01"]) and not np.array_equal(rb["r01"][0], rb["r01"][1])
+
+
+# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
+SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
+                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
+
+
+def check_suite_model(model: Path, backend: str, assert_same) -> None:
+    """A suite model on ``backend`` equal to numpy's (skipped when the suite lacks it)."""
+    import pytest
+
+    if not model.is_file():
+        pytest.skip(f"{model.name} not in the suite")
+    mn, mb = suite_pair(model, backend)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        rn, rb = mn.run(), mb.run()
+    assert_same(rn, rb)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import DELAYS, RANDOMS, REL, build
+from backend_helpers import DELAYS, RANDOMS, REL, SUITE_DELAY_FIXED, build, check_delay_fixed, check_suite_model
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -242,12 +242,7 @@ def test_small_batches_share_one_program_whatever_they_save():
 def test_delay_fixed_equal_numpy(method):
     """DELAY FIXED in the compiled loop: the numpy loop's lags (whole steps, half rounded up, beyond the run),
     initial values and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it."""
-    mn, mj = build("numpy", name="delays", **DELAYS), build("jax", name="delays", **DELAYS)
-    assert_same(mn.run(method=method), mj.run(method=method))
-    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
-    rn, rj = mn.run(params={"T": T}, n=4, method=method), mj.run(params={"T": T}, n=4, method=method)
-    assert_same(rn, rj)
-    assert np.array_equal(rn["df"], rj["df"]) and np.array_equal(rn["dv"], rj["dv"])   # copies: exact
+    check_delay_fixed("jax", method, assert_same)
 
 
 def test_delay_rings_share_programs_and_chunks(monkeypatch):
@@ -324,26 +319,13 @@ def test_delays_and_draws_together():
 
 SUITE = Path(os.environ.get("SD_TEST_MODELS", ROOT.parent / "shared" / "sd-test-models"))
 TESTS = SUITE / "tests" if (SUITE / "tests").is_dir() else SUITE
-# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
-SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
-                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
 @pytest.mark.parametrize("rel", SUITE_DELAY_FIXED)
 def test_suite_delay_fixed_models_equal_numpy(rel):
-    import warnings
-
-    from backend_helpers import suite_pair
-
-    if not (TESTS / rel).is_file():
-        pytest.skip(f"{rel} not in the suite")
-    mn, mj = suite_pair(TESTS / rel, "jax")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        rn, rj = mn.run(), mj.run()
-    assert_same(rn, rj)
+    check_suite_model(TESTS / rel, "jax", assert_same)
 
 
 E4A = ROOT.parent / "shared" / "real-models" / "earth4all" / "mov220501-18 E4A-global jr TLTL.mdl"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import DELAYS, RANDOMS, SCALAR_BUILTINS, assert_same_scalar, suite_pair
+from backend_helpers import (DELAYS, SCALAR_BUILTINS, assert_same_scalar, check_delay_fixed, check_random_draws,
+                             suite_pair)
 from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
@@ -263,31 +264,13 @@ def test_suite_model_equal_numpy(rel):
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
 def test_delay_fixed_equal_numpy(method):
     """DELAY FIXED in the kernel (a ring buffer a run): the numpy loop's lags, initial values and pushes."""
-    mn, mc = build("numpy", name="delays", **DELAYS), build("c", name="delays", **DELAYS)
-    assert_same(mn.run(method=method), mc.run(method=method))
-    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
-    rn, rc = mn.run(params={"T": T}, n=4, method=method), mc.run(params={"T": T}, n=4, method=method)
-    assert_same(rn, rc)
-    assert np.array_equal(rn["df"], rc["df"]) and np.array_equal(rn["dv"], rc["dv"])   # copies: exact
+    check_delay_fixed("c", method, assert_same)
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_random_functions_equal_numpy(method, monkeypatch):
-    """RANDOM functions in the kernel read the numpy code's own draws (engine.compile.random_table): equal
-    to numpy's bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks."""
-    from engine.compile import random_table
-
-    mn, mc = build("numpy", name="rnd", **RANDOMS), build("c", name="rnd", **RANDOMS)
-    rn, rc = mn.run(method=method), mc.run(method=method)
-    assert_same(rn, rc)
-    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
-        assert np.array_equal(rn[v], rc[v]), v
-    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
-    rn, rc = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mc.run(params={"sd": sd}, n=5, seed=42,
-                                                                           method=method)
-    assert_same(rn, rc)
-    assert np.array_equal(rn["r01"], rc["r01"]) and not np.array_equal(rc["r01"][0], rc["r01"][1])
+    """RANDOM functions in the kernel read the numpy code's own draws, bit for bit (backend_helpers)."""
+    check_random_draws("c", method, assert_same, monkeypatch)
 
 
 def test_uniform_table_is_uniforms_stacked():

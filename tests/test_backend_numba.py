@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import DELAYS, RANDOMS, SCALAR_BUILTINS, assert_same_scalar, suite_pair
+from backend_helpers import (DELAYS, SCALAR_BUILTINS, SUITE_DELAY_FIXED, assert_same_scalar, check_delay_fixed,
+                             check_random_draws, check_suite_model)
 from backend_helpers import build as _build
 
 from engine import SimulationError, compile_model, load_model
@@ -229,32 +230,14 @@ def test_models_without_stocks_or_dynamics():
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
 def test_delay_fixed_equal_numpy(method):
     """DELAY FIXED in the kernel (a ring buffer a run, as the C kernel): the numpy loop's lags, initial values
-    and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it (test_backend_c.DELAYS)."""
-    mn, mb = build("numpy", name="delays", **DELAYS), build("numba", name="delays", **DELAYS)
-    assert_same(mn.run(method=method), mb.run(method=method))
-    T = np.array([0.25, 1.0, 2.6, 50.0])   # one step, whole steps, rounded, beyond the run
-    rn, rb = mn.run(params={"T": T}, n=4, method=method), mb.run(params={"T": T}, n=4, method=method)
-    assert_same(rn, rb)
-    assert np.array_equal(rn["df"], rb["df"]) and np.array_equal(rn["dv"], rb["dv"])   # copies: exact
+    and pushes; SAMPLE IF TRUE and DELAY N's lagged delay times ride on it (backend_helpers.DELAYS)."""
+    check_delay_fixed("numba", method, assert_same)
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_random_functions_equal_numpy(method, monkeypatch):
-    """RANDOM functions in the kernel read the numpy code's own draws (engine.compile.random_table): equal
-    to numpy's bit for bit, in batches (a run's draws independent of the batch), with a seed, in chunks."""
-    from engine.compile import random_table
-
-    mn, mb = build("numpy", name="rnd", **RANDOMS), build("numba", name="rnd", **RANDOMS)
-    rn, rb = mn.run(method=method), mb.run(method=method)
-    assert_same(rn, rb)
-    for v in ("r01", "u", "ex", "gm", "wb", "bt", "ps", "tri", "parts"):
-        assert np.array_equal(rn[v], rb[v]), v
-    sd = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    monkeypatch.setattr(random_table, "CHUNK_BYTES", 2 * 41 * 64 * 8)   # two runs a chunk: three chunks
-    rn, rb = mn.run(params={"sd": sd}, n=5, seed=42, method=method), mb.run(params={"sd": sd}, n=5, seed=42,
-                                                                           method=method)
-    assert_same(rn, rb)
-    assert np.array_equal(rn["r01"], rb["r01"]) and not np.array_equal(rb["r01"][0], rb["r01"][1])
+    """RANDOM functions in the kernel read the numpy code's own draws, bit for bit (backend_helpers)."""
+    check_random_draws("numba", method, assert_same, monkeypatch)
 
 
 def test_delays_and_draws_in_parallel(monkeypatch):
@@ -282,23 +265,12 @@ def test_delay_time_not_finite_same_error_as_numpy():
     assert str(en.value) == str(eb.value) and "DELAY FIXED" in str(eb.value)
 
 
-# the suite's models with DELAY FIXED (the suite has no RANDOM model), and SAMPLE IF TRUE, built on its ring
-SUITE_DELAY_FIXED = ["delay_fixed/test_delay_fixed.mdl", "delay_pipeline/test_pipeline_delays.mdl",
-                     "forecast/test_forecast.mdl", "sample_if_true/test_sample_if_true.mdl"]
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not TESTS.is_dir(), reason=f"SDXorg test-models not found at {TESTS}")
 @pytest.mark.parametrize("rel", SUITE_DELAY_FIXED)
 def test_suite_delay_fixed_models_equal_numpy(rel):
     """The suite's models with DELAY FIXED (and SAMPLE IF TRUE, which the numpy code builds on it) on numba."""
-    if not (TESTS / rel).is_file():
-        pytest.skip(f"{rel} not in the suite")
-    mn, mb = suite_pair(TESTS / rel, "numba")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        rn, rb = mn.run(), mb.run()
-    assert_same(rn, rb)
+    check_suite_model(TESTS / rel, "numba", assert_same)
 
 
 @pytest.mark.slow
