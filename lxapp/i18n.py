@@ -20,6 +20,10 @@ TEXT = {
     "reference": ("参照情景", "Reference scenario"),
     "base": ("杠杆的基础情景", "Base scenario of the levers"),
     "uncertainty": ("不确定性(500次抽样)", "Uncertainty (500 samples)"),
+    "interactive": ("交互式图表", "Interactive charts"),
+    "interactive_help": ("打开后图表可悬停查看数值、缩放(首次加载稍慢);关闭时图表为服务器绘制的图片,打开页面最快。",
+                         "On: hover for values and zoom (the first time, a little slower to load); off: charts drawn "
+                         "on the server as images, the fastest to open."),
     "reset": ("重置杠杆", "Reset levers"),
     "more_levers": ("更多参数", "More constants"),
     "choose": ("请选择", "Choose options"),   # the multiselects' placeholder (Streamlit's own is English)

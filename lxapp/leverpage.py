@@ -54,7 +54,9 @@ def lever_screen(ctx) -> None:
     # the first chart) are drawn before it redoes the sliders and cards (docs/app.md, Speed)
     with right:
         card_box = st.container()
-        charts_grid(view, runs, cols)
+        st.toggle(t("interactive", ctx.lang), help=t("interactive_help", ctx.lang),
+                  **ui.bind("ia", ctx.lang, bool))
+        charts_grid(view, runs, cols, interactive=bool(ss.get("ia")))
     with card_box:
         cards(view, runs, cols)
     with left:
@@ -184,23 +186,26 @@ def cards(ctx, runs: dict, cols: list[str]) -> None:
             f'margin-bottom:0.5rem">{"".join(parts)}</div>')
 
 
-def charts_grid(ctx, runs: dict, cols: list[str]) -> None:
-    """The cards' charts, two a row. Without the fan they are SVG images drawn on the server
+def charts_grid(ctx, runs: dict, cols: list[str], interactive: bool = False) -> None:
+    """The cards' charts, two a row. By default they are SVG images drawn on the server
     (``lxapp.svgchart``: the browser shows them with the page's first elements, no chart library
     to load; docs/benchmarks-app.md), from a figure whose fixed traces are built once; a lever
-    move puts the current settings' numbers into it. With the fan: plotly, as the compare page."""
+    move puts the current settings' numbers into it. With the fan, or ``interactive`` (hover and
+    zoom, the "interactive charts" toggle): plotly, as the compare page draws them."""
     from lxapp import svgchart
     from lxapp.pages import line
     cur = runs[CURRENT]
     grid = st.columns(2)
     shown = [c for c in cols if c in cur.columns]
-    space = 1 if ctx.bands else max((svgchart.title_lines(chart_template(ctx, runs, c)[0]) for c in shown),
-                                    default=1)     # the charts' titles take as many lines: the plots line up
+    plotly = bool(ctx.bands) or interactive
+    space = 1 if plotly else max((svgchart.title_lines(chart_template(ctx, runs, c)[0]) for c in shown),
+                                 default=1)     # the charts' titles take as many lines: the plots line up
+    view = ctx if ctx.bands or not plotly else replace(ctx, df=core.combine(runs), bands={})
     for i, col in enumerate(shown):
         with grid[i % 2]:
-            if ctx.bands:      # with the fan: the whole chart, as the compare page draws it
-                df = ctx.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
-                st.plotly_chart(line(ctx, col, df, _labels(ctx)), width="stretch", key=f"lev_{col}")
+            if plotly:         # the whole chart, as the compare page draws it (with the fan when on)
+                df = view.df.loc[list(dict.fromkeys([CURRENT, ctx.base]))]
+                st.plotly_chart(line(view, col, df, _labels(ctx)), width="stretch", key=f"lev_{col}")
                 continue
             spec, k, scale = chart_template(ctx, runs, col)
             if k is not None:  # the current settings' line: the one thing a move changes

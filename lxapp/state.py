@@ -15,7 +15,8 @@ MAX_VALUE_CHARS = 2000      # a query value longer than this is refused (a link 
 
 def encode(view: dict) -> dict[str, str]:
     """view: lang, page, sc (list), ref, base, lv (dict name -> value), unc (bool), more (list),
-    ch (list of chart columns), grp (3 or 7: sector grouping), ly (LMDI year)."""
+    ch (list of chart columns), grp (3 or 7: sector grouping), ly (LMDI year), ia (bool: the lever
+    screen's charts interactive)."""
     q = {"lang": view.get("lang", "zh"), "page": view.get("page", PAGES[0])}
     if view.get("sc"):
         q["sc"] = ",".join(view["sc"])
@@ -26,6 +27,8 @@ def encode(view: dict) -> dict[str, str]:
         q["lv"] = ";".join(f"{k}:{_num(v)}" for k, v in sorted(view["lv"].items()))
     if view.get("unc"):
         q["unc"] = "1"
+    if view.get("ia"):
+        q["ia"] = "1"
     if view.get("more"):
         q["more"] = ",".join(view["more"])
     if view.get("ch") is not None:
@@ -86,8 +89,9 @@ def _levers(text: str, problems: list[str]) -> dict[str, float]:
 
 
 def _rest(q: dict, view: dict, problems: list[str]) -> None:
-    if "unc" in q:
-        view["unc"] = q["unc"] in ("1", "true")
+    for flag in ("unc", "ia"):
+        if flag in q:
+            view[flag] = q[flag] in ("1", "true")
     if q.get("more"):
         view["more"] = [s for s in q["more"].split(",") if s]
     if "ch" in q:

@@ -188,6 +188,7 @@ def apply_view(bundle: core.Bundle, view: dict) -> list[str]:
         ref = None
     ss["ref"] = ref or ss.get("ref") or ss["base"]
     ss["unc"] = bool(view.get("unc", ss.get("unc", False)))
+    ss["ia"] = bool(view.get("ia", ss.get("ia", False)))
     more_opts = core.more_constants(bundle)
     if "more" in view:
         problems += [f"more={m}: not a constant with a range" for m in view["more"] if m not in more_opts]
@@ -242,7 +243,7 @@ def current_view(ctx: Ctx) -> dict:
     ss = st.session_state
     return {"lang": ctx.lang, "page": ctx.page, "sc": ctx.selected, "ref": ctx.reference, "base": ctx.base,
             "lv": ctx.moved, "unc": ctx.unc, "more": ss.get("more", []), "ch": ss.get("ch"),
-            "grp": ss.get("grp"), "ly": ss.get("ly")}
+            "grp": ss.get("grp"), "ly": ss.get("ly"), "ia": ss.get("ia", False)}
 
 
 def write_url(ctx: Ctx) -> None:

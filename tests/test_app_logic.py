@@ -43,7 +43,8 @@ def test_lmdi_on_runs(bundle):
 def test_state_round_trip():
     view = {"lang": "en", "page": "compare", "sc": ["current", "plan"], "ref": "plan", "base": "actual_trend",
             "lv": {"rongyue_pace": 2.0, "ethylene_start_year": 2026.0, "investment_rate_future": 0.1204},
-            "unc": True, "more": ["x"], "ch": ["gdp_real", "industry_share[secondary]"], "grp": 7, "ly": 2028}
+            "unc": True, "more": ["x"], "ch": ["gdp_real", "industry_share[secondary]"], "grp": 7, "ly": 2028,
+            "ia": True}
     assert state.decode(state.encode(view)) == (view, [])
     assert state.decode(state.encode(view | {"ch": []}))[0]["ch"] == []      # "no charts" is kept
 

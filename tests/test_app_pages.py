@@ -354,3 +354,21 @@ def test_lever_charts_carry_the_plan_and_a_move_changes_the_current_line(monkeyp
     assert after.keys() == lines.keys()
     changed = {k for k in lines if after[k]["data-values"] != lines[k]["data-values"]}
     assert changed == {current[0]["data-name"]}
+
+
+def test_interactive_toggle_draws_the_lever_charts_in_plotly_and_is_in_the_link(monkeypatch):
+    """The lever screen's "interactive charts" switch: plotly charts (hover, zoom) instead of the
+    server-drawn images, the same lines; kept in the URL (ia=1), and a link with ia=1 opens so."""
+    monkeypatch.setenv("LXSD_MODEL", REAL)
+    at = app("levers", "en")
+    assert len(_lever_svgs(at)) == 4 and not at.get("plotly_chart")
+    at.toggle(key="w_ia_en").set_value(True).run()
+    assert not at.exception and not _lever_svgs(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4 and qp(at, "ia") == "1"
+    import json
+    fig = json.loads(charts[0].proto.spec)
+    names = [tr.get("name") for tr in fig["data"]]
+    assert "Current settings" in names and any("(base)" in (n or "") for n in names)
+    opened = app("levers", "zh", ia="1")
+    assert not opened.exception and len(opened.get("plotly_chart")) == 4 and not _lever_svgs(opened)
