@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_helpers import DELAYS, RANDOMS, REL, SUITE_DELAY_FIXED, build, check_delay_fixed, check_suite_model
+from backend_helpers import (DELAYS, RANDOMS, REL, SCALAR_BUILTINS, SUITE_DELAY_FIXED, build, check_delay_fixed,
+                             check_suite_model)
 
 from engine import EngineError, SimulationError, compile_model, load_model
 from engine.parse import model_from_dict
@@ -34,24 +35,11 @@ def assert_same(rn, rj):
         assert err <= REL, f"{v}: relative difference {err:.2e}"
 
 
-BUILTINS = {
-    "dims": {"sector": ["a", "b", "c"]},
-    "const": {"k": {"value": 0.3}, "w": {"dims": ["sector"], "value": {"a": 1, "b": 2, "c": 3}},
-        "h": {"value": 2.5}},
-    "lookups": {"tbl": {"x": [0, 2, 5, 9], "y": [1, 3, 2, 6]},
-        "lin": {"x": [0, 1, 2], "y": [0, 10, 5], "extrapolation": "linear"}},
-    "data": {"d": {"time": [1, 3, 5, 8], "values": [10, 30, 10, 15], "interpolation": "linear"},
-        "e": {"time": [1, 3, 5], "values": [1, 2, 3], "interpolation": "step"}},
-    "stocks": {"x": {"initial": "1", "inflows": ["grow"], "outflows": ["loss"]},
-        "v": {"dims": ["sector"], "initial": "w", "inflows": ["fill"], "non_negative": True}},
-    "flows": {"grow": {"equation": "k * x * tbl(TIME) / (1 + x) + STEP(h, 3) + RAMP(0.1, 2, 6)"},
-        "loss": {"equation": "XIDZ(x, 4 + PULSE(5, 1), 0) + ZIDZ(PULSE_TRAIN(1, 0.5, 2, 9), 2)"},
-        "fill": {"dims": ["sector"], "equations": {"default": "d / 10 - v * k * w", "c": "e - 2 * v"}}},
-    "aux": {"s": "SMOOTH(x, 2)", "dl": "DELAY3(x, 1.5)", "tot": "SUM(v[sector!])", "lg": "LOG(x + 1, 3) + LN(x + 1)",
-        "q": "QUANTUM(x, 0.5) + INTEGER(x) + MODULO(TIME, 3) + MIN(x, 2) * MAX(x, 1) + ABS(-x) + SQRT(x)",
-        "ex": "lin(TIME / 3 - 1) + EXP(-x) + POWER(x, 0.7) + IF_THEN_ELSE(x > 2 :AND: TIME < 7, 1, 0)",
-        "wl": "WITH_LOOKUP(TIME, ((0, 0), (4, 4), (8, 1)))", "vs": {"dims": ["sector"], "equation": "v * w + x"}},
-}
+# the JAX tests' builtins model: the scalar backends' (backend_helpers) less its subranges, the `hit` lookup and the
+# `red`, `hits` and `pick` auxiliaries (the model these tests always ran, now written once)
+BUILTINS = {**{k: v for k, v in SCALAR_BUILTINS.items() if k != "subranges"},
+            "lookups": {k: v for k, v in SCALAR_BUILTINS["lookups"].items() if k != "hit"},
+            "aux": {k: v for k, v in SCALAR_BUILTINS["aux"].items() if k not in ("red", "hits", "pick")}}
 
 
 @pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
